@@ -1,0 +1,114 @@
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { isSettingKey } from './options.js';
+import { parseRegistration } from './registrationFile.js';
+import { COMMAND_LINE, resolveSettings, type ResolveOptions, SettingsError, type RawSettings, type RawValue, type ResolvedSettings, type SettingsLayer } from './settings.js';
+
+export interface SettingsSources {
+  readonly commandLine: RawSettings;
+  readonly environment: RawSettings;
+  /** --config FILE, from the command line or the environment. */
+  readonly configFile?: string | undefined;
+}
+
+interface Expansion {
+  readonly layers: SettingsLayer[];
+  readonly problems: string[];
+  readonly warnings: string[];
+}
+
+function readSecretFile(path: string, what: string, expansion: Expansion): string | undefined {
+  try {
+    const mode = statSync(path).mode;
+    if ((mode & 0o077) !== 0) {
+      expansion.warnings.push(`${what} ${path} is readable by other users (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+    }
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    expansion.problems.push(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    return undefined;
+  }
+}
+
+/** Replaces sharesecret-file and registration by the values they point at, ranked with the layer that named them. */
+function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion): void {
+  const { registration, 'sharesecret-file': sharesecretFile, ...values } = layer.values;
+  expansion.layers.push({ source: layer.source, values });
+
+  if (sharesecretFile !== undefined) {
+    if (values.sharesecret !== undefined) {
+      expansion.problems.push(`${layer.source} gives both sharesecret and sharesecret-file; give one`);
+    }
+    const path = resolve(baseDir, String(sharesecretFile));
+    const secret = readSecretFile(path, 'sharesecret-file', expansion);
+    if (secret !== undefined) {
+      expansion.layers.push({ source: `sharesecret-file ${path}`, values: { sharesecret: secret.trim(), 'sharesecret-source': path } });
+    }
+  }
+  if (registration !== undefined) {
+    const path = resolve(baseDir, String(registration));
+    const text = readSecretFile(path, 'registration', expansion);
+    if (text !== undefined) {
+      try {
+        const parsed = parseRegistration(text);
+        expansion.layers.push({
+          source: `registration ${path}`,
+          values: { astoken: parsed.as_token, hstoken: parsed.hs_token, 'appservice-id': parsed.id, 'appservice-url': parsed.url },
+        });
+      } catch (error) {
+        expansion.problems.push(`registration ${path} ${(error as Error).message}`);
+      }
+    }
+  }
+}
+
+function readConfigFile(path: string, expansion: Expansion): RawSettings {
+  let doc: unknown;
+  try {
+    doc = parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    expansion.problems.push(`cannot read config file ${path}: ${reason}`);
+    return {};
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    expansion.problems.push(`config file ${path} must be a YAML mapping of setting: value`);
+    return {};
+  }
+  const values: RawSettings = {};
+  for (const [rawKey, value] of Object.entries(doc as Record<string, unknown>)) {
+    const key = rawKey.replaceAll('_', '-');
+    if (!isSettingKey(key)) {
+      expansion.problems.push(`config file ${path}: unknown setting "${rawKey}"`);
+    } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+      values[key] = value as RawValue;
+    } else {
+      expansion.problems.push(`config file ${path}: ${rawKey} must be a string, number or boolean`);
+    }
+  }
+  return values;
+}
+
+/** Command line, then environment, then config file, then defaults; files they name are read here. */
+export function loadSettings(sources: SettingsSources, options?: ResolveOptions): ResolvedSettings {
+  const expansion: Expansion = { layers: [], problems: [], warnings: [] };
+  const cwd = process.cwd();
+  expandLayer({ source: COMMAND_LINE, values: sources.commandLine }, cwd, expansion);
+  expandLayer({ source: 'environment', values: sources.environment }, cwd, expansion);
+  if (sources.configFile !== undefined) {
+    const path = resolve(cwd, sources.configFile);
+    const values = readConfigFile(path, expansion);
+    expandLayer({ source: `config file ${path}`, values }, dirname(path), expansion);
+  }
+  let resolved: ResolvedSettings | undefined;
+  try {
+    resolved = resolveSettings(expansion.layers, options);
+  } catch (error) {
+    if (!(error instanceof SettingsError)) throw error;
+    throw new SettingsError([...expansion.problems, ...error.problems]);
+  }
+  if (expansion.problems.length > 0) throw new SettingsError(expansion.problems);
+  return { settings: resolved.settings, warnings: [...expansion.warnings, ...resolved.warnings] };
+}

@@ -1,0 +1,37 @@
+/** Every setting the daemon reads, with its flag, environment variable and config-file key. */
+export type OptionKind = 'string' | 'secret' | 'path' | 'integer' | 'boolean';
+
+export interface OptionSpec {
+  readonly key: string;
+  readonly kind: OptionKind;
+  readonly argName?: string;
+  readonly description: string;
+}
+
+export const OPTION_SPECS = [
+  { key: 'matrixdomain', kind: 'string', argName: '<domain>', description: 'server_name of the homeserver (the part after ":" in user ids)' },
+  { key: 'matrixurl', kind: 'string', argName: '<url>', description: 'homeserver base URL (default http://127.0.0.1:8008)' },
+  { key: 'host', kind: 'string', argName: '<address>', description: 'address to listen on (default 127.0.0.1)' },
+  { key: 'port', kind: 'integer', argName: '<port>', description: 'port to listen on (default 8009)' },
+  { key: 'datapath', kind: 'path', argName: '<dir>', description: 'directory of the LevelDB state (default .matrix)' },
+  { key: 'registration', kind: 'path', argName: '<file>', description: 'application-service registration.yaml: id, url, as_token, hs_token' },
+  { key: 'sharesecret', kind: 'secret', argName: '<secret>', description: "homeserver's registration_shared_secret (prefer --sharesecret-file)" },
+  { key: 'sharesecret-file', kind: 'path', argName: '<file>', description: 'file holding the registration_shared_secret' },
+  { key: 'astoken', kind: 'secret', argName: '<token>', description: 'as_token (prefer --registration)' },
+  { key: 'hstoken', kind: 'secret', argName: '<token>', description: 'hs_token (prefer --registration)' },
+  { key: 'verbosity', kind: 'integer', argName: '<0-5>', description: 'log level: 0 critical, 1 error, 2 warn, 3 info, 4 debug, 5 trace (default 3)' },
+  { key: 'homeserver-timeout', kind: 'integer', argName: '<seconds>', description: 'timeout of one homeserver call (default 30)' },
+  { key: 'login-after-register', kind: 'boolean', description: 'log the new user in and return access_token and device_id (default: off, inhibit_login)' },
+] as const satisfies readonly OptionSpec[];
+
+export type SettingKey = (typeof OPTION_SPECS)[number]['key'];
+
+export const ENV_PREFIX = 'MATRIX_REGSERVICE_';
+
+export function envName(key: string): string {
+  return ENV_PREFIX + key.toUpperCase().replaceAll('-', '_');
+}
+
+export function isSettingKey(key: string): key is SettingKey {
+  return OPTION_SPECS.some((spec) => spec.key === key);
+}

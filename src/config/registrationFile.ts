@@ -1,0 +1,50 @@
+import { parse, stringify } from 'yaml';
+
+/** The fields of an application-service registration.yaml this service reads and writes. */
+export interface AppserviceRegistration {
+  readonly id: string;
+  readonly url: string;
+  readonly as_token: string;
+  readonly hs_token: string;
+  readonly sender_localpart: string;
+  readonly namespaces: {
+    readonly users: readonly { readonly exclusive: boolean; readonly regex: string }[];
+    readonly aliases: readonly { readonly exclusive: boolean; readonly regex: string }[];
+    readonly rooms: readonly { readonly exclusive: boolean; readonly regex: string }[];
+  };
+  readonly rate_limited: boolean;
+}
+
+export type RegistrationSecrets = Pick<AppserviceRegistration, 'id' | 'url' | 'as_token' | 'hs_token'>;
+
+/** Reads id, url, as_token and hs_token; throws with the name of what is missing. */
+export function parseRegistration(text: string): RegistrationSecrets {
+  const doc: unknown = parse(text);
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new Error('is not a YAML mapping');
+  }
+  const fields = doc as Record<string, unknown>;
+  const read = (key: keyof RegistrationSecrets): string => {
+    const value = fields[key];
+    if (typeof value !== 'string' || value.trim() === '') throw new Error(`has no ${key}`);
+    return value.trim();
+  };
+  return { id: read('id'), url: read('url'), as_token: read('as_token'), hs_token: read('hs_token') };
+}
+
+/** A regex source matching `text` literally (Python `re` and JavaScript agree on these escapes). */
+export function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * The one user namespace this service needs: Photon ids on this server, nothing else.
+ * Anchored at both ends because Synapse applies it with Python's `re.match` (start only).
+ */
+export function photonUserRegex(serverName: string): string {
+  return `^@0x[0-9a-f]{40}:${escapeRegex(serverName)}$`;
+}
+
+export function renderRegistration(registration: AppserviceRegistration): string {
+  return stringify(registration, { lineWidth: 0 });
+}

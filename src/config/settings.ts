@@ -1,0 +1,197 @@
+import { normalizeHomeserverUrl } from './homeserverUrl.js';
+import type { SettingKey } from './options.js';
+
+export type Verbosity = 0 | 1 | 2 | 3 | 4 | 5;
+
+/** The validated settings the daemon runs with. */
+export interface Settings {
+  readonly serverName: string;
+  readonly homeserverUrl: string;
+  readonly host: string;
+  readonly port: number;
+  readonly datapath: string;
+  readonly sharedSecret: string;
+  /** The file the shared secret was read from, when it came from one. */
+  readonly sharedSecretFile: string | undefined;
+  readonly asToken: string;
+  readonly hsToken: string;
+  readonly appserviceId: string | undefined;
+  /** Path prefix of every route, from the registration `url` (default /regapp/1). */
+  readonly basePath: string;
+  readonly verbosity: Verbosity;
+  readonly homeserverTimeoutMs: number;
+  readonly loginAfterRegister: boolean;
+}
+
+export type RawValue = string | number | boolean;
+/** Keys a registration.yaml contributes besides the tokens; never flags. */
+export type InternalKey = 'appservice-id' | 'appservice-url' | 'sharesecret-source';
+export type RawSettings = Partial<Record<SettingKey | InternalKey, RawValue>>;
+
+/** One source of settings; earlier layers win. */
+export interface SettingsLayer {
+  readonly source: string;
+  readonly values: RawSettings;
+}
+
+export const COMMAND_LINE = 'command line';
+export const DEFAULT_BASE_PATH = '/regapp/1';
+
+export const DEFAULTS = {
+  matrixurl: 'http://127.0.0.1:8008',
+  host: '127.0.0.1',
+  port: 8009,
+  datapath: '.matrix',
+  verbosity: 3,
+  'homeserver-timeout': 30,
+  'login-after-register': false,
+} as const satisfies RawSettings;
+
+export class SettingsError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid settings:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'SettingsError';
+    this.problems = problems;
+  }
+}
+
+export interface ResolvedSettings {
+  readonly settings: Settings;
+  readonly warnings: readonly string[];
+}
+
+// server_name per the Matrix spec: hostname (DNS name, IPv4 or [IPv6]) with an optional port.
+const SERVER_NAME = /^(?:[A-Za-z0-9.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+const SECRET_KEYS: readonly SettingKey[] = ['sharesecret', 'astoken', 'hstoken'];
+
+interface Picked {
+  readonly value: RawValue;
+  readonly source: string;
+  /** Everything the winning layer gave, to read values that travel together. */
+  readonly layer: RawSettings;
+}
+
+export interface ResolveOptions {
+  /** The daemon needs the shared secret and both tokens; genconfig makes them. */
+  readonly requireSecrets: boolean;
+}
+
+function sharedSecretFileOf(picked: Picked | undefined): string | undefined {
+  const file = picked?.layer['sharesecret-source'];
+  return file === undefined ? undefined : String(file);
+}
+
+export function resolveSettings(
+  layers: readonly SettingsLayer[],
+  options: ResolveOptions = { requireSecrets: true },
+): ResolvedSettings {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+
+  const pick = (key: SettingKey | InternalKey): Picked | undefined => {
+    for (const layer of layers) {
+      const value = layer.values[key];
+      if (value !== undefined) return { value, source: layer.source, layer: layer.values };
+    }
+    const fallback = (DEFAULTS as RawSettings)[key];
+    return fallback === undefined ? undefined : { value: fallback, source: 'default', layer: DEFAULTS };
+  };
+  const describe = (key: string, picked: Picked): string => `${key} (from ${picked.source})`;
+
+  const text = (key: SettingKey | InternalKey, required: string | undefined): string => {
+    const picked = pick(key);
+    if (picked === undefined) {
+      if (required !== undefined) problems.push(`${key} is required: ${required}`);
+      return '';
+    }
+    const value = String(picked.value).trim();
+    if (value === '') problems.push(`${describe(key, picked)} must not be empty`);
+    return value;
+  };
+  const integer = (key: SettingKey, min: number, max: number): number => {
+    const picked = pick(key);
+    if (picked === undefined) return min;
+    const raw = String(picked.value).trim();
+    const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${describe(key, picked)} must be a whole number from ${min} to ${max}, got "${raw}"`);
+      return min;
+    }
+    return value;
+  };
+  const flag = (key: SettingKey): boolean => {
+    const picked = pick(key);
+    if (picked === undefined) return false;
+    if (typeof picked.value === 'boolean') return picked.value;
+    const raw = String(picked.value).trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+    if (['false', '0', 'no', 'off', ''].includes(raw)) return false;
+    problems.push(`${describe(key, picked)} must be true or false, got "${raw}"`);
+    return false;
+  };
+
+  const required = (why: string): string | undefined => (options.requireSecrets ? why : undefined);
+
+  const serverName = text('matrixdomain', 'the homeserver server_name, e.g. --matrixdomain transport01.example.org');
+  if (serverName !== '' && !SERVER_NAME.test(serverName)) {
+    problems.push(`matrixdomain must be a server name (host or host:port), got "${serverName}"`);
+  }
+
+  let homeserverUrl = '';
+  const urlPicked = pick('matrixurl');
+  if (urlPicked !== undefined) {
+    try {
+      const normalized = normalizeHomeserverUrl(String(urlPicked.value).trim());
+      homeserverUrl = normalized.baseUrl;
+      if (normalized.reducedFrom !== undefined) {
+        warnings.push(
+          `matrixurl "${normalized.reducedFrom}" names an endpoint; using the homeserver base URL "${homeserverUrl}" instead`,
+        );
+      }
+    } catch (error) {
+      problems.push(`${describe('matrixurl', urlPicked)}: ${(error as Error).message}`);
+    }
+  }
+
+  let basePath = DEFAULT_BASE_PATH;
+  const appserviceUrl = pick('appservice-url');
+  if (appserviceUrl !== undefined) {
+    try {
+      const path = new URL(String(appserviceUrl.value)).pathname.replace(/\/+$/, '');
+      basePath = path === '' ? DEFAULT_BASE_PATH : path;
+    } catch {
+      problems.push(`${describe('url', appserviceUrl)} is not a URL: "${String(appserviceUrl.value)}"`);
+    }
+  }
+
+  const verbosity = integer('verbosity', 0, 5) as Verbosity;
+  const settings: Settings = {
+    serverName,
+    homeserverUrl,
+    host: text('host', undefined),
+    port: integer('port', 1, 65535),
+    datapath: text('datapath', undefined),
+    sharedSecret: text('sharesecret', required("the homeserver's registration_shared_secret: --sharesecret-file FILE")),
+    sharedSecretFile: sharedSecretFileOf(pick('sharesecret')),
+    asToken: text('astoken', required('as_token of the application service: --registration registration.yaml')),
+    hsToken: text('hstoken', required('hs_token of the application service: --registration registration.yaml')),
+    appserviceId: pick('appservice-id') === undefined ? undefined : text('appservice-id', undefined),
+    basePath,
+    verbosity,
+    homeserverTimeoutMs: integer('homeserver-timeout', 1, 3600) * 1000,
+    loginAfterRegister: flag('login-after-register'),
+  };
+
+  for (const key of SECRET_KEYS) {
+    if (pick(key)?.source === COMMAND_LINE) {
+      warnings.push(
+        `--${key} was given on the command line, where other local users can read it (ps, /proc); ` +
+          'use --sharesecret-file and --registration instead',
+      );
+    }
+  }
+
+  if (problems.length > 0) throw new SettingsError(problems);
+  return { settings, warnings };
+}

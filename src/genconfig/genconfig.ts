@@ -1,0 +1,131 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { photonUserRegex, renderRegistration, type AppserviceRegistration } from '../config/registrationFile.js';
+import type { Settings } from '../config/settings.js';
+import { BIN_PATH, PACKAGE_ROOT } from '../packageRoot.js';
+import { renderTemplate, shellQuote } from './template.js';
+
+export interface GeneratedFile {
+  readonly name: string;
+  readonly content: string;
+  readonly mode: number;
+}
+
+export interface GenconfigPlan {
+  readonly files: readonly GeneratedFile[];
+  /** What the operator must add to homeserver.yaml and do next. */
+  readonly instructions: string;
+}
+
+export interface GenconfigInput {
+  readonly settings: Settings;
+  /** Absolute directory the files go to. */
+  readonly outDir: string;
+  readonly runTemplate: string;
+  readonly nodePath: string;
+  readonly binPath: string;
+  readonly now: Date;
+  readonly randomToken: () => string;
+}
+
+export const REGISTRATION_FILE = 'registration.yaml';
+export const RUN_FILE = 'run.sh';
+export const SECRET_FILE = 'registration_shared_secret';
+
+function listenerHostForUrl(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Decides every file genconfig writes; pure apart from the tokens it is given. */
+export function planGenconfig(input: GenconfigInput): GenconfigPlan {
+  const { settings, outDir } = input;
+  const registrationPath = join(outDir, REGISTRATION_FILE);
+  const files: GeneratedFile[] = [];
+
+  let secretFile = settings.sharedSecretFile;
+  let secretNote = '';
+  if (secretFile === undefined) {
+    secretFile = join(outDir, SECRET_FILE);
+    const secret = settings.sharedSecret !== '' ? settings.sharedSecret : input.randomToken();
+    files.push({ name: SECRET_FILE, content: `${secret}\n`, mode: 0o600 });
+    secretNote =
+      settings.sharedSecret !== ''
+        ? ''
+        : `  registration_shared_secret_path: ${secretFile}\n`;
+  }
+
+  const registration: AppserviceRegistration = {
+    id: `matrix-regservice-${settings.serverName}`,
+    url: `http://${listenerHostForUrl(settings.host)}:${settings.port}${settings.basePath}`,
+    as_token: input.randomToken(),
+    hs_token: input.randomToken(),
+    sender_localpart: 'regservice',
+    namespaces: {
+      // Non-exclusive: Synapse refuses shared-secret registration inside an exclusive namespace.
+      users: [{ exclusive: false, regex: photonUserRegex(settings.serverName) }],
+      aliases: [],
+      rooms: [],
+    },
+    rate_limited: false,
+  };
+  files.push({ name: REGISTRATION_FILE, content: renderRegistration(registration), mode: 0o600 });
+
+  const run = renderTemplate(input.runTemplate, {
+    DATE: input.now.toISOString(),
+    NODE: shellQuote(input.nodePath),
+    BIN: shellQuote(input.binPath),
+    SERVER_NAME: shellQuote(settings.serverName),
+    HOMESERVER_URL: shellQuote(settings.homeserverUrl),
+    HOST: shellQuote(settings.host),
+    PORT: String(settings.port),
+    DATAPATH: shellQuote(resolve(settings.datapath)),
+    REGISTRATION: shellQuote(registrationPath),
+    SHARESECRET_FILE: shellQuote(secretFile),
+    VERBOSITY: String(settings.verbosity),
+  });
+  files.push({ name: RUN_FILE, content: run, mode: 0o755 });
+
+  const instructions =
+    `Add to homeserver.yaml (Synapse must be able to read ${registrationPath}), then restart Synapse:\n` +
+    `  enable_registration: false\n` +
+    `  app_service_config_files:\n` +
+    `    - ${registrationPath}\n` +
+    secretNote +
+    (settings.sharedSecret !== '' && settings.sharedSecretFile === undefined
+      ? `  (registration_shared_secret stays as it is: the same secret is now in ${secretFile})\n`
+      : '') +
+    `Then start the service: ${join(outDir, RUN_FILE)}\n`;
+  return { files, instructions };
+}
+
+export class GenconfigError extends Error {}
+
+/** Writes the plan; refuses to replace any existing file unless `force`, and then writes none. */
+export function writeGenconfig(plan: GenconfigPlan, outDir: string, force: boolean): string[] {
+  const paths = plan.files.map((file) => join(outDir, file.name));
+  const existing = paths.filter((path) => existsSync(path));
+  if (existing.length > 0 && !force) {
+    throw new GenconfigError(`refusing to overwrite ${existing.join(', ')} (use --force)`);
+  }
+  mkdirSync(outDir, { recursive: true });
+  plan.files.forEach((file, index) => {
+    const path = paths[index] as string;
+    writeFileSync(path, file.content, { mode: file.mode });
+    chmodSync(path, file.mode); // writeFileSync keeps the mode of a file it replaces
+  });
+  return paths;
+}
+
+export function defaultGenconfigInput(settings: Settings, outDir: string): GenconfigInput {
+  return {
+    settings,
+    outDir: resolve(outDir),
+    runTemplate: readFileSync(join(PACKAGE_ROOT, 'run.sh.template'), 'utf8'),
+    nodePath: process.execPath,
+    binPath: BIN_PATH,
+    now: new Date(),
+    randomToken: () => randomBytes(32).toString('hex'),
+  };
+}

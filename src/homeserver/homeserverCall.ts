@@ -1,0 +1,73 @@
+import { MatrixError } from '../protocol/matrixError.js';
+
+/** A JSON answer from the homeserver with a status below 500. */
+export interface HomeserverAnswer {
+  readonly status: number;
+  readonly body: Readonly<Record<string, unknown>>;
+}
+
+export interface HomeserverCall {
+  readonly method: 'GET' | 'POST' | 'PUT';
+  readonly url: string;
+  readonly body?: unknown;
+  readonly accessToken?: string;
+  readonly timeoutMs: number;
+}
+
+export function homeserverFailed(reason: string): MatrixError {
+  return new MatrixError(502, 'M_UNKNOWN', `homeserver failed: ${reason}`);
+}
+
+function describeFetchFailure(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message;
+}
+
+/**
+ * One request to the homeserver. Unreachable, 5xx and non-JSON answers become a 502 and a
+ * timeout a 504, each saying the homeserver failed; anything else is returned for the caller to map.
+ */
+export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAnswer> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (call.body !== undefined) headers['content-type'] = 'application/json';
+  if (call.accessToken !== undefined) headers.authorization = `Bearer ${call.accessToken}`;
+
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(call.url, {
+      method: call.method,
+      headers,
+      body: call.body === undefined ? null : JSON.stringify(call.body),
+      signal: AbortSignal.timeout(call.timeoutMs),
+      redirect: 'error',
+    });
+    text = await response.text();
+  } catch (error) {
+    if ((error as Error).name === 'TimeoutError') {
+      throw new MatrixError(504, 'M_UNKNOWN', `homeserver failed: no answer within ${call.timeoutMs / 1000} s`);
+    }
+    throw homeserverFailed(`unreachable (${describeFetchFailure(error)})`);
+  }
+  if (response.status >= 500) {
+    throw homeserverFailed(`it answered HTTP ${response.status}`);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw homeserverFailed(`it answered HTTP ${response.status} with a body that is not JSON`);
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw homeserverFailed(`it answered HTTP ${response.status} with JSON that is not an object`);
+  }
+  return { status: response.status, body: body as Record<string, unknown> };
+}
+
+export function errcodeOf(answer: HomeserverAnswer): string {
+  return typeof answer.body.errcode === 'string' ? answer.body.errcode : '';
+}
+
+export function errorTextOf(answer: HomeserverAnswer): string {
+  return typeof answer.body.error === 'string' ? answer.body.error : '';
+}

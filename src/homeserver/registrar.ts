@@ -1,0 +1,18 @@
+/** What the homeserver needs to create a node's account. */
+export interface NewNode {
+  readonly localpart: string;
+  readonly password: string;
+  readonly displayname: string;
+}
+
+export interface RegisteredUser {
+  readonly userId: string;
+  readonly homeServer: string;
+  readonly accessToken?: string;
+  readonly deviceId?: string;
+}
+
+/** A way of creating users on the homeserver (one per backend). */
+export interface Registrar {
+  register(node: NewNode): Promise<RegisteredUser>;
+}

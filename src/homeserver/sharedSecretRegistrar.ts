@@ -1,0 +1,104 @@
+import { MatrixError, userInUse } from '../protocol/matrixError.js';
+import { sharedSecretMac } from '../protocol/sharedSecretMac.js';
+import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
+import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
+
+export interface SharedSecretRegistrarOptions {
+  readonly homeserverUrl: string;
+  readonly sharedSecret: string;
+  readonly timeoutMs: number;
+  /** When false (the default), register with inhibit_login so no unused device is left behind. */
+  readonly login: boolean;
+}
+
+const NONCE_ATTEMPTS = 2;
+
+function isNonceRejection(answer: HomeserverAnswer): boolean {
+  return answer.status === 400 && /nonce/i.test(errorTextOf(answer));
+}
+
+function retryAfterSeconds(answer: HomeserverAnswer): string {
+  const ms = answer.body.retry_after_ms;
+  return typeof ms === 'number' && ms > 0 ? String(Math.ceil(ms / 1000)) : '1';
+}
+
+function refusal(answer: HomeserverAnswer): MatrixError {
+  const errcode = errcodeOf(answer);
+  const detail = `${errcode || `HTTP ${answer.status}`}${errorTextOf(answer) ? ` ${errorTextOf(answer)}` : ''}`;
+  if (errcode === 'M_USER_IN_USE') return userInUse('this node is already registered on the homeserver');
+  if (errcode === 'M_LIMIT_EXCEEDED' || answer.status === 429) {
+    return new MatrixError(503, 'M_LIMIT_EXCEEDED', 'homeserver is rate-limiting registrations; retry later', {
+      'Retry-After': retryAfterSeconds(answer),
+    });
+  }
+  if (errcode === 'M_EXCLUSIVE') {
+    return homeserverFailed(
+      `an application service holds an exclusive namespace over this user (${detail}); ` +
+        'the registration.yaml namespace must be exclusive: false for shared-secret registration',
+    );
+  }
+  if (answer.status === 403) {
+    return homeserverFailed(`it rejected our shared secret (${detail}); check registration_shared_secret`);
+  }
+  return homeserverFailed(`it refused the registration (${detail})`);
+}
+
+/** Synapse's shared-secret registration: GET a nonce, then POST the user with an HMAC. */
+export function createSharedSecretRegistrar(options: SharedSecretRegistrarOptions): Registrar {
+  const endpoint = `${options.homeserverUrl}/_synapse/admin/v1/register`;
+  const timeoutMs = options.timeoutMs;
+
+  async function fetchNonce(): Promise<string> {
+    const answer = await callHomeserver({ method: 'GET', url: endpoint, timeoutMs });
+    if (answer.status === 200 && typeof answer.body.nonce === 'string') return answer.body.nonce;
+    if (answer.status === 400 || answer.status === 404) {
+      throw homeserverFailed(
+        `shared-secret registration is not enabled (${errorTextOf(answer) || `HTTP ${answer.status}`}); ` +
+          'set registration_shared_secret in homeserver.yaml',
+      );
+    }
+    throw homeserverFailed(`no nonce from ${endpoint} (HTTP ${answer.status})`);
+  }
+
+  return {
+    async register(node: NewNode): Promise<RegisteredUser> {
+      for (let attempt = 1; ; attempt++) {
+        const nonce = await fetchNonce();
+        const mac = sharedSecretMac(options.sharedSecret, {
+          nonce,
+          username: node.localpart,
+          password: node.password,
+          admin: false,
+        });
+        const answer = await callHomeserver({
+          method: 'POST',
+          url: endpoint,
+          timeoutMs,
+          body: {
+            nonce,
+            username: node.localpart,
+            password: node.password,
+            displayname: node.displayname,
+            admin: false,
+            mac,
+            inhibit_login: !options.login,
+          },
+        });
+        if (answer.status === 200) {
+          const { user_id: userId, home_server: homeServer, access_token: accessToken, device_id: deviceId } = answer.body;
+          if (typeof userId !== 'string' || userId === '') {
+            throw homeserverFailed('it answered 200 without a user_id');
+          }
+          return {
+            userId,
+            homeServer: typeof homeServer === 'string' ? homeServer : '',
+            ...(typeof accessToken === 'string' ? { accessToken } : {}),
+            ...(typeof deviceId === 'string' ? { deviceId } : {}),
+          };
+        }
+        if (isNonceRejection(answer) && attempt < NONCE_ATTEMPTS) continue;
+        throw refusal(answer);
+      }
+    },
+  };
+}

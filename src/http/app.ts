@@ -1,0 +1,29 @@
+import express, { Router, type Express } from 'express';
+import type { RegistrationHandler } from '../handlers/registrationHandler.js';
+import type { Logger } from '../log/logger.js';
+import { appserviceRouter } from './appserviceRoutes.js';
+import { errorHandler, methodNotAllowed, unrecognized } from './errorResponses.js';
+import { registerRoute } from './registerRoute.js';
+
+export interface AppDeps {
+  readonly basePath: string;
+  readonly hsToken: string;
+  readonly register: RegistrationHandler;
+  readonly log: Logger;
+}
+
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  const routes = Router();
+  routes.post('/register', registerRoute(deps.register, deps.log));
+  routes.all('/register', methodNotAllowed);
+  routes.use(appserviceRouter(deps.hsToken));
+
+  app.use(deps.basePath, routes);
+  app.use(unrecognized);
+  app.use(errorHandler(deps.log));
+  return app;
+}

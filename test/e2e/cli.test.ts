@@ -1,0 +1,87 @@
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
+import { freePort } from '../support/ports.js';
+
+const BIN = new URL('../../bin/matrix-regservice', import.meta.url).pathname;
+
+function run(args: readonly string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(BIN, args, { cwd }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : Number((error as { code?: number }).code), stdout, stderr }),
+    );
+  });
+}
+
+function deployment(): { dir: string; args: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'regservice-cli-'));
+  writeFileSync(join(dir, 'secret'), 'a-shared-secret\n', { mode: 0o600 });
+  writeFileSync(
+    join(dir, 'registration.yaml'),
+    'id: test\nurl: http://127.0.0.1:1/regapp/1\nas_token: as-token-1234\nhs_token: hs-token-1234\n',
+    { mode: 0o600 },
+  );
+  return {
+    dir,
+    args: ['--matrixdomain', 'example.org', '--sharesecret-file', join(dir, 'secret'), '--registration', join(dir, 'registration.yaml'), '--datapath', join(dir, 'data')],
+  };
+}
+
+describe('the built CLI', () => {
+  it('exits 2 listing every bad setting, without a stack trace', async () => {
+    const result = await run(['--port', 'eighty', '--verbosity', '7', '--matrixurl', 'localhost']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /port \(from command line\) must be a whole number/);
+    assert.match(result.stderr, /verbosity/);
+    assert.match(result.stderr, /matrixurl/);
+    assert.match(result.stderr, /matrixdomain is required/);
+    assert.doesNotMatch(result.stderr, /\n\s+at /);
+  });
+
+  it('rejects an unknown flag', async () => {
+    const result = await run(['--matrixdomian', 'x']);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /unknown option '--matrixdomian'/);
+  });
+
+  it('runs until SIGTERM and exits 0; warns about a secret on argv', async () => {
+    const { args } = deployment();
+    const port = await freePort();
+    const daemon = spawnDaemon(BIN, [...args, '--port', String(port), '--hstoken', 'argv-hs-token']);
+    await waitUntilListening(daemon, `http://127.0.0.1:${port}/regapp/1`);
+    assert.equal(await daemon.stop('SIGTERM'), 0);
+    assert.match(daemon.output(), /--hstoken was given on the command line/);
+    assert.doesNotMatch(daemon.output(), /argv-hs-token/);
+  });
+
+  it('refuses a second instance on the same datapath, and a port in use, with a clear message', async () => {
+    const { args } = deployment();
+    const port = await freePort();
+    const first = spawnDaemon(BIN, [...args, '--port', String(port)]);
+    await waitUntilListening(first, `http://127.0.0.1:${port}/regapp/1`);
+
+    const second = await run([...args, '--port', String(await freePort())]);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /database .* is in use by another process/);
+
+    const { args: otherArgs } = deployment();
+    const samePort = await run([...otherArgs, '--port', String(port)]);
+    assert.equal(samePort.code, 1);
+    assert.match(samePort.stderr, /cannot listen on 127\.0\.0\.1:\d+: the address is already in use/);
+
+    assert.equal(await first.stop('SIGINT'), 0);
+  });
+
+  it('genconfig refuses to overwrite without --force', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regservice-gen-'));
+    assert.equal((await run(['genconfig', '--matrixdomain', 'example.org'], dir)).code, 0);
+    const again = await run(['genconfig', '--matrixdomain', 'example.org'], dir);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /refusing to overwrite .*--force/);
+    assert.equal((await run(['--matrixdomain', 'example.org', 'genconfig', '--force'], dir)).code, 0, 'global flags before the command work too');
+  });
+});

@@ -1,0 +1,177 @@
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
+import { spawnDaemon, waitUntilListening, type DaemonProcess } from '../support/daemonProcess.js';
+import { adminGetUser, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
+import { freePort } from '../support/ports.js';
+import { createAdmin, startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
+
+const BIN = new URL('../../bin/matrix-regservice', import.meta.url).pathname;
+const availability = synapseAvailability();
+if (!availability.available) process.stderr.write(`skipping real-Synapse tests: ${availability.reason}\n`);
+
+describe('registration gate against a real Synapse', { skip: availability.available ? false : availability.reason }, () => {
+  const serverName = 'photon.test';
+  let work: string;
+  let synapse: RunningSynapse;
+  let daemon: DaemonProcess;
+  let gate: string;
+  let adminToken: string;
+  const secrets: string[] = [];
+  const outputs: string[] = [];
+
+  const register = (body: unknown) => requestJson('POST', `${gate}/register`, body);
+  const startGate = async (): Promise<void> => {
+    daemon = spawnDaemon(join(work, 'run.sh'), ['--verbosity', '5'], { cwd: work });
+    await waitUntilListening(daemon, gate);
+  };
+  const stopGate = async (): Promise<number | null> => {
+    const code = await daemon.stop();
+    outputs.push(daemon.output());
+    return code;
+  };
+
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'regservice-e2e-'));
+    const sharedSecret = randomBytes(24).toString('hex');
+    const secretFile = join(work, 'homeserver_shared_secret');
+    writeFileSync(secretFile, `${sharedSecret}\n`, { mode: 0o600 });
+    const synapsePort = await freePort();
+    const gatePort = await freePort();
+    const homeserverUrl = process.env.SYNAPSE_URL ?? `http://127.0.0.1:${synapsePort}`;
+
+    // As an operator: genconfig in the deployment directory, then load its registration into Synapse.
+    const { stdout } = await promisify(execFile)(
+      BIN,
+      ['genconfig', '--matrixdomain', serverName, '--matrixurl', homeserverUrl, '--port', String(gatePort), '--sharesecret-file', secretFile],
+      { cwd: work },
+    );
+    assert.match(stdout, /app_service_config_files/);
+    const registration = parse(readFileSync(join(work, 'registration.yaml'), 'utf8')) as Record<string, string>;
+    secrets.push(sharedSecret, String(registration.as_token), String(registration.hs_token));
+
+    synapse = await startSynapse({ serverName, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [join(work, 'registration.yaml')] });
+    adminToken = await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex'));
+    gate = `http://127.0.0.1:${gatePort}/regapp/1`;
+    await startGate();
+  });
+
+  after(async () => {
+    if (daemon !== undefined) await stopGate();
+    if (synapse !== undefined) await synapse.stop();
+    if (work !== undefined) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('genconfig wrote registration.yaml 0600 and run.sh 0755 with no secret on its command line', () => {
+    assert.equal(statSync(join(work, 'registration.yaml')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(work, 'run.sh')).mode & 0o777, 0o755);
+    const run = readFileSync(join(work, 'run.sh'), 'utf8');
+    for (const secret of secrets) assert.ok(!run.includes(secret), 'run.sh must not contain a secret');
+  });
+
+  let registered: { localpart: string; password: string; displayname: string };
+
+  it('registers a fresh key; the node logs in with its signature password and has its displayname', async () => {
+    registered = signRegistration(randomPrivateKey(), serverName);
+    const answer = await register(registered);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const userId = `@${registered.localpart}:${serverName}`;
+    assert.equal(answer.body.user_id, userId);
+    assert.equal(answer.body.home_server, serverName);
+    assert.equal(answer.body.access_token, undefined, 'no access token unless asked for');
+
+    const login = await passwordLogin(synapse.url, registered.localpart, registered.password);
+    assert.equal(login.status, 200, JSON.stringify(login.body));
+    assert.equal(login.body.user_id, userId);
+    const profile = await profileDisplayname(synapse.url, userId, String(login.body.access_token));
+    assert.equal(profile.status, 200, JSON.stringify(profile.body));
+    assert.equal(profile.body.displayname, registered.displayname);
+
+    const devices = await requestJson('GET', `${synapse.url}/_synapse/admin/v2/users/${encodeURIComponent(userId)}/devices`, undefined, adminToken);
+    assert.equal(devices.body.total, 1, 'only the login made a device: registration used inhibit_login');
+  });
+
+  it('answers a duplicate with 409 M_USER_IN_USE', async () => {
+    const answer = await register(registered);
+    assert.equal(answer.status, 409);
+    assert.equal(answer.body.errcode, 'M_USER_IN_USE');
+  });
+
+  it('refuses a forged signature with 403 and creates no user on Synapse', async () => {
+    const victim = signRegistration(randomPrivateKey(), serverName);
+    const forger = signRegistration(randomPrivateKey(), serverName);
+    const answer = await register({ ...victim, password: forger.password });
+    assert.equal(answer.status, 403);
+    assert.equal(answer.body.errcode, 'M_FORBIDDEN');
+    assert.match(String(answer.body.error), /password/);
+
+    const forgedDisplayname = await register({ ...victim, displayname: `${victim.localpart.slice(2, 6)}-${forger.displayname.slice(5)}` });
+    assert.equal(forgedDisplayname.status, 403);
+    assert.match(String(forgedDisplayname.body.error), /displayname/);
+
+    const user = await adminGetUser(synapse.url, `@${victim.localpart}:${serverName}`, adminToken);
+    assert.equal(user.status, 404, 'the victim address must not exist on Synapse');
+  });
+
+  it('refuses malformed requests with 4xx Matrix errors naming the problem', async () => {
+    const node = signRegistration(randomPrivateKey(), serverName);
+    const cases: [unknown, number, string, RegExp][] = [
+      ['{"localpart": ', 400, 'M_NOT_JSON', /JSON/],
+      [[1, 2], 400, 'M_BAD_JSON', /object/],
+      [{ ...node, localpart: node.localpart.toUpperCase().replace('0X', '0x') }, 400, 'M_INVALID_PARAM', /localpart/],
+      [{ displayname: node.displayname, password: node.password }, 400, 'M_MISSING_PARAM', /localpart/],
+      [{ ...node, password: node.password.slice(0, 128) }, 400, 'M_INVALID_PARAM', /password/],
+      [{ ...node, displayname: 'ffff-' + node.displayname.slice(5) }, 400, 'M_INVALID_PARAM', /displayname/],
+      ['x'.repeat(10_000), 413, 'M_TOO_LARGE', /large/],
+    ];
+    for (const [body, status, errcode, message] of cases) {
+      const answer = await register(typeof body === 'string' ? body : JSON.stringify(body));
+      assert.equal(answer.status, status, `${String(body).slice(0, 40)} → ${JSON.stringify(answer.body)}`);
+      assert.equal(answer.body.errcode, errcode);
+      assert.match(String(answer.body.error), message);
+    }
+    const user = await adminGetUser(synapse.url, `@${node.localpart}:${serverName}`, adminToken);
+    assert.equal(user.status, 404);
+  });
+
+  it('checks the hs_token on application-service transactions', async () => {
+    const registration = parse(readFileSync(join(work, 'registration.yaml'), 'utf8')) as Record<string, string>;
+    for (const path of ['/transactions/1', '/_matrix/app/v1/transactions/2']) {
+      const good = await requestJson('PUT', `${gate}${path}`, { events: [] }, registration.hs_token);
+      assert.equal(good.status, 200);
+      assert.deepEqual(good.body, {});
+      const legacy = await requestJson('PUT', `${gate}${path}?access_token=${registration.hs_token}`, { events: [] });
+      assert.equal(legacy.status, 200);
+      const wrong = await requestJson('PUT', `${gate}${path}`, { events: [] }, 'not-the-token');
+      assert.equal(wrong.status, 403);
+      assert.equal(wrong.body.errcode, 'M_FORBIDDEN');
+    }
+  });
+
+  it('exits 0 on SIGTERM and remembers registered nodes across a restart', async () => {
+    assert.equal(await stopGate(), 0);
+    await startGate();
+    const answer = await register(registered);
+    assert.equal(answer.status, 409);
+    assert.equal(answer.body.errcode, 'M_USER_IN_USE');
+    assert.match(String(answer.body.error), /already registered$/, 'answered from the store, not the homeserver');
+
+    const fresh = signRegistration(randomPrivateKey(), serverName);
+    assert.equal((await register(fresh)).status, 200);
+  });
+
+  it('logs one line per outcome and never a secret or password, even at verbosity 5', async () => {
+    const log = outputs.join('') + daemon.output();
+    assert.match(log, new RegExp(`registration localpart=${registered.localpart} outcome=registered status=200 duration_ms=`));
+    assert.match(log, /outcome=forbidden status=403/);
+    assert.match(log, /outcome=already_registered status=409/);
+    for (const secret of [...secrets, registered.password]) assert.ok(!log.includes(secret), 'a secret reached the log');
+  });
+});

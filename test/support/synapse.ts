@@ -1,0 +1,192 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { sharedSecretMac } from '../../src/protocol/sharedSecretMac.js';
+import { freePort, waitFor } from './ports.js';
+
+/**
+ * A real Synapse for the end-to-end tests: run from a Debian chroot built by
+ * test/synapse/provision.sh (as root), or an existing one named by SYNAPSE_URL.
+ */
+export const SYNAPSE_ROOT = process.env.SYNAPSE_ROOT ?? '/var/tmp/matrix-regservice/synapse-root';
+
+export interface SynapseAvailability {
+  readonly available: boolean;
+  readonly reason: string;
+}
+
+function chrootReady(): boolean {
+  return existsSync(join(SYNAPSE_ROOT, 'usr/lib/python3/dist-packages/synapse/__init__.py'));
+}
+
+/** Whether the real-Synapse tests can run here. In CI they must: a missing Synapse is an error there. */
+export function synapseAvailability(): SynapseAvailability {
+  if (process.env.SYNAPSE_URL !== undefined) return { available: true, reason: `SYNAPSE_URL=${process.env.SYNAPSE_URL}` };
+  if (process.getuid?.() === 0 && chrootReady()) return { available: true, reason: `chroot ${SYNAPSE_ROOT}` };
+  const reason =
+    process.getuid?.() === 0
+      ? `no Synapse chroot at ${SYNAPSE_ROOT}: run test/synapse/provision.sh (or set SYNAPSE_URL)`
+      : 'not root, so no Synapse chroot can be run: run as root after test/synapse/provision.sh, or set SYNAPSE_URL';
+  if (process.env.CI === 'true') throw new Error(`real-Synapse tests cannot run in CI: ${reason}`);
+  return { available: false, reason };
+}
+
+export interface SynapseConfig {
+  readonly serverName: string;
+  /** Host paths of application-service registration files to load. */
+  readonly appserviceFiles?: readonly string[];
+  /** Host path of a file holding the shared secret (registration_shared_secret_path). */
+  readonly sharedSecretFile: string;
+  /** Port to serve on; chosen beforehand when the registration must name the homeserver URL. */
+  readonly port?: number;
+}
+
+export interface RunningSynapse {
+  readonly url: string;
+  readonly serverName: string;
+  readonly sharedSecret: string;
+  /** Synapse's own log so far (chroot mode only). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+function homeserverYaml(dir: string, serverName: string, port: number, appserviceFiles: readonly string[]): string {
+  return `server_name: "${serverName}"
+pid_file: ${dir}/homeserver.pid
+report_stats: false
+listeners:
+  - port: ${port}
+    bind_addresses: ['127.0.0.1']
+    type: http
+    tls: false
+    x_forwarded: true
+    resources:
+      - names: [client]
+        compress: false
+database:
+  name: sqlite3
+  args:
+    database: ${dir}/homeserver.db
+media_store_path: ${dir}/media_store
+signing_key_path: ${dir}/signing.key
+registration_shared_secret_path: ${dir}/registration_shared_secret
+macaroon_secret_key: "test-macaroon"
+form_secret: "test-form"
+enable_registration: false
+bcrypt_rounds: 4
+suppress_key_server_warning: true
+trusted_key_servers: []
+app_service_config_files: [${appserviceFiles.map((file) => JSON.stringify(file)).join(', ')}]
+rc_login:
+  address: {per_second: 1000, burst_count: 1000}
+  account: {per_second: 1000, burst_count: 1000}
+  failed_attempts: {per_second: 1000, burst_count: 1000}
+rc_registration: {per_second: 1000, burst_count: 1000}
+rc_message: {per_second: 1000, burst_count: 1000}
+rc_joins:
+  local: {per_second: 1000, burst_count: 1000}
+  remote: {per_second: 1000, burst_count: 1000}
+log_config: ${dir}/log.yaml
+`;
+}
+
+const LOG_YAML = (dir: string): string => `version: 1
+formatters:
+  precise: {format: '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(message)s'}
+handlers:
+  file: {class: logging.FileHandler, formatter: precise, filename: ${dir}/homeserver.log}
+root: {level: INFO, handlers: [file]}
+disable_existing_loggers: false
+`;
+
+async function waitUntilServing(url: string, child: ChildProcess | undefined, log: () => string): Promise<void> {
+  await waitFor(
+    `Synapse at ${url}`,
+    async () => {
+      if (child !== undefined && child.exitCode !== null) {
+        throw new Error(`Synapse exited with ${child.exitCode}:\n${log().slice(-3000)}`);
+      }
+      const response = await fetch(`${url}/_matrix/client/versions`);
+      return response.ok ? true : undefined;
+    },
+    60_000,
+  );
+}
+
+export async function startSynapse(config: SynapseConfig): Promise<RunningSynapse> {
+  const sharedSecret = readFileSync(config.sharedSecretFile, 'utf8').trim();
+  if (process.env.SYNAPSE_URL !== undefined) {
+    const url = process.env.SYNAPSE_URL.replace(/\/+$/, '');
+    await waitUntilServing(url, undefined, () => '');
+    return {
+      url,
+      serverName: process.env.SYNAPSE_SERVER_NAME ?? config.serverName,
+      sharedSecret: process.env.SYNAPSE_SHARED_SECRET ?? sharedSecret,
+      log: () => '',
+      stop: async () => {},
+    };
+  }
+
+  const hostDir = mkdtempSync(join(SYNAPSE_ROOT, 'tmp', 'hs-'));
+  const dir = `/tmp/${basename(hostDir)}`;
+  copyFileSync(config.sharedSecretFile, join(hostDir, 'registration_shared_secret'));
+  const appserviceFiles = (config.appserviceFiles ?? []).map((file, index) => {
+    copyFileSync(file, join(hostDir, `appservice-${index}.yaml`));
+    return `${dir}/appservice-${index}.yaml`;
+  });
+  const port = config.port ?? (await freePort());
+  writeFileSync(join(hostDir, 'homeserver.yaml'), homeserverYaml(dir, config.serverName, port, appserviceFiles));
+  writeFileSync(join(hostDir, 'log.yaml'), LOG_YAML(dir));
+
+  const python = `chroot "$R" python3 -m synapse.app.homeserver -c ${dir}/homeserver.yaml`;
+  // A private mount namespace: /proc and /dev inside the chroot vanish with the process.
+  const script = `mount -t proc proc "$R/proc" && mount --rbind /dev "$R/dev" && ${python} --generate-keys && exec ${python}`;
+  const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], {
+    env: { ...process.env, R: SYNAPSE_ROOT },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  const collect = (chunk: Buffer): void => {
+    output = (output + chunk.toString()).slice(-20_000);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const log = (): string => {
+    const file = join(hostDir, 'homeserver.log');
+    return output + (existsSync(file) ? readFileSync(file, 'utf8') : '');
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.pid !== undefined) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      process.kill(-child.pid, 'SIGTERM');
+      const timer = setTimeout(() => child.pid !== undefined && process.kill(-child.pid, 'SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(hostDir, { recursive: true, force: true });
+  };
+  try {
+    await waitUntilServing(url, child, log);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url, serverName: config.serverName, sharedSecret, log, stop };
+}
+
+/** Registers a Synapse admin through shared-secret registration and returns its access token. */
+export async function createAdmin(synapse: RunningSynapse, username: string, password: string): Promise<string> {
+  const endpoint = `${synapse.url}/_synapse/admin/v1/register`;
+  const { nonce } = (await (await fetch(endpoint)).json()) as { nonce: string };
+  const mac = sharedSecretMac(synapse.sharedSecret, { nonce, username, password, admin: true });
+  const response = await fetch(endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ nonce, username, password, admin: true, mac }),
+  });
+  const body = (await response.json()) as { access_token?: string };
+  if (!response.ok || body.access_token === undefined) throw new Error(`admin registration failed: ${JSON.stringify(body)}`);
+  return body.access_token;
+}

@@ -1,0 +1,128 @@
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { resolveSettings } from '../../src/config/settings.js';
+import { parseRegistration } from '../../src/config/registrationFile.js';
+import { defaultGenconfigInput, planGenconfig, writeGenconfig, type GenconfigInput } from '../../src/genconfig/genconfig.js';
+import { renderTemplate, shellQuote } from '../../src/genconfig/template.js';
+
+function input(values: Record<string, string>, outDir = '/srv/regservice'): GenconfigInput {
+  const { settings } = resolveSettings([{ source: 'test', values: { matrixdomain: 'transport01.example.org', ...values } }], {
+    requireSecrets: false,
+  });
+  let counter = 0;
+  return { ...defaultGenconfigInput(settings, outDir), now: new Date('2026-01-02T03:04:05Z'), randomToken: () => `token${++counter}` };
+}
+
+const fileNamed = (plan: ReturnType<typeof planGenconfig>, name: string) => {
+  const file = plan.files.find((candidate) => candidate.name === name);
+  assert.ok(file, `no ${name} in the plan`);
+  return file;
+};
+
+/** How Synapse applies a namespace regex: Python's re.match. */
+function synapseMatches(regex: string, userId: string): boolean {
+  return execFileSync('python3', ['-c', 'import re,sys; print(bool(re.match(sys.argv[1], sys.argv[2])))', regex, userId]).toString().trim() === 'True';
+}
+
+describe('shellQuote and renderTemplate', () => {
+  it('quotes anything a shell would expand', () => {
+    assert.equal(shellQuote('/plain/path-1.2'), '/plain/path-1.2');
+    assert.equal(shellQuote("it's $HOME"), `'it'\\''s $HOME'`);
+    assert.equal(execFileSync('sh', ['-c', `printf %s ${shellQuote("a b'$(x)`")}`]).toString(), "a b'$(x)`");
+  });
+  it('refuses a placeholder without a value', () => {
+    assert.throws(() => renderTemplate('{{A}} {{B}}', { A: 'x' }), /\{\{B\}\}/);
+  });
+});
+
+describe('planGenconfig', () => {
+  it('writes a registration with fresh tokens, the url of the listener and one non-exclusive Photon namespace', () => {
+    const plan = planGenconfig(input({ host: '0.0.0.0', port: '8010' }));
+    const registrationFile = fileNamed(plan, 'registration.yaml');
+    assert.equal(registrationFile.mode, 0o600);
+    const doc = parse(registrationFile.content) as Record<string, unknown>;
+    assert.deepEqual(parseRegistration(registrationFile.content), {
+      id: 'matrix-regservice-transport01.example.org',
+      url: 'http://127.0.0.1:8010/regapp/1',
+      as_token: 'token2',
+      hs_token: 'token3',
+    });
+    assert.equal(doc.rate_limited, false);
+    const users = (doc.namespaces as { users: { exclusive: boolean; regex: string }[] }).users;
+    assert.equal(users.length, 1);
+    assert.equal(users[0]?.exclusive, false);
+    const regex = String(users[0]?.regex);
+    const id = '@0x' + 'ab'.repeat(20) + ':transport01.example.org';
+    assert.ok(synapseMatches(regex, id));
+    for (const other of [
+      '@alice:transport01.example.org',
+      '@0x' + 'AB'.repeat(20) + ':transport01.example.org',
+      id + '.evil',
+      '@0x' + 'ab'.repeat(20) + ':transport01Xexample.org',
+      '@0x' + 'ab'.repeat(20) + ':other.org',
+    ]) {
+      assert.ok(!synapseMatches(regex, other), `${other} must not match ${regex}`);
+    }
+  });
+
+  it('writes run.sh that keeps secrets in files and points at absolute paths', () => {
+    const plan = planGenconfig(input({ sharesecret: 'topsecret', port: '8011', datapath: '/var/lib/regservice' }));
+    const run = fileNamed(plan, 'run.sh');
+    assert.equal(run.mode, 0o755);
+    assert.ok(run.content.startsWith('#!/bin/sh\n'));
+    assert.ok(!run.content.includes('topsecret'));
+    assert.ok(!run.content.includes('{{'));
+    assert.match(run.content, /--registration \/srv\/regservice\/registration\.yaml/);
+    assert.match(run.content, /--sharesecret-file \/srv\/regservice\/registration_shared_secret/);
+    assert.match(run.content, /--datapath \/var\/lib\/regservice/);
+    assert.match(run.content, /--port 8011/);
+    assert.match(run.content, /"\$@"\n$/);
+    assert.equal(fileNamed(plan, 'registration_shared_secret').content, 'topsecret\n');
+    assert.equal(fileNamed(plan, 'registration_shared_secret').mode, 0o600);
+    assert.doesNotMatch(plan.instructions, /registration_shared_secret_path/, 'Synapse already has this secret');
+  });
+
+  it('points run.sh at an existing secret file instead of copying it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regservice-secret-'));
+    writeFileSync(join(dir, 'secret'), 'abc', { mode: 0o600 });
+    const { settings } = resolveSettings(
+      [{ source: 't', values: { matrixdomain: 'example.org', sharesecret: 'abc', 'sharesecret-source': join(dir, 'secret') } }],
+      { requireSecrets: false },
+    );
+    const plan = planGenconfig({ ...defaultGenconfigInput(settings, dir), randomToken: () => 't' });
+    assert.ok(!plan.files.some((file) => file.name === 'registration_shared_secret'));
+    assert.match(fileNamed(plan, 'run.sh').content, new RegExp(`--sharesecret-file ${join(dir, 'secret')}`));
+  });
+
+  it('generates a shared secret when none is given and says how Synapse should read it', () => {
+    const plan = planGenconfig(input({}));
+    assert.equal(fileNamed(plan, 'registration_shared_secret').content, 'token1\n');
+    assert.match(plan.instructions, /registration_shared_secret_path: \/srv\/regservice\/registration_shared_secret/);
+    assert.match(plan.instructions, /enable_registration: false/);
+    assert.match(plan.instructions, /app_service_config_files:\n {4}- \/srv\/regservice\/registration\.yaml/);
+  });
+});
+
+describe('writeGenconfig', () => {
+  it('writes files with their modes and refuses to overwrite any of them without force', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regservice-genconfig-'));
+    const plan = planGenconfig(input({}, dir));
+    writeGenconfig(plan, dir, false);
+    assert.equal(statSync(join(dir, 'registration.yaml')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, 'run.sh')).mode & 0o777, 0o755);
+
+    writeFileSync(join(dir, 'run.sh'), 'operator edits', { mode: 0o644 });
+    const again = planGenconfig(input({ port: '9999' }, dir));
+    assert.throws(() => writeGenconfig(again, dir, false), /refusing to overwrite .*run\.sh.*--force/);
+    assert.equal(readFileSync(join(dir, 'run.sh'), 'utf8'), 'operator edits', 'nothing was replaced');
+    writeGenconfig(again, dir, true);
+    assert.match(readFileSync(join(dir, 'run.sh'), 'utf8'), /--port 9999/);
+    assert.equal(statSync(join(dir, 'run.sh')).mode & 0o777, 0o755);
+    assert.ok(existsSync(join(dir, 'registration_shared_secret')));
+  });
+});

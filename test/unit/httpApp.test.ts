@@ -1,0 +1,123 @@
+import { strict as assert } from 'node:assert';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { RegistrationHandler } from '../../src/handlers/registrationHandler.js';
+import { createApp } from '../../src/http/app.js';
+import { MatrixError } from '../../src/protocol/matrixError.js';
+import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
+import { requestJson } from '../support/matrixClient.js';
+import { capturingLogger } from '../support/capturingLogger.js';
+
+const HS_TOKEN = 'hs-token-value';
+const node = signRegistration(randomPrivateKey(), 'hs.example.org');
+
+describe('HTTP layer', () => {
+  let server: Server;
+  let base: string;
+  let outcome: RegistrationHandler = async () => ({ userId: '@u:hs', homeServer: 'hs' });
+  const logger = capturingLogger([HS_TOKEN]);
+
+  before(async () => {
+    const app = createApp({ basePath: '/regapp/1', hsToken: HS_TOKEN, register: (request) => outcome(request), log: logger.log });
+    server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/regapp/1`;
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('answers {user_id, home_server}, and the token and device only when the handler has them', async () => {
+    outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
+    const plain = await requestJson('POST', `${base}/register`, node);
+    assert.equal(plain.status, 200);
+    assert.deepEqual(plain.body, { user_id: '@u:hs', home_server: 'hs' });
+    outcome = async () => ({ userId: '@u:hs', homeServer: 'hs', accessToken: 'tok', deviceId: 'DEV' });
+    const login = await requestJson('POST', `${base}/register`, node);
+    assert.deepEqual(login.body, { user_id: '@u:hs', home_server: 'hs', access_token: 'tok', device_id: 'DEV' });
+  });
+
+  it('parses the body as JSON whatever its content type', async () => {
+    outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
+    const response = await fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify(node) });
+    assert.equal(response.status, 200);
+  });
+
+  it('maps a MatrixError from the handler to its status, body and headers', async () => {
+    outcome = async () => {
+      throw new MatrixError(503, 'M_LIMIT_EXCEEDED', 'slow down', { 'Retry-After': '7' });
+    };
+    const answer = await requestJson('POST', `${base}/register`, node);
+    assert.equal(answer.status, 503);
+    assert.equal(answer.headers.get('retry-after'), '7');
+    assert.deepEqual(answer.body, { errcode: 'M_LIMIT_EXCEEDED', error: 'slow down' });
+  });
+
+  it('answers an unexpected failure with 500 M_UNKNOWN, logs it, and keeps serving', async () => {
+    outcome = async () => {
+      throw new TypeError('boom');
+    };
+    const answer = await requestJson('POST', `${base}/register`, node);
+    assert.equal(answer.status, 500);
+    assert.deepEqual(answer.body, { errcode: 'M_UNKNOWN', error: 'internal error' });
+    assert.ok(logger.lines().some((line) => /unexpected error .*boom/.test(line)));
+    assert.ok(logger.lines().some((line) => /outcome=internal_error status=500/.test(line)));
+    outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
+    assert.equal((await requestJson('POST', `${base}/register`, node)).status, 200);
+  });
+
+  it('refuses bad bodies before the handler', async () => {
+    let called = false;
+    outcome = async () => {
+      called = true;
+      return { userId: '@u:hs', homeServer: 'hs' };
+    };
+    const cases: [string, number, string][] = [
+      ['', 400, 'M_MISSING_PARAM'],
+      ['[1]', 400, 'M_BAD_JSON'],
+      ['{', 400, 'M_NOT_JSON'],
+      ['"a string"', 400, 'M_NOT_JSON'],
+      ['{"localpart": 1}', 400, 'M_INVALID_PARAM'],
+      [JSON.stringify({ ...node, pad: 'x'.repeat(5000) }), 413, 'M_TOO_LARGE'],
+    ];
+    for (const [body, status, errcode] of cases) {
+      const answer = await requestJson('POST', `${base}/register`, body === '' ? undefined : body);
+      assert.equal(answer.status, status, `${body.slice(0, 20)}: ${JSON.stringify(answer.body)}`);
+      assert.equal(answer.body.errcode, errcode);
+      assert.equal(typeof answer.body.error, 'string');
+    }
+    assert.equal(called, false);
+  });
+
+  it('answers unknown paths with 404 M_UNRECOGNIZED and other methods on /register with 405', async () => {
+    const unknown = await requestJson('GET', `${base}/nothing`);
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.errcode, 'M_UNRECOGNIZED');
+    const outside = await requestJson('POST', base.replace('/regapp/1', '/register'), node);
+    assert.equal(outside.status, 404);
+    const method = await requestJson('GET', `${base}/register`);
+    assert.equal(method.status, 405);
+    assert.equal(method.body.errcode, 'M_UNRECOGNIZED');
+  });
+
+  it('requires the hs_token on transactions: 401 without, 403 wrong, 200 right', async () => {
+    const missing = await requestJson('PUT', `${base}/_matrix/app/v1/transactions/1`, { events: [] });
+    assert.equal(missing.status, 401);
+    assert.equal(missing.body.errcode, 'M_MISSING_TOKEN');
+    const wrong = await requestJson('PUT', `${base}/transactions/1`, { events: [] }, HS_TOKEN + 'x');
+    assert.equal(wrong.status, 403);
+    const right = await requestJson('PUT', `${base}/transactions/1`, { events: [] }, HS_TOKEN);
+    assert.equal(right.status, 200);
+    assert.deepEqual(right.body, {});
+  });
+
+  it('logs one line per registration outcome without the password', () => {
+    const lines = logger.lines().filter((line) => / registration /.test(line));
+    assert.ok(lines.some((line) => line.includes(`localpart=${node.localpart} outcome=registered status=200`)));
+    assert.ok(lines.some((line) => /outcome=invalid status=413 reason="request body is too large"/.test(line)));
+    assert.ok(lines.some((line) => /outcome=invalid status=400 reason="request body is not valid JSON"/.test(line)));
+    for (const line of logger.lines()) {
+      assert.ok(!line.includes(node.password), 'password in a log line');
+      assert.ok(!line.includes(HS_TOKEN), 'hs_token in a log line');
+    }
+  });
+});

@@ -1,0 +1,162 @@
+import { strict as assert } from 'node:assert';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
+import { loadSettings } from '../../src/config/loadSettings.js';
+import { COMMAND_LINE, resolveSettings, SettingsError, type SettingsLayer } from '../../src/config/settings.js';
+
+const required = { matrixdomain: 'example.org', sharesecret: 'sss', astoken: 'aaaa', hstoken: 'hhhh' };
+
+function problemsOf(run: () => unknown): readonly string[] {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof SettingsError) return error.problems;
+    throw error;
+  }
+  assert.fail('expected a SettingsError');
+}
+
+describe('normalizeHomeserverUrl', () => {
+  it('keeps a base URL and drops a trailing slash', () => {
+    assert.deepEqual(normalizeHomeserverUrl('http://127.0.0.1:8008/'), { baseUrl: 'http://127.0.0.1:8008' });
+    assert.deepEqual(normalizeHomeserverUrl('https://hs.example.org/prefix'), { baseUrl: 'https://hs.example.org/prefix' });
+  });
+  it("reduces the Go original's full endpoint forms to the base URL", () => {
+    for (const path of ['/_synapse/admin/v1/register', '/_matrix/client/api/v1/admin/register', '/_matrix/client/api/v1/createUser']) {
+      const input = `http://localhost:8008${path}`;
+      assert.deepEqual(normalizeHomeserverUrl(input), { baseUrl: 'http://localhost:8008', reducedFrom: input });
+    }
+  });
+  it('rejects what is not an http(s) URL', () => {
+    assert.throws(() => normalizeHomeserverUrl('localhost:8008'), /http/);
+    assert.throws(() => normalizeHomeserverUrl('not a url'), /not a URL/);
+    assert.throws(() => normalizeHomeserverUrl('http://h/?x=1'), /query/);
+  });
+});
+
+describe('resolveSettings', () => {
+  it("has the Go original's defaults", () => {
+    const { settings, warnings } = resolveSettings([{ source: 'config', values: required }]);
+    assert.equal(settings.host, '127.0.0.1');
+    assert.equal(settings.port, 8009);
+    assert.equal(settings.datapath, '.matrix');
+    assert.equal(settings.homeserverUrl, 'http://127.0.0.1:8008');
+    assert.equal(settings.verbosity, 3);
+    assert.equal(settings.basePath, '/regapp/1');
+    assert.equal(settings.homeserverTimeoutMs, 30_000);
+    assert.equal(settings.loginAfterRegister, false);
+    assert.deepEqual(warnings, []);
+  });
+
+  it('lets earlier layers win', () => {
+    const layers: SettingsLayer[] = [
+      { source: COMMAND_LINE, values: { port: '9001' } },
+      { source: 'environment', values: { port: '9002', host: '0.0.0.0' } },
+      { source: 'config', values: { ...required, port: 9003, host: '::1', verbosity: 5 } },
+    ];
+    const { settings } = resolveSettings(layers);
+    assert.equal(settings.port, 9001);
+    assert.equal(settings.host, '0.0.0.0');
+    assert.equal(settings.verbosity, 5);
+  });
+
+  it('reports every bad value at once, each with its source', () => {
+    const problems = problemsOf(() =>
+      resolveSettings([
+        { source: COMMAND_LINE, values: { port: '80x', verbosity: '9', matrixurl: 'ftp://x', 'homeserver-timeout': '0', 'login-after-register': 'maybe' } },
+        { source: 'config', values: { matrixdomain: 'bad domain!' } },
+      ]),
+    );
+    const text = problems.join('\n');
+    assert.match(text, /port \(from command line\) must be a whole number from 1 to 65535, got "80x"/);
+    assert.match(text, /verbosity .* from 0 to 5, got "9"/);
+    assert.match(text, /matrixurl \(from command line\): must be http/);
+    assert.match(text, /homeserver-timeout .* from 1 to 3600/);
+    assert.match(text, /login-after-register .* true or false/);
+    assert.match(text, /matrixdomain must be a server name/);
+    assert.match(text, /sharesecret is required/);
+    assert.match(text, /astoken is required/);
+    assert.match(text, /hstoken is required/);
+  });
+
+  it('needs no secrets when asked not to (genconfig)', () => {
+    const { settings } = resolveSettings([{ source: 'cli', values: { matrixdomain: 'example.org:8448' } }], { requireSecrets: false });
+    assert.equal(settings.serverName, 'example.org:8448');
+    assert.equal(settings.sharedSecret, '');
+  });
+
+  it('warns about secrets on the command line and about legacy endpoint URLs', () => {
+    const { warnings, settings } = resolveSettings([
+      { source: COMMAND_LINE, values: { sharesecret: 'sss', matrixurl: 'http://hs:8008/_synapse/admin/v1/register' } },
+      { source: 'environment', values: required },
+    ]);
+    assert.equal(settings.homeserverUrl, 'http://hs:8008');
+    assert.ok(warnings.some((warning) => /--sharesecret .*command line.*other local users/.test(warning)));
+    assert.ok(warnings.some((warning) => /names an endpoint/.test(warning)));
+    assert.ok(!warnings.some((warning) => /--astoken/.test(warning)), 'tokens from the environment are not on argv');
+  });
+});
+
+describe('loadSettings', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'regservice-settings-'));
+  const secretFile = join(dir, 'secret');
+  writeFileSync(secretFile, 'from-file\n', { mode: 0o600 });
+  const registrationFile = join(dir, 'registration.yaml');
+  writeFileSync(
+    registrationFile,
+    'id: regapp\nurl: http://localhost:8009/custom/path\nas_token: AS-TOKEN\nhs_token: HS-TOKEN\nnamespaces: {users: []}\n',
+    { mode: 0o600 },
+  );
+
+  it('reads the shared secret and the tokens from the files named, and the base path from the registration url', () => {
+    const { settings, warnings } = loadSettings({
+      commandLine: { matrixdomain: 'example.org', 'sharesecret-file': secretFile, registration: registrationFile },
+      environment: {},
+    });
+    assert.equal(settings.sharedSecret, 'from-file');
+    assert.equal(settings.sharedSecretFile, secretFile);
+    assert.equal(settings.asToken, 'AS-TOKEN');
+    assert.equal(settings.hsToken, 'HS-TOKEN');
+    assert.equal(settings.appserviceId, 'regapp');
+    assert.equal(settings.basePath, '/custom/path');
+    assert.deepEqual(warnings, []);
+  });
+
+  it('reads a YAML config file with paths relative to it; flags still win', () => {
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, 'matrixdomain: example.org\nport: 9100\nsharesecret_file: secret\nregistration: registration.yaml\nverbosity: 4\n');
+    const { settings } = loadSettings({ commandLine: { verbosity: '1' }, environment: { port: '9200' }, configFile: config });
+    assert.equal(settings.port, 9200);
+    assert.equal(settings.verbosity, 1);
+    assert.equal(settings.sharedSecret, 'from-file');
+  });
+
+  it('names unknown keys, unreadable files and a secret given twice', () => {
+    const config = join(dir, 'bad.yaml');
+    writeFileSync(config, 'matrixdomain: example.org\nshare_secret: x\n');
+    const problems = problemsOf(() =>
+      loadSettings({
+        commandLine: { sharesecret: 'a', 'sharesecret-file': secretFile, registration: join(dir, 'missing.yaml') },
+        environment: {},
+        configFile: config,
+      }),
+    ).join('\n');
+    assert.match(problems, /unknown setting "share_secret"/);
+    assert.match(problems, /cannot read registration .*missing\.yaml: ENOENT/);
+    assert.match(problems, /both sharesecret and sharesecret-file/);
+  });
+
+  it('warns when a secret file is readable by others', () => {
+    const loose = join(dir, 'loose-secret');
+    writeFileSync(loose, 'x');
+    chmodSync(loose, 0o644);
+    const { warnings } = loadSettings({
+      commandLine: { matrixdomain: 'example.org', 'sharesecret-file': loose, registration: registrationFile },
+      environment: {},
+    });
+    assert.ok(warnings.some((warning) => /readable by other users \(mode 644\)/.test(warning)));
+  });
+});
