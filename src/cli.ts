@@ -6,7 +6,7 @@ import { startDaemon, ListenError } from './daemon.js';
 import { defaultGenconfigInput, GenconfigError, planGenconfig, writeGenconfig } from './genconfig/genconfig.js';
 import { createLogger } from './log/logger.js';
 import { packageVersion } from './packageRoot.js';
-import { StoreOpenError } from './store/nodeStore.js';
+import { StoreOpenError } from './store/database.js';
 
 const EXIT_FAILURE = 1;
 const EXIT_BAD_SETTINGS = 2;
@@ -45,7 +45,7 @@ async function runDaemon(command: Command): Promise<void> {
   const { settings, warnings } = settingsOrExit(command);
   const log = createLogger({
     verbosity: settings.verbosity,
-    secrets: [settings.sharedSecret, settings.asToken, settings.hsToken],
+    secrets: [settings.sharedSecret, settings.adminToken, settings.asToken, settings.hsToken],
   });
   for (const warning of warnings) log.warn(warning);
   process.on('unhandledRejection', (reason) => {
@@ -81,13 +81,13 @@ async function runDaemon(command: Command): Promise<void> {
   process.on('SIGTERM', shutdown);
 }
 
-function runGenconfig(command: Command, out: string, force: boolean): void {
+function runGenconfig(command: Command, options: { out: string; force: boolean; id?: string | undefined }): void {
   const { settings, warnings } = settingsOrExit(command, { requireSecrets: false });
   for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
-  const input = defaultGenconfigInput(settings, out);
-  const plan = planGenconfig(input);
+  const input = { ...defaultGenconfigInput(settings, options.out), appserviceId: options.id };
   try {
-    const written = writeGenconfig(plan, input.outDir, force);
+    const plan = planGenconfig(input);
+    const written = writeGenconfig(plan, input.outDir, options.force);
     process.stdout.write(`Wrote ${written.join(', ')}\n${plan.instructions}`);
   } catch (error) {
     if (error instanceof GenconfigError) fail(error.message, EXIT_FAILURE);
@@ -114,7 +114,8 @@ export function buildProgram(): Command {
     .description('write registration.yaml (0600) and run.sh (0755) for this deployment')
     .option('--out <dir>', 'directory to write to', '.')
     .option('--force', 'overwrite existing files', false)
-    .action((options: { out: string; force: boolean }, command: Command) => runGenconfig(command, options.out, options.force));
+    .option('--id <id>', 'application-service id, unique on the homeserver (default matrix-regservice-<matrixdomain>)')
+    .action((options: { out: string; force: boolean; id?: string }, command: Command) => runGenconfig(command, options));
   return program;
 }
 

@@ -4,13 +4,18 @@ import type { Settings } from './config/settings.js';
 import type { Logger } from './log/logger.js';
 import { createAddressRecovery } from './protocol/addressRecovery.js';
 import { createRegistrationVerifier } from './protocol/registrationRequest.js';
-import { createSharedSecretRegistrar } from './homeserver/sharedSecretRegistrar.js';
+import { registrarForBackend } from './homeserver/registrarForBackend.js';
+import { pingThroughHomeserver } from './homeserver/appservicePing.js';
 import { createRegistrationHandler } from './handlers/registrationHandler.js';
-import { openNodeStore } from './store/nodeStore.js';
+import { createTransactionHandler } from './handlers/transactionHandler.js';
+import { createUserQuery } from './handlers/userQuery.js';
+import { openStore } from './store/database.js';
 import { createApp } from './http/app.js';
 
 export interface RunningDaemon {
   readonly url: string;
+  /** The start-up ping through the homeserver, settled once it has been logged. */
+  readonly ping: Promise<void>;
   /** Stops accepting, lets in-flight requests finish, closes the store. */
   stop(): Promise<void>;
 }
@@ -31,25 +36,44 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
+async function pingAndLog(settings: Settings, log: Logger): Promise<void> {
+  if (settings.appserviceId === undefined) {
+    log.warn('no appservice id (give --registration): cannot check that the homeserver reaches us');
+    return;
+  }
+  const result = await pingThroughHomeserver({
+    homeserverUrl: settings.homeserverUrl,
+    appserviceId: settings.appserviceId,
+    asToken: settings.asToken,
+    timeoutMs: settings.homeserverTimeoutMs,
+  });
+  if (result.ok) {
+    log.info('the homeserver reached us: application-service ping succeeded', { round_trip_ms: result.durationMs });
+  } else {
+    log.warn(`the homeserver could not reach us: application-service ping failed: ${result.reason}`);
+  }
+}
+
 export async function startDaemon(settings: Settings, log: Logger): Promise<RunningDaemon> {
-  const store = await openNodeStore(settings.datapath);
+  const store = await openStore(settings.datapath);
   const recovery = createAddressRecovery();
   if (recovery.implementation !== 'libsecp256k1') {
     log.warn('libsecp256k1 addon not available: verifying signatures with pure-JS @noble/curves (slower)');
   }
-  const register = createRegistrationHandler({
-    serverName: settings.serverName,
-    verify: createRegistrationVerifier(settings.serverName, recovery.recover),
-    store,
-    registrar: createSharedSecretRegistrar({
-      homeserverUrl: settings.homeserverUrl,
-      sharedSecret: settings.sharedSecret,
-      timeoutMs: settings.homeserverTimeoutMs,
-      login: settings.loginAfterRegister,
+  const app = createApp({
+    basePath: settings.basePath,
+    hsToken: settings.hsToken,
+    register: createRegistrationHandler({
+      serverName: settings.serverName,
+      verify: createRegistrationVerifier(settings.serverName, recovery.recover),
+      nodes: store.nodes,
+      registrar: registrarForBackend(settings),
+      log,
     }),
+    onTransaction: createTransactionHandler({ serverName: settings.serverName, nodes: store.nodes, transactions: store.transactions, log }),
+    queryUser: createUserQuery(settings.serverName, store.nodes),
     log,
   });
-  const app = createApp({ basePath: settings.basePath, hsToken: settings.hsToken, register, log });
   const server = createServer(app);
   try {
     await listen(server, settings.port, settings.host);
@@ -64,12 +88,14 @@ export async function startDaemon(settings: Settings, log: Logger): Promise<Runn
     url,
     server_name: settings.serverName,
     homeserver: settings.homeserverUrl,
+    backend: settings.backend,
     crypto: recovery.implementation,
   });
 
   let stopping: Promise<void> | undefined;
   return {
     url,
+    ping: pingAndLog(settings, log),
     stop() {
       stopping ??= (async () => {
         log.info('stopping: no new connections, finishing requests in flight');

@@ -31,19 +31,30 @@ function readSecretFile(path: string, what: string, expansion: Expansion): strin
   }
 }
 
-/** Replaces sharesecret-file and registration by the values they point at, ranked with the layer that named them. */
+/** Flags that name a file holding a secret, and the setting the file's content becomes. */
+const SECRET_FILES = [
+  { fileKey: 'sharesecret-file', valueKey: 'sharesecret', remember: 'sharesecret-source' },
+  { fileKey: 'admin-token-file', valueKey: 'admin-token', remember: 'admin-token-source' },
+] as const;
+
+/** Replaces secret files and registration by the values they point at, ranked with the layer that named them. */
 function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion): void {
-  const { registration, 'sharesecret-file': sharesecretFile, ...values } = layer.values;
+  const { registration, 'sharesecret-file': _s, 'admin-token-file': _a, ...values } = layer.values;
   expansion.layers.push({ source: layer.source, values });
 
-  if (sharesecretFile !== undefined) {
-    if (values.sharesecret !== undefined) {
-      expansion.problems.push(`${layer.source} gives both sharesecret and sharesecret-file; give one`);
+  for (const { fileKey, valueKey, remember } of SECRET_FILES) {
+    const file = layer.values[fileKey];
+    if (file === undefined) continue;
+    if (values[valueKey] !== undefined) {
+      expansion.problems.push(`${layer.source} gives both ${valueKey} and ${fileKey}; give one`);
     }
-    const path = resolve(baseDir, String(sharesecretFile));
-    const secret = readSecretFile(path, 'sharesecret-file', expansion);
+    const path = resolve(baseDir, String(file));
+    const secret = readSecretFile(path, fileKey, expansion);
     if (secret !== undefined) {
-      expansion.layers.push({ source: `sharesecret-file ${path}`, values: { sharesecret: secret.trim(), 'sharesecret-source': path } });
+      expansion.layers.push({
+        source: `${fileKey} ${path}`,
+        values: { [valueKey]: secret.trim(), ...(remember === undefined ? {} : { [remember]: path }) },
+      });
     }
   }
   if (registration !== undefined) {

@@ -3,6 +3,9 @@ import type { SettingKey } from './options.js';
 
 export type Verbosity = 0 | 1 | 2 | 3 | 4 | 5;
 
+export const BACKENDS = ['shared-secret', 'admin-api', 'appservice'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
 /** The validated settings the daemon runs with. */
 export interface Settings {
   readonly serverName: string;
@@ -10,9 +13,15 @@ export interface Settings {
   readonly host: string;
   readonly port: number;
   readonly datapath: string;
+  readonly backend: Backend;
+  /** Shared-secret backend: Synapse's registration_shared_secret. */
   readonly sharedSecret: string;
   /** The file the shared secret was read from, when it came from one. */
   readonly sharedSecretFile: string | undefined;
+  /** Admin-api backend: a homeserver admin's access token. */
+  readonly adminToken: string;
+  readonly adminTokenFile: string | undefined;
+  readonly allowPasswordReset: boolean;
   readonly asToken: string;
   readonly hsToken: string;
   readonly appserviceId: string | undefined;
@@ -25,7 +34,7 @@ export interface Settings {
 
 export type RawValue = string | number | boolean;
 /** Keys a registration.yaml contributes besides the tokens; never flags. */
-export type InternalKey = 'appservice-id' | 'appservice-url' | 'sharesecret-source';
+export type InternalKey = 'appservice-id' | 'appservice-url' | 'sharesecret-source' | 'admin-token' | 'admin-token-source';
 export type RawSettings = Partial<Record<SettingKey | InternalKey, RawValue>>;
 
 /** One source of settings; earlier layers win. */
@@ -45,6 +54,8 @@ export const DEFAULTS = {
   verbosity: 3,
   'homeserver-timeout': 30,
   'login-after-register': false,
+  'allow-password-reset': false,
+  backend: 'shared-secret',
 } as const satisfies RawSettings;
 
 export class SettingsError extends Error {
@@ -65,6 +76,10 @@ export interface ResolvedSettings {
 const SERVER_NAME = /^(?:[A-Za-z0-9.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
 const SECRET_KEYS: readonly SettingKey[] = ['sharesecret', 'astoken', 'hstoken'];
 
+function isBackend(value: string): value is Backend {
+  return (BACKENDS as readonly string[]).includes(value);
+}
+
 interface Picked {
   readonly value: RawValue;
   readonly source: string;
@@ -77,8 +92,9 @@ export interface ResolveOptions {
   readonly requireSecrets: boolean;
 }
 
-function sharedSecretFileOf(picked: Picked | undefined): string | undefined {
-  const file = picked?.layer['sharesecret-source'];
+/** The file a secret was read from, when the winning layer read it from one. */
+function sourceFileOf(picked: Picked | undefined, sourceKey: InternalKey): string | undefined {
+  const file = picked?.layer[sourceKey];
   return file === undefined ? undefined : String(file);
 }
 
@@ -132,6 +148,10 @@ export function resolveSettings(
   };
 
   const required = (why: string): string | undefined => (options.requireSecrets ? why : undefined);
+  const backendName = text('backend', undefined);
+  if (!isBackend(backendName)) problems.push(`backend must be one of ${BACKENDS.join(', ')}, got "${backendName}"`);
+  const backend: Backend = isBackend(backendName) ? backendName : 'shared-secret';
+  const requiredFor = (needs: Backend, why: string): string | undefined => (backend === needs ? required(why) : undefined);
 
   const serverName = text('matrixdomain', 'the homeserver server_name, e.g. --matrixdomain transport01.example.org');
   if (serverName !== '' && !SERVER_NAME.test(serverName)) {
@@ -172,8 +192,12 @@ export function resolveSettings(
     host: text('host', undefined),
     port: integer('port', 1, 65535),
     datapath: text('datapath', undefined),
-    sharedSecret: text('sharesecret', required("the homeserver's registration_shared_secret: --sharesecret-file FILE")),
-    sharedSecretFile: sharedSecretFileOf(pick('sharesecret')),
+    backend,
+    sharedSecret: text('sharesecret', requiredFor('shared-secret', "the homeserver's registration_shared_secret: --sharesecret-file FILE")),
+    sharedSecretFile: sourceFileOf(pick('sharesecret'), 'sharesecret-source'),
+    adminToken: text('admin-token', requiredFor('admin-api', "a homeserver admin's access token: --admin-token-file FILE")),
+    adminTokenFile: sourceFileOf(pick('admin-token'), 'admin-token-source'),
+    allowPasswordReset: flag('allow-password-reset'),
     asToken: text('astoken', required('as_token of the application service: --registration registration.yaml')),
     hsToken: text('hstoken', required('hs_token of the application service: --registration registration.yaml')),
     appserviceId: pick('appservice-id') === undefined ? undefined : text('appservice-id', undefined),
@@ -192,6 +216,12 @@ export function resolveSettings(
     }
   }
 
+  if (settings.loginAfterRegister && backend === 'admin-api') {
+    problems.push('login-after-register works with the shared-secret backend (appservice always returns a token), not admin-api');
+  }
+  if (settings.allowPasswordReset && backend !== 'admin-api') {
+    problems.push('allow-password-reset needs --backend admin-api');
+  }
   if (problems.length > 0) throw new SettingsError(problems);
   return { settings, warnings };
 }

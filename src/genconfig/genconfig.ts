@@ -6,6 +6,8 @@ import type { Settings } from '../config/settings.js';
 import { BIN_PATH, PACKAGE_ROOT } from '../packageRoot.js';
 import { renderTemplate, shellQuote } from './template.js';
 
+export class GenconfigError extends Error {}
+
 export interface GeneratedFile {
   readonly name: string;
   readonly content: string;
@@ -27,6 +29,8 @@ export interface GenconfigInput {
   readonly binPath: string;
   readonly now: Date;
   readonly randomToken: () => string;
+  /** Defaults to matrix-regservice-<server name>. */
+  readonly appserviceId?: string | undefined;
 }
 
 export const REGISTRATION_FILE = 'registration.yaml';
@@ -44,27 +48,39 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   const registrationPath = join(outDir, REGISTRATION_FILE);
   const files: GeneratedFile[] = [];
 
-  let secretFile = settings.sharedSecretFile;
+  let backendFlags = '';
   let secretNote = '';
-  if (secretFile === undefined) {
-    secretFile = join(outDir, SECRET_FILE);
-    const secret = settings.sharedSecret !== '' ? settings.sharedSecret : input.randomToken();
-    files.push({ name: SECRET_FILE, content: `${secret}\n`, mode: 0o600 });
-    secretNote =
-      settings.sharedSecret !== ''
-        ? ''
-        : `  registration_shared_secret_path: ${secretFile}\n`;
+  if (settings.backend === 'shared-secret') {
+    let secretFile = settings.sharedSecretFile;
+    if (secretFile === undefined) {
+      secretFile = join(outDir, SECRET_FILE);
+      const secret = settings.sharedSecret !== '' ? settings.sharedSecret : input.randomToken();
+      files.push({ name: SECRET_FILE, content: `${secret}\n`, mode: 0o600 });
+      secretNote =
+        settings.sharedSecret !== ''
+          ? `  (registration_shared_secret stays as it is: the same secret is now in ${secretFile})\n`
+          : `  registration_shared_secret_path: ${secretFile}\n`;
+    }
+    backendFlags = `  --sharesecret-file ${shellQuote(secretFile)} \\\n`;
+  } else if (settings.backend === 'admin-api') {
+    if (settings.adminTokenFile === undefined) {
+      throw new GenconfigError('the admin-api backend needs --admin-token-file FILE (a server admin access token)');
+    }
+    backendFlags =
+      `  --admin-token-file ${shellQuote(settings.adminTokenFile)} \\\n` +
+      (settings.allowPasswordReset ? '  --allow-password-reset \\\n' : '');
   }
 
   const registration: AppserviceRegistration = {
-    id: `matrix-regservice-${settings.serverName}`,
+    id: input.appserviceId ?? `matrix-regservice-${settings.serverName}`,
     url: `http://${listenerHostForUrl(settings.host)}:${settings.port}${settings.basePath}`,
     as_token: input.randomToken(),
     hs_token: input.randomToken(),
     sender_localpart: 'regservice',
     namespaces: {
-      // Non-exclusive: Synapse refuses shared-secret registration inside an exclusive namespace.
-      users: [{ exclusive: false, regex: photonUserRegex(settings.serverName) }],
+      // Synapse refuses shared-secret registration inside an exclusive namespace (M_EXCLUSIVE);
+      // registering as the application service is what exclusive namespaces are for.
+      users: [{ exclusive: settings.backend === 'appservice', regex: photonUserRegex(settings.serverName) }],
       aliases: [],
       rooms: [],
     },
@@ -82,7 +98,8 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
     PORT: String(settings.port),
     DATAPATH: shellQuote(resolve(settings.datapath)),
     REGISTRATION: shellQuote(registrationPath),
-    SHARESECRET_FILE: shellQuote(secretFile),
+    BACKEND: settings.backend,
+    BACKEND_FLAGS: backendFlags,
     VERBOSITY: String(settings.verbosity),
   });
   files.push({ name: RUN_FILE, content: run, mode: 0o755 });
@@ -93,14 +110,9 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
     `  app_service_config_files:\n` +
     `    - ${registrationPath}\n` +
     secretNote +
-    (settings.sharedSecret !== '' && settings.sharedSecretFile === undefined
-      ? `  (registration_shared_secret stays as it is: the same secret is now in ${secretFile})\n`
-      : '') +
     `Then start the service: ${join(outDir, RUN_FILE)}\n`;
   return { files, instructions };
 }
-
-export class GenconfigError extends Error {}
 
 /** Writes the plan; refuses to replace any existing file unless `force`, and then writes none. */
 export function writeGenconfig(plan: GenconfigPlan, outDir: string, force: boolean): string[] {

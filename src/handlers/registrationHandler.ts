@@ -9,7 +9,7 @@ export type RegistrationHandler = (request: RegistrationRequest) => Promise<Regi
 export interface RegistrationHandlerDeps {
   readonly serverName: string;
   readonly verify: RegistrationVerifier;
-  readonly store: NodeStore;
+  readonly nodes: NodeStore;
   readonly registrar: Registrar;
   readonly log: Logger;
   readonly now?: () => Date;
@@ -26,10 +26,11 @@ export function createRegistrationHandler(deps: RegistrationHandlerDeps): Regist
     if (inFlight.has(localpart)) throw userInUse('a registration of this node is already in progress');
     inFlight.add(localpart);
     try {
-      if ((await deps.store.get(localpart)) !== undefined) {
+      if ((await deps.nodes.get(localpart)) !== undefined) {
         throw userInUse('this node is already registered');
       }
       const user = await deps.registrar.register(request);
+      if (user.warning !== undefined) deps.log.warn(user.warning, { localpart });
       const expected = userIdFor(localpart, deps.serverName);
       if (user.userId !== expected) {
         deps.log.error('homeserver created a different user id than expected: is --matrixdomain its server_name?', {
@@ -38,7 +39,7 @@ export function createRegistrationHandler(deps: RegistrationHandlerDeps): Regist
         });
       }
       try {
-        await deps.store.put({
+        await deps.nodes.put({
           localpart,
           userId: user.userId,
           displayname: request.displayname,

@@ -12,6 +12,8 @@ export interface HomeserverCall {
   readonly body?: unknown;
   readonly accessToken?: string;
   readonly timeoutMs: number;
+  /** Return 5xx answers that carry a JSON body instead of failing (the ping reports its errcode). */
+  readonly acceptServerErrors?: boolean;
 }
 
 export function homeserverFailed(reason: string): MatrixError {
@@ -24,7 +26,7 @@ function describeFetchFailure(error: unknown): string {
 }
 
 /**
- * One request to the homeserver. Unreachable, 5xx and non-JSON answers become a 502 and a
+ * One request to the homeserver. Unreachable, 5xx (unless accepted) and non-JSON answers become a 502 and a
  * timeout a 504, each saying the homeserver failed; anything else is returned for the caller to map.
  */
 export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAnswer> {
@@ -49,13 +51,16 @@ export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAn
     }
     throw homeserverFailed(`unreachable (${describeFetchFailure(error)})`);
   }
-  if (response.status >= 500) {
-    throw homeserverFailed(`it answered HTTP ${response.status}`);
-  }
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
+    body = undefined;
+  }
+  if (response.status >= 500 && !(call.acceptServerErrors === true && body !== undefined)) {
+    throw homeserverFailed(`it answered HTTP ${response.status}`);
+  }
+  if (body === undefined) {
     throw homeserverFailed(`it answered HTTP ${response.status} with a body that is not JSON`);
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {

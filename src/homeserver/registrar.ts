@@ -10,6 +10,10 @@ export interface RegisteredUser {
   readonly homeServer: string;
   readonly accessToken?: string;
   readonly deviceId?: string;
+  /** The user existed and its password was reset to the signature (admin-api with --allow-password-reset). */
+  readonly passwordReset?: boolean;
+  /** Something that did not stop the registration but the operator should know. */
+  readonly warning?: string;
 }
 
 /** A way of creating users on the homeserver (one per backend). */

@@ -1,5 +1,7 @@
 import express, { Router, type Express } from 'express';
 import type { RegistrationHandler } from '../handlers/registrationHandler.js';
+import type { TransactionHandler } from '../handlers/transactionHandler.js';
+import type { UserQuery } from '../handlers/userQuery.js';
 import type { Logger } from '../log/logger.js';
 import { appserviceRouter } from './appserviceRoutes.js';
 import { errorHandler, methodNotAllowed, unrecognized } from './errorResponses.js';
@@ -9,6 +11,8 @@ export interface AppDeps {
   readonly basePath: string;
   readonly hsToken: string;
   readonly register: RegistrationHandler;
+  readonly onTransaction: TransactionHandler;
+  readonly queryUser: UserQuery;
   readonly log: Logger;
 }
 
@@ -20,7 +24,7 @@ export function createApp(deps: AppDeps): Express {
   const routes = Router();
   routes.post('/register', registerRoute(deps.register, deps.log));
   routes.all('/register', methodNotAllowed);
-  routes.use(appserviceRouter(deps.hsToken));
+  routes.use(appserviceRouter(deps));
 
   app.use(deps.basePath, routes);
   app.use(unrecognized);

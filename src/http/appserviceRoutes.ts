@@ -1,19 +1,61 @@
-import { Router, type RequestHandler } from 'express';
+import express, { Router, type RequestHandler } from 'express';
+import type { TransactionHandler } from '../handlers/transactionHandler.js';
+import type { UserQuery } from '../handlers/userQuery.js';
+import type { Logger } from '../log/logger.js';
+import { MatrixError } from '../protocol/matrixError.js';
+import { methodNotAllowed, sendMatrixError } from './errorResponses.js';
 import { requireHsToken } from './hsTokenAuth.js';
 
-const acknowledge: RequestHandler = (_req, res) => {
-  res.json({});
-};
+export interface AppserviceRouteDeps {
+  readonly hsToken: string;
+  readonly onTransaction: TransactionHandler;
+  readonly queryUser: UserQuery;
+  readonly log: Logger;
+}
+
+/** Synapse sends at most 100 events of at most 64 KiB each in one transaction. */
+const MAX_TRANSACTION_BYTES = 8 * 1024 * 1024;
+
+const notFound =
+  (message: string): RequestHandler =>
+  (_req, res) =>
+    sendMatrixError(res, new MatrixError(404, 'M_NOT_FOUND', message));
 
 /**
- * The application-service API the homeserver calls, under the spec's /_matrix/app/v1 prefix
- * and the legacy unprefixed paths. This service needs nothing from transactions yet.
+ * The application-service API the homeserver calls, served under the spec's /_matrix/app/v1 prefix
+ * and the legacy unprefixed paths alike (no redirect: older homeservers do not follow one).
  */
-export function appserviceRouter(hsToken: string): Router {
+export function appserviceRouter(deps: AppserviceRouteDeps): Router {
   const router = Router();
-  const auth = requireHsToken(hsToken);
+  const auth = requireHsToken(deps.hsToken);
+  const json = express.json({ limit: MAX_TRANSACTION_BYTES, type: () => true });
+
+  const transaction: RequestHandler<{ txnId: string }> = async (req, res) => {
+    const outcome = await deps.onTransaction(req.params.txnId, req.body);
+    if (outcome === 'processed') deps.log.trace('transaction acknowledged', { txn_id: req.params.txnId });
+    res.json({});
+  };
+  const user: RequestHandler<{ userId: string }> = async (req, res) => {
+    const known = await deps.queryUser(req.params.userId);
+    deps.log.debug('user query from the homeserver', { user_id: req.params.userId, known });
+    if (known) res.json({});
+    else sendMatrixError(res, new MatrixError(404, 'M_NOT_FOUND', 'no such user here: users are created only by registration with a signature'));
+  };
+  const ping: RequestHandler = (req, res) => {
+    const txnId = (req.body as { transaction_id?: unknown } | undefined)?.transaction_id;
+    deps.log.info('ping from the homeserver', { transaction_id: typeof txnId === 'string' ? txnId : undefined });
+    res.json({});
+  };
+
   for (const prefix of ['/_matrix/app/v1', '']) {
-    router.put(`${prefix}/transactions/:txnId`, auth, acknowledge);
+    router.route(`${prefix}/transactions/:txnId`).put(auth, json, transaction).all(methodNotAllowed);
+    router.route(`${prefix}/users/:userId`).get(auth, user).all(methodNotAllowed);
+    router.route(`${prefix}/rooms/:alias`).get(auth, notFound('this service manages no room aliases')).all(methodNotAllowed);
+    router.route(`${prefix}/ping`).post(auth, json, ping).all(methodNotAllowed);
+    router.route(`${prefix}/thirdparty/protocol/:protocol`).get(auth, notFound('this service bridges no protocol')).all(methodNotAllowed);
+    for (const kind of ['user', 'location']) {
+      router.route(`${prefix}/thirdparty/${kind}{/:protocol}`).get(auth, notFound(`no third-party ${kind}s here`)).all(methodNotAllowed);
+    }
   }
   return router;
 }

@@ -29,7 +29,12 @@ export function registerRoute(handle: RegistrationHandler, log: Logger): Request
     try {
       if (parseError !== undefined) throw parseError;
       const user = await handle(parseRegistrationRequest(req.body));
-      log.info('registration', { localpart, outcome: 'registered', status: 200, duration_ms: durationMs() });
+      log.info('registration', {
+        localpart,
+        outcome: user.passwordReset === true ? 'password_reset' : 'registered',
+        status: 200,
+        duration_ms: durationMs(),
+      });
       res.json({
         user_id: user.userId,
         home_server: user.homeServer,

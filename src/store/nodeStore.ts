@@ -1,6 +1,4 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { Level } from 'level';
+import type { Sublevel } from './database.js';
 
 /** One registered node, written after the homeserver confirmed its account. */
 export interface NodeRecord {
@@ -9,54 +7,27 @@ export interface NodeRecord {
   readonly displayname: string;
   /** ISO 8601 time of the registration. */
   readonly registeredAt: string;
+  /** ISO 8601 time of the node's latest event the homeserver sent us. */
+  readonly lastSeen?: string;
 }
 
 export interface NodeStore {
   get(localpart: string): Promise<NodeRecord | undefined>;
   put(record: NodeRecord): Promise<void>;
-  close(): Promise<void>;
+  /** Moves lastSeen forward to `when` for a recorded node; false when the node is not recorded. */
+  touch(localpart: string, when: string): Promise<boolean>;
 }
 
-export class StoreOpenError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'StoreOpenError';
-  }
-}
-
-export const STORE_DIRECTORY = 'regservice.leveldb';
-
-function openFailure(path: string, error: unknown): StoreOpenError {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  if (cause?.code === 'LEVEL_LOCKED') {
-    return new StoreOpenError(
-      `the database ${path} is in use by another process (is another matrix-regservice running with this --datapath?)`,
-    );
-  }
-  if (cause?.code === 'LEVEL_CORRUPTION') {
-    return new StoreOpenError(`the database ${path} is corrupt: ${cause.message ?? 'unknown damage'}`);
-  }
-  return new StoreOpenError(`cannot open the database ${path}: ${cause?.message ?? (error as Error).message}`);
-}
-
-/** The LevelDB store under `datapath`; creates the directory (mode 0700) if needed. */
-export async function openNodeStore(datapath: string): Promise<NodeStore> {
-  const path = join(datapath, STORE_DIRECTORY);
-  try {
-    mkdirSync(datapath, { recursive: true, mode: 0o700 });
-  } catch (error) {
-    throw new StoreOpenError(`cannot create --datapath ${datapath}: ${(error as Error).message}`);
-  }
-  const db = new Level<string, NodeRecord>(path, { valueEncoding: 'json' });
-  try {
-    await db.open();
-  } catch (error) {
-    throw openFailure(path, error);
-  }
-  const nodes = db.sublevel<string, NodeRecord>('nodes', { valueEncoding: 'json' });
+export function createNodeStore(nodes: Sublevel): NodeStore {
+  const get = async (localpart: string): Promise<NodeRecord | undefined> => (await nodes.get(localpart)) as NodeRecord | undefined;
   return {
-    get: (localpart) => nodes.get(localpart),
+    get,
     put: (record) => nodes.put(record.localpart, record),
-    close: () => db.close(),
+    async touch(localpart, when) {
+      const record = await get(localpart);
+      if (record === undefined) return false;
+      if (record.lastSeen === undefined || record.lastSeen < when) await nodes.put(localpart, { ...record, lastSeen: when });
+      return true;
+    },
   };
 }

@@ -1,72 +1,54 @@
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { parse } from 'yaml';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { spawnDaemon, waitUntilListening, type DaemonProcess } from '../support/daemonProcess.js';
+import { generateGate, type Gate } from '../support/gate.js';
 import { adminGetUser, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
 import { freePort } from '../support/ports.js';
 import { createAdmin, startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
 
-const BIN = new URL('../../bin/matrix-regservice', import.meta.url).pathname;
 const availability = synapseAvailability();
 if (!availability.available) process.stderr.write(`skipping real-Synapse tests: ${availability.reason}\n`);
 
 describe('registration gate against a real Synapse', { skip: availability.available ? false : availability.reason }, () => {
   const serverName = 'photon.test';
-  let work: string;
+  let secretDir: string;
   let synapse: RunningSynapse;
-  let daemon: DaemonProcess;
+  let deployment: Gate;
+  let work: string;
   let gate: string;
   let adminToken: string;
   const secrets: string[] = [];
-  const outputs: string[] = [];
 
   const register = (body: unknown) => requestJson('POST', `${gate}/register`, body);
-  const startGate = async (): Promise<void> => {
-    daemon = spawnDaemon(join(work, 'run.sh'), ['--verbosity', '5'], { cwd: work });
-    await waitUntilListening(daemon, gate);
-  };
-  const stopGate = async (): Promise<number | null> => {
-    const code = await daemon.stop();
-    outputs.push(daemon.output());
-    return code;
-  };
 
   before(async () => {
-    work = mkdtempSync(join(tmpdir(), 'regservice-e2e-'));
+    secretDir = mkdtempSync(join(tmpdir(), 'regservice-e2e-'));
     const sharedSecret = randomBytes(24).toString('hex');
-    const secretFile = join(work, 'homeserver_shared_secret');
+    const secretFile = join(secretDir, 'homeserver_shared_secret');
     writeFileSync(secretFile, `${sharedSecret}\n`, { mode: 0o600 });
     const synapsePort = await freePort();
-    const gatePort = await freePort();
     const homeserverUrl = process.env.SYNAPSE_URL ?? `http://127.0.0.1:${synapsePort}`;
 
     // As an operator: genconfig in the deployment directory, then load its registration into Synapse.
-    const { stdout } = await promisify(execFile)(
-      BIN,
-      ['genconfig', '--matrixdomain', serverName, '--matrixurl', homeserverUrl, '--port', String(gatePort), '--sharesecret-file', secretFile],
-      { cwd: work },
-    );
-    assert.match(stdout, /app_service_config_files/);
-    const registration = parse(readFileSync(join(work, 'registration.yaml'), 'utf8')) as Record<string, string>;
-    secrets.push(sharedSecret, String(registration.as_token), String(registration.hs_token));
+    deployment = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
+    assert.match(deployment.genconfigOutput, /app_service_config_files/);
+    work = deployment.dir;
+    gate = deployment.url;
+    secrets.push(sharedSecret, String(deployment.registration.as_token), String(deployment.registration.hs_token));
 
-    synapse = await startSynapse({ serverName, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [join(work, 'registration.yaml')] });
+    synapse = await startSynapse({ serverName, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [deployment.registrationFile] });
     adminToken = await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex'));
-    gate = `http://127.0.0.1:${gatePort}/regapp/1`;
-    await startGate();
+    await deployment.start();
   });
 
   after(async () => {
-    if (daemon !== undefined) await stopGate();
+    if (deployment !== undefined) await deployment.stop();
     if (synapse !== undefined) await synapse.stop();
-    if (work !== undefined) rmSync(work, { recursive: true, force: true });
+    for (const dir of [secretDir, work]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
   it('genconfig wrote registration.yaml 0600 and run.sh 0755 with no secret on its command line', () => {
@@ -142,7 +124,7 @@ describe('registration gate against a real Synapse', { skip: availability.availa
   });
 
   it('checks the hs_token on application-service transactions', async () => {
-    const registration = parse(readFileSync(join(work, 'registration.yaml'), 'utf8')) as Record<string, string>;
+    const registration = deployment.registration as Record<string, string>;
     for (const path of ['/transactions/1', '/_matrix/app/v1/transactions/2']) {
       const good = await requestJson('PUT', `${gate}${path}`, { events: [] }, registration.hs_token);
       assert.equal(good.status, 200);
@@ -156,8 +138,8 @@ describe('registration gate against a real Synapse', { skip: availability.availa
   });
 
   it('exits 0 on SIGTERM and remembers registered nodes across a restart', async () => {
-    assert.equal(await stopGate(), 0);
-    await startGate();
+    assert.equal(await deployment.stop(), 0);
+    await deployment.start();
     const answer = await register(registered);
     assert.equal(answer.status, 409);
     assert.equal(answer.body.errcode, 'M_USER_IN_USE');
@@ -168,7 +150,7 @@ describe('registration gate against a real Synapse', { skip: availability.availa
   });
 
   it('logs one line per outcome and never a secret or password, even at verbosity 5', async () => {
-    const log = outputs.join('') + daemon.output();
+    const log = deployment.output();
     assert.match(log, new RegExp(`registration localpart=${registered.localpart} outcome=registered status=200 duration_ms=`));
     assert.match(log, /outcome=forbidden status=403/);
     assert.match(log, /outcome=already_registered status=409/);

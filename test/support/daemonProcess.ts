@@ -36,10 +36,10 @@ export async function waitUntilListening(daemon: DaemonProcess, baseUrl: string)
   await waitFor(
     `the daemon at ${baseUrl}`,
     async () => {
-      if (daemon.child.exitCode !== null) throw new Error(`daemon exited with ${daemon.child.exitCode}:\n${daemon.output()}`);
       const response = await fetch(`${baseUrl}/register`);
       return response.status === 405 ? true : undefined;
     },
     20_000,
+    () => (daemon.child.exitCode !== null ? `daemon exited with ${daemon.child.exitCode}:\n${daemon.output()}` : undefined),
   );
 }

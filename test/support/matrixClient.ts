@@ -35,3 +35,21 @@ export function profileDisplayname(homeserverUrl: string, userId: string, token:
 export function adminGetUser(homeserverUrl: string, userId: string, adminToken: string): Promise<JsonAnswer> {
   return requestJson('GET', `${homeserverUrl}/_synapse/admin/v2/users/${encodeURIComponent(userId)}`, undefined, adminToken);
 }
+
+export async function createRoomAndSay(homeserverUrl: string, token: string, text: string): Promise<string> {
+  const room = await requestJson('POST', `${homeserverUrl}/_matrix/client/v3/createRoom`, { preset: 'private_chat' }, token);
+  if (room.status !== 200) throw new Error(`createRoom: ${JSON.stringify(room.body)}`);
+  const roomId = String(room.body.room_id);
+  const sent = await requestJson(
+    'PUT',
+    `${homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${Date.now()}`,
+    { msgtype: 'm.text', body: text },
+    token,
+  );
+  if (sent.status !== 200) throw new Error(`send: ${JSON.stringify(sent.body)}`);
+  return roomId;
+}
+
+export function invite(homeserverUrl: string, token: string, roomId: string, userId: string): Promise<JsonAnswer> {
+  return requestJson('POST', `${homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, { user_id: userId }, token);
+}

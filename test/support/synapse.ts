@@ -103,13 +103,11 @@ async function waitUntilServing(url: string, child: ChildProcess | undefined, lo
   await waitFor(
     `Synapse at ${url}`,
     async () => {
-      if (child !== undefined && child.exitCode !== null) {
-        throw new Error(`Synapse exited with ${child.exitCode}:\n${log().slice(-3000)}`);
-      }
       const response = await fetch(`${url}/_matrix/client/versions`);
       return response.ok ? true : undefined;
     },
     60_000,
+    () => (child !== undefined && child.exitCode !== null ? `Synapse exited with ${child.exitCode}:\n${log().slice(-3000)}` : undefined),
   );
 }
 

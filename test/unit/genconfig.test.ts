@@ -108,6 +108,32 @@ describe('planGenconfig', () => {
   });
 });
 
+describe('planGenconfig per backend', () => {
+  it('appservice: an exclusive namespace, no shared secret, --backend appservice in run.sh', () => {
+    const plan = planGenconfig(input({ backend: 'appservice' }));
+    const doc = parse(fileNamed(plan, 'registration.yaml').content) as { namespaces: { users: { exclusive: boolean }[] } };
+    assert.equal(doc.namespaces.users[0]?.exclusive, true);
+    assert.ok(!plan.files.some((file) => file.name === 'registration_shared_secret'));
+    const run = fileNamed(plan, 'run.sh').content;
+    assert.match(run, /--backend appservice \\\n {2}--verbosity/);
+    assert.doesNotMatch(run, /sharesecret/);
+  });
+
+  it('admin-api: needs the admin token file and points run.sh at it', () => {
+    assert.throws(() => planGenconfig(input({ backend: 'admin-api' })), /admin-api backend needs --admin-token-file/);
+    const { settings } = resolveSettings(
+      [{ source: 't', values: { matrixdomain: 'example.org', backend: 'admin-api', 'admin-token': 'x', 'admin-token-source': '/etc/rs/admin token', 'allow-password-reset': true } }],
+      { requireSecrets: false },
+    );
+    const plan = planGenconfig({ ...defaultGenconfigInput(settings, '/srv/rs'), randomToken: () => 't', appserviceId: 'custom-id' });
+    const run = fileNamed(plan, 'run.sh').content;
+    assert.match(run, /--admin-token-file '\/etc\/rs\/admin token' \\\n {2}--allow-password-reset \\\n/);
+    assert.equal(parseRegistration(fileNamed(plan, 'registration.yaml').content).id, 'custom-id');
+    const doc = parse(fileNamed(plan, 'registration.yaml').content) as { namespaces: { users: { exclusive: boolean }[] } };
+    assert.equal(doc.namespaces.users[0]?.exclusive, false);
+  });
+});
+
 describe('writeGenconfig', () => {
   it('writes files with their modes and refuses to overwrite any of them without force', () => {
     const dir = mkdtempSync(join(tmpdir(), 'regservice-genconfig-'));

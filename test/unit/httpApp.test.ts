@@ -19,7 +19,14 @@ describe('HTTP layer', () => {
   const logger = capturingLogger([HS_TOKEN]);
 
   before(async () => {
-    const app = createApp({ basePath: '/regapp/1', hsToken: HS_TOKEN, register: (request) => outcome(request), log: logger.log });
+    const app = createApp({
+      basePath: '/regapp/1',
+      hsToken: HS_TOKEN,
+      register: (request) => outcome(request),
+      onTransaction: async () => 'processed',
+      queryUser: async (userId) => userId === '@known:hs',
+      log: logger.log,
+    });
     server = app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/regapp/1`;
@@ -108,6 +115,44 @@ describe('HTTP layer', () => {
     const right = await requestJson('PUT', `${base}/transactions/1`, { events: [] }, HS_TOKEN);
     assert.equal(right.status, 200);
     assert.deepEqual(right.body, {});
+  });
+
+  it('serves every application-service route under both path forms, each behind the hs_token', async () => {
+    const routes: [string, string, number, unknown][] = [
+      ['GET', '/users/%40known%3Ahs', 200, {}],
+      ['GET', '/users/%40stranger%3Ahs', 404, 'M_NOT_FOUND'],
+      ['GET', '/rooms/%23alias%3Ahs', 404, 'M_NOT_FOUND'],
+      ['POST', '/ping', 200, {}],
+      ['GET', '/thirdparty/protocol/irc', 404, 'M_NOT_FOUND'],
+      ['GET', '/thirdparty/user', 404, 'M_NOT_FOUND'],
+      ['GET', '/thirdparty/user/irc', 404, 'M_NOT_FOUND'],
+      ['GET', '/thirdparty/location', 404, 'M_NOT_FOUND'],
+      ['GET', '/thirdparty/location/irc', 404, 'M_NOT_FOUND'],
+    ];
+    for (const prefix of ['/_matrix/app/v1', '']) {
+      for (const [method, path, status, expected] of routes) {
+        const url = `${base}${prefix}${path}`;
+        const body = method === 'POST' ? { transaction_id: 't' } : undefined;
+        const answer = await requestJson(method, url, body, HS_TOKEN);
+        assert.equal(answer.status, status, `${method} ${prefix}${path}`);
+        if (typeof expected === 'string') assert.equal(answer.body.errcode, expected);
+        else assert.deepEqual(answer.body, expected);
+        assert.equal((await requestJson(method, url, body)).status, 401, `${path} without a token`);
+        assert.equal((await requestJson(method, `${url}?access_token=${HS_TOKEN}`, body)).status, status, `${path} with the legacy query token`);
+      }
+      const wrongMethod = await requestJson('DELETE', `${base}${prefix}/transactions/1`, undefined, HS_TOKEN);
+      assert.equal(wrongMethod.status, 405);
+      assert.equal(wrongMethod.body.errcode, 'M_UNRECOGNIZED');
+      assert.equal((await requestJson('GET', `${base}${prefix}/ping`)).status, 405);
+      assert.equal((await requestJson('GET', `${base}${prefix}/unknown/thing`, undefined, HS_TOKEN)).status, 404);
+    }
+    assert.ok(logger.lines().some((line) => /ping from the homeserver transaction_id=t/.test(line)));
+  });
+
+  it('answers a transaction that is not JSON with 400', async () => {
+    const answer = await requestJson('PUT', `${base}/transactions/9`, '{not json', HS_TOKEN);
+    assert.equal(answer.status, 400);
+    assert.equal(answer.body.errcode, 'M_NOT_JSON');
   });
 
   it('logs one line per registration outcome without the password', () => {

@@ -9,7 +9,7 @@ import { MatrixError } from '../../src/protocol/matrixError.js';
 import { parseRegistrationRequest, createRegistrationVerifier } from '../../src/protocol/registrationRequest.js';
 import { createAddressRecovery } from '../../src/protocol/addressRecovery.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { openNodeStore, StoreOpenError, type NodeStore } from '../../src/store/nodeStore.js';
+import { openStore, StoreOpenError, type Store } from '../../src/store/database.js';
 import { capturingLogger } from '../support/capturingLogger.js';
 
 const SERVER = 'hs.example.org';
@@ -25,13 +25,13 @@ class ScriptedRegistrar implements Registrar {
 
 const created = (node: NewNode): Promise<RegisteredUser> => Promise.resolve({ userId: `@${node.localpart}:${SERVER}`, homeServer: SERVER });
 
-async function setup(registrar: Registrar): Promise<{ store: NodeStore; handle: ReturnType<typeof createRegistrationHandler>; datapath: string }> {
+async function setup(registrar: Registrar): Promise<{ store: Store; handle: ReturnType<typeof createRegistrationHandler>; datapath: string }> {
   const datapath = mkdtempSync(join(tmpdir(), 'regservice-store-'));
-  const store = await openNodeStore(datapath);
+  const store = await openStore(datapath);
   const handle = createRegistrationHandler({
     serverName: SERVER,
     verify: createRegistrationVerifier(SERVER, createAddressRecovery().recover),
-    store,
+    nodes: store.nodes,
     registrar,
     log: capturingLogger().log,
     now: () => new Date('2026-03-04T05:06:07Z'),
@@ -46,7 +46,7 @@ describe('registration handler with a LevelDB store on disk', () => {
     const body = signRegistration(randomPrivateKey(), SERVER);
     const user = await handle(parseRegistrationRequest(body));
     assert.equal(user.userId, `@${body.localpart}:${SERVER}`);
-    assert.deepEqual(await store.get(body.localpart), {
+    assert.deepEqual(await store.nodes.get(body.localpart), {
       localpart: body.localpart,
       userId: `@${body.localpart}:${SERVER}`,
       displayname: body.displayname,
@@ -62,11 +62,11 @@ describe('registration handler with a LevelDB store on disk', () => {
     await handle(parseRegistrationRequest(body));
     await store.close();
 
-    const reopened = await openNodeStore(datapath);
+    const reopened = await openStore(datapath);
     const again = createRegistrationHandler({
       serverName: SERVER,
       verify: createRegistrationVerifier(SERVER, createAddressRecovery().recover),
-      store: reopened,
+      nodes: reopened.nodes,
       registrar,
       log: capturingLogger().log,
     });
@@ -80,7 +80,7 @@ describe('registration handler with a LevelDB store on disk', () => {
     const { store, handle } = await setup(registrar);
     const body = signRegistration(randomPrivateKey(), SERVER);
     await assert.rejects(handle(parseRegistrationRequest(body)), /homeserver failed/);
-    assert.equal(await store.get(body.localpart), undefined);
+    assert.equal(await store.nodes.get(body.localpart), undefined);
     await store.close();
   });
 
@@ -113,17 +113,17 @@ describe('registration handler with a LevelDB store on disk', () => {
   });
 });
 
-describe('openNodeStore', () => {
+describe('openStore', () => {
   it('refuses a second open of the same datapath with a clear message', async () => {
     const datapath = mkdtempSync(join(tmpdir(), 'regservice-lock-'));
-    const store = await openNodeStore(datapath);
-    await assert.rejects(openNodeStore(datapath), (error: unknown) => error instanceof StoreOpenError && /in use by another process/.test(error.message));
+    const store = await openStore(datapath);
+    await assert.rejects(openStore(datapath), (error: unknown) => error instanceof StoreOpenError && /in use by another process/.test(error.message));
     await store.close();
   });
 
   it('says so when the datapath cannot be created', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'regservice-notdir-')), 'file');
     writeFileSync(file, '');
-    await assert.rejects(openNodeStore(join(file, 'datapath')), (error: unknown) => error instanceof StoreOpenError && /cannot create --datapath/.test(error.message));
+    await assert.rejects(openStore(join(file, 'datapath')), (error: unknown) => error instanceof StoreOpenError && /cannot create --datapath/.test(error.message));
   });
 });

@@ -82,6 +82,21 @@ describe('resolveSettings', () => {
     assert.match(text, /hstoken is required/);
   });
 
+  it('requires what the chosen backend needs, and only that', () => {
+    const base = { matrixdomain: 'example.org', astoken: 'aaaa', hstoken: 'hhhh' };
+    assert.equal(resolveSettings([{ source: 'c', values: { ...base, backend: 'appservice' } }]).settings.backend, 'appservice');
+    assert.match(problemsOf(() => resolveSettings([{ source: 'c', values: { ...base, backend: 'admin-api' } }])).join('\n'), /admin-token is required.*--admin-token-file/);
+    assert.match(problemsOf(() => resolveSettings([{ source: 'c', values: { ...base, backend: 'ldap' } }])).join('\n'), /backend must be one of shared-secret, admin-api, appservice, got "ldap"/);
+    assert.match(
+      problemsOf(() => resolveSettings([{ source: 'c', values: { ...required, 'allow-password-reset': true } }])).join('\n'),
+      /allow-password-reset needs --backend admin-api/,
+    );
+    assert.match(
+      problemsOf(() => resolveSettings([{ source: 'c', values: { ...base, backend: 'admin-api', 'admin-token': 't', 'login-after-register': 'true' } }])).join('\n'),
+      /login-after-register works with the shared-secret backend/,
+    );
+  });
+
   it('needs no secrets when asked not to (genconfig)', () => {
     const { settings } = resolveSettings([{ source: 'cli', values: { matrixdomain: 'example.org:8448' } }], { requireSecrets: false });
     assert.equal(settings.serverName, 'example.org:8448');

@@ -1,0 +1,62 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { createNodeStore, type NodeStore } from './nodeStore.js';
+import { createTransactionLog, type TransactionLog } from './transactionLog.js';
+
+/** The service's state: one LevelDB database under --datapath, one sublevel per kind of record. */
+export interface Store {
+  readonly nodes: NodeStore;
+  readonly transactions: TransactionLog;
+  close(): Promise<void>;
+}
+
+function openSublevel(db: Level<string, unknown>, name: string) {
+  return db.sublevel<string, unknown>(name, { valueEncoding: 'json' });
+}
+
+/** A section of the database whose keys are strings and values JSON. */
+export type Sublevel = ReturnType<typeof openSublevel>;
+
+export class StoreOpenError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreOpenError';
+  }
+}
+
+export const STORE_DIRECTORY = 'regservice.leveldb';
+
+function openFailure(path: string, error: unknown): StoreOpenError {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code === 'LEVEL_LOCKED') {
+    return new StoreOpenError(
+      `the database ${path} is in use by another process (is another matrix-regservice running with this --datapath?)`,
+    );
+  }
+  if (cause?.code === 'LEVEL_CORRUPTION') {
+    return new StoreOpenError(`the database ${path} is corrupt: ${cause.message ?? 'unknown damage'}`);
+  }
+  return new StoreOpenError(`cannot open the database ${path}: ${cause?.message ?? (error as Error).message}`);
+}
+
+/** Opens (creating if needed, directory mode 0700) the database under `datapath`. */
+export async function openStore(datapath: string): Promise<Store> {
+  const path = join(datapath, STORE_DIRECTORY);
+  try {
+    mkdirSync(datapath, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw new StoreOpenError(`cannot create --datapath ${datapath}: ${(error as Error).message}`);
+  }
+  const db = new Level<string, unknown>(path, { valueEncoding: 'json' });
+  try {
+    await db.open();
+  } catch (error) {
+    throw openFailure(path, error);
+  }
+  return {
+    nodes: createNodeStore(openSublevel(db, 'nodes')),
+    transactions: await createTransactionLog(openSublevel(db, 'transactions')),
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,209 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { stringify } from 'yaml';
+import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
+import { sharedSecretMac } from '../../src/protocol/sharedSecretMac.js';
+import { openStore } from '../../src/store/database.js';
+import { generateGate, type Gate } from '../support/gate.js';
+import { createRoomAndSay, invite, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
+import { freePort } from '../support/ports.js';
+import { createAdmin, startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
+
+const availability = synapseAvailability();
+const skip = availability.available && process.env.SYNAPSE_URL === undefined ? false : availability.available ? 'needs a Synapse it starts itself (not SYNAPSE_URL)' : availability.reason;
+const serverName = 'photon.test';
+
+async function sharedSecretRegister(synapse: RunningSynapse, username: string, password: string) {
+  const endpoint = `${synapse.url}/_synapse/admin/v1/register`;
+  const { nonce } = (await (await fetch(endpoint)).json()) as { nonce: string };
+  const mac = sharedSecretMac(synapse.sharedSecret, { nonce, username, password, admin: false });
+  return requestJson('POST', endpoint, { nonce, username, password, admin: false, mac, inhibit_login: true });
+}
+
+describe('application-service protocol and the admin-api backend against a real Synapse', { skip }, () => {
+  let secretDir: string;
+  let synapse: RunningSynapse;
+  let shared: Gate;
+  let admin: Gate;
+  let wrong: Gate;
+  const node = signRegistration(randomPrivateKey(), serverName);
+  const nodeUserId = `@${node.localpart}:${serverName}`;
+  let nodeToken: string;
+  let roomId: string;
+  let processedTxn: string;
+  const future = Date.now() + 365 * 24 * 3600 * 1000;
+
+  before(async () => {
+    secretDir = mkdtempSync(join(tmpdir(), 'regservice-as-'));
+    const secretFile = join(secretDir, 'shared_secret');
+    writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
+    const adminTokenFile = join(secretDir, 'admin_token');
+    writeFileSync(adminTokenFile, 'not-yet', { mode: 0o600 });
+    const port = await freePort();
+    const homeserverUrl = `http://127.0.0.1:${port}`;
+
+    shared = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
+    admin = await generateGate({
+      serverName,
+      homeserverUrl,
+      genconfigArgs: ['--id', 'regservice-admin', '--backend', 'admin-api', '--admin-token-file', adminTokenFile, '--allow-password-reset'],
+    });
+    // The homeserver's copy of this registration carries another hs_token: its ping must fail visibly.
+    wrong = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--id', 'regservice-wrong', '--sharesecret-file', secretFile] });
+    const wrongForSynapse = join(secretDir, 'wrong-registration.yaml');
+    writeFileSync(
+      wrongForSynapse,
+      stringify({ ...wrong.registration, hs_token: 'not-the-hs-token', namespaces: { users: [{ exclusive: false, regex: '^@nobody-here:.*$' }], aliases: [], rooms: [] } }),
+    );
+
+    synapse = await startSynapse({
+      serverName,
+      port,
+      sharedSecretFile: secretFile,
+      appserviceFiles: [shared.registrationFile, admin.registrationFile, wrongForSynapse],
+    });
+    writeFileSync(adminTokenFile, await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex')));
+    await Promise.all([shared.start(), admin.start(), wrong.start()]);
+  });
+
+  after(async () => {
+    for (const gate of [shared, admin, wrong]) if (gate !== undefined) await gate.stop();
+    if (synapse !== undefined) await synapse.stop();
+    for (const dir of [secretDir, shared?.dir, admin?.dir, wrong?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('pings through Synapse at start: succeeds with matching tokens, fails visibly with a wrong hs_token', async () => {
+    await shared.waitForLog(/the homeserver reached us: application-service ping succeeded round_trip_ms=\d+/);
+    await admin.waitForLog(/ping succeeded/);
+    const failure = await wrong.waitForLog(/warn the homeserver could not reach us: application-service ping failed: M_BAD_STATUS[^\n]*/);
+    assert.match(failure, /hs_token differs/);
+  });
+
+  it('admin-api backend: registers a node that logs in with its password and has its displayname', async () => {
+    const other = signRegistration(randomPrivateKey(), serverName);
+    const answer = await requestJson('POST', `${admin.url}/register`, other);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.body.user_id, `@${other.localpart}:${serverName}`);
+    const login = await passwordLogin(synapse.url, other.localpart, other.password);
+    assert.equal(login.status, 200, JSON.stringify(login.body));
+    const profile = await profileDisplayname(synapse.url, `@${other.localpart}:${serverName}`, String(login.body.access_token));
+    assert.equal(profile.body.displayname, other.displayname);
+    assert.equal((await requestJson('POST', `${admin.url}/register`, other)).status, 409, 'recorded: 409 without asking Synapse');
+  });
+
+  it('admin-api with --allow-password-reset moves an account made with an old password to the signature', async () => {
+    const legacy = signRegistration(randomPrivateKey(), serverName);
+    assert.equal((await sharedSecretRegister(synapse, legacy.localpart, 'old-scheme-password')).status, 200);
+    assert.equal((await requestJson('POST', `${shared.url}/register`, legacy)).status, 409, 'shared-secret cannot rescue it');
+
+    const answer = await requestJson('POST', `${admin.url}/register`, legacy);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal((await passwordLogin(synapse.url, legacy.localpart, legacy.password)).status, 200);
+    assert.equal((await passwordLogin(synapse.url, legacy.localpart, 'old-scheme-password')).status, 403);
+    await admin.waitForLog(new RegExp(`localpart=${legacy.localpart} outcome=password_reset status=200`));
+  });
+
+  it('receives the transaction Synapse sends when a registered node speaks, and marks the node seen', async () => {
+    assert.equal((await requestJson('POST', `${shared.url}/register`, node)).status, 200);
+    const login = await passwordLogin(synapse.url, node.localpart, node.password);
+    nodeToken = String(login.body.access_token);
+    roomId = await createRoomAndSay(synapse.url, nodeToken, 'hello from a Photon node');
+    const line = await shared.waitForLog(/transaction processed txn_id=(\S+) events=\d+ nodes_seen=1/, 30_000);
+    processedTxn = String(/txn_id=(\S+)/.exec(line)?.[1]);
+  });
+
+  it('acknowledges a repeated txnId without processing it again', async () => {
+    const replay = await requestJson(
+      'PUT',
+      `${shared.url}/_matrix/app/v1/transactions/${encodeURIComponent(processedTxn)}`,
+      { events: [{ type: 'm.room.message', sender: nodeUserId, origin_server_ts: future, content: {} }] },
+      String(shared.registration.hs_token),
+    );
+    assert.equal(replay.status, 200);
+    assert.deepEqual(replay.body, {});
+    await shared.waitForLog(new RegExp(`transaction already processed txn_id=${processedTxn}`));
+  });
+
+  it("forwards Synapse's user query for an unknown @0x user to us and gets 404", async () => {
+    const stranger = `@0x${randomBytes(20).toString('hex')}:${serverName}`;
+    await invite(synapse.url, nodeToken, roomId, stranger);
+    await shared.waitForLog(new RegExp(`user query from the homeserver user_id=${stranger.replace(/[.]/g, '\\.')} known=false`));
+    const direct = await requestJson('GET', `${shared.url}/_matrix/app/v1/users/${encodeURIComponent(stranger)}`, undefined, String(shared.registration.hs_token));
+    assert.equal(direct.status, 404);
+    assert.equal(direct.body.errcode, 'M_NOT_FOUND');
+    const known = await requestJson('GET', `${shared.url}/users/${encodeURIComponent(nodeUserId)}`, undefined, String(shared.registration.hs_token));
+    assert.equal(known.status, 200);
+  });
+
+  it('keeps last seen and the seen txnIds across a restart', async () => {
+    assert.equal(await shared.stop(), 0);
+    const store = await openStore(join(shared.dir, '.matrix'));
+    const record = await store.nodes.get(node.localpart);
+    await store.close();
+    assert.ok(record?.lastSeen !== undefined, 'last seen was recorded');
+    assert.ok(record.lastSeen >= record.registeredAt);
+    assert.ok(record.lastSeen < new Date(future).toISOString(), 'the replayed transaction was not processed');
+
+    await shared.start();
+    const replay = await requestJson(
+      'PUT',
+      `${shared.url}/transactions/${encodeURIComponent(processedTxn)}`,
+      { events: [] },
+      String(shared.registration.hs_token),
+    );
+    assert.equal(replay.status, 200);
+    const lines = shared.output().match(new RegExp(`transaction already processed txn_id=${processedTxn}`, 'g')) ?? [];
+    assert.equal(lines.length, 2);
+  });
+});
+
+describe('appservice backend against a real Synapse', { skip }, () => {
+  let secretDir: string;
+  let synapse: RunningSynapse;
+  let gate: Gate;
+
+  before(async () => {
+    secretDir = mkdtempSync(join(tmpdir(), 'regservice-asb-'));
+    const secretFile = join(secretDir, 'shared_secret');
+    writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
+    const port = await freePort();
+    gate = await generateGate({ serverName, homeserverUrl: `http://127.0.0.1:${port}`, genconfigArgs: ['--backend', 'appservice'] });
+    synapse = await startSynapse({ serverName, port, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
+    await gate.start();
+  });
+
+  after(async () => {
+    if (gate !== undefined) await gate.stop();
+    if (synapse !== undefined) await synapse.stop();
+    for (const dir of [secretDir, gate?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('genconfig made the namespace exclusive, which shuts shared-secret registration out (M_EXCLUSIVE)', async () => {
+    const users = (gate.registration.namespaces as { users: { exclusive: boolean }[] }).users;
+    assert.equal(users[0]?.exclusive, true);
+    const other = signRegistration(randomPrivateKey(), serverName);
+    const direct = await sharedSecretRegister(synapse, other.localpart, other.password);
+    assert.equal(direct.body.errcode, 'M_EXCLUSIVE');
+  });
+
+  it('registers a node as the application service and returns its access token; the node has no password', async () => {
+    const node = signRegistration(randomPrivateKey(), serverName);
+    const answer = await requestJson('POST', `${gate.url}/register`, node);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const userId = `@${node.localpart}:${serverName}`;
+    assert.equal(answer.body.user_id, userId);
+    assert.equal(typeof answer.body.access_token, 'string');
+    assert.equal(typeof answer.body.device_id, 'string');
+
+    const whoami = await requestJson('GET', `${synapse.url}/_matrix/client/v3/account/whoami`, undefined, String(answer.body.access_token));
+    assert.equal(whoami.body.user_id, userId);
+    const profile = await profileDisplayname(synapse.url, userId, String(answer.body.access_token));
+    assert.equal(profile.body.displayname, node.displayname);
+    assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 403, 'appservice users have no password');
+    assert.equal((await requestJson('POST', `${gate.url}/register`, node)).status, 409);
+  });
+});

@@ -1,0 +1,65 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parse } from 'yaml';
+import { spawnDaemon, waitUntilListening, type DaemonProcess } from './daemonProcess.js';
+import { freePort, waitFor } from './ports.js';
+
+export const BIN = new URL('../../bin/matrix-regservice', import.meta.url).pathname;
+
+/** One deployment of the service, made as an operator makes it: genconfig, then ./run.sh. */
+export interface Gate {
+  readonly dir: string;
+  /** http://127.0.0.1:<port>/regapp/1 */
+  readonly url: string;
+  readonly registrationFile: string;
+  readonly registration: Readonly<Record<string, unknown>>;
+  readonly genconfigOutput: string;
+  start(extraArgs?: readonly string[]): Promise<DaemonProcess>;
+  /** SIGTERM; resolves to the exit code. */
+  stop(): Promise<number | null>;
+  /** Everything every run of the daemon has printed so far. */
+  output(): string;
+  /** Waits until the daemon's output matches. */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+}
+
+export async function generateGate(options: { serverName: string; homeserverUrl: string; genconfigArgs?: readonly string[] }): Promise<Gate> {
+  const dir = mkdtempSync(join(tmpdir(), 'regservice-gate-'));
+  const port = await freePort();
+  const { stdout } = await promisify(execFile)(
+    BIN,
+    ['genconfig', '--matrixdomain', options.serverName, '--matrixurl', options.homeserverUrl, '--port', String(port), ...(options.genconfigArgs ?? [])],
+    { cwd: dir },
+  );
+  const registrationFile = join(dir, 'registration.yaml');
+  const registration = parse(readFileSync(registrationFile, 'utf8')) as Record<string, unknown>;
+  const url = `http://127.0.0.1:${port}/regapp/1`;
+  const finished: string[] = [];
+  let current: DaemonProcess | undefined;
+  const output = (): string => finished.join('') + (current?.output() ?? '');
+  return {
+    dir,
+    url,
+    registrationFile,
+    registration,
+    genconfigOutput: stdout,
+    async start(extraArgs = ['--verbosity', '5']) {
+      current = spawnDaemon(join(dir, 'run.sh'), extraArgs, { cwd: dir });
+      await waitUntilListening(current, url);
+      return current;
+    },
+    async stop() {
+      if (current === undefined) return null;
+      const code = await current.stop();
+      finished.push(current.output());
+      current = undefined;
+      return code;
+    },
+    output,
+    waitForLog: (pattern, timeoutMs = 15_000) =>
+      waitFor(`a log line matching ${pattern}`, async () => pattern.exec(output())?.[0], timeoutMs),
+  };
+}

@@ -1,0 +1,79 @@
+import { strict as assert } from 'node:assert';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Level } from 'level';
+import { createTransactionHandler } from '../../src/handlers/transactionHandler.js';
+import { createUserQuery } from '../../src/handlers/userQuery.js';
+import { MatrixError } from '../../src/protocol/matrixError.js';
+import { openStore } from '../../src/store/database.js';
+import { createTransactionLog } from '../../src/store/transactionLog.js';
+import { capturingLogger } from '../support/capturingLogger.js';
+
+const SERVER = 'hs.example.org';
+const LOCALPART = '0x' + 'ab'.repeat(20);
+const USER = `@${LOCALPART}:${SERVER}`;
+
+describe('transaction log', () => {
+  it('remembers at most its capacity, forgetting the oldest, and keeps its place across reopening', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'regservice-txn-')), 'db');
+    let db = new Level<string, unknown>(path, { valueEncoding: 'json' });
+    let log = await createTransactionLog(db.sublevel<string, unknown>('t', { valueEncoding: 'json' }), 3);
+    for (const id of ['a', 'b', 'c', 'd']) await log.add(id);
+    assert.deepEqual(await Promise.all(['a', 'b', 'c', 'd'].map((id) => log.has(id))), [false, true, true, true]);
+    await db.close();
+
+    db = new Level<string, unknown>(path, { valueEncoding: 'json' });
+    log = await createTransactionLog(db.sublevel<string, unknown>('t', { valueEncoding: 'json' }), 3);
+    await log.add('e');
+    await log.add('c'); // already remembered: takes no slot
+    assert.deepEqual(await Promise.all(['b', 'c', 'd', 'e'].map((id) => log.has(id))), [false, true, true, true]);
+    let keys = 0;
+    for await (const _key of db.sublevel('t').keys()) keys += 1;
+    assert.equal(keys, 3 * 2 + 1, 'three seen ids, three slots, one counter');
+    await db.close();
+  });
+});
+
+describe('transaction handler', () => {
+  it("processes a transaction once and moves registered nodes' last seen forward", async () => {
+    const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-txh-')));
+    await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
+    const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
+    const at = (ms: number) => ({ type: 'm.room.message', sender: USER, origin_server_ts: ms });
+    const t1 = Date.parse('2026-02-01T00:00:00Z');
+
+    assert.equal(await handle('1', { events: [at(t1), at(t1 - 1000), { sender: `@0x${'cd'.repeat(20)}:${SERVER}` }, { sender: `@${LOCALPART}:other.org` }, null] }), 'processed');
+    assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z');
+    assert.equal(await handle('1', { events: [at(t1 + 5000)] }), 'duplicate');
+    assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z');
+    assert.equal(await handle('2', { events: [at(t1 - 5000)] }), 'processed');
+    assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z', 'never moves back');
+    assert.equal(await store.nodes.get('0x' + 'cd'.repeat(20)), undefined, 'unknown senders create nothing');
+    await store.close();
+  });
+
+  it('refuses a body without an events array and does not remember its id', async () => {
+    const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-txb-')));
+    const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
+    for (const body of [undefined, {}, { events: {} }, []]) {
+      await assert.rejects(handle('x', body), (error: unknown) => error instanceof MatrixError && error.status === 400 && error.errcode === 'M_BAD_JSON');
+    }
+    assert.equal(await store.transactions.has('x'), false);
+    await store.close();
+  });
+});
+
+describe('user query', () => {
+  it('knows only nodes recorded for this server', async () => {
+    const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-uq-')));
+    await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
+    const query = createUserQuery(SERVER, store.nodes);
+    assert.equal(await query(USER), true);
+    assert.equal(await query(`@${LOCALPART}:other.org`), false);
+    assert.equal(await query(`@0x${'cd'.repeat(20)}:${SERVER}`), false);
+    assert.equal(await query('@alice:hs.example.org'), false);
+    await store.close();
+  });
+});
