@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { loadSettings, type SettingsSources } from './config/loadSettings.js';
 import { envName, OPTION_SPECS } from './config/options.js';
 import { SettingsError, type RawSettings, type ResolveOptions } from './config/settings.js';
-import { startDaemon, ListenError } from './daemon.js';
+import { startDaemon, StartError } from './daemon.js';
 import { defaultGenconfigInput, GenconfigError, planGenconfig, writeGenconfig } from './genconfig/genconfig.js';
 import { createLogger } from './log/logger.js';
 import { packageVersion } from './packageRoot.js';
@@ -56,7 +56,7 @@ async function runDaemon(command: Command): Promise<void> {
   try {
     daemon = await startDaemon(settings, log);
   } catch (error) {
-    if (error instanceof StoreOpenError || error instanceof ListenError) {
+    if (error instanceof StoreOpenError || error instanceof StartError) {
       log.critical(error.message);
       await log.close();
       process.exit(EXIT_FAILURE);
@@ -79,6 +79,7 @@ async function runDaemon(command: Command): Promise<void> {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+  process.on('SIGHUP', () => running.reloadLists());
 }
 
 function runGenconfig(command: Command, options: { out: string; force: boolean; id?: string | undefined }): void {

@@ -2,31 +2,38 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Settings } from './config/settings.js';
 import type { Logger } from './log/logger.js';
+import { loadAddressPolicy, type AddressPolicy } from './access/addressLists.js';
 import { createAddressRecovery } from './protocol/addressRecovery.js';
 import { createRegistrationVerifier } from './protocol/registrationRequest.js';
+import { CallLimiter } from './homeserver/callLimiter.js';
 import { registrarForBackend } from './homeserver/registrarForBackend.js';
 import { pingThroughHomeserver } from './homeserver/appservicePing.js';
-import { createRegistrationHandler } from './handlers/registrationHandler.js';
+import { createUserExists } from './homeserver/userExists.js';
+import { createRegistrationService } from './handlers/registrationHandler.js';
 import { createTransactionHandler } from './handlers/transactionHandler.js';
 import { createUserQuery } from './handlers/userQuery.js';
 import { openStore } from './store/database.js';
 import { createApp } from './http/app.js';
+import { answerClientError } from './http/clientErrors.js';
+import { createRateLimits } from './http/rateLimits.js';
 
 export interface RunningDaemon {
   readonly url: string;
-  /** The start-up ping through the homeserver, settled once it has been logged. */
-  readonly ping: Promise<void>;
+  /** Start-up work against the homeserver (ping, reconciliation), settled once logged. */
+  readonly startup: Promise<void>;
+  /** Rereads the allow and deny lists; keeps the old ones if the new ones are bad. */
+  reloadLists(): void;
   /** Stops accepting, lets in-flight requests finish, closes the store. */
   stop(): Promise<void>;
 }
 
-export class ListenError extends Error {}
+export class StartError extends Error {}
 
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       const reason = error.code === 'EADDRINUSE' ? 'the address is already in use' : error.message;
-      reject(new ListenError(`cannot listen on ${host}:${port}: ${reason}`));
+      reject(new StartError(`cannot listen on ${host}:${port}: ${reason}`));
     };
     server.once('error', onError);
     server.listen(port, host, () => {
@@ -54,27 +61,50 @@ async function pingAndLog(settings: Settings, log: Logger): Promise<void> {
   }
 }
 
+function addressPolicy(settings: Settings): { policy: AddressPolicy; summary: string } {
+  return loadAddressPolicy({ allowFile: settings.allowList, denyFile: settings.denyList });
+}
+
 export async function startDaemon(settings: Settings, log: Logger): Promise<RunningDaemon> {
+  let lists: { policy: AddressPolicy; summary: string };
+  try {
+    lists = addressPolicy(settings);
+  } catch (error) {
+    throw new StartError((error as Error).message);
+  }
   const store = await openStore(settings.datapath);
   const recovery = createAddressRecovery();
   if (recovery.implementation !== 'libsecp256k1') {
     log.warn('libsecp256k1 addon not available: verifying signatures with pure-JS @noble/curves (slower)');
   }
+  const calls = new CallLimiter(settings.maxHomeserverCalls, settings.maxQueued);
+  const registrar = registrarForBackend(settings);
+  const userExists = createUserExists({ homeserverUrl: settings.homeserverUrl, asToken: settings.asToken, timeoutMs: settings.homeserverTimeoutMs });
+  const registration = createRegistrationService({
+    serverName: settings.serverName,
+    verify: createRegistrationVerifier(settings.serverName, recovery.recover),
+    nodes: store.nodes,
+    registrar: { register: (node) => calls.run(() => registrar.register(node)) },
+    userExists: (userId) => calls.run(() => userExists(userId)),
+    policy: () => lists.policy,
+    log,
+  });
   const app = createApp({
     basePath: settings.basePath,
     hsToken: settings.hsToken,
-    register: createRegistrationHandler({
-      serverName: settings.serverName,
-      verify: createRegistrationVerifier(settings.serverName, recovery.recover),
-      nodes: store.nodes,
-      registrar: registrarForBackend(settings),
-      log,
-    }),
+    trustedProxies: settings.trustedProxies,
+    register: registration.register,
+    limits: createRateLimits({ perClientPerMinute: settings.rateLimitClientPerMinute, perNodePerMinute: settings.rateLimitNodePerMinute }),
     onTransaction: createTransactionHandler({ serverName: settings.serverName, nodes: store.nodes, transactions: store.transactions, log }),
     queryUser: createUserQuery(settings.serverName, store.nodes),
     log,
   });
-  const server = createServer(app);
+  // Slow clients get clientTimeoutMs for headers and body; the check runs every second, not every 30 s.
+  const server = createServer(
+    { headersTimeout: settings.clientTimeoutMs, requestTimeout: settings.clientTimeoutMs, connectionsCheckingInterval: 1000 },
+    app,
+  );
+  server.on('clientError', answerClientError);
   try {
     await listen(server, settings.port, settings.host);
   } catch (error) {
@@ -91,11 +121,27 @@ export async function startDaemon(settings: Settings, log: Logger): Promise<Runn
     backend: settings.backend,
     crypto: recovery.implementation,
   });
+  if (settings.allowList !== undefined || settings.denyList !== undefined) log.info(lists.summary);
+
+  const reconcile = async (): Promise<void> => {
+    const summary = await registration.reconcilePending();
+    if (summary.confirmed + summary.dropped + summary.unresolved > 0) {
+      log.info('reconciled registrations interrupted by a stop', { ...summary });
+    }
+  };
 
   let stopping: Promise<void> | undefined;
   return {
     url,
-    ping: pingAndLog(settings, log),
+    startup: Promise.all([pingAndLog(settings, log), reconcile()]).then(() => undefined),
+    reloadLists() {
+      try {
+        lists = addressPolicy(settings);
+        log.info(`reloaded address lists: ${lists.summary}`);
+      } catch (error) {
+        log.error(`kept the previous address lists: ${(error as Error).message}`);
+      }
+    },
     stop() {
       stopping ??= (async () => {
         log.info('stopping: no new connections, finishing requests in flight');

@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse } from 'yaml';
-import { isSettingKey } from './options.js';
+import { isSettingKey, OPTION_SPECS } from './options.js';
 import { parseRegistration } from './registrationFile.js';
 import { COMMAND_LINE, resolveSettings, type ResolveOptions, SettingsError, type RawSettings, type RawValue, type ResolvedSettings, type SettingsLayer } from './settings.js';
 
@@ -94,7 +94,9 @@ function readConfigFile(path: string, expansion: Expansion): RawSettings {
     if (!isSettingKey(key)) {
       expansion.problems.push(`config file ${path}: unknown setting "${rawKey}"`);
     } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
-      values[key] = value as RawValue;
+      // Paths in a config file are relative to the file, like the files it names for secrets.
+      const isPath = OPTION_SPECS.some((spec) => spec.key === key && spec.kind === 'path');
+      values[key] = isPath && typeof value === 'string' ? resolve(dirname(path), value) : (value as RawValue);
     } else {
       expansion.problems.push(`config file ${path}: ${rawKey} must be a string, number or boolean`);
     }

@@ -24,6 +24,14 @@ export const OPTION_SPECS = [
   { key: 'hstoken', kind: 'secret', argName: '<token>', description: 'hs_token (prefer --registration)' },
   { key: 'verbosity', kind: 'integer', argName: '<0-5>', description: 'log level: 0 critical, 1 error, 2 warn, 3 info, 4 debug, 5 trace (default 3)' },
   { key: 'homeserver-timeout', kind: 'integer', argName: '<seconds>', description: 'timeout of one homeserver call (default 30)' },
+  { key: 'trusted-proxies', kind: 'string', argName: '<list>', description: 'proxies whose X-Forwarded-For is believed: comma-separated addresses, CIDRs, loopback, uniquelocal (default loopback)' },
+  { key: 'rate-limit-client', kind: 'integer', argName: '<n>', description: 'registration requests per minute from one client address, 0 = no limit (default 60)' },
+  { key: 'rate-limit-node', kind: 'integer', argName: '<n>', description: 'registration requests per minute for one node address, 0 = no limit (default 10)' },
+  { key: 'max-homeserver-calls', kind: 'integer', argName: '<n>', description: 'registrations at the homeserver at once (default 32)' },
+  { key: 'max-queued', kind: 'integer', argName: '<n>', description: 'registrations waiting for a homeserver slot before 503 (default 256)' },
+  { key: 'client-timeout', kind: 'integer', argName: '<seconds>', description: 'time a client has to send its headers and body (default 10)' },
+  { key: 'allow-list', kind: 'path', argName: '<file>', description: 'only these node addresses may register (one 0x address a line; reloaded on SIGHUP)' },
+  { key: 'deny-list', kind: 'path', argName: '<file>', description: 'these node addresses may not register (reloaded on SIGHUP)' },
   { key: 'login-after-register', kind: 'boolean', description: 'log the new user in and return access_token and device_id (default: off, inhibit_login)' },
 ] as const satisfies readonly OptionSpec[];
 

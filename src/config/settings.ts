@@ -30,6 +30,15 @@ export interface Settings {
   readonly verbosity: Verbosity;
   readonly homeserverTimeoutMs: number;
   readonly loginAfterRegister: boolean;
+  /** Express "trust proxy" value: whose X-Forwarded-For names the client. */
+  readonly trustedProxies: string;
+  readonly rateLimitClientPerMinute: number;
+  readonly rateLimitNodePerMinute: number;
+  readonly maxHomeserverCalls: number;
+  readonly maxQueued: number;
+  readonly clientTimeoutMs: number;
+  readonly allowList: string | undefined;
+  readonly denyList: string | undefined;
 }
 
 export type RawValue = string | number | boolean;
@@ -56,6 +65,12 @@ export const DEFAULTS = {
   'login-after-register': false,
   'allow-password-reset': false,
   backend: 'shared-secret',
+  'trusted-proxies': 'loopback',
+  'rate-limit-client': 60,
+  'rate-limit-node': 10,
+  'max-homeserver-calls': 32,
+  'max-queued': 256,
+  'client-timeout': 10,
 } as const satisfies RawSettings;
 
 export class SettingsError extends Error {
@@ -136,6 +151,10 @@ export function resolveSettings(
     }
     return value;
   };
+  const optionalPath = (key: SettingKey): string | undefined => {
+    const picked = pick(key);
+    return picked === undefined ? undefined : text(key, undefined);
+  };
   const flag = (key: SettingKey): boolean => {
     const picked = pick(key);
     if (picked === undefined) return false;
@@ -205,6 +224,14 @@ export function resolveSettings(
     verbosity,
     homeserverTimeoutMs: integer('homeserver-timeout', 1, 3600) * 1000,
     loginAfterRegister: flag('login-after-register'),
+    trustedProxies: text('trusted-proxies', undefined),
+    rateLimitClientPerMinute: integer('rate-limit-client', 0, 1_000_000),
+    rateLimitNodePerMinute: integer('rate-limit-node', 0, 1_000_000),
+    maxHomeserverCalls: integer('max-homeserver-calls', 1, 10_000),
+    maxQueued: integer('max-queued', 0, 1_000_000),
+    clientTimeoutMs: integer('client-timeout', 1, 3600) * 1000,
+    allowList: optionalPath('allow-list'),
+    denyList: optionalPath('deny-list'),
   };
 
   for (const key of SECRET_KEYS) {

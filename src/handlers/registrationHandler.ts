@@ -1,59 +1,132 @@
-import { userInUse } from '../protocol/matrixError.js';
+import { MatrixError, userInUse } from '../protocol/matrixError.js';
 import { userIdFor, type RegistrationRequest, type RegistrationVerifier } from '../protocol/registrationRequest.js';
 import type { Registrar, RegisteredUser } from '../homeserver/registrar.js';
+import type { UserExists } from '../homeserver/userExists.js';
 import type { NodeStore } from '../store/nodeStore.js';
 import type { Logger } from '../log/logger.js';
+import type { AddressPolicy } from '../access/addressLists.js';
 
 export type RegistrationHandler = (request: RegistrationRequest) => Promise<RegisteredUser>;
+
+export interface ReconcileSummary {
+  readonly confirmed: number;
+  readonly dropped: number;
+  readonly unresolved: number;
+}
+
+export interface RegistrationService {
+  readonly register: RegistrationHandler;
+  /** Resolves registrations a crash interrupted: confirmed when the user exists on the homeserver, else dropped. */
+  reconcilePending(): Promise<ReconcileSummary>;
+}
 
 export interface RegistrationHandlerDeps {
   readonly serverName: string;
   readonly verify: RegistrationVerifier;
   readonly nodes: NodeStore;
   readonly registrar: Registrar;
+  readonly userExists: UserExists;
+  /** The allow/deny lists in force now (they can be reloaded). */
+  readonly policy: () => AddressPolicy;
   readonly log: Logger;
   readonly now?: () => Date;
 }
 
-/** Decides a verified request: refuse a known node, else create it on the homeserver and record it. */
-export function createRegistrationHandler(deps: RegistrationHandlerDeps): RegistrationHandler {
+/**
+ * Decides a request: refuse a known node, finish a registration a crash interrupted, or create the
+ * node on the homeserver. A pending entry is written before the homeserver is called and turned into
+ * the node's record in one write after it confirmed, so a crash at any point loses nothing.
+ */
+export function createRegistrationService(deps: RegistrationHandlerDeps): RegistrationService {
+  const { nodes, log } = deps;
   const inFlight = new Set<string>();
   const now = deps.now ?? (() => new Date());
 
-  return async (request) => {
-    deps.verify(request);
-    const { localpart } = request;
-    if (inFlight.has(localpart)) throw userInUse('a registration of this node is already in progress');
+  async function register(request: RegistrationRequest): Promise<RegisteredUser> {
+    const { localpart, displayname } = request;
+    const userId = userIdFor(localpart, deps.serverName);
+    const recorded = await nodes.get(localpart);
+    if (recorded !== undefined) {
+      if (recorded.answered !== false) throw userInUse('this node is already registered');
+      await nodes.put({ ...recorded, answered: true });
+      return { userId: recorded.userId, homeServer: deps.serverName };
+    }
+    if ((await nodes.getPending(localpart)) !== undefined && (await deps.userExists(userId))) {
+      await nodes.confirm({ localpart, userId, displayname, registeredAt: now().toISOString(), answered: true });
+      log.info('completed a registration that was interrupted', { localpart });
+      return { userId, homeServer: deps.serverName };
+    }
+
+    await nodes.putPending({ localpart, userId, displayname, startedAt: now().toISOString() });
+    let user: RegisteredUser;
+    try {
+      user = await deps.registrar.register(request);
+    } catch (error) {
+      // Already on the homeserver before us: not ours. Anything else may have happened or not: keep it pending.
+      if (error instanceof MatrixError && error.status === 409) await nodes.deletePending(localpart);
+      throw error;
+    }
+    if (user.warning !== undefined) log.warn(user.warning, { localpart });
+    if (user.userId !== userId) {
+      log.error('homeserver created a different user id than expected: is --matrixdomain its server_name?', {
+        expected: userId,
+        got: user.userId,
+      });
+    }
+    try {
+      await nodes.confirm({ localpart, userId: user.userId, displayname, registeredAt: now().toISOString(), answered: true });
+    } catch (error) {
+      log.error('registered on the homeserver but could not record it; it stays pending', { localpart, reason: (error as Error).message });
+    }
+    return { ...user, homeServer: user.homeServer || deps.serverName };
+  }
+
+  /** One registration per node at a time; a second concurrent one is refused, never queued. */
+  async function exclusively<T>(localpart: string, work: () => Promise<T>): Promise<T | undefined> {
+    if (inFlight.has(localpart)) return undefined;
     inFlight.add(localpart);
     try {
-      if ((await deps.nodes.get(localpart)) !== undefined) {
-        throw userInUse('this node is already registered');
-      }
-      const user = await deps.registrar.register(request);
-      if (user.warning !== undefined) deps.log.warn(user.warning, { localpart });
-      const expected = userIdFor(localpart, deps.serverName);
-      if (user.userId !== expected) {
-        deps.log.error('homeserver created a different user id than expected: is --matrixdomain its server_name?', {
-          expected,
-          got: user.userId,
-        });
-      }
-      try {
-        await deps.nodes.put({
-          localpart,
-          userId: user.userId,
-          displayname: request.displayname,
-          registeredAt: now().toISOString(),
-        });
-      } catch (error) {
-        deps.log.error('registered on the homeserver but could not record it', {
-          localpart,
-          reason: (error as Error).message,
-        });
-      }
-      return { ...user, homeServer: user.homeServer || deps.serverName };
+      return await work();
     } finally {
       inFlight.delete(localpart);
     }
+  }
+
+  return {
+    async register(request) {
+      deps.policy()(request.localpart);
+      deps.verify(request);
+      const user = await exclusively(request.localpart, () => register(request));
+      if (user === undefined) throw userInUse('a registration of this node is already in progress');
+      return user;
+    },
+    async reconcilePending() {
+      let confirmed = 0;
+      let dropped = 0;
+      let unresolved = 0;
+      for (const pending of await nodes.listPending()) {
+        const outcome = await exclusively(pending.localpart, async () => {
+          if (await deps.userExists(pending.userId)) {
+            await nodes.confirm({
+              localpart: pending.localpart,
+              userId: pending.userId,
+              displayname: pending.displayname,
+              registeredAt: pending.startedAt,
+              answered: false,
+            });
+            return 'confirmed' as const;
+          }
+          await nodes.deletePending(pending.localpart);
+          return 'dropped' as const;
+        }).catch((error: unknown) => {
+          log.warn('cannot reconcile an interrupted registration yet', { localpart: pending.localpart, reason: (error as Error).message });
+          return 'unresolved' as const;
+        });
+        if (outcome === 'confirmed') confirmed += 1;
+        else if (outcome === 'dropped') dropped += 1;
+        else unresolved += 1;
+      }
+      return { confirmed, dropped, unresolved };
+    },
   };
 }

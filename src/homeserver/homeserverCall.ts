@@ -1,4 +1,4 @@
-import { MatrixError } from '../protocol/matrixError.js';
+import { MatrixError, retryLater } from '../protocol/matrixError.js';
 
 /** A JSON answer from the homeserver with a status below 500. */
 export interface HomeserverAnswer {
@@ -16,6 +16,9 @@ export interface HomeserverCall {
   readonly acceptServerErrors?: boolean;
 }
 
+/** How long a client should wait before retrying when the homeserver cannot be reached. */
+export const UNREACHABLE_RETRY_MS = 5000;
+
 export function homeserverFailed(reason: string): MatrixError {
   return new MatrixError(502, 'M_UNKNOWN', `homeserver failed: ${reason}`);
 }
@@ -26,8 +29,8 @@ function describeFetchFailure(error: unknown): string {
 }
 
 /**
- * One request to the homeserver. Unreachable, 5xx (unless accepted) and non-JSON answers become a 502 and a
- * timeout a 504, each saying the homeserver failed; anything else is returned for the caller to map.
+ * One request to the homeserver. Unreachable becomes a 503 with Retry-After; 5xx (unless accepted) and
+ * non-JSON answers a 502; a timeout a 504; each saying the homeserver failed; anything else is returned for the caller to map.
  */
 export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAnswer> {
   const headers: Record<string, string> = { accept: 'application/json' };
@@ -49,7 +52,7 @@ export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAn
     if ((error as Error).name === 'TimeoutError') {
       throw new MatrixError(504, 'M_UNKNOWN', `homeserver failed: no answer within ${call.timeoutMs / 1000} s`);
     }
-    throw homeserverFailed(`unreachable (${describeFetchFailure(error)})`);
+    throw retryLater(503, 'M_UNKNOWN', `homeserver failed: unreachable (${describeFetchFailure(error)}); retry later`, UNREACHABLE_RETRY_MS);
   }
   let body: unknown;
   try {

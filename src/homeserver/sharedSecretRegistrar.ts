@@ -1,4 +1,4 @@
-import { MatrixError, userInUse } from '../protocol/matrixError.js';
+import { MatrixError, retryLater, userInUse } from '../protocol/matrixError.js';
 import { sharedSecretMac } from '../protocol/sharedSecretMac.js';
 import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
@@ -17,9 +17,9 @@ function isNonceRejection(answer: HomeserverAnswer): boolean {
   return answer.status === 400 && /nonce/i.test(errorTextOf(answer));
 }
 
-function retryAfterSeconds(answer: HomeserverAnswer): string {
+function retryAfterMs(answer: HomeserverAnswer): number {
   const ms = answer.body.retry_after_ms;
-  return typeof ms === 'number' && ms > 0 ? String(Math.ceil(ms / 1000)) : '1';
+  return typeof ms === 'number' && ms > 0 ? ms : 1000;
 }
 
 function refusal(answer: HomeserverAnswer): MatrixError {
@@ -27,9 +27,7 @@ function refusal(answer: HomeserverAnswer): MatrixError {
   const detail = `${errcode || `HTTP ${answer.status}`}${errorTextOf(answer) ? ` ${errorTextOf(answer)}` : ''}`;
   if (errcode === 'M_USER_IN_USE') return userInUse('this node is already registered on the homeserver');
   if (errcode === 'M_LIMIT_EXCEEDED' || answer.status === 429) {
-    return new MatrixError(503, 'M_LIMIT_EXCEEDED', 'homeserver is rate-limiting registrations; retry later', {
-      'Retry-After': retryAfterSeconds(answer),
-    });
+    return retryLater(503, 'M_LIMIT_EXCEEDED', 'homeserver is rate-limiting registrations; retry later', retryAfterMs(answer));
   }
   if (errcode === 'M_EXCLUSIVE') {
     return homeserverFailed(

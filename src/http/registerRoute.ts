@@ -2,6 +2,7 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
 import { parseRegistrationRequest } from '../protocol/registrationRequest.js';
 import type { RegistrationHandler } from '../handlers/registrationHandler.js';
 import type { Logger } from '../log/logger.js';
+import type { RateLimits } from './rateLimits.js';
 import { MatrixError } from '../protocol/matrixError.js';
 import { sendMatrixError, toMatrixError } from './errorResponses.js';
 
@@ -18,7 +19,7 @@ function outcomeOf(error: MatrixError): string {
 }
 
 /** POST /register: parse and validate, hand to the handler, answer `{user_id, home_server}` or a Matrix error. */
-export function registerRoute(handle: RegistrationHandler, log: Logger): RequestHandler {
+export function registerRoute(handle: RegistrationHandler, limits: RateLimits, log: Logger): RequestHandler {
   // Nodes have sent bodies with and without a JSON content type: parse every body as JSON.
   const parseJson = express.json({ limit: MAX_BODY_BYTES, type: () => true, strict: true });
 
@@ -28,7 +29,9 @@ export function registerRoute(handle: RegistrationHandler, log: Logger): Request
     const durationMs = (): number => Number((process.hrtime.bigint() - started) / 1000n) / 1000;
     try {
       if (parseError !== undefined) throw parseError;
-      const user = await handle(parseRegistrationRequest(req.body));
+      const request = parseRegistrationRequest(req.body);
+      await limits.node(request.localpart);
+      const user = await handle(request);
       log.info('registration', {
         localpart,
         outcome: user.passwordReset === true ? 'password_reset' : 'registered',
@@ -60,6 +63,10 @@ export function registerRoute(handle: RegistrationHandler, log: Logger): Request
 
   return (req, res) => {
     const started = process.hrtime.bigint();
-    parseJson(req, res, (parseError?: unknown) => void respond(req, res, parseError, started));
+    // The per-client limit comes before reading the body, so a flood costs as little as possible.
+    limits.client(req.ip ?? '').then(
+      () => parseJson(req, res, (parseError?: unknown) => void respond(req, res, parseError, started)),
+      (limited: unknown) => void respond(req, res, limited, started),
+    );
   };
 }

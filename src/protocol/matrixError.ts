@@ -3,18 +3,33 @@ export class MatrixError extends Error {
   readonly status: number;
   readonly errcode: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** Further fields of the body, e.g. retry_after_ms. */
+  readonly extra: Readonly<Record<string, string | number>>;
 
-  constructor(status: number, errcode: string, message: string, headers: Record<string, string> = {}) {
+  constructor(
+    status: number,
+    errcode: string,
+    message: string,
+    headers: Record<string, string> = {},
+    extra: Record<string, string | number> = {},
+  ) {
     super(message);
     this.name = 'MatrixError';
     this.status = status;
     this.errcode = errcode;
     this.headers = headers;
+    this.extra = extra;
   }
 
-  toJSON(): { errcode: string; error: string } {
-    return { errcode: this.errcode, error: this.message };
+  toJSON(): Record<string, string | number> {
+    return { ...this.extra, errcode: this.errcode, error: this.message };
   }
+}
+
+/** 429 or 503 with Retry-After (whole seconds) and the spec's retry_after_ms. */
+export function retryLater(status: 429 | 503, errcode: string, message: string, retryAfterMs: number): MatrixError {
+  const ms = Math.max(1000, Math.ceil(retryAfterMs));
+  return new MatrixError(status, errcode, message, { 'Retry-After': String(Math.ceil(ms / 1000)) }, { retry_after_ms: ms });
 }
 
 export const invalidParam = (message: string): MatrixError => new MatrixError(400, 'M_INVALID_PARAM', message);

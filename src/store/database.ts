@@ -35,7 +35,9 @@ function openFailure(path: string, error: unknown): StoreOpenError {
     );
   }
   if (cause?.code === 'LEVEL_CORRUPTION') {
-    return new StoreOpenError(`the database ${path} is corrupt: ${cause.message ?? 'unknown damage'}`);
+    return new StoreOpenError(
+      `the database ${path} is corrupt (${cause.message ?? 'unknown damage'}): restore it from a backup, or move it away to start empty`,
+    );
   }
   return new StoreOpenError(`cannot open the database ${path}: ${cause?.message ?? (error as Error).message}`);
 }
@@ -55,7 +57,7 @@ export async function openStore(datapath: string): Promise<Store> {
     throw openFailure(path, error);
   }
   return {
-    nodes: createNodeStore(openSublevel(db, 'nodes')),
+    nodes: createNodeStore(openSublevel(db, 'nodes'), openSublevel(db, 'pending')),
     transactions: await createTransactionLog(openSublevel(db, 'transactions')),
     close: () => db.close(),
   };

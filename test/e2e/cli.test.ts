@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -83,5 +83,29 @@ describe('the built CLI', () => {
     assert.equal(again.code, 1);
     assert.match(again.stderr, /refusing to overwrite .*--force/);
     assert.equal((await run(['--matrixdomain', 'example.org', 'genconfig', '--force'], dir)).code, 0, 'global flags before the command work too');
+  });
+});
+
+describe('the built CLI with a damaged database', () => {
+  it('exits 1 naming the corrupt database and what to do, without a stack trace', async () => {
+    const { args, dir } = deployment();
+    const port = await freePort();
+    const daemon = spawnDaemon(BIN, [...args, '--port', String(port)]);
+    await waitUntilListening(daemon, `http://127.0.0.1:${port}/regapp/1`);
+    assert.equal(await daemon.stop(), 0);
+    const store = join(dir, 'data', 'regservice.leveldb');
+    for (const file of readdirSync(store)) if (file.startsWith('MANIFEST-')) writeFileSync(join(store, file), 'not a manifest');
+    const result = await run([...args, '--port', String(await freePort())]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /the database .*regservice\.leveldb is corrupt .*restore it from a backup, or move it away/);
+    assert.doesNotMatch(result.stderr, /\n\s+at /);
+  });
+
+  it('exits 1 naming a bad allow list', async () => {
+    const { args, dir } = deployment();
+    writeFileSync(join(dir, 'allow'), '0xnothex\n');
+    const result = await run([...args, '--allow-list', join(dir, 'allow')]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /allow line 1: not an address/);
   });
 });

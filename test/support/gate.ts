@@ -18,12 +18,16 @@ export interface Gate {
   readonly registration: Readonly<Record<string, unknown>>;
   readonly genconfigOutput: string;
   start(extraArgs?: readonly string[]): Promise<DaemonProcess>;
-  /** SIGTERM; resolves to the exit code. */
-  stop(): Promise<number | null>;
+  /** SIGTERM (or `signal`); resolves to the exit code, null when a signal killed it. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** The running daemon process, if any. */
+  process(): DaemonProcess | undefined;
   /** Everything every run of the daemon has printed so far. */
   output(): string;
-  /** Waits until the daemon's output matches. */
-  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Waits until the daemon's output after position `since` (see mark) matches. */
+  waitForLog(pattern: RegExp, timeoutMs?: number, since?: number): Promise<string>;
+  /** The current end of the output, for waitForLog to look only at what comes after. */
+  mark(): number;
 }
 
 export async function generateGate(options: { serverName: string; homeserverUrl: string; genconfigArgs?: readonly string[] }): Promise<Gate> {
@@ -46,20 +50,22 @@ export async function generateGate(options: { serverName: string; homeserverUrl:
     registrationFile,
     registration,
     genconfigOutput: stdout,
-    async start(extraArgs = ['--verbosity', '5']) {
-      current = spawnDaemon(join(dir, 'run.sh'), extraArgs, { cwd: dir });
+    async start(extraArgs = []) {
+      current = spawnDaemon(join(dir, 'run.sh'), ['--verbosity', '5', ...extraArgs], { cwd: dir });
       await waitUntilListening(current, url);
       return current;
     },
-    async stop() {
+    process: () => current,
+    async stop(signal = 'SIGTERM') {
       if (current === undefined) return null;
-      const code = await current.stop();
+      const code = await current.stop(signal);
       finished.push(current.output());
       current = undefined;
       return code;
     },
     output,
-    waitForLog: (pattern, timeoutMs = 15_000) =>
-      waitFor(`a log line matching ${pattern}`, async () => pattern.exec(output())?.[0], timeoutMs),
+    mark: () => output().length,
+    waitForLog: (pattern, timeoutMs = 15_000, since = 0) =>
+      waitFor(`a log line matching ${pattern}`, async () => pattern.exec(output().slice(since))?.[0], timeoutMs),
   };
 }

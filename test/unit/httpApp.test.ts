@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { RegistrationHandler } from '../../src/handlers/registrationHandler.js';
 import { createApp } from '../../src/http/app.js';
+import { createRateLimits } from '../../src/http/rateLimits.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { requestJson } from '../support/matrixClient.js';
@@ -23,6 +24,8 @@ describe('HTTP layer', () => {
       basePath: '/regapp/1',
       hsToken: HS_TOKEN,
       register: (request) => outcome(request),
+      limits: createRateLimits({ perClientPerMinute: 0, perNodePerMinute: 0 }),
+      trustedProxies: 'loopback',
       onTransaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',
       log: logger.log,

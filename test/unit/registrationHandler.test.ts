@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createRegistrationHandler } from '../../src/handlers/registrationHandler.js';
+import { loadAddressPolicy, type AddressPolicy } from '../../src/access/addressLists.js';
+import { createRegistrationService } from '../../src/handlers/registrationHandler.js';
 import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { parseRegistrationRequest, createRegistrationVerifier } from '../../src/protocol/registrationRequest.js';
@@ -24,88 +25,168 @@ class ScriptedRegistrar implements Registrar {
 }
 
 const created = (node: NewNode): Promise<RegisteredUser> => Promise.resolve({ userId: `@${node.localpart}:${SERVER}`, homeServer: SERVER });
+const allowEveryone: AddressPolicy = () => {};
 
-async function setup(registrar: Registrar): Promise<{ store: Store; handle: ReturnType<typeof createRegistrationHandler>; datapath: string }> {
-  const datapath = mkdtempSync(join(tmpdir(), 'regservice-store-'));
-  const store = await openStore(datapath);
-  const handle = createRegistrationHandler({
+function service(store: Store, registrar: Registrar, options: { exists?: (userId: string) => boolean; policy?: AddressPolicy } = {}) {
+  return createRegistrationService({
     serverName: SERVER,
     verify: createRegistrationVerifier(SERVER, createAddressRecovery().recover),
     nodes: store.nodes,
     registrar,
+    userExists: async (userId) => options.exists?.(userId) ?? false,
+    policy: () => options.policy ?? allowEveryone,
     log: capturingLogger().log,
     now: () => new Date('2026-03-04T05:06:07Z'),
   });
-  return { store, handle, datapath };
 }
 
-describe('registration handler with a LevelDB store on disk', () => {
+const tempStore = (): Promise<Store> => openStore(mkdtempSync(join(tmpdir(), 'regservice-store-')));
+const node = () => signRegistration(randomPrivateKey(), SERVER);
+const isStatus = (status: number) => (error: unknown) => error instanceof MatrixError && error.status === status;
+
+describe('registration service with a LevelDB store on disk', () => {
   it('registers a verified node and records it only after the homeserver confirmed', async () => {
-    const registrar = new ScriptedRegistrar(created);
-    const { store, handle } = await setup(registrar);
-    const body = signRegistration(randomPrivateKey(), SERVER);
-    const user = await handle(parseRegistrationRequest(body));
+    const store = await tempStore();
+    const body = node();
+    let pendingDuringCall: unknown;
+    const registrar = new ScriptedRegistrar(async (newNode) => {
+      pendingDuringCall = await store.nodes.getPending(newNode.localpart);
+      assert.equal(await store.nodes.get(newNode.localpart), undefined);
+      return created(newNode);
+    });
+    const user = await service(store, registrar).register(parseRegistrationRequest(body));
     assert.equal(user.userId, `@${body.localpart}:${SERVER}`);
+    assert.ok(pendingDuringCall !== undefined, 'a pending entry exists while the homeserver is called');
     assert.deepEqual(await store.nodes.get(body.localpart), {
       localpart: body.localpart,
       userId: `@${body.localpart}:${SERVER}`,
       displayname: body.displayname,
       registeredAt: '2026-03-04T05:06:07.000Z',
+      answered: true,
     });
+    assert.equal(await store.nodes.getPending(body.localpart), undefined);
     await store.close();
   });
 
   it('answers a recorded node with 409 without calling the homeserver, also after reopening the store', async () => {
+    const datapath = mkdtempSync(join(tmpdir(), 'regservice-store-'));
     const registrar = new ScriptedRegistrar(created);
-    const { store, handle, datapath } = await setup(registrar);
-    const body = signRegistration(randomPrivateKey(), SERVER);
-    await handle(parseRegistrationRequest(body));
+    const body = node();
+    let store = await openStore(datapath);
+    await service(store, registrar).register(parseRegistrationRequest(body));
     await store.close();
-
-    const reopened = await openStore(datapath);
-    const again = createRegistrationHandler({
-      serverName: SERVER,
-      verify: createRegistrationVerifier(SERVER, createAddressRecovery().recover),
-      nodes: reopened.nodes,
-      registrar,
-      log: capturingLogger().log,
-    });
-    await assert.rejects(again(parseRegistrationRequest(body)), (error: unknown) => error instanceof MatrixError && error.status === 409);
+    store = await openStore(datapath);
+    await assert.rejects(service(store, registrar).register(parseRegistrationRequest(body)), isStatus(409));
     assert.equal(registrar.calls.length, 1);
-    await reopened.close();
+    await store.close();
   });
 
-  it('records nothing when the homeserver refuses', async () => {
-    const registrar = new ScriptedRegistrar(() => Promise.reject(new MatrixError(502, 'M_UNKNOWN', 'homeserver failed: down')));
-    const { store, handle } = await setup(registrar);
-    const body = signRegistration(randomPrivateKey(), SERVER);
-    await assert.rejects(handle(parseRegistrationRequest(body)), /homeserver failed/);
-    assert.equal(await store.nodes.get(body.localpart), undefined);
+  it('keeps the pending entry when the outcome is unknown, drops it on 409', async () => {
+    const store = await tempStore();
+    const timedOut = node();
+    await assert.rejects(
+      service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer')))).register(parseRegistrationRequest(timedOut)),
+      isStatus(504),
+    );
+    assert.equal(await store.nodes.get(timedOut.localpart), undefined);
+    assert.ok((await store.nodes.getPending(timedOut.localpart)) !== undefined);
+
+    const taken = node();
+    await assert.rejects(
+      service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken')))).register(parseRegistrationRequest(taken)),
+      isStatus(409),
+    );
+    assert.equal(await store.nodes.getPending(taken.localpart), undefined);
+    await store.close();
+  });
+
+  it('finishes an interrupted registration: the user exists, so the retry succeeds without registering again', async () => {
+    const store = await tempStore();
+    const body = node();
+    const userId = `@${body.localpart}:${SERVER}`;
+    await store.nodes.putPending({ localpart: body.localpart, userId, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' });
+    const registrar = new ScriptedRegistrar(created);
+    const user = await service(store, registrar, { exists: (id) => id === userId }).register(parseRegistrationRequest(body));
+    assert.equal(user.userId, userId);
+    assert.equal(registrar.calls.length, 0);
+    assert.equal((await store.nodes.get(body.localpart))?.answered, true);
+  });
+
+  it('retries an interrupted registration whose user does not exist', async () => {
+    const store = await tempStore();
+    const body = node();
+    await store.nodes.putPending({ localpart: body.localpart, userId: `@${body.localpart}:${SERVER}`, displayname: body.displayname, startedAt: 'x' });
+    const registrar = new ScriptedRegistrar(created);
+    await service(store, registrar).register(parseRegistrationRequest(body));
+    assert.equal(registrar.calls.length, 1);
+    await store.close();
+  });
+
+  it('reconciles pending entries at start: confirms existing users (answered once), drops the rest, keeps the undecidable', async () => {
+    const store = await tempStore();
+    const [made, lost, unknown] = [node(), node(), node()];
+    for (const body of [made, lost, unknown]) {
+      await store.nodes.putPending({ localpart: body.localpart, userId: `@${body.localpart}:${SERVER}`, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' });
+    }
+    const registrar = new ScriptedRegistrar(created);
+    const svc = service(store, registrar, {
+      exists: (userId) => {
+        if (userId.includes(unknown.localpart)) throw new MatrixError(503, 'M_UNKNOWN', 'homeserver failed: unreachable');
+        return userId.includes(made.localpart);
+      },
+    });
+    assert.deepEqual(await svc.reconcilePending(), { confirmed: 1, dropped: 1, unresolved: 1 });
+    assert.equal((await store.nodes.get(made.localpart))?.registeredAt, '2026-01-01T00:00:00.000Z');
+    assert.equal(await store.nodes.getPending(lost.localpart), undefined);
+    assert.ok((await store.nodes.getPending(unknown.localpart)) !== undefined);
+
+    const first = await svc.register(parseRegistrationRequest(made));
+    assert.equal(first.userId, `@${made.localpart}:${SERVER}`, 'the node that never got its answer gets it now');
+    await assert.rejects(svc.register(parseRegistrationRequest(made)), isStatus(409), 'once');
+    assert.equal(registrar.calls.length, 0);
     await store.close();
   });
 
   it('refuses a forged request before touching the store or the homeserver', async () => {
+    const store = await tempStore();
     const registrar = new ScriptedRegistrar(created);
-    const { store, handle } = await setup(registrar);
-    const body = signRegistration(randomPrivateKey(), SERVER);
-    const other = signRegistration(randomPrivateKey(), SERVER);
-    await assert.rejects(handle(parseRegistrationRequest({ ...body, password: other.password })), (error: unknown) => error instanceof MatrixError && error.status === 403);
+    const body = node();
+    await assert.rejects(service(store, registrar).register(parseRegistrationRequest({ ...body, password: node().password })), isStatus(403));
     assert.equal(registrar.calls.length, 0);
+    assert.equal(await store.nodes.getPending(body.localpart), undefined);
+    await store.close();
+  });
+
+  it('applies the allow and deny lists before any signature work', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regservice-lists-'));
+    const [allowed, denied, stranger] = [node(), node(), node()];
+    writeFileSync(join(dir, 'allow'), `# nodes of the pilot\n${allowed.localpart.toUpperCase().replace('0X', '0x')}\n${denied.localpart}\n`);
+    writeFileSync(join(dir, 'deny'), `${denied.localpart} # retired\n`);
+    const { policy, summary } = loadAddressPolicy({ allowFile: join(dir, 'allow'), denyFile: join(dir, 'deny') });
+    assert.match(summary, /allow list: 2 addresses; deny list: 1 addresses/);
+    const store = await tempStore();
+    const svc = service(store, new ScriptedRegistrar(created), { policy });
+    await svc.register(parseRegistrationRequest(allowed));
+    await assert.rejects(svc.register(parseRegistrationRequest(denied)), (error: unknown) => isStatus(403)(error) && /may not register/.test((error as Error).message));
+    await assert.rejects(svc.register(parseRegistrationRequest(stranger)), (error: unknown) => isStatus(403)(error) && /not on the list/.test((error as Error).message));
+    writeFileSync(join(dir, 'bad'), 'not-an-address\n');
+    assert.throws(() => loadAddressPolicy({ denyFile: join(dir, 'bad') }), /bad line 1: not an address/);
     await store.close();
   });
 
   it('lets only one of two concurrent requests for a node reach the homeserver', async () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const registrar = new ScriptedRegistrar(async (node) => {
+    const registrar = new ScriptedRegistrar(async (newNode) => {
       await gate;
-      return created(node);
+      return created(newNode);
     });
-    const { store, handle } = await setup(registrar);
-    const request = parseRegistrationRequest(signRegistration(randomPrivateKey(), SERVER));
-    const first = handle(request);
+    const store = await tempStore();
+    const svc = service(store, registrar);
+    const request = parseRegistrationRequest(node());
+    const first = svc.register(request);
     await new Promise((resolve) => setImmediate(resolve));
-    await assert.rejects(handle(request), (error: unknown) => error instanceof MatrixError && error.status === 409);
+    await assert.rejects(svc.register(request), isStatus(409));
     release();
     await first;
     assert.equal(registrar.calls.length, 1);

@@ -94,6 +94,7 @@ describe('shared-secret registrar', () => {
       assert.ok(error instanceof MatrixError);
       assert.equal(error.status, 503);
       assert.equal(error.headers['Retry-After'], '3');
+      assert.deepEqual(error.toJSON(), { retry_after_ms: 2500, errcode: 'M_LIMIT_EXCEEDED', error: 'homeserver is rate-limiting registrations; retry later' });
       return true;
     });
   });
@@ -115,9 +116,10 @@ describe('shared-secret registrar', () => {
     await expectMatrixError(registrar.register(node), 504, 'M_UNKNOWN', /no answer within 0.2 s/);
   });
 
-  it('maps an unreachable homeserver to 502', async () => {
+  it('maps an unreachable homeserver to 503 with Retry-After', async () => {
     const port = await freePort();
     const registrar = createSharedSecretRegistrar({ homeserverUrl: `http://127.0.0.1:${port}`, sharedSecret: 's', timeoutMs: 2000, login: false });
-    await expectMatrixError(registrar.register(node), 502, 'M_UNKNOWN', /unreachable \(ECONNREFUSED\)/);
+    await expectMatrixError(registrar.register(node), 503, 'M_UNKNOWN', /homeserver failed: unreachable \(ECONNREFUSED\); retry later/);
+    await assert.rejects(registrar.register(node), (error: unknown) => error instanceof MatrixError && error.headers['Retry-After'] === '5');
   });
 });

@@ -1,0 +1,114 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { generateGate, type Gate } from '../support/gate.js';
+import { hostileRequests, type RawRequest } from '../support/hostileRequests.js';
+import { requestJson } from '../support/matrixClient.js';
+import { freePort } from '../support/ports.js';
+import { createAdmin, startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
+
+const availability = synapseAvailability();
+const skip = availability.available && process.env.SYNAPSE_URL === undefined ? false : availability.available ? 'needs a Synapse it starts itself (not SYNAPSE_URL)' : availability.reason;
+const serverName = 'photon.test';
+const COUNT = 10_000;
+
+interface RawAnswer {
+  readonly status: number;
+  readonly body: string;
+}
+
+function send(agent: Agent, port: number, raw: RawRequest): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method: raw.method, path: raw.path, headers: raw.headers, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end(raw.body);
+  });
+}
+
+function rssKb(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0);
+}
+
+describe('hostile input against the running service and a real Synapse', { skip }, () => {
+  let secretDir: string;
+  let synapse: RunningSynapse;
+  let gate: Gate;
+  let adminToken: string;
+
+  const userCount = async (): Promise<number> => {
+    const answer = await requestJson('GET', `${synapse.url}/_synapse/admin/v2/users?guests=true&limit=1`, undefined, adminToken);
+    return Number(answer.body.total);
+  };
+
+  before(async () => {
+    secretDir = mkdtempSync(join(tmpdir(), 'regservice-hostile-'));
+    const secretFile = join(secretDir, 'shared_secret');
+    writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
+    const port = await freePort();
+    gate = await generateGate({ serverName, homeserverUrl: `http://127.0.0.1:${port}`, genconfigArgs: ['--sharesecret-file', secretFile] });
+    synapse = await startSynapse({ serverName, port, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
+    adminToken = await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex'));
+    // No rate limits: every request must reach validation, not stop at a 429.
+    await gate.start(['--verbosity', '3', '--rate-limit-client', '0', '--rate-limit-node', '0']);
+  });
+
+  after(async () => {
+    if (gate !== undefined) await gate.stop();
+    if (synapse !== undefined) await synapse.stop();
+    for (const dir of [secretDir, gate?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`answers ${COUNT} malformed, forged and tricky requests with 4xx Matrix errors, stays up in bounded memory, and creates no user`, async () => {
+    const usersBefore = await userCount();
+    const pid = gate.process()?.child.pid as number;
+    const requests = hostileRequests(COUNT, serverName);
+    const port = Number(new URL(gate.url).port);
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    const failures: string[] = [];
+    const byKind = new Map<string, Map<number, number>>();
+    let rssPeakKb = 0;
+    const rssStartKb = rssKb(pid);
+
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < requests.length) {
+        const raw = requests[next++] as RawRequest;
+        const answer = await send(agent, port, raw).catch((error: Error) => ({ status: -1, body: error.message }));
+        const counts = byKind.get(raw.kind) ?? new Map<number, number>();
+        counts.set(answer.status, (counts.get(answer.status) ?? 0) + 1);
+        byKind.set(raw.kind, counts);
+        let body: { errcode?: unknown; error?: unknown } = {};
+        try {
+          body = JSON.parse(answer.body) as typeof body;
+        } catch {
+          /* reported below */
+        }
+        const ok = answer.status >= 400 && answer.status < 500 && typeof body.errcode === 'string' && body.errcode.startsWith('M_') && typeof body.error === 'string';
+        if (!ok && failures.length < 10) failures.push(`${raw.kind}: ${raw.method} ${raw.path.slice(0, 80)} → ${answer.status} ${answer.body.slice(0, 120)}`);
+        if (next % 500 === 0) rssPeakKb = Math.max(rssPeakKb, rssKb(pid));
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    agent.destroy();
+
+    assert.deepEqual(failures, [], 'every answer is a 4xx Matrix error');
+    const summary = [...byKind].map(([kind, counts]) => `${kind}: ${[...counts].map(([status, n]) => `${status}×${n}`).join(' ')}`);
+    process.stdout.write(`# hostile input answers by kind:\n${summary.map((line) => `#   ${line}`).join('\n')}\n`);
+    assert.ok(byKind.get('forged signature')?.has(403), 'forged signatures reached signature checking');
+
+    assert.equal(gate.process()?.child.exitCode, null, 'the process is still up');
+    assert.equal((await requestJson('GET', `${gate.url}/register`)).status, 405, 'and still answering');
+    process.stdout.write(`# RSS: ${Math.round(rssStartKb / 1024)} MB at start, ${Math.round(rssPeakKb / 1024)} MB at peak\n`);
+    assert.ok(rssPeakKb < rssStartKb + 100 * 1024, `memory grew from ${rssStartKb} kB to ${rssPeakKb} kB`);
+    assert.equal(await userCount(), usersBefore, 'no user was created on the homeserver');
+  });
+});
