@@ -15,6 +15,9 @@ import { createUserQuery } from './handlers/userQuery.js';
 import { openStore } from './store/database.js';
 import { createApp } from './http/app.js';
 import { answerClientError } from './http/clientErrors.js';
+import { createMetricsServer } from './http/metricsServer.js';
+import { createMetrics } from './metrics/metrics.js';
+import { homeserverVersions } from './homeserver/homeserverVersions.js';
 import { createRateLimits } from './http/rateLimits.js';
 
 export interface RunningDaemon {
@@ -78,24 +81,31 @@ export async function startDaemon(settings: Settings, log: Logger): Promise<Runn
     log.warn('libsecp256k1 addon not available: verifying signatures with pure-JS @noble/curves (slower)');
   }
   const calls = new CallLimiter(settings.maxHomeserverCalls, settings.maxQueued);
+  const metrics = createMetrics({ inFlight: () => calls.inFlight, queued: () => calls.queued });
   const registrar = registrarForBackend(settings);
   const userExists = createUserExists({ homeserverUrl: settings.homeserverUrl, asToken: settings.asToken, timeoutMs: settings.homeserverTimeoutMs });
   const registration = createRegistrationService({
     serverName: settings.serverName,
     verify: createRegistrationVerifier(settings.serverName, recovery.recover),
     nodes: store.nodes,
-    registrar: { register: (node) => calls.run(() => registrar.register(node)) },
-    userExists: (userId) => calls.run(() => userExists(userId)),
+    registrar: { register: (node) => calls.run(() => metrics.timeHomeserverCall('register', () => registrar.register(node))) },
+    userExists: (userId) => calls.run(() => metrics.timeHomeserverCall('user_exists', () => userExists(userId))),
     policy: () => lists.policy,
     log,
   });
+  const onTransaction = createTransactionHandler({ serverName: settings.serverName, nodes: store.nodes, transactions: store.transactions, log });
   const app = createApp({
     basePath: settings.basePath,
     hsToken: settings.hsToken,
     trustedProxies: settings.trustedProxies,
     register: registration.register,
     limits: createRateLimits({ perClientPerMinute: settings.rateLimitClientPerMinute, perNodePerMinute: settings.rateLimitNodePerMinute }),
-    onTransaction: createTransactionHandler({ serverName: settings.serverName, nodes: store.nodes, transactions: store.transactions, log }),
+    onTransaction: async (txnId, body) => {
+      const outcome = await onTransaction(txnId, body);
+      metrics.transaction(outcome);
+      return outcome;
+    },
+    countRegistration: metrics.registration,
     queryUser: createUserQuery(settings.serverName, store.nodes),
     log,
   });
@@ -105,11 +115,23 @@ export async function startDaemon(settings: Settings, log: Logger): Promise<Runn
     app,
   );
   server.on('clientError', answerClientError);
+  const metricsServer =
+    settings.metricsPort === 0
+      ? undefined
+      : createMetricsServer({
+          metrics,
+          homeserverReachable: () => homeserverVersions(settings.homeserverUrl, 2000).then(() => true, () => false),
+        });
   try {
     await listen(server, settings.port, settings.host);
+    if (metricsServer !== undefined) await listen(metricsServer, settings.metricsPort, settings.metricsHost);
   } catch (error) {
+    server.close();
     await store.close();
     throw error;
+  }
+  if (metricsServer !== undefined) {
+    log.info('metrics listening', { url: `http://${settings.metricsHost}:${settings.metricsPort}/metrics` });
   }
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -148,6 +170,7 @@ export async function startDaemon(settings: Settings, log: Logger): Promise<Runn
         const forceAfter = setTimeout(() => server.closeAllConnections(), settings.homeserverTimeoutMs + 5000);
         await new Promise<void>((resolve) => server.close(() => resolve()));
         clearTimeout(forceAfter);
+        metricsServer?.close();
         await store.close();
         log.info('stopped');
       })();

@@ -10,6 +10,8 @@ export interface SettingsSources {
   readonly environment: RawSettings;
   /** --config FILE, from the command line or the environment. */
   readonly configFile?: string | undefined;
+  /** Below the config file, above the defaults: e.g. what genconfig read from homeserver.yaml. */
+  readonly fallback?: SettingsLayer | undefined;
 }
 
 interface Expansion {
@@ -115,6 +117,7 @@ export function loadSettings(sources: SettingsSources, options?: ResolveOptions)
     const values = readConfigFile(path, expansion);
     expandLayer({ source: `config file ${path}`, values }, dirname(path), expansion);
   }
+  if (sources.fallback !== undefined) expandLayer(sources.fallback, cwd, expansion);
   let resolved: ResolvedSettings | undefined;
   try {
     resolved = resolveSettings(expansion.layers, options);

@@ -32,6 +32,8 @@ export const OPTION_SPECS = [
   { key: 'client-timeout', kind: 'integer', argName: '<seconds>', description: 'time a client has to send its headers and body (default 10)' },
   { key: 'allow-list', kind: 'path', argName: '<file>', description: 'only these node addresses may register (one 0x address a line; reloaded on SIGHUP)' },
   { key: 'deny-list', kind: 'path', argName: '<file>', description: 'these node addresses may not register (reloaded on SIGHUP)' },
+  { key: 'metrics-port', kind: 'integer', argName: '<port>', description: 'serve /metrics, /health and /ready on this port (default: off)' },
+  { key: 'metrics-host', kind: 'string', argName: '<address>', description: 'address of the metrics listener (default 127.0.0.1)' },
   { key: 'login-after-register', kind: 'boolean', description: 'log the new user in and return access_token and device_id (default: off, inhibit_login)' },
 ] as const satisfies readonly OptionSpec[];
 

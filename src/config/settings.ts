@@ -39,6 +39,9 @@ export interface Settings {
   readonly clientTimeoutMs: number;
   readonly allowList: string | undefined;
   readonly denyList: string | undefined;
+  /** 0: no metrics listener. */
+  readonly metricsPort: number;
+  readonly metricsHost: string;
 }
 
 export type RawValue = string | number | boolean;
@@ -71,6 +74,8 @@ export const DEFAULTS = {
   'max-homeserver-calls': 32,
   'max-queued': 256,
   'client-timeout': 10,
+  'metrics-port': 0,
+  'metrics-host': '127.0.0.1',
 } as const satisfies RawSettings;
 
 export class SettingsError extends Error {
@@ -232,6 +237,8 @@ export function resolveSettings(
     clientTimeoutMs: integer('client-timeout', 1, 3600) * 1000,
     allowList: optionalPath('allow-list'),
     denyList: optionalPath('deny-list'),
+    metricsPort: integer('metrics-port', 0, 65535),
+    metricsHost: text('metrics-host', undefined),
   };
 
   for (const key of SECRET_KEYS) {

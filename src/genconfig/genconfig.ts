@@ -16,6 +16,9 @@ export interface GeneratedFile {
 
 export interface GenconfigPlan {
   readonly files: readonly GeneratedFile[];
+  readonly registrationFile: string;
+  /** A shared-secret file genconfig made up, which the homeserver must be told to read. */
+  readonly newSecretFile: string | undefined;
   /** What the operator must add to homeserver.yaml and do next. */
   readonly instructions: string;
 }
@@ -50,12 +53,14 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
 
   let backendFlags = '';
   let secretNote = '';
+  let newSecretFile: string | undefined;
   if (settings.backend === 'shared-secret') {
     let secretFile = settings.sharedSecretFile;
     if (secretFile === undefined) {
       secretFile = join(outDir, SECRET_FILE);
       const secret = settings.sharedSecret !== '' ? settings.sharedSecret : input.randomToken();
       files.push({ name: SECRET_FILE, content: `${secret}\n`, mode: 0o600 });
+      if (settings.sharedSecret === '') newSecretFile = secretFile;
       secretNote =
         settings.sharedSecret !== ''
           ? `  (registration_shared_secret stays as it is: the same secret is now in ${secretFile})\n`
@@ -111,12 +116,51 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
     `    - ${registrationPath}\n` +
     secretNote +
     `Then start the service: ${join(outDir, RUN_FILE)}\n`;
-  return { files, instructions };
+  return { files, instructions, registrationFile: registrationPath, newSecretFile };
 }
 
-/** Writes the plan; refuses to replace any existing file unless `force`, and then writes none. */
-export function writeGenconfig(plan: GenconfigPlan, outDir: string, force: boolean): string[] {
-  const paths = plan.files.map((file) => join(outDir, file.name));
+export interface SiteOptions {
+  readonly publicPort: number;
+  readonly publicName: string;
+  readonly user: string;
+  readonly runScript: string;
+}
+
+function origin(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.protocol}//${parsed.host}`;
+}
+
+/** The nginx site: /_matrix and /_synapse/client to Synapse, /regapp/1 to this service, on one public port. */
+export function renderNginxSite(template: string, settings: Settings, site: SiteOptions, now: Date): string {
+  return renderTemplate(template, {
+    DATE: now.toISOString(),
+    SERVER_NAME: settings.serverName,
+    PUBLIC_PORT: String(site.publicPort),
+    PUBLIC_NAME: site.publicName,
+    HOMESERVER_ORIGIN: origin(settings.homeserverUrl),
+    SERVICE_ORIGIN: `http://${listenerHostForUrl(settings.host)}:${settings.port}`,
+  });
+}
+
+/** The hardened systemd unit running run.sh as a dedicated user. */
+export function renderSystemdUnit(template: string, settings: Settings, site: SiteOptions, now: Date): string {
+  return renderTemplate(template, {
+    DATE: now.toISOString(),
+    SERVER_NAME: settings.serverName,
+    USER: site.user,
+    RUN_SH: site.runScript,
+    DATAPATH: resolve(settings.datapath),
+  });
+}
+
+export function readTemplate(name: string): string {
+  return readFileSync(join(PACKAGE_ROOT, 'templates', name), 'utf8');
+}
+
+/** Writes the files (names relative to `outDir`, or absolute); refuses to replace any existing file unless `force`, and then writes none. */
+export function writeGenconfig(plan: Pick<GenconfigPlan, 'files'>, outDir: string, force: boolean): string[] {
+  const paths = plan.files.map((file) => resolve(outDir, file.name));
   const existing = paths.filter((path) => existsSync(path));
   if (existing.length > 0 && !force) {
     throw new GenconfigError(`refusing to overwrite ${existing.join(', ')} (use --force)`);

@@ -18,6 +18,8 @@ export interface AppDeps {
   readonly onTransaction: TransactionHandler;
   readonly queryUser: UserQuery;
   readonly log: Logger;
+  /** Counts each registration outcome (metrics). */
+  readonly countRegistration?: (outcome: string) => void;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -27,7 +29,7 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', deps.trustedProxies);
 
   const routes = Router();
-  routes.post('/register', registerRoute(deps.register, deps.limits, deps.log));
+  routes.post('/register', registerRoute(deps.register, deps.limits, deps.log, deps.countRegistration));
   routes.all('/register', methodNotAllowed);
   routes.use(appserviceRouter(deps));
 

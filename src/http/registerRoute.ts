@@ -14,12 +14,18 @@ const LOCALPART = /^0x[0-9a-f]{40}$/;
 function outcomeOf(error: MatrixError): string {
   if (error.status === 409) return 'already_registered';
   if (error.status === 403) return 'forbidden';
+  if (error.status === 429) return 'rate_limited';
   if (error.status >= 500) return 'homeserver_error';
   return 'invalid';
 }
 
 /** POST /register: parse and validate, hand to the handler, answer `{user_id, home_server}` or a Matrix error. */
-export function registerRoute(handle: RegistrationHandler, limits: RateLimits, log: Logger): RequestHandler {
+export function registerRoute(
+  handle: RegistrationHandler,
+  limits: RateLimits,
+  log: Logger,
+  count: (outcome: string) => void = () => {},
+): RequestHandler {
   // Nodes have sent bodies with and without a JSON content type: parse every body as JSON.
   const parseJson = express.json({ limit: MAX_BODY_BYTES, type: () => true, strict: true });
 
@@ -32,12 +38,9 @@ export function registerRoute(handle: RegistrationHandler, limits: RateLimits, l
       const request = parseRegistrationRequest(req.body);
       await limits.node(request.localpart);
       const user = await handle(request);
-      log.info('registration', {
-        localpart,
-        outcome: user.passwordReset === true ? 'password_reset' : 'registered',
-        status: 200,
-        duration_ms: durationMs(),
-      });
+      const outcome = user.passwordReset === true ? 'password_reset' : 'registered';
+      count(outcome);
+      log.info('registration', { localpart, outcome, status: 200, duration_ms: durationMs() });
       res.json({
         user_id: user.userId,
         home_server: user.homeServer,
@@ -50,9 +53,11 @@ export function registerRoute(handle: RegistrationHandler, limits: RateLimits, l
         log.error('unexpected error while handling a registration', { reason: (error as Error)?.message ?? String(error) });
       }
       const matrixError = known ?? new MatrixError(500, 'M_UNKNOWN', 'internal error');
+      const outcome = known === undefined ? 'internal_error' : outcomeOf(matrixError);
+      count(outcome);
       log.info('registration', {
         localpart,
-        outcome: known === undefined ? 'internal_error' : outcomeOf(matrixError),
+        outcome,
         status: matrixError.status,
         reason: known === undefined ? undefined : matrixError.message,
         duration_ms: durationMs(),

@@ -36,6 +36,8 @@ export interface NodeStore {
   /** Records the node and drops its pending entry in one atomic write. */
   confirm(record: NodeRecord): Promise<void>;
   listPending(): Promise<PendingRegistration[]>;
+  /** Every recorded node, in address order. */
+  list(): AsyncIterable<NodeRecord>;
 }
 
 export function createNodeStore(nodes: Sublevel, pending: Sublevel): NodeStore {
@@ -57,6 +59,9 @@ export function createNodeStore(nodes: Sublevel, pending: Sublevel): NodeStore {
         { type: 'put', sublevel: nodes, key: record.localpart, value: record },
         { type: 'del', sublevel: pending, key: record.localpart },
       ]);
+    },
+    async *list() {
+      for await (const value of nodes.values()) yield value as NodeRecord;
     },
     async listPending() {
       const entries: PendingRegistration[] = [];

@@ -2,12 +2,20 @@ import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { resolveSettings } from '../../src/config/settings.js';
 import { parseRegistration } from '../../src/config/registrationFile.js';
-import { defaultGenconfigInput, planGenconfig, writeGenconfig, type GenconfigInput } from '../../src/genconfig/genconfig.js';
+import {
+  defaultGenconfigInput,
+  planGenconfig,
+  readTemplate,
+  renderNginxSite,
+  renderSystemdUnit,
+  writeGenconfig,
+  type GenconfigInput,
+} from '../../src/genconfig/genconfig.js';
 import { renderTemplate, shellQuote } from '../../src/genconfig/template.js';
 
 function input(values: Record<string, string>, outDir = '/srv/regservice'): GenconfigInput {
@@ -131,6 +139,25 @@ describe('planGenconfig per backend', () => {
     assert.equal(parseRegistration(fileNamed(plan, 'registration.yaml').content).id, 'custom-id');
     const doc = parse(fileNamed(plan, 'registration.yaml').content) as { namespaces: { users: { exclusive: boolean }[] } };
     assert.equal(doc.namespaces.users[0]?.exclusive, false);
+  });
+});
+
+describe('nginx site and systemd unit', () => {
+  it('render every placeholder for the deployment', () => {
+    const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org:8448', matrixurl: 'http://127.0.0.1:8008/', port: 8010 } }], { requireSecrets: false });
+    const site = { publicPort: 443, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
+    const now = new Date('2026-01-01T00:00:00Z');
+    const nginx = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, now);
+    assert.doesNotMatch(nginx, /\{\{/);
+    assert.match(nginx, /listen 443;/);
+    assert.match(nginx, /server_name hs\.example\.org;/);
+    assert.match(nginx, /location ~ \^\(\/_matrix\|\/_synapse\/client\) \{\n\s+proxy_pass http:\/\/127\.0\.0\.1:8008;/);
+    assert.match(nginx, /location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/127\.0\.0\.1:8010;/);
+    const unit = renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, site, now);
+    assert.doesNotMatch(unit, /\{\{/);
+    assert.match(unit, /^User=regsvc$/m);
+    assert.match(unit, /^ExecStart=\/srv\/rs\/run\.sh$/m);
+    assert.match(unit, new RegExp(`^ReadWritePaths=${resolve('.matrix')}$`, 'm'));
   });
 });
 

@@ -1,0 +1,39 @@
+import { createServer, type Server } from 'node:http';
+import type { Metrics } from '../metrics/metrics.js';
+
+export interface MetricsServerDeps {
+  readonly metrics: Metrics;
+  /** Resolves true when the homeserver answers. */
+  readonly homeserverReachable: () => Promise<boolean>;
+}
+
+/**
+ * The operator's listener, apart from the public one and never routed through nginx:
+ * GET /metrics (Prometheus), /health (the process answers), /ready (the homeserver answers too).
+ */
+export function createMetricsServer(deps: MetricsServerDeps): Server {
+  return createServer((req, res) => {
+    const send = (status: number, type: string, body: string): void => {
+      res.writeHead(status, { 'content-type': type }).end(body);
+    };
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') return send(405, 'application/json', '{"errcode":"M_UNRECOGNIZED","error":"only GET"}');
+    if (path === '/health') return send(200, 'application/json', '{"status":"ok"}');
+    if (path === '/ready') {
+      void deps.homeserverReachable().then((reachable) =>
+        reachable
+          ? send(200, 'application/json', '{"status":"ready","homeserver":"reachable"}')
+          : send(503, 'application/json', '{"status":"not ready","homeserver":"unreachable"}'),
+      );
+      return;
+    }
+    if (path === '/metrics') {
+      void deps.metrics.registry.metrics().then(
+        (text) => send(200, deps.metrics.registry.contentType, text),
+        () => send(500, 'text/plain', 'metrics unavailable\n'),
+      );
+      return;
+    }
+    send(404, 'application/json', '{"errcode":"M_UNRECOGNIZED","error":"unknown path"}');
+  });
+}

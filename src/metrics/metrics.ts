@@ -1,0 +1,66 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What the service counts, in one registry served at /metrics. */
+export interface Metrics {
+  readonly registry: Registry;
+  registration(outcome: string): void;
+  transaction(outcome: 'processed' | 'duplicate'): void;
+  /** Times one homeserver call of kind `call` (register, user_exists). */
+  timeHomeserverCall<T>(call: string, work: () => Promise<T>): Promise<T>;
+}
+
+export function createMetrics(load: { inFlight(): number; queued(): number }): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'regservice_' });
+  const registrations = new Counter({
+    name: 'regservice_registrations_total',
+    help: 'Registration requests by outcome (registered, already_registered, forbidden, invalid, homeserver_error, ...)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const transactions = new Counter({
+    name: 'regservice_transactions_total',
+    help: 'Application-service transactions received from the homeserver, by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'regservice_homeserver_call_seconds',
+    help: 'Duration of calls to the homeserver',
+    labelNames: ['call', 'result'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'regservice_homeserver_calls_in_flight',
+    help: 'Registrations in progress at the homeserver',
+    registers: [registry],
+    collect() {
+      this.set(load.inFlight());
+    },
+  });
+  new Gauge({
+    name: 'regservice_homeserver_calls_queued',
+    help: 'Registrations waiting for a homeserver slot',
+    registers: [registry],
+    collect() {
+      this.set(load.queued());
+    },
+  });
+  return {
+    registry,
+    registration: (outcome) => registrations.inc({ outcome }),
+    transaction: (outcome) => transactions.inc({ outcome }),
+    async timeHomeserverCall(call, work) {
+      const end = latency.startTimer({ call });
+      try {
+        const result = await work();
+        end({ result: 'ok' });
+        return result;
+      } catch (error) {
+        end({ result: 'error' });
+        throw error;
+      }
+    },
+  };
+}

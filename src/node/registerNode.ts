@@ -1,0 +1,77 @@
+import { signRegistration, type RegistrationBody } from '../protocol/signRegistration.js';
+
+export { signRegistration, type RegistrationBody };
+
+export interface RegisterNodeOptions {
+  /** 32-byte secp256k1 private key of the node. */
+  readonly privateKey: Uint8Array;
+  /** The homeserver's public URL; registration goes to <homeserverUrl>/regapp/1/register. */
+  readonly homeserverUrl: string;
+  /** The homeserver's server_name (default: the URL's host name). */
+  readonly serverName?: string;
+  readonly timeoutMs?: number;
+}
+
+export interface RegisteredNode {
+  readonly userId: string;
+  readonly accessToken: string;
+  readonly deviceId: string;
+}
+
+export class RegistrationFailed extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly errcode: string,
+  ) {
+    super(message);
+    this.name = 'RegistrationFailed';
+  }
+}
+
+async function postJson(url: string, body: unknown, timeoutMs: number): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await response.text();
+  try {
+    return { status: response.status, body: JSON.parse(text) as Record<string, unknown> };
+  } catch {
+    return { status: response.status, body: { error: text.slice(0, 200) } };
+  }
+}
+
+/**
+ * Does what a Photon node does: registers through <homeserver>/regapp/1/register (an existing
+ * account, 409, is fine), then logs in with m.login.password and the signature password.
+ */
+export async function registerNode(options: RegisterNodeOptions): Promise<RegisteredNode> {
+  const base = options.homeserverUrl.replace(/\/+$/, '');
+  const serverName = options.serverName ?? new URL(base).host;
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const body = signRegistration(options.privateKey, serverName);
+  const registered = await postJson(`${base}/regapp/1/register`, body, timeoutMs);
+  if (registered.status !== 200 && !(registered.status === 409 && registered.body.errcode === 'M_USER_IN_USE')) {
+    throw new RegistrationFailed(
+      `registration failed: HTTP ${registered.status} ${String(registered.body.errcode ?? '')} ${String(registered.body.error ?? '')}`.trim(),
+      registered.status,
+      String(registered.body.errcode ?? ''),
+    );
+  }
+  const login = await postJson(
+    `${base}/_matrix/client/v3/login`,
+    { type: 'm.login.password', identifier: { type: 'm.id.user', user: body.localpart }, password: body.password },
+    timeoutMs,
+  );
+  if (login.status !== 200 || typeof login.body.access_token !== 'string') {
+    throw new RegistrationFailed(
+      `login failed: HTTP ${login.status} ${String(login.body.errcode ?? '')} ${String(login.body.error ?? '')}`.trim(),
+      login.status,
+      String(login.body.errcode ?? ''),
+    );
+  }
+  return { userId: String(login.body.user_id), accessToken: login.body.access_token, deviceId: String(login.body.device_id ?? '') };
+}

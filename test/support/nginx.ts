@@ -1,0 +1,68 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { waitFor } from './ports.js';
+
+export interface RunningNginx {
+  stop(): Promise<void>;
+  errorLog(): string;
+}
+
+/** Whether the real nginx (Debian package nginx-light) is here; in CI it must be. */
+export function nginxAvailability(): { available: boolean; reason: string } {
+  const found = spawnSync('nginx', ['-v']).status === 0;
+  if (!found && process.env.CI === 'true') throw new Error('nginx is not installed: .ci/run installs the Debian package nginx-light');
+  return found ? { available: true, reason: 'nginx' } : { available: false, reason: 'nginx is not installed (apt-get install nginx-light)' };
+}
+
+/** Runs nginx in the foreground with the rendered site included in a minimal main config. */
+export async function startNginx(dir: string, siteFile: string, port: number): Promise<RunningNginx> {
+  mkdirSync(join(dir, 'temp'), { recursive: true });
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `daemon off;
+${process.getuid?.() === 0 ? 'user root root;' : ''}
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log info;
+events {}
+http {
+  access_log off;
+  client_body_temp_path ${dir}/temp/body;
+  proxy_temp_path ${dir}/temp/proxy;
+  fastcgi_temp_path ${dir}/temp/fastcgi;
+  uwsgi_temp_path ${dir}/temp/uwsgi;
+  scgi_temp_path ${dir}/temp/scgi;
+  include ${siteFile};
+}
+`,
+  );
+  const test = spawnSync('nginx', ['-t', '-c', conf, '-p', dir], { encoding: 'utf8' });
+  if (test.status !== 0) throw new Error(`nginx -t failed:\n${test.stderr}`);
+  const child = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
+  const errorLog = (): string => {
+    try {
+      return readFileSync(join(dir, 'error.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  await waitFor(
+    `nginx on port ${port}`,
+    async () => {
+      await fetch(`http://127.0.0.1:${port}/`);
+      return true;
+    },
+    10_000,
+    () => (child.exitCode !== null ? `nginx exited ${child.exitCode}: ${errorLog()}` : undefined),
+  );
+  return {
+    errorLog,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGQUIT');
+      await exited;
+    },
+  };
+}
