@@ -13,7 +13,8 @@ import { createRegistrationService } from './handlers/registrationHandler.js';
 import { createTransactionHandler } from './handlers/transactionHandler.js';
 import { createUserQuery } from './handlers/userQuery.js';
 import { openStore } from './store/database.js';
-import { createApp } from './http/app.js';
+import { createRequestListener } from './http/app.js';
+import { registerRoute } from './http/registerRoute.js';
 import { answerClientError } from './http/clientErrors.js';
 import { createMetricsServer } from './http/metricsServer.js';
 import { createMetrics } from './metrics/metrics.js';
@@ -94,18 +95,21 @@ export async function startDaemon(settings: Settings, log: Logger): Promise<Runn
     log,
   });
   const onTransaction = createTransactionHandler({ serverName: settings.serverName, nodes: store.nodes, transactions: store.transactions, log });
-  const app = createApp({
+  const app = createRequestListener({
     basePath: settings.basePath,
     hsToken: settings.hsToken,
-    trustedProxies: settings.trustedProxies,
-    register: registration.register,
-    limits: createRateLimits({ perClientPerMinute: settings.rateLimitClientPerMinute, perNodePerMinute: settings.rateLimitNodePerMinute }),
+    registerRoute: registerRoute({
+      handle: registration.register,
+      limits: createRateLimits({ perClientPerMinute: settings.rateLimitClientPerMinute, perNodePerMinute: settings.rateLimitNodePerMinute }),
+      log,
+      trustedProxies: settings.trustedProxies,
+      count: metrics.registration,
+    }),
     onTransaction: async (txnId, body) => {
       const outcome = await onTransaction(txnId, body);
       metrics.transaction(outcome);
       return outcome;
     },
-    countRegistration: metrics.registration,
     queryUser: createUserQuery(settings.serverName, store.nodes),
     log,
   });

@@ -1,35 +1,29 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { Router, type Express } from 'express';
-import type { RegistrationHandler } from '../handlers/registrationHandler.js';
-import type { RateLimits } from './rateLimits.js';
 import type { TransactionHandler } from '../handlers/transactionHandler.js';
 import type { UserQuery } from '../handlers/userQuery.js';
 import type { Logger } from '../log/logger.js';
 import { appserviceRouter } from './appserviceRoutes.js';
 import { errorHandler, methodNotAllowed, unrecognized } from './errorResponses.js';
-import { registerRoute } from './registerRoute.js';
+import type { RegisterRoute } from './registerRoute.js';
 
 export interface AppDeps {
   readonly basePath: string;
   readonly hsToken: string;
-  readonly register: RegistrationHandler;
-  readonly limits: RateLimits;
-  /** Express "trust proxy": whose X-Forwarded-For names the client. */
-  readonly trustedProxies: string;
+  readonly registerRoute: RegisterRoute;
   readonly onTransaction: TransactionHandler;
   readonly queryUser: UserQuery;
   readonly log: Logger;
-  /** Counts each registration outcome (metrics). */
-  readonly countRegistration?: (outcome: string) => void;
 }
 
+/** The routes the homeserver and the rest of the world reach; /register is also served without Express (see createRequestListener). */
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.set('trust proxy', deps.trustedProxies);
 
   const routes = Router();
-  routes.post('/register', registerRoute(deps.register, deps.limits, deps.log, deps.countRegistration));
+  routes.post('/register', deps.registerRoute);
   routes.all('/register', methodNotAllowed);
   routes.use(appserviceRouter(deps));
 
@@ -37,4 +31,17 @@ export function createApp(deps: AppDeps): Express {
   app.use(unrecognized);
   app.use(errorHandler(deps.log));
   return app;
+}
+
+/**
+ * The server's request listener: POST <basePath>/register goes straight to its handler, the hot path
+ * every forged request takes; everything else goes through Express.
+ */
+export function createRequestListener(deps: AppDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const app = createApp(deps);
+  const registerPath = `${deps.basePath}/register`;
+  return (req, res) => {
+    if (req.method === 'POST' && req.url === registerPath) deps.registerRoute(req, res);
+    else app(req, res);
+  };
 }

@@ -1,9 +1,16 @@
-import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { MatrixError } from '../protocol/matrixError.js';
 import type { Logger } from '../log/logger.js';
 
-export function sendMatrixError(res: Response, error: MatrixError): void {
-  res.status(error.status).set(error.headers).json(error.toJSON());
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function sendMatrixError(res: ServerResponse, error: MatrixError): void {
+  sendJson(res, error.status, error.toJSON(), error.headers);
 }
 
 interface BodyParserError {

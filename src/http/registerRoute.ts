@@ -1,10 +1,12 @@
-import express, { type Request, type RequestHandler, type Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import proxyaddr from 'proxy-addr';
 import { parseRegistrationRequest } from '../protocol/registrationRequest.js';
 import type { RegistrationHandler } from '../handlers/registrationHandler.js';
 import type { Logger } from '../log/logger.js';
-import type { RateLimits } from './rateLimits.js';
 import { MatrixError } from '../protocol/matrixError.js';
-import { sendMatrixError, toMatrixError } from './errorResponses.js';
+import { sendJson, sendMatrixError, toMatrixError } from './errorResponses.js';
+import type { RateLimits } from './rateLimits.js';
+import { readJsonBody } from './readJsonBody.js';
 
 /** Photon nodes' JSON bodies are a few hundred bytes; 4 KiB leaves room and bounds memory per request. */
 export const MAX_BODY_BYTES = 4096;
@@ -19,29 +21,43 @@ function outcomeOf(error: MatrixError): string {
   return 'invalid';
 }
 
-/** POST /register: parse and validate, hand to the handler, answer `{user_id, home_server}` or a Matrix error. */
-export function registerRoute(
-  handle: RegistrationHandler,
-  limits: RateLimits,
-  log: Logger,
-  count: (outcome: string) => void = () => {},
-): RequestHandler {
-  // Nodes have sent bodies with and without a JSON content type: parse every body as JSON.
-  const parseJson = express.json({ limit: MAX_BODY_BYTES, type: () => true, strict: true });
+export type RegisterRoute = (req: IncomingMessage, res: ServerResponse) => void;
 
-  async function respond(req: Request, res: Response, parseError: unknown, started: bigint): Promise<void> {
-    const claimed = (req.body as { localpart?: unknown } | undefined)?.localpart;
-    const localpart = typeof claimed === 'string' && LOCALPART.test(claimed) ? claimed : undefined;
+export interface RegisterRouteDeps {
+  readonly handle: RegistrationHandler;
+  readonly limits: RateLimits;
+  readonly log: Logger;
+  /** Express "trust proxy" syntax: whose X-Forwarded-For names the client. */
+  readonly trustedProxies: string;
+  readonly count?: (outcome: string) => void;
+}
+
+/**
+ * POST /register, on plain node:http because it is the hot path every forged request takes:
+ * rate-limit, read and validate, hand to the handler, answer `{user_id, home_server}` or a Matrix error.
+ */
+export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
+  const { handle, limits, log } = deps;
+  const count = deps.count ?? (() => {});
+  const trust = proxyaddr.compile(deps.trustedProxies.split(',').map((entry) => entry.trim()));
+
+  async function respond(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    let localpart: string | undefined;
     const durationMs = (): number => Number((process.hrtime.bigint() - started) / 1000n) / 1000;
     try {
-      if (parseError !== undefined) throw parseError;
-      const request = parseRegistrationRequest(req.body);
+      // The per-client limit comes before reading the body, so a flood costs as little as possible.
+      await limits.client(proxyaddr(req, trust));
+      const body = await readJsonBody(req, MAX_BODY_BYTES);
+      const claimed = (body as { localpart?: unknown } | undefined)?.localpart;
+      localpart = typeof claimed === 'string' && LOCALPART.test(claimed) ? claimed : undefined;
+      const request = parseRegistrationRequest(body);
       await limits.node(request.localpart);
       const user = await handle(request);
       const outcome = user.passwordReset === true ? 'password_reset' : 'registered';
       count(outcome);
       log.info('registration', { localpart, outcome, status: 200, duration_ms: durationMs() });
-      res.json({
+      sendJson(res, 200, {
         user_id: user.userId,
         home_server: user.homeServer,
         ...(user.accessToken !== undefined ? { access_token: user.accessToken } : {}),
@@ -62,16 +78,12 @@ export function registerRoute(
         reason: known === undefined ? undefined : matrixError.message,
         duration_ms: durationMs(),
       });
-      if (!res.headersSent) sendMatrixError(res, matrixError);
+      if (res.headersSent) return;
+      // A body we stopped reading must not be parsed as the next request on this connection.
+      if (matrixError.status === 413) res.shouldKeepAlive = false;
+      sendMatrixError(res, matrixError);
     }
   }
 
-  return (req, res) => {
-    const started = process.hrtime.bigint();
-    // The per-client limit comes before reading the body, so a flood costs as little as possible.
-    limits.client(req.ip ?? '').then(
-      () => parseJson(req, res, (parseError?: unknown) => void respond(req, res, parseError, started)),
-      (limited: unknown) => void respond(req, res, limited, started),
-    );
-  };
+  return (req, res) => void respond(req, res);
 }

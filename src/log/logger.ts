@@ -60,10 +60,12 @@ export function createLogger(options: LoggerOptions): Logger {
     transports: [transport],
   });
 
+  const threshold = LOG_LEVELS[LEVEL_BY_VERBOSITY[options.verbosity] ?? 'info'];
+  // Lines above the verbosity are dropped here, before winston formats them: this runs per request.
   const at =
     (level: LogLevel) =>
     (message: string, fields: LogFields = {}): void => {
-      winstonLogger.log(level, message, fields);
+      if (LOG_LEVELS[level] <= threshold) winstonLogger.log(level, message, fields);
     };
   return {
     critical: at('critical'),

@@ -3,7 +3,9 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { RegistrationHandler } from '../../src/handlers/registrationHandler.js';
-import { createApp } from '../../src/http/app.js';
+import { createServer } from 'node:http';
+import { createRequestListener } from '../../src/http/app.js';
+import { registerRoute } from '../../src/http/registerRoute.js';
 import { createRateLimits } from '../../src/http/rateLimits.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
@@ -20,17 +22,20 @@ describe('HTTP layer', () => {
   const logger = capturingLogger([HS_TOKEN]);
 
   before(async () => {
-    const app = createApp({
+    const listener = createRequestListener({
       basePath: '/regapp/1',
       hsToken: HS_TOKEN,
-      register: (request) => outcome(request),
-      limits: createRateLimits({ perClientPerMinute: 0, perNodePerMinute: 0 }),
-      trustedProxies: 'loopback',
+      registerRoute: registerRoute({
+        handle: (request) => outcome(request),
+        limits: createRateLimits({ perClientPerMinute: 0, perNodePerMinute: 0 }),
+        log: logger.log,
+        trustedProxies: 'loopback',
+      }),
       onTransaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',
       log: logger.log,
     });
-    server = app.listen(0, '127.0.0.1');
+    server = createServer(listener).listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/regapp/1`;
   });
@@ -44,6 +49,13 @@ describe('HTTP layer', () => {
     outcome = async () => ({ userId: '@u:hs', homeServer: 'hs', accessToken: 'tok', deviceId: 'DEV' });
     const login = await requestJson('POST', `${base}/register`, node);
     assert.deepEqual(login.body, { user_id: '@u:hs', home_server: 'hs', access_token: 'tok', device_id: 'DEV' });
+  });
+
+  it('serves /register with a query string through the same route', async () => {
+    outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
+    const answer = await requestJson('POST', `${base}/register?via=query`, node);
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.user_id, '@u:hs');
   });
 
   it('parses the body as JSON whatever its content type', async () => {

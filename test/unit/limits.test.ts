@@ -3,7 +3,9 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { CallLimiter } from '../../src/homeserver/callLimiter.js';
-import { createApp } from '../../src/http/app.js';
+import { createServer } from 'node:http';
+import { createRequestListener } from '../../src/http/app.js';
+import { registerRoute } from '../../src/http/registerRoute.js';
 import { createRateLimits } from '../../src/http/rateLimits.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
@@ -51,17 +53,21 @@ describe('CallLimiter', () => {
 });
 
 async function serve(trustedProxies: string, perClient: number, perNode: number): Promise<{ base: string; server: Server }> {
-  const app = createApp({
+  const log = capturingLogger().log;
+  const listener = createRequestListener({
     basePath: '/regapp/1',
     hsToken: 'hs',
-    trustedProxies,
-    register: async (request) => ({ userId: `@${request.localpart}:hs`, homeServer: 'hs' }),
-    limits: createRateLimits({ perClientPerMinute: perClient, perNodePerMinute: perNode }),
+    registerRoute: registerRoute({
+      handle: async (request) => ({ userId: `@${request.localpart}:hs`, homeServer: 'hs' }),
+      limits: createRateLimits({ perClientPerMinute: perClient, perNodePerMinute: perNode }),
+      log,
+      trustedProxies,
+    }),
     onTransaction: async () => 'processed',
     queryUser: async () => false,
-    log: capturingLogger().log,
+    log,
   });
-  const server = app.listen(0, '127.0.0.1');
+  const server = createServer(listener).listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}/regapp/1`, server };
 }
