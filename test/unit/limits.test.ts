@@ -10,7 +10,6 @@ import { createRateLimits } from '../../src/http/rateLimits.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { capturingLogger } from '../support/capturingLogger.js';
-import { requestJson } from '../support/matrixClient.js';
 
 describe('CallLimiter', () => {
   it('runs at most maxActive calls, queues up to maxQueued, refuses the rest with 503 and Retry-After', async () => {
