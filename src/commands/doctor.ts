@@ -1,5 +1,6 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import type { Settings } from '../config/settings.js';
+import { localServiceUrl } from '../config/connectAddress.js';
 import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
 import { callHomeserver } from '../homeserver/homeserverCall.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
@@ -69,11 +70,6 @@ async function serviceAnswers(url: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function localServiceUrl(settings: Settings): string {
-  const host = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host.includes(':') ? `[${settings.host}]` : settings.host;
-  return `http://${host}:${settings.port}${settings.basePath}`;
 }
 
 async function checkDatapath(settings: Settings): Promise<CheckResult> {

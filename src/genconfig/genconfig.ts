@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'n
 import { join, resolve } from 'node:path';
 import { photonUserRegex, renderRegistration, type AppserviceRegistration } from '../config/registrationFile.js';
 import type { Settings } from '../config/settings.js';
+import { connectHost, localServiceUrl } from '../config/connectAddress.js';
 import { BIN_PATH, PACKAGE_ROOT } from '../packageRoot.js';
 import { renderTemplate, shellQuote } from './template.js';
 
@@ -40,11 +41,6 @@ export const REGISTRATION_FILE = 'registration.yaml';
 export const RUN_FILE = 'run.sh';
 export const SECRET_FILE = 'registration_shared_secret';
 
-function listenerHostForUrl(host: string): string {
-  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
-  return host.includes(':') ? `[${host}]` : host;
-}
-
 /** Decides every file genconfig writes; pure apart from the tokens it is given. */
 export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   const { settings, outDir } = input;
@@ -78,7 +74,7 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
 
   const registration: AppserviceRegistration = {
     id: input.appserviceId ?? `matrix-regservice-${settings.serverName}`,
-    url: `http://${listenerHostForUrl(settings.host)}:${settings.port}${settings.basePath}`,
+    url: localServiceUrl(settings),
     as_token: input.randomToken(),
     hs_token: input.randomToken(),
     sender_localpart: 'regservice',
@@ -139,7 +135,7 @@ export function renderNginxSite(template: string, settings: Settings, site: Site
     PUBLIC_PORT: String(site.publicPort),
     PUBLIC_NAME: site.publicName,
     HOMESERVER_ORIGIN: origin(settings.homeserverUrl),
-    SERVICE_ORIGIN: `http://${listenerHostForUrl(settings.host)}:${settings.port}`,
+    SERVICE_ORIGIN: `http://${connectHost(settings.host)}:${settings.port}`,
   });
 }
 

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { isMap, isSeq, parseDocument, type Document } from 'yaml';
 import type { RawSettings } from '../config/settings.js';
+import { connectHost } from '../config/connectAddress.js';
 
 /** What genconfig takes from Synapse's homeserver.yaml. */
 export interface HomeserverFacts {
@@ -25,8 +26,7 @@ function clientListenerUrl(listeners: unknown): string | undefined {
       : [];
     if (listener.type !== 'http' || !names.includes('client') || typeof listener.port !== 'number') continue;
     const bound = Array.isArray(listener.bind_addresses) ? String(listener.bind_addresses[0] ?? '') : '';
-    const host = bound === '' || bound === '0.0.0.0' || bound === '::' ? '127.0.0.1' : bound.includes(':') ? `[${bound}]` : bound;
-    return `${listener.tls === true ? 'https' : 'http'}://${host}:${listener.port}`;
+    return `${listener.tls === true ? 'https' : 'http'}://${connectHost(bound)}:${listener.port}`;
   }
   return undefined;
 }

@@ -6,23 +6,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { sharedSecretMac } from '../../src/protocol/sharedSecretMac.js';
 import { openStore } from '../../src/store/database.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { createRoomAndSay, invite, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
 import { freePort } from '../support/ports.js';
-import { createAdmin, startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
+import { createAdmin, ownSynapseSkip, sharedSecretRegister, startSynapse, type RunningSynapse } from '../support/synapse.js';
 
-const availability = synapseAvailability();
-const skip = availability.available && process.env.SYNAPSE_URL === undefined ? false : availability.available ? 'needs a Synapse it starts itself (not SYNAPSE_URL)' : availability.reason;
+const skip = ownSynapseSkip();
 const serverName = 'photon.test';
-
-async function sharedSecretRegister(synapse: RunningSynapse, username: string, password: string) {
-  const endpoint = `${synapse.url}/_synapse/admin/v1/register`;
-  const { nonce } = (await (await fetch(endpoint)).json()) as { nonce: string };
-  const mac = sharedSecretMac(synapse.sharedSecret, { nonce, username, password, admin: false });
-  return requestJson('POST', endpoint, { nonce, username, password, admin: false, mac, inhibit_login: true });
-}
 
 describe('application-service protocol and the admin-api backend against a real Synapse', { skip }, () => {
   let secretDir: string;
@@ -97,7 +88,7 @@ describe('application-service protocol and the admin-api backend against a real 
 
   it('admin-api with --allow-password-reset moves an account made with an old password to the signature', async () => {
     const legacy = signRegistration(randomPrivateKey(), serverName);
-    assert.equal((await sharedSecretRegister(synapse, legacy.localpart, 'old-scheme-password')).status, 200);
+    assert.equal((await sharedSecretRegister(synapse, { username: legacy.localpart, password: 'old-scheme-password' })).status, 200);
     assert.equal((await requestJson('POST', `${shared.url}/register`, legacy)).status, 409, 'shared-secret cannot rescue it');
 
     const answer = await requestJson('POST', `${admin.url}/register`, legacy);
@@ -186,7 +177,7 @@ describe('appservice backend against a real Synapse', { skip }, () => {
     const users = (gate.registration.namespaces as { users: { exclusive: boolean }[] }).users;
     assert.equal(users[0]?.exclusive, true);
     const other = signRegistration(randomPrivateKey(), serverName);
-    const direct = await sharedSecretRegister(synapse, other.localpart, other.password);
+    const direct = await sharedSecretRegister(synapse, { username: other.localpart, password: other.password });
     assert.equal(direct.body.errcode, 'M_EXCLUSIVE');
   });
 

@@ -11,10 +11,9 @@ import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { adminGetUser, passwordLogin, requestJson } from '../support/matrixClient.js';
 import { freePort, waitFor } from '../support/ports.js';
-import { createAdmin, startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
+import { createAdmin, startSynapse, ownSynapseSkip, type RunningSynapse } from '../support/synapse.js';
 
-const availability = synapseAvailability();
-const skip = availability.available && process.env.SYNAPSE_URL === undefined ? false : availability.available ? 'needs a Synapse it starts itself (not SYNAPSE_URL)' : availability.reason;
+const skip = ownSynapseSkip();
 const serverName = 'photon.test';
 const REGISTER = '/_synapse/admin/v1/register';
 

@@ -9,10 +9,9 @@ import { generateGate, type Gate } from '../support/gate.js';
 import { hostileRequests, type RawRequest } from '../support/hostileRequests.js';
 import { requestJson } from '../support/matrixClient.js';
 import { freePort } from '../support/ports.js';
-import { createAdmin, startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
+import { createAdmin, startSynapse, ownSynapseSkip, type RunningSynapse } from '../support/synapse.js';
 
-const availability = synapseAvailability();
-const skip = availability.available && process.env.SYNAPSE_URL === undefined ? false : availability.available ? 'needs a Synapse it starts itself (not SYNAPSE_URL)' : availability.reason;
+const skip = ownSynapseSkip();
 const serverName = 'photon.test';
 const COUNT = 10_000;
 

@@ -11,12 +11,10 @@ import { generateGate, type Gate } from '../support/gate.js';
 import { passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
 import { nginxAvailability, startNginx, type RunningNginx } from '../support/nginx.js';
 import { freePort } from '../support/ports.js';
-import { startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
+import { ownSynapseSkip, startSynapse, type RunningSynapse } from '../support/synapse.js';
 
-const synapseReady = synapseAvailability();
 const nginxReady = nginxAvailability();
-const skip =
-  !synapseReady.available ? synapseReady.reason : process.env.SYNAPSE_URL !== undefined ? 'needs a Synapse it starts itself' : !nginxReady.available ? nginxReady.reason : false;
+const skip = ownSynapseSkip() || (nginxReady.available ? false : nginxReady.reason);
 const serverName = 'photon.test';
 
 function run(file: string, args: readonly string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -31,6 +31,13 @@ export function synapseAvailability(): SynapseAvailability {
   return { available: false, reason };
 }
 
+/** node:test `skip` for suites that start their own Synapse (they cannot use SYNAPSE_URL). */
+export function ownSynapseSkip(): string | false {
+  const availability = synapseAvailability();
+  if (!availability.available) return availability.reason;
+  return process.env.SYNAPSE_URL === undefined ? false : 'needs a Synapse it starts itself (not SYNAPSE_URL)';
+}
+
 export interface SynapseConfig {
   readonly serverName: string;
   /** Host paths of application-service registration files to load. */
@@ -174,17 +181,30 @@ export async function startSynapse(config: SynapseConfig): Promise<RunningSynaps
   return { url, serverName: config.serverName, sharedSecret, log, stop };
 }
 
-/** Registers a Synapse admin through shared-secret registration and returns its access token. */
-export async function createAdmin(synapse: RunningSynapse, username: string, password: string): Promise<string> {
+export interface SharedSecretUser {
+  readonly username: string;
+  readonly password: string;
+  readonly admin?: boolean;
+  readonly displayname?: string;
+}
+
+/** Synapse's shared-secret registration, done directly (as an operator's script or the Go original would). */
+export async function sharedSecretRegister(synapse: RunningSynapse, user: SharedSecretUser): Promise<{ status: number; body: Record<string, unknown> }> {
   const endpoint = `${synapse.url}/_synapse/admin/v1/register`;
   const { nonce } = (await (await fetch(endpoint)).json()) as { nonce: string };
-  const mac = sharedSecretMac(synapse.sharedSecret, { nonce, username, password, admin: true });
+  const admin = user.admin ?? false;
+  const mac = sharedSecretMac(synapse.sharedSecret, { nonce, username: user.username, password: user.password, admin });
   const response = await fetch(endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ nonce, username, password, admin: true, mac }),
+    body: JSON.stringify({ nonce, ...user, admin, mac, inhibit_login: !admin }),
   });
-  const body = (await response.json()) as { access_token?: string };
-  if (!response.ok || body.access_token === undefined) throw new Error(`admin registration failed: ${JSON.stringify(body)}`);
-  return body.access_token;
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** Registers a Synapse admin through shared-secret registration and returns its access token. */
+export async function createAdmin(synapse: RunningSynapse, username: string, password: string): Promise<string> {
+  const answer = await sharedSecretRegister(synapse, { username, password, admin: true });
+  if (answer.status !== 200 || typeof answer.body.access_token !== 'string') throw new Error(`admin registration failed: ${JSON.stringify(answer.body)}`);
+  return answer.body.access_token;
 }

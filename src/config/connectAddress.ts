@@ -1,0 +1,13 @@
+/**
+ * The host to connect to for a listen address, as it goes in a URL: a wildcard (0.0.0.0, ::, empty)
+ * becomes loopback, an IPv6 address gets brackets.
+ */
+export function connectHost(listenAddress: string): string {
+  if (listenAddress === '' || listenAddress === '0.0.0.0' || listenAddress === '::') return '127.0.0.1';
+  return listenAddress.includes(':') ? `[${listenAddress}]` : listenAddress;
+}
+
+/** The service's own base URL as a local client reaches it, e.g. http://127.0.0.1:8009/regapp/1. */
+export function localServiceUrl(settings: { readonly host: string; readonly port: number; readonly basePath: string }): string {
+  return `http://${connectHost(settings.host)}:${settings.port}${settings.basePath}`;
+}
