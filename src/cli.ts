@@ -125,7 +125,12 @@ function runGenconfig(command: Command, options: GenconfigOptions): void {
       fail(`cannot read the homeserver config ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, EXIT_BAD_SETTINGS);
     }
   }
-  const { settings, warnings } = settingsOrExit(command, { requireSecrets: false }, fallback);
+  // The state directory defaults to the deployment directory, next to run.sh, not to where genconfig ran.
+  const deploymentDefaults: SettingsLayer = {
+    source: fallback?.source ?? 'genconfig defaults',
+    values: { datapath: join(resolve(options.out), '.matrix'), ...fallback?.values },
+  };
+  const { settings, warnings } = settingsOrExit(command, { requireSecrets: false }, deploymentDefaults);
   for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
   const input = { ...defaultGenconfigInput(settings, options.out), appserviceId: options.id };
   const publicPort = Number(options.publicPort);
