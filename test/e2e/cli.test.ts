@@ -54,6 +54,10 @@ describe('the built CLI', () => {
     const daemon = spawnDaemon(BIN, [...args, '--port', String(port), '--hstoken', 'argv-hs-token']);
     await waitUntilListening(daemon, `http://127.0.0.1:${port}/regapp/1`);
     assert.equal(await daemon.stop('SIGTERM'), 0);
+    const count = await run([...args, 'users', 'count']);
+    assert.equal(count.code, 0, count.stderr);
+    assert.equal(count.stdout, '0\n');
+    assert.doesNotMatch(count.stderr, /snapshot/, 'a stopped service leaves the database to read directly');
     assert.match(daemon.output(), /--hstoken was given on the command line/);
     assert.doesNotMatch(daemon.output(), /argv-hs-token/);
   });

@@ -1,0 +1,39 @@
+import { strict as assert } from 'node:assert';
+import type { AddressInfo } from 'node:net';
+import { describe, it } from 'node:test';
+import { createMetricsServer } from '../../src/http/metricsServer.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+
+describe('metrics listener', () => {
+  it('serves counters, health, and readiness that follows the homeserver', async () => {
+    let reachable = true;
+    const metrics = createMetrics({ inFlight: () => 3, queued: () => 1 });
+    metrics.registration('forbidden');
+    metrics.registration('forbidden');
+    metrics.transaction('duplicate');
+    await metrics.timeHomeserverCall('register', async () => 'ok');
+    await assert.rejects(metrics.timeHomeserverCall('register', async () => Promise.reject(new Error('down'))));
+    const server = createMetricsServer({ metrics, homeserverReachable: async () => reachable }).listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    const text = await (await fetch(`${base}/metrics`)).text();
+    assert.match(text, /regservice_registrations_total\{outcome="forbidden"\} 2/);
+    assert.match(text, /regservice_transactions_total\{outcome="duplicate"\} 1/);
+    assert.match(text, /regservice_homeserver_call_seconds_count\{call="register",result="ok"\} 1/);
+    assert.match(text, /regservice_homeserver_call_seconds_count\{call="register",result="error"\} 1/);
+    assert.match(text, /regservice_homeserver_calls_in_flight 3/);
+    assert.match(text, /regservice_homeserver_calls_queued 1/);
+    assert.match(text, /regservice_process_resident_memory_bytes/);
+
+    assert.equal((await fetch(`${base}/health`)).status, 200);
+    assert.equal((await fetch(`${base}/ready`)).status, 200);
+    reachable = false;
+    const notReady = await fetch(`${base}/ready`);
+    assert.equal(notReady.status, 503);
+    assert.deepEqual(await notReady.json(), { status: 'not ready', homeserver: 'unreachable' });
+    assert.equal((await fetch(`${base}/other`)).status, 404);
+    assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+    server.close();
+  });
+});
