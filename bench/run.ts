@@ -43,9 +43,10 @@ function cryptoFigures(forged: { password: string }[]): void {
   const elliptic = require('secp256k1/elliptic') as { ecdsaRecover(sig: Uint8Array, recid: number, msg: Uint8Array, compressed: boolean): Uint8Array };
   const ethers = require('ethers') as { SigningKey: { recoverPublicKey(digest: Uint8Array, signature: string): string } };
   const native = nativeRecovery();
+  const noble = nobleRecovery();
   const candidates: [string, (index: number) => void][] = [
     ...(native === null ? [] : [['libsecp256k1 (npm secp256k1 prebuilt addon) — used', (i: number) => native.recover(hash, signatures[i % signatures.length]!)] as [string, (index: number) => void]]),
-    ['@noble/curves — the fallback', (i) => nobleRecovery().recover(hash, signatures[i % signatures.length]!)],
+    ['@noble/curves — the fallback', (i) => noble.recover(hash, signatures[i % signatures.length]!)],
     ['elliptic (npm secp256k1 JS fallback)', (i) => {
       const s = signatures[i % signatures.length]!;
       try { elliptic.ecdsaRecover(s.compact, s.recoveryId, hash, false); } catch { /* forged: may not recover */ }

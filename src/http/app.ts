@@ -16,8 +16,8 @@ export interface AppDeps {
   readonly log: Logger;
 }
 
-/** The routes the homeserver and the rest of the world reach; /register is also served without Express (see createRequestListener). */
-export function createApp(deps: AppDeps): Express {
+/** The Express routes: everything but the /register hot path (see createRequestListener). */
+function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);

@@ -8,7 +8,7 @@ function digest(text: string): Buffer {
 }
 
 /** The hs_token from `Authorization: Bearer …` or the legacy `access_token` query parameter. */
-export function presentedToken(authorization: string | undefined, query: unknown): string | undefined {
+function presentedToken(authorization: string | undefined, query: unknown): string | undefined {
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
   if (bearer?.[1] !== undefined) return bearer[1];
   const fromQuery = (query as Record<string, unknown> | undefined)?.access_token;

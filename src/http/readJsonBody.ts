@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { MatrixError } from '../protocol/matrixError.js';
 
-export const tooLarge = (): MatrixError => new MatrixError(413, 'M_TOO_LARGE', 'request body is too large');
+const tooLarge = (): MatrixError => new MatrixError(413, 'M_TOO_LARGE', 'request body is too large');
 const notJson = (): MatrixError => new MatrixError(400, 'M_NOT_JSON', 'request body is not valid JSON');
 
 /**
