@@ -5,7 +5,7 @@ import { loadSettings, type SettingsSources } from './config/loadSettings.js';
 import { envName, OPTION_SPECS } from './config/options.js';
 import { SettingsError, type RawSettings, type ResolveOptions, type SettingsLayer } from './config/settings.js';
 import { applyHomeserverChanges, neededHomeserverChanges, readHomeserverFacts } from './genconfig/homeserverConfig.js';
-import { startDaemon, StartError } from './daemon.js';
+import { startPrimary, StartError, type RunningPrimary } from './cluster/primary.js';
 import {
   defaultGenconfigInput,
   GenconfigError,
@@ -67,19 +67,14 @@ async function runDaemon(command: Command): Promise<void> {
     log.error('unhandled promise rejection', { reason: reason instanceof Error ? reason.message : String(reason) });
   });
 
-  let daemon;
-  try {
-    daemon = await startDaemon(settings, log);
-  } catch (error) {
-    if (error instanceof StoreOpenError || error instanceof StartError) {
-      log.critical(error.message);
-      await log.close();
-      process.exit(EXIT_FAILURE);
-    }
-    throw error;
-  }
-  const running = daemon;
+  // Signals are handled from the start: the first workers may answer before the others listen.
+  let primary: RunningPrimary | undefined;
   let signalled = false;
+  const stopAndExit = async (code: number): Promise<never> => {
+    await primary?.stop();
+    await log.close();
+    process.exit(code);
+  };
   const shutdown = (signal: NodeJS.Signals): void => {
     if (signalled) {
       log.warn(`second ${signal}: exiting without waiting`);
@@ -87,14 +82,23 @@ async function runDaemon(command: Command): Promise<void> {
     }
     signalled = true;
     log.info(`received ${signal}`);
-    void running
-      .stop()
-      .then(() => log.close())
-      .then(() => process.exit(0));
+    if (primary !== undefined) void stopAndExit(0);
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
-  process.on('SIGHUP', () => running.reloadLists());
+  process.on('SIGHUP', () => primary?.reloadLists());
+  try {
+    primary = await startPrimary(settings, log, (reason) => {
+      log.critical(`stopping: ${reason}`);
+      void stopAndExit(EXIT_FAILURE);
+    });
+  } catch (error) {
+    const known = error instanceof StoreOpenError || error instanceof StartError;
+    log.critical(known ? (error as Error).message : `cannot start: ${(error as Error).message}`);
+    await log.close();
+    process.exit(EXIT_FAILURE);
+  }
+  if (signalled) await stopAndExit(0);
 }
 
 interface GenconfigOptions {

@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+import proxyaddr from 'proxy-addr';
 import { normalizeHomeserverUrl } from './homeserverUrl.js';
 import type { SettingKey } from './options.js';
 
@@ -34,6 +36,11 @@ export interface Settings {
   readonly trustedProxies: string;
   readonly rateLimitClientPerMinute: number;
   readonly rateLimitNodePerMinute: number;
+  /** IPv6 clients share one rate-limit allowance per network of this prefix length. */
+  readonly rateLimitIpv6Prefix: number;
+  /** Worker processes that serve the listener; the primary holds the state. */
+  readonly workers: number;
+  readonly refusalSummaryIntervalMs: number;
   readonly maxHomeserverCalls: number;
   readonly maxQueued: number;
   readonly clientTimeoutMs: number;
@@ -71,6 +78,9 @@ export const DEFAULTS = {
   'trusted-proxies': 'loopback',
   'rate-limit-client': 60,
   'rate-limit-node': 10,
+  'rate-limit-ipv6-prefix': 64,
+  workers: availableParallelism(),
+  'refusal-summary-interval': 10,
   'max-homeserver-calls': 32,
   'max-queued': 256,
   'client-timeout': 10,
@@ -232,6 +242,9 @@ export function resolveSettings(
     trustedProxies: text('trusted-proxies', undefined),
     rateLimitClientPerMinute: integer('rate-limit-client', 0, 1_000_000),
     rateLimitNodePerMinute: integer('rate-limit-node', 0, 1_000_000),
+    rateLimitIpv6Prefix: integer('rate-limit-ipv6-prefix', 32, 128),
+    workers: integer('workers', 1, 1024),
+    refusalSummaryIntervalMs: integer('refusal-summary-interval', 1, 3600) * 1000,
     maxHomeserverCalls: integer('max-homeserver-calls', 1, 10_000),
     maxQueued: integer('max-queued', 0, 1_000_000),
     clientTimeoutMs: integer('client-timeout', 1, 3600) * 1000,
@@ -250,6 +263,11 @@ export function resolveSettings(
     }
   }
 
+  try {
+    proxyaddr.compile(settings.trustedProxies.split(',').map((entry) => entry.trim()));
+  } catch (error) {
+    problems.push(`trusted-proxies must be comma-separated addresses, CIDRs, loopback, linklocal or uniquelocal: ${(error as Error).message}`);
+  }
   if (settings.loginAfterRegister && backend === 'admin-api') {
     problems.push('login-after-register works with the shared-secret backend (appservice always returns a token), not admin-api');
   }

@@ -1,12 +1,13 @@
 import { MatrixError, userInUse } from '../protocol/matrixError.js';
-import { userIdFor, type RegistrationRequest, type RegistrationVerifier } from '../protocol/registrationRequest.js';
-import type { Registrar, RegisteredUser } from '../homeserver/registrar.js';
+import { userIdFor } from '../protocol/registrationRequest.js';
+import type { NewNode, Registrar, RegisteredUser } from '../homeserver/registrar.js';
 import type { UserExists } from '../homeserver/userExists.js';
 import type { NodeStore } from '../store/nodeStore.js';
 import type { Logger } from '../log/logger.js';
 import type { AddressPolicy } from '../access/addressLists.js';
 
-export type RegistrationHandler = (request: RegistrationRequest) => Promise<RegisteredUser>;
+/** Registers a node whose signatures were verified. */
+export type RegistrationHandler = (node: NewNode) => Promise<RegisteredUser>;
 
 export interface ReconcileSummary {
   readonly confirmed: number;
@@ -22,8 +23,9 @@ export interface RegistrationService {
 
 export interface RegistrationHandlerDeps {
   readonly serverName: string;
-  readonly verify: RegistrationVerifier;
   readonly nodes: NodeStore;
+  /** The per-node rate limit: throws 429. Charged only here, after the signatures verified. */
+  readonly limitNode: (localpart: string) => Promise<void>;
   readonly registrar: Registrar;
   readonly userExists: UserExists;
   /** The allow/deny lists in force now (they can be reloaded). */
@@ -33,7 +35,8 @@ export interface RegistrationHandlerDeps {
 }
 
 /**
- * Decides a request: refuse a known node, finish a registration a crash interrupted, or create the
+ * Decides a verified request: charge the node's rate limit, consult the allow and deny lists (only
+ * now, so a forged request learns nothing of them), then refuse a known node, finish a registration a crash interrupted, or create the
  * node on the homeserver. A pending entry is written before the homeserver is called and turned into
  * the node's record in one write after it confirmed, so a crash at any point loses nothing.
  */
@@ -42,7 +45,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
   const inFlight = new Set<string>();
   const now = deps.now ?? (() => new Date());
 
-  async function register(request: RegistrationRequest): Promise<RegisteredUser> {
+  async function register(request: NewNode): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
     const userId = userIdFor(localpart, deps.serverName);
     const recorded = await nodes.get(localpart);
@@ -94,8 +97,8 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
 
   return {
     async register(request) {
+      await deps.limitNode(request.localpart);
       deps.policy()(request.localpart);
-      deps.verify(request);
       const user = await exclusively(request.localpart, () => register(request));
       if (user === undefined) throw userInUse('a registration of this node is already in progress');
       return user;

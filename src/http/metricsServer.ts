@@ -1,8 +1,9 @@
 import { createServer, type Server } from 'node:http';
-import type { Metrics } from '../metrics/metrics.js';
+import { METRICS_CONTENT_TYPE } from '../metrics/metrics.js';
 
 export interface MetricsServerDeps {
-  readonly metrics: Metrics;
+  /** The whole service's metrics in Prometheus text format. */
+  readonly metricsText: () => Promise<string>;
   /** Resolves true when the homeserver answers. */
   readonly homeserverReachable: () => Promise<boolean>;
 }
@@ -28,8 +29,8 @@ export function createMetricsServer(deps: MetricsServerDeps): Server {
       return;
     }
     if (path === '/metrics') {
-      void deps.metrics.registry.metrics().then(
-        (text) => send(200, deps.metrics.registry.contentType, text),
+      void deps.metricsText().then(
+        (text) => send(200, METRICS_CONTENT_TYPE, text),
         () => send(500, 'text/plain', 'metrics unavailable\n'),
       );
       return;

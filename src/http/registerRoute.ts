@@ -1,11 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import proxyaddr from 'proxy-addr';
-import { parseRegistrationRequest } from '../protocol/registrationRequest.js';
+import { parseRegistrationRequest, type RegistrationVerifier } from '../protocol/registrationRequest.js';
 import type { RegistrationHandler } from '../handlers/registrationHandler.js';
 import type { Logger } from '../log/logger.js';
 import { MatrixError } from '../protocol/matrixError.js';
 import { sendJson, sendMatrixError, toMatrixError } from './errorResponses.js';
-import type { RateLimits } from './rateLimits.js';
 import { readJsonBody } from './readJsonBody.js';
 
 /** Photon nodes' JSON bodies are a few hundred bytes; 4 KiB leaves room and bounds memory per request. */
@@ -21,39 +19,48 @@ function outcomeOf(error: MatrixError): string {
   return 'invalid';
 }
 
+/** Outcomes that stay one log line each; every other answer is a refusal, counted and summarized. */
+const LOGGED_EACH = new Set(['registered', 'password_reset', 'homeserver_error', 'internal_error']);
+
 export type RegisterRoute = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface RegisterRouteDeps {
-  readonly handle: RegistrationHandler;
-  readonly limits: RateLimits;
+  /** The client's rate-limit key (its address, or IPv6 network). */
+  readonly clientKey: (req: IncomingMessage) => string;
+  /** Charges the client's allowance (throws 429); undefined when there is no per-client limit. */
+  readonly limitClient: ((key: string) => Promise<void>) | undefined;
+  readonly verify: RegistrationVerifier;
+  /** Registers a node whose signatures verified. */
+  readonly register: RegistrationHandler;
   readonly log: Logger;
-  /** Express "trust proxy" syntax: whose X-Forwarded-For names the client. */
-  readonly trustedProxies: string;
+  /** A refused request (invalid, forbidden, rate-limited, already registered, …) from `client`. */
+  readonly refused: (outcome: string, client: string) => void;
   readonly count?: (outcome: string) => void;
 }
 
 /**
  * POST /register, on plain node:http because it is the hot path every forged request takes:
- * rate-limit, read and validate, hand to the handler, answer `{user_id, home_server}` or a Matrix error.
+ * rate-limit the client, read, validate and verify, hand the verified node on, answer
+ * `{user_id, home_server}` or a Matrix error.
  */
 export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
-  const { handle, limits, log } = deps;
+  const { log, limitClient, verify, register, refused } = deps;
   const count = deps.count ?? (() => {});
-  const trust = proxyaddr.compile(deps.trustedProxies.split(',').map((entry) => entry.trim()));
 
   async function respond(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
+    const client = deps.clientKey(req);
     let localpart: string | undefined;
     const durationMs = (): number => Number((process.hrtime.bigint() - started) / 1000n) / 1000;
     try {
       // The per-client limit comes before reading the body, so a flood costs as little as possible.
-      await limits.client(proxyaddr(req, trust));
+      if (limitClient !== undefined) await limitClient(client);
       const body = await readJsonBody(req, MAX_BODY_BYTES);
       const claimed = (body as { localpart?: unknown } | undefined)?.localpart;
       localpart = typeof claimed === 'string' && LOCALPART.test(claimed) ? claimed : undefined;
       const request = parseRegistrationRequest(body);
-      await limits.node(request.localpart);
-      const user = await handle(request);
+      verify(request);
+      const user = await register(request);
       const outcome = user.passwordReset === true ? 'password_reset' : 'registered';
       count(outcome);
       log.info('registration', { localpart, outcome, status: 200, duration_ms: durationMs() });
@@ -71,13 +78,13 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       const matrixError = known ?? new MatrixError(500, 'M_UNKNOWN', 'internal error');
       const outcome = known === undefined ? 'internal_error' : outcomeOf(matrixError);
       count(outcome);
-      log.info('registration', {
-        localpart,
-        outcome,
-        status: matrixError.status,
-        reason: known === undefined ? undefined : matrixError.message,
-        duration_ms: durationMs(),
-      });
+      const fields = { localpart, client, outcome, status: matrixError.status, reason: known === undefined ? undefined : matrixError.message, duration_ms: durationMs() };
+      if (LOGGED_EACH.has(outcome)) {
+        log.info('registration', fields);
+      } else {
+        refused(outcome, client);
+        log.debug('registration', fields);
+      }
       if (res.headersSent) return;
       // A body we stopped reading must not be parsed as the next request on this connection.
       if (matrixError.status === 413) res.shouldKeepAlive = false;

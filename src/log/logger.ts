@@ -28,6 +28,8 @@ function formatValue(value: unknown): string {
 export interface LoggerOptions {
   readonly verbosity: Verbosity;
   readonly secrets?: readonly string[];
+  /** Fields every line carries, e.g. the worker's id. */
+  readonly fields?: LogFields;
   /** Where lines go; standard error by default so standard output stays free for command output. */
   readonly stream?: NodeJS.WritableStream;
 }
@@ -65,7 +67,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const at =
     (level: LogLevel) =>
     (message: string, fields: LogFields = {}): void => {
-      if (LOG_LEVELS[level] <= threshold) winstonLogger.log(level, message, fields);
+      if (LOG_LEVELS[level] <= threshold) winstonLogger.log(level, message, options.fields === undefined ? fields : { ...fields, ...options.fields });
     };
   return {
     critical: at('critical'),

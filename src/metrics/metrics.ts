@@ -1,23 +1,41 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** What the service counts, in one registry served at /metrics. */
-export interface Metrics {
+/** One process's metrics as prom-client serializes them, to be summed across the cluster. */
+export type MetricsSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/** What a worker counts: the answers it gave. */
+export interface WorkerMetrics {
   readonly registry: Registry;
   registration(outcome: string): void;
+}
+
+/** What the primary counts: homeserver calls, their queue, transactions. */
+export interface PrimaryMetrics {
+  readonly registry: Registry;
   transaction(outcome: 'processed' | 'duplicate'): void;
   /** Times one homeserver call of kind `call` (register, user_exists). */
   timeHomeserverCall<T>(call: string, work: () => Promise<T>): Promise<T>;
 }
 
-export function createMetrics(load: { inFlight(): number; queued(): number }): Metrics {
+function processRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'regservice_' });
+  return registry;
+}
+
+export function createWorkerMetrics(): WorkerMetrics {
+  const registry = processRegistry();
   const registrations = new Counter({
     name: 'regservice_registrations_total',
     help: 'Registration requests by outcome (registered, already_registered, forbidden, invalid, homeserver_error, ...)',
     labelNames: ['outcome'],
     registers: [registry],
   });
+  return { registry, registration: (outcome) => registrations.inc({ outcome }) };
+}
+
+export function createPrimaryMetrics(load: { inFlight(): number; queued(): number }): PrimaryMetrics {
+  const registry = processRegistry();
   const transactions = new Counter({
     name: 'regservice_transactions_total',
     help: 'Application-service transactions received from the homeserver, by outcome',
@@ -49,7 +67,6 @@ export function createMetrics(load: { inFlight(): number; queued(): number }): M
   });
   return {
     registry,
-    registration: (outcome) => registrations.inc({ outcome }),
     transaction: (outcome) => transactions.inc({ outcome }),
     async timeHomeserverCall(call, work) {
       const end = latency.startTimer({ call });
@@ -63,4 +80,11 @@ export function createMetrics(load: { inFlight(): number; queued(): number }): M
       }
     },
   };
+}
+
+export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
+
+/** The whole service's metrics: every process's snapshot, summed (prom-client's cluster aggregation). */
+export function aggregateMetrics(snapshots: readonly MetricsSnapshot[]): Promise<string> {
+  return AggregatorRegistry.aggregate([...snapshots]).metrics();
 }

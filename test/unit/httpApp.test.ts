@@ -6,7 +6,8 @@ import type { RegistrationHandler } from '../../src/handlers/registrationHandler
 import { createServer } from 'node:http';
 import { createRequestListener } from '../../src/http/app.js';
 import { registerRoute } from '../../src/http/registerRoute.js';
-import { createRateLimits } from '../../src/http/rateLimits.js';
+import { createAddressRecovery } from '../../src/protocol/addressRecovery.js';
+import { createRegistrationVerifier } from '../../src/protocol/registrationRequest.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { requestJson } from '../support/matrixClient.js';
@@ -26,10 +27,12 @@ describe('HTTP layer', () => {
       basePath: '/regapp/1',
       hsToken: HS_TOKEN,
       registerRoute: registerRoute({
-        handle: (request) => outcome(request),
-        limits: createRateLimits({ perClientPerMinute: 0, perNodePerMinute: 0 }),
+        clientKey: () => '127.0.0.1',
+        limitClient: undefined,
+        verify: createRegistrationVerifier('hs.example.org', createAddressRecovery().recover),
+        register: (request) => outcome(request),
         log: logger.log,
-        trustedProxies: 'loopback',
+        refused: () => {},
       }),
       onTransaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',

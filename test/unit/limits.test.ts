@@ -1,15 +1,14 @@
 import { strict as assert } from 'node:assert';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { CallLimiter } from '../../src/homeserver/callLimiter.js';
-import { createServer } from 'node:http';
-import { createRequestListener } from '../../src/http/app.js';
-import { registerRoute } from '../../src/http/registerRoute.js';
-import { createRateLimits } from '../../src/http/rateLimits.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadAddressPolicy } from '../../src/access/addressLists.js';
+import type { RawSettings } from '../../src/config/settings.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { capturingLogger } from '../support/capturingLogger.js';
+import { IN_PROCESS_SERVER, startInProcessGate } from '../support/inProcessGate.js';
 
 describe('CallLimiter', () => {
   it('runs at most maxActive calls, queues up to maxQueued, refuses the rest with 503 and Retry-After', async () => {
@@ -51,26 +50,6 @@ describe('CallLimiter', () => {
   });
 });
 
-async function serve(trustedProxies: string, perClient: number, perNode: number): Promise<{ base: string; server: Server }> {
-  const log = capturingLogger().log;
-  const listener = createRequestListener({
-    basePath: '/regapp/1',
-    hsToken: 'hs',
-    registerRoute: registerRoute({
-      handle: async (request) => ({ userId: `@${request.localpart}:hs`, homeServer: 'hs' }),
-      limits: createRateLimits({ perClientPerMinute: perClient, perNodePerMinute: perNode }),
-      log,
-      trustedProxies,
-    }),
-    onTransaction: async () => 'processed',
-    queryUser: async () => false,
-    log,
-  });
-  const server = createServer(listener).listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}/regapp/1`, server };
-}
-
 async function post(base: string, body: unknown, forwardedFor?: string) {
   const response = await fetch(`${base}/register`, {
     method: 'POST',
@@ -80,34 +59,117 @@ async function post(base: string, body: unknown, forwardedFor?: string) {
   return { status: response.status, retryAfter: response.headers.get('retry-after'), body: (await response.json()) as Record<string, unknown> };
 }
 
+const limitsOf = (client: number, node: number, more: RawSettings = {}): RawSettings => ({ 'rate-limit-client': client, 'rate-limit-node': node, ...more });
+const sign = () => signRegistration(randomPrivateKey(), IN_PROCESS_SERVER);
+/** A request naming `victim`'s address, signed with another key. */
+const forgedFor = (victim: { localpart: string; displayname: string }) => ({ ...sign(), localpart: victim.localpart, displayname: `${victim.localpart.slice(2, 6)}-${sign().displayname.slice(5)}` });
+
 describe('rate limits', () => {
-  const nodes = Array.from({ length: 6 }, () => signRegistration(randomPrivateKey(), 'hs'));
+  const nodes = Array.from({ length: 6 }, sign);
 
   it('limits each client address, taken from X-Forwarded-For only when the peer is a trusted proxy', async () => {
-    const { base, server } = await serve('loopback', 3, 0);
-    for (const node of nodes.slice(0, 3)) assert.equal((await post(base, node, '203.0.113.7')).status, 200);
-    const limited = await post(base, nodes[3], '203.0.113.7');
+    const gate = await startInProcessGate({ settings: limitsOf(3, 0) });
+    for (const node of nodes.slice(0, 3)) assert.equal((await post(gate.base, node, '203.0.113.7')).status, 200);
+    const limited = await post(gate.base, nodes[3], '203.0.113.7');
     assert.equal(limited.status, 429);
     assert.equal(limited.body.errcode, 'M_LIMIT_EXCEEDED');
     assert.ok(Number(limited.retryAfter) >= 1 && Number(limited.retryAfter) <= 60);
     assert.equal(typeof limited.body.retry_after_ms, 'number');
-    assert.equal((await post(base, nodes[3], '198.51.100.1')).status, 200, 'another client is not limited');
-    server.close();
+    assert.equal((await post(gate.base, nodes[3], '198.51.100.1')).status, 200, 'another client is not limited');
+    await gate.close();
 
-    const untrusted = await serve('192.0.2.1', 3, 0);
+    const untrusted = await startInProcessGate({ settings: limitsOf(3, 0, { 'trusted-proxies': '192.0.2.1' }) });
     for (const [index, node] of nodes.slice(0, 3).entries()) {
       assert.equal((await post(untrusted.base, node, `203.0.113.${index}`)).status, 200);
     }
     assert.equal((await post(untrusted.base, nodes[3], '203.0.113.99')).status, 429, 'a forged X-Forwarded-For does not escape the limit');
-    untrusted.server.close();
+    await untrusted.close();
   });
 
-  it('limits each node address, and a limit of 0 turns a limit off', async () => {
-    const { base, server } = await serve('loopback', 0, 2);
-    assert.equal((await post(base, nodes[0])).status, 200);
-    assert.equal((await post(base, nodes[0])).status, 200);
-    assert.equal((await post(base, nodes[0])).status, 429);
-    assert.equal((await post(base, nodes[1])).status, 200);
-    server.close();
+  it('limits each verified node address, and a limit of 0 turns a limit off', async () => {
+    const gate = await startInProcessGate({ settings: limitsOf(0, 2) });
+    const node = nodes[0]!;
+    await gate.store.nodes.put({ localpart: node.localpart, userId: `@${node.localpart}:${IN_PROCESS_SERVER}`, displayname: node.displayname, registeredAt: '2026-01-01T00:00:00Z' });
+    assert.equal((await post(gate.base, node)).status, 409);
+    assert.equal((await post(gate.base, node)).status, 409);
+    assert.equal((await post(gate.base, node)).status, 429);
+    assert.equal((await post(gate.base, nodes[1])).status, 200);
+    await gate.close();
+  });
+
+  it('never charges a forged request to the node it names: the victim registers at once', async () => {
+    const gate = await startInProcessGate({ settings: limitsOf(1000, 10) });
+    const victim = sign();
+    for (let i = 0; i < 30; i++) {
+      const forged = await post(gate.base, forgedFor(victim), '203.0.113.66');
+      assert.equal(forged.status, 403, JSON.stringify(forged.body));
+    }
+    assert.equal(await gate.store.nodes.getPending(victim.localpart), undefined, 'a forged request touches no store');
+    assert.equal(gate.registered.length, 0, 'nor the homeserver');
+    const genuine = await post(gate.base, victim, '198.51.100.20');
+    assert.equal(genuine.status, 200, JSON.stringify(genuine.body));
+    assert.deepEqual(gate.registered.map((node) => node.localpart), [victim.localpart]);
+    await gate.close();
+  });
+
+  it('limits IPv6 clients per /64 by default, per the configured prefix otherwise', async () => {
+    const per64 = await startInProcessGate({ settings: limitsOf(2, 0) });
+    assert.equal((await post(per64.base, sign(), '2001:db8:1:2::1')).status, 200);
+    assert.equal((await post(per64.base, sign(), '2001:db8:1:2:ffff::9')).status, 200);
+    assert.equal((await post(per64.base, sign(), '2001:db8:1:2:aaaa:bbbb:cccc:dddd')).status, 429, 'another address in the same /64 shares the allowance');
+    assert.equal((await post(per64.base, sign(), '2001:db8:1:3::1')).status, 200, 'the next /64 has its own');
+    assert.equal((await post(per64.base, sign(), '::ffff:203.0.113.5')).status, 200);
+    assert.equal((await post(per64.base, sign(), '203.0.113.5')).status, 200);
+    assert.equal((await post(per64.base, sign(), '203.0.113.5')).status, 429, 'an IPv4-mapped address is the IPv4 client');
+    await per64.close();
+
+    const per128 = await startInProcessGate({ settings: limitsOf(2, 0, { 'rate-limit-ipv6-prefix': 128 }) });
+    for (const address of ['2001:db8::1', '2001:db8::2', '2001:db8::3']) assert.equal((await post(per128.base, sign(), address)).status, 200);
+    await per128.close();
+  });
+});
+
+describe('allow and deny lists after the signatures', () => {
+  it('gives a forged request the same answer whether or not its address is on a list', async () => {
+    const listed = sign();
+    const stranger = sign();
+    const dir = mkdtempSync(join(tmpdir(), 'regservice-lists-'));
+    writeFileSync(join(dir, 'deny'), `${listed.localpart}\n`);
+    writeFileSync(join(dir, 'allow'), `${listed.localpart}\n`);
+    const answers = new Map<string, string>();
+    for (const which of ['deny', 'allow'] as const) {
+      const { policy } = loadAddressPolicy(which === 'deny' ? { denyFile: join(dir, 'deny') } : { allowFile: join(dir, 'allow') });
+      const gate = await startInProcessGate({ settings: limitsOf(0, 0), policy });
+      for (const [name, victim] of [['listed', listed], ['stranger', stranger]] as const) {
+        const forged = await post(gate.base, forgedFor(victim), '203.0.113.1');
+        assert.equal(forged.status, 403);
+        answers.set(`${which}/${name}`, String(forged.body.error).replace(victim.localpart, '<address>'));
+      }
+      await gate.close();
+    }
+    assert.equal(new Set(answers.values()).size, 1, `one answer for every forged request: ${JSON.stringify([...answers])}`);
+
+    const { policy } = loadAddressPolicy({ denyFile: join(dir, 'deny') });
+    const gate = await startInProcessGate({ settings: limitsOf(0, 0), policy });
+    const denied = await post(gate.base, listed);
+    assert.equal(denied.status, 403);
+    assert.match(String(denied.body.error), /may not register/);
+    assert.equal((await post(gate.base, stranger)).status, 200);
+    await gate.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('refusal summaries', () => {
+  it('counts refusals per outcome and client instead of logging each at info', async () => {
+    const gate = await startInProcessGate({ settings: limitsOf(3, 0) });
+    for (let i = 0; i < 4; i++) await post(gate.base, forgedFor(sign()), '203.0.113.9');
+    await post(gate.base, { localpart: 12 }, '198.51.100.3');
+    const report = gate.refusals.drain();
+    assert.deepEqual(report.outcomes, { forbidden: 3, rate_limited: 1, invalid: 1 });
+    assert.deepEqual(report.topClients, [['203.0.113.9', 4], ['198.51.100.3', 1]]);
+    assert.ok(!gate.lines().some((line) => / info registration /.test(line)), 'no info line per refusal');
+    assert.equal(gate.lines().filter((line) => / debug registration /.test(line)).length, 5, 'one debug line each');
+    await gate.close();
   });
 });

@@ -2,23 +2,28 @@ import { strict as assert } from 'node:assert';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { createMetricsServer } from '../../src/http/metricsServer.js';
-import { createMetrics } from '../../src/metrics/metrics.js';
+import { aggregateMetrics, createPrimaryMetrics, createWorkerMetrics } from '../../src/metrics/metrics.js';
 
 describe('metrics listener', () => {
-  it('serves counters, health, and readiness that follows the homeserver', async () => {
+  it('serves the counters of every process summed, health, and readiness that follows the homeserver', async () => {
     let reachable = true;
-    const metrics = createMetrics({ inFlight: () => 3, queued: () => 1 });
-    metrics.registration('forbidden');
-    metrics.registration('forbidden');
+    const metrics = createPrimaryMetrics({ inFlight: () => 3, queued: () => 1 });
+    const workers = [createWorkerMetrics(), createWorkerMetrics()];
+    workers[0]?.registration('forbidden');
+    workers[1]?.registration('forbidden');
+    workers[1]?.registration('registered');
     metrics.transaction('duplicate');
     await metrics.timeHomeserverCall('register', async () => 'ok');
     await assert.rejects(metrics.timeHomeserverCall('register', async () => Promise.reject(new Error('down'))));
-    const server = createMetricsServer({ metrics, homeserverReachable: async () => reachable }).listen(0, '127.0.0.1');
+    const server = createMetricsServer({
+      metricsText: async () => aggregateMetrics(await Promise.all([metrics, ...workers].map((process) => process.registry.getMetricsAsJSON()))),
+      homeserverReachable: async () => reachable }).listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
     const text = await (await fetch(`${base}/metrics`)).text();
     assert.match(text, /regservice_registrations_total\{outcome="forbidden"\} 2/);
+    assert.match(text, /regservice_registrations_total\{outcome="registered"\} 1/);
     assert.match(text, /regservice_transactions_total\{outcome="duplicate"\} 1/);
     assert.match(text, /regservice_homeserver_call_seconds_count\{call="register",result="ok"\} 1/);
     assert.match(text, /regservice_homeserver_call_seconds_count\{call="register",result="error"\} 1/);

@@ -1,0 +1,153 @@
+import { MatrixError } from '../protocol/matrixError.js';
+
+/** An error as it crosses from one process to the other: Matrix errors keep status, errcode and headers. */
+interface WireError {
+  readonly message: string;
+  readonly matrix?: {
+    readonly status: number;
+    readonly errcode: string;
+    readonly headers: Readonly<Record<string, string>>;
+    readonly extra: Readonly<Record<string, string | number>>;
+  };
+}
+
+type Envelope =
+  | { readonly kind: 'request'; readonly id: number; readonly method: string; readonly args: readonly unknown[] }
+  | { readonly kind: 'reply'; readonly id: number; readonly value?: unknown; readonly error?: WireError }
+  | { readonly kind: 'note'; readonly method: string; readonly args: readonly unknown[] };
+
+/** Our messages on the cluster channel, apart from Node's and prom-client's own. */
+interface Packet {
+  readonly regservice: readonly Envelope[];
+}
+
+/** One end of the IPC channel between the primary and one worker. */
+export interface Channel {
+  /** `done` is called once the packet is handed to the operating system (or could not be). */
+  send(packet: Packet, done?: (error: Error | null) => void): void;
+  onMessage(listener: (message: unknown) => void): void;
+}
+
+/** What a peer answers: requests resolve to a value (or throw), notes return nothing. */
+export type Handlers = Readonly<Record<string, (...args: never[]) => unknown>>;
+
+function toWire(error: unknown): WireError {
+  if (error instanceof MatrixError) {
+    return { message: error.message, matrix: { status: error.status, errcode: error.errcode, headers: error.headers, extra: error.extra } };
+  }
+  return { message: error instanceof Error ? error.message : String(error) };
+}
+
+function fromWire(wire: WireError): Error {
+  if (wire.matrix === undefined) return new Error(wire.message);
+  const { status, errcode, headers, extra } = wire.matrix;
+  return new MatrixError(status, errcode, wire.message, { ...headers }, { ...extra });
+}
+
+function isPacket(message: unknown): message is Packet {
+  return typeof message === 'object' && message !== null && Array.isArray((message as Partial<Packet>).regservice);
+}
+
+/**
+ * Request/reply and one-way notes over a cluster IPC channel. What is sent in one turn of the event
+ * loop goes out as one message: under a flood, one IPC write carries many requests.
+ */
+export class IpcPeer {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  private outbox: Envelope[] = [];
+  private closedReason: string | undefined;
+
+  constructor(
+    private readonly channel: Channel,
+    private readonly handlers: Handlers,
+    /** A note's handler failed: nobody waits for its answer, so this is the only place to tell. */
+    private readonly onNoteError: (method: string, error: unknown) => void,
+  ) {
+    channel.onMessage((message) => {
+      if (isPacket(message)) for (const envelope of message.regservice) this.receive(envelope);
+    });
+  }
+
+  request<T>(method: string, args: readonly unknown[]): Promise<T> {
+    if (this.closedReason !== undefined) return Promise.reject(new Error(this.closedReason));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.post({ kind: 'request', id, method, args });
+    });
+  }
+
+  notify(method: string, args: readonly unknown[]): void {
+    if (this.closedReason === undefined) this.post({ kind: 'note', method, args });
+  }
+
+  /** The other process is gone: every open request fails with `reason`, and so does every later one. */
+  close(reason: string): void {
+    this.closedReason = reason;
+    for (const { reject } of this.pending.values()) reject(new Error(reason));
+    this.pending.clear();
+    this.outbox = [];
+  }
+
+  /** Sends what is waiting now; resolves once it left this process (before exiting, say). */
+  flushNow(): Promise<void> {
+    const batch = this.outbox;
+    this.outbox = [];
+    if (batch.length === 0 || this.closedReason !== undefined) return Promise.resolve();
+    return new Promise((resolve) => {
+      try {
+        this.channel.send({ regservice: batch }, () => resolve());
+      } catch {
+        resolve();
+      }
+    });
+  }
+
+  private post(envelope: Envelope): void {
+    this.outbox.push(envelope);
+    if (this.outbox.length === 1) setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    const batch = this.outbox;
+    this.outbox = [];
+    if (batch.length === 0 || this.closedReason !== undefined) return;
+    try {
+      this.channel.send({ regservice: batch });
+    } catch (error) {
+      this.close(`the other process cannot be reached: ${(error as Error).message}`);
+    }
+  }
+
+  private receive(envelope: Envelope): void {
+    if (envelope.kind === 'reply') {
+      const waiting = this.pending.get(envelope.id);
+      if (waiting === undefined) return;
+      this.pending.delete(envelope.id);
+      if (envelope.error === undefined) waiting.resolve(envelope.value);
+      else waiting.reject(fromWire(envelope.error));
+      return;
+    }
+    const handler = this.handlers[envelope.method] as ((...args: unknown[]) => unknown) | undefined;
+    if (envelope.kind === 'note') {
+      if (handler === undefined) return;
+      const { method, args } = envelope;
+      Promise.resolve()
+        .then(() => handler(...args))
+        .catch((error: unknown) => this.onNoteError(method, error));
+      return;
+    }
+    const { id } = envelope;
+    if (handler === undefined) {
+      this.post({ kind: 'reply', id, error: { message: `no such call: ${envelope.method}` } });
+      return;
+    }
+    Promise.resolve()
+      .then(() => handler(...envelope.args))
+      .then(
+        (value) => this.post({ kind: 'reply', id, value }),
+        (error: unknown) => this.post({ kind: 'reply', id, error: toWire(error) }),
+      );
+  }
+}

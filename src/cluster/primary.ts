@@ -1,0 +1,176 @@
+import type { Server } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import type { Settings } from '../config/settings.js';
+import type { Logger } from '../log/logger.js';
+import { loadAddressPolicy, type AddressPolicy } from '../access/addressLists.js';
+import { createAddressRecovery } from '../protocol/addressRecovery.js';
+import { CallLimiter } from '../homeserver/callLimiter.js';
+import { registrarForBackend } from '../homeserver/registrarForBackend.js';
+import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
+import { createUserExists } from '../homeserver/userExists.js';
+import { homeserverVersions } from '../homeserver/homeserverVersions.js';
+import { openStore } from '../store/database.js';
+import { createMemoryRateLimiter } from '../store/rateLimiter.js';
+import { createMetricsServer } from '../http/metricsServer.js';
+import { aggregateMetrics, createPrimaryMetrics, type MetricsSnapshot } from '../metrics/metrics.js';
+import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
+import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
+import { StartError, Supervisor } from './supervisor.js';
+
+export { StartError } from './supervisor.js';
+
+export interface RunningPrimary {
+  readonly url: string;
+  /** Start-up work against the homeserver (ping, reconciliation), settled once logged. */
+  readonly startup: Promise<void>;
+  /** Rereads the allow and deny lists; keeps the old ones if the new ones are bad. */
+  reloadLists(): void;
+  /** Stops the workers (they finish requests in flight), then closes the store. */
+  stop(): Promise<void>;
+}
+
+const WORKER_ENTRY = fileURLToPath(new URL('./workerEntry.js', import.meta.url));
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => reject(new StartError(`cannot listen on ${host}:${port}: ${error.code ?? error.message}`)));
+    server.listen(port, host, () => resolve());
+  });
+}
+
+async function pingAndLog(settings: Settings, log: Logger): Promise<void> {
+  if (settings.appserviceId === undefined) {
+    log.warn('no appservice id (give --registration): cannot check that the homeserver reaches us');
+    return;
+  }
+  const result = await pingThroughHomeserver({
+    homeserverUrl: settings.homeserverUrl,
+    appserviceId: settings.appserviceId,
+    asToken: settings.asToken,
+    timeoutMs: settings.homeserverTimeoutMs,
+  });
+  if (result.ok) {
+    log.info('the homeserver reached us: application-service ping succeeded', { round_trip_ms: result.durationMs });
+  } else {
+    log.warn(`the homeserver could not reach us: application-service ping failed: ${result.reason}`);
+  }
+}
+
+function addressPolicy(settings: Settings): { policy: AddressPolicy; summary: string } {
+  return loadAddressPolicy({ allowFile: settings.allowList, denyFile: settings.denyList });
+}
+
+/**
+ * The primary process: the only one that opens the store and calls the homeserver. It owns the rate
+ * limits, one registration per node at a time, pending entries and their reconciliation, transaction
+ * de-duplication, the address lists (SIGHUP) and the start-up ping; workers serve the listener.
+ */
+export async function startPrimary(settings: Settings, log: Logger, onCrashLoop: (reason: string) => void): Promise<RunningPrimary> {
+  let lists: { policy: AddressPolicy; summary: string };
+  try {
+    lists = addressPolicy(settings);
+  } catch (error) {
+    throw new StartError((error as Error).message);
+  }
+  const store = await openStore(settings.datapath);
+  const crypto = createAddressRecovery().implementation;
+  if (crypto !== 'libsecp256k1') {
+    log.warn('libsecp256k1 addon not available: verifying signatures with pure-JS @noble/curves (slower)');
+  }
+  const calls = new CallLimiter(settings.maxHomeserverCalls, settings.maxQueued);
+  const metrics = createPrimaryMetrics({ inFlight: () => calls.inFlight, queued: () => calls.queued });
+  const registrar = registrarForBackend(settings);
+  const userExists = createUserExists({ homeserverUrl: settings.homeserverUrl, asToken: settings.asToken, timeoutMs: settings.homeserverTimeoutMs });
+  const refusals = new RefusalTally();
+  const { api, registration } = createPrimaryApi({
+    settings,
+    store,
+    registrar: { register: (node) => calls.run(() => metrics.timeHomeserverCall('register', () => registrar.register(node))) },
+    userExists: (userId) => calls.run(() => metrics.timeHomeserverCall('user_exists', () => userExists(userId))),
+    policy: () => lists.policy,
+    makeLimiter: (_name, pointsPerMinute) => createMemoryRateLimiter(pointsPerMinute),
+    log,
+    onTransaction: metrics.transaction,
+    onRefusals: (report) => refusals.merge(report),
+  });
+  const summarize = (): void => {
+    if (!refusals.empty) log.info('refused requests', refusalSummaryFields(refusals.drain(), settings.refusalSummaryIntervalMs));
+  };
+  const summaries = setInterval(summarize, settings.refusalSummaryIntervalMs);
+  summaries.unref();
+
+  const supervisor = new Supervisor({
+    count: settings.workers,
+    exec: WORKER_ENTRY,
+    settings,
+    handlers: primaryApiHandlers(api),
+    log,
+    onCrashLoop,
+    stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
+  });
+  const metricsServer =
+    settings.metricsPort === 0
+      ? undefined
+      : createMetricsServer({
+          metricsText: async () =>
+            aggregateMetrics([await metrics.registry.getMetricsAsJSON(), ...(await supervisor.collect<MetricsSnapshot>('metrics'))]),
+          homeserverReachable: () =>
+            supervisor.listening === 0 ? Promise.resolve(false) : homeserverVersions(settings.homeserverUrl, 2000).then(() => true, () => false),
+        });
+  try {
+    await supervisor.start();
+    if (metricsServer !== undefined) await listen(metricsServer, settings.metricsPort, settings.metricsHost);
+  } catch (error) {
+    await supervisor.stop();
+    clearInterval(summaries);
+    await store.close();
+    throw error;
+  }
+  if (metricsServer !== undefined) {
+    log.info('metrics listening', { url: `http://${settings.metricsHost}:${settings.metricsPort}/metrics` });
+  }
+  const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
+  const url = `http://${host}:${settings.port}${settings.basePath}`;
+  log.info('matrix-regservice listening', {
+    url,
+    server_name: settings.serverName,
+    homeserver: settings.homeserverUrl,
+    backend: settings.backend,
+    crypto,
+    workers: settings.workers,
+  });
+  if (settings.allowList !== undefined || settings.denyList !== undefined) log.info(lists.summary);
+
+  const reconcile = async (): Promise<void> => {
+    const summary = await registration.reconcilePending();
+    if (summary.confirmed + summary.dropped + summary.unresolved > 0) {
+      log.info('reconciled registrations interrupted by a stop', { ...summary });
+    }
+  };
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    startup: Promise.all([pingAndLog(settings, log), reconcile()]).then(() => undefined),
+    reloadLists() {
+      try {
+        lists = addressPolicy(settings);
+        log.info(`reloaded address lists: ${lists.summary}`);
+      } catch (error) {
+        log.error(`kept the previous address lists: ${(error as Error).message}`);
+      }
+    },
+    stop() {
+      stopping ??= (async () => {
+        log.info('stopping: no new connections, finishing requests in flight');
+        await supervisor.stop();
+        clearInterval(summaries);
+        summarize();
+        metricsServer?.close();
+        await store.close();
+        log.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}

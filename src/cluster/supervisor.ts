@@ -1,0 +1,145 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Settings } from '../config/settings.js';
+import type { Logger } from '../log/logger.js';
+import { IpcPeer, type Handlers } from './ipc.js';
+
+/** Replacements that fail to start one after another before the service gives up (a crash loop). */
+export const MAX_FAILED_STARTS = 3;
+
+export class StartError extends Error {}
+
+export interface SupervisorOptions {
+  readonly count: number;
+  /** The worker's entry module. */
+  readonly exec: string;
+  /** What each worker is started with. */
+  readonly settings: Settings;
+  /** The primary's answers to workers' calls. */
+  readonly handlers: Handlers;
+  readonly log: Logger;
+  /** Workers keep failing at start: the service cannot run. */
+  readonly onCrashLoop: (reason: string) => void;
+  /** How long workers get to finish requests in flight when stopping, before they are killed. */
+  readonly stopTimeoutMs: number;
+}
+
+interface Managed {
+  readonly worker: Worker;
+  readonly peer: IpcPeer;
+  listening: boolean;
+  /** Why it could not start, as the worker said. */
+  failure?: string;
+}
+
+const describeExit = (code: number | null, signal: string | null): string => (signal === null ? `code ${code}` : `signal ${signal}`);
+
+/**
+ * Forks and keeps `count` workers: a worker that dies is replaced and logged; replacements failing to
+ * start MAX_FAILED_STARTS times in a row stop the service. Workers get only what they need of the
+ * settings: no shared secret, admin token or as_token.
+ */
+export class Supervisor {
+  private readonly managed = new Set<Managed>();
+  private failedStarts = 0;
+  private stopping = false;
+  private allExited: (() => void) | undefined;
+  /** Set while the first workers are starting. */
+  private startup: { listening(): void; failed(reason: string): void } | undefined;
+
+  constructor(private readonly options: SupervisorOptions) {
+    cluster.setupPrimary({ exec: options.exec, args: [], serialization: 'json' });
+  }
+
+  /** Forks every worker; resolves once all listen, rejects with the reason when one cannot start. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let waiting = this.options.count;
+      this.startup = {
+        listening: () => {
+          waiting -= 1;
+          if (waiting > 0) return;
+          this.startup = undefined;
+          resolve();
+        },
+        failed: (reason) => {
+          this.startup = undefined;
+          reject(new StartError(reason));
+        },
+      };
+      for (let i = 0; i < this.options.count; i++) this.fork();
+    });
+  }
+
+  /** Each listening worker's answer to `method` (e.g. its metrics). */
+  collect<T>(method: string): Promise<T[]> {
+    return Promise.all([...this.managed].filter((m) => m.listening).map((m) => m.peer.request<T>(method, [])));
+  }
+
+  get listening(): number {
+    return [...this.managed].filter((m) => m.listening).length;
+  }
+
+  /** Tells every worker to stop (they finish requests in flight); kills those still there after the timeout. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.managed.size === 0) return;
+    const exited = new Promise<void>((resolve) => (this.allExited = resolve));
+    for (const { peer } of this.managed) peer.notify('stop', []);
+    const kill = setTimeout(() => {
+      for (const { worker } of this.managed) worker.process.kill('SIGKILL');
+    }, this.options.stopTimeoutMs);
+    await exited;
+    clearTimeout(kill);
+  }
+
+  private fork(): void {
+    const { settings, log } = this.options;
+    const worker = cluster.fork();
+    const forWorker: Settings = { ...settings, sharedSecret: '', adminToken: '', asToken: '' };
+    const managed: Managed = {
+      worker,
+      listening: false,
+      peer: new IpcPeer(
+        { send: (packet, done) => worker.send(packet, undefined, done), onMessage: (listener) => worker.on('message', listener) },
+        {
+          ...this.options.handlers,
+          hello: () => managed.peer.notify('start', [forWorker]),
+          failedToStart: (reason: string) => (managed.failure = reason),
+        },
+        (method, error) => log.error(`a worker's ${method} report failed`, { reason: (error as Error).message }),
+      ),
+    };
+    this.managed.add(managed);
+    worker.on('listening', () => {
+      managed.listening = true;
+      this.failedStarts = 0;
+      log.debug('worker listening', { worker: worker.id, pid: worker.process.pid });
+      this.startup?.listening();
+    });
+    worker.on('exit', (code, signal) => {
+      this.managed.delete(managed);
+      managed.peer.close(`worker ${worker.id} exited`);
+      if (this.stopping) {
+        if (this.managed.size === 0) this.allExited?.();
+        return;
+      }
+      const how = describeExit(code, signal);
+      if (!managed.listening) {
+        const reason = managed.failure ?? `a worker exited with ${how} before it listened`;
+        if (this.startup !== undefined) {
+          this.startup.failed(reason);
+          return;
+        }
+        this.failedStarts += 1;
+        if (this.failedStarts >= MAX_FAILED_STARTS) {
+          this.options.onCrashLoop(`${this.failedStarts} workers in a row failed to start; the last: ${reason}`);
+          return;
+        }
+        log.warn(`a replacement worker failed to start (${reason}); trying again`);
+      } else {
+        log.warn(`worker ${worker.id} (pid ${worker.process.pid}) exited with ${how}; starting a replacement`);
+      }
+      this.fork();
+    });
+  }
+}

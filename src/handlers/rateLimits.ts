@@ -1,0 +1,33 @@
+import { retryLater } from '../protocol/matrixError.js';
+import type { RateLimiter } from '../store/rateLimiter.js';
+
+export interface RateLimitSettings {
+  /** Registration requests per minute from one client (address or IPv6 network); 0 turns the limit off. */
+  readonly perClientPerMinute: number;
+  /** Registration requests per minute for one node address, counted once its signatures verified; 0: off. */
+  readonly perNodePerMinute: number;
+}
+
+export interface RateLimits {
+  /** Resolves, or throws 429 M_LIMIT_EXCEEDED with Retry-After. */
+  client(key: string): Promise<void>;
+  node(localpart: string): Promise<void>;
+}
+
+function limit(limiter: RateLimiter | undefined, what: string): (key: string) => Promise<void> {
+  if (limiter === undefined) return async () => {};
+  return async (key) => {
+    const decision = await limiter.consume(key);
+    if (!decision.allowed) throw retryLater(429, 'M_LIMIT_EXCEEDED', `too many registration requests ${what}; retry later`, decision.retryAfterMs);
+  };
+}
+
+export type LimiterFactory = (name: 'client' | 'node', pointsPerMinute: number) => RateLimiter;
+
+/** The two limits over limiters `makeLimiter` creates (one per limit that is not 0). */
+export function createRateLimits(settings: RateLimitSettings, makeLimiter: LimiterFactory): RateLimits {
+  return {
+    client: limit(settings.perClientPerMinute === 0 ? undefined : makeLimiter('client', settings.perClientPerMinute), 'from this address'),
+    node: limit(settings.perNodePerMinute === 0 ? undefined : makeLimiter('node', settings.perNodePerMinute), 'for this node'),
+  };
+}

@@ -1,0 +1,68 @@
+import type { LogFields } from './logger.js';
+
+/** Refused requests of one interval: counts per outcome and the clients that sent the most. */
+export interface RefusalReport {
+  readonly outcomes: Readonly<Record<string, number>>;
+  /** [client, refusals], most first. */
+  readonly topClients: readonly (readonly [string, number])[];
+}
+
+/** Distinct clients remembered per interval; past that a flood from ever-new addresses costs no more memory. */
+const MAX_CLIENTS = 10_000;
+/** Clients a report carries from a worker to the primary. */
+export const REPORTED_CLIENTS = 50;
+/** Clients the summary line names. */
+const LOGGED_CLIENTS = 5;
+const OTHER_CLIENTS = 'others';
+
+/**
+ * Counts refusals instead of logging each: a flood must not cost a formatted line per request.
+ * Workers drain theirs into a report for the primary, which merges them and logs one line per interval.
+ */
+export class RefusalTally {
+  private outcomes = new Map<string, number>();
+  private clients = new Map<string, number>();
+
+  add(outcome: string, client: string, count = 1): void {
+    this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
+    const key = this.clients.has(client) || this.clients.size < MAX_CLIENTS ? client : OTHER_CLIENTS;
+    this.clients.set(key, (this.clients.get(key) ?? 0) + count);
+  }
+
+  merge(report: RefusalReport): void {
+    for (const [outcome, count] of Object.entries(report.outcomes)) this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
+    for (const [client, count] of report.topClients) {
+      const key = this.clients.has(client) || this.clients.size < MAX_CLIENTS ? client : OTHER_CLIENTS;
+      this.clients.set(key, (this.clients.get(key) ?? 0) + count);
+    }
+  }
+
+  get empty(): boolean {
+    return this.outcomes.size === 0;
+  }
+
+  /** The counts so far, `top` clients of them; starts a new interval. */
+  drain(top = REPORTED_CLIENTS): RefusalReport {
+    const named = [...this.clients].filter(([client]) => client !== OTHER_CLIENTS).sort((a, b) => b[1] - a[1]);
+    const unnamed = (this.clients.get(OTHER_CLIENTS) ?? 0) + named.slice(top).reduce((sum, [, count]) => sum + count, 0);
+    const report: RefusalReport = {
+      outcomes: Object.fromEntries(this.outcomes),
+      topClients: [...named.slice(0, top), ...(unnamed > 0 ? [[OTHER_CLIENTS, unnamed] as const] : [])],
+    };
+    this.outcomes = new Map();
+    this.clients = new Map();
+    return report;
+  }
+}
+
+/** The one line an interval's refusals become: `refused requests interval_s=10 total=… forbidden=… top_clients=a=3,b=2`. */
+export function refusalSummaryFields(report: RefusalReport, intervalMs: number): LogFields {
+  const total = Object.values(report.outcomes).reduce((sum, count) => sum + count, 0);
+  const named = report.topClients.filter(([client]) => client !== OTHER_CLIENTS).slice(0, LOGGED_CLIENTS);
+  return {
+    interval_s: intervalMs / 1000,
+    total,
+    ...Object.fromEntries(Object.entries(report.outcomes).sort(([a], [b]) => a.localeCompare(b))),
+    top_clients: named.map(([client, count]) => `${client}=${count}`).join(','),
+  };
+}

@@ -1,0 +1,20 @@
+// A stand-in worker for the Supervisor's tests: speaks the same IPC packets as src/cluster/worker.ts. It fails to
+// start (saying why) while the file named by FIXTURE_FAIL_FILE exists; otherwise it listens until told to stop.
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+
+const send = (method, args = []) => process.send({ regservice: [{ kind: 'note', method, args }] });
+process.on('message', (message) => {
+  for (const envelope of message?.regservice ?? []) {
+    if (envelope.method === 'start') {
+      if (existsSync(process.env.FIXTURE_FAIL_FILE ?? '')) {
+        send('failedToStart', ['the fixture was told to fail']);
+        setTimeout(() => process.exit(1), 50);
+      } else {
+        createServer((_req, res) => res.end('ok')).listen(0, '127.0.0.1');
+      }
+    }
+    if (envelope.method === 'stop') process.exit(0);
+  }
+});
+send('hello');

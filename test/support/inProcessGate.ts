@@ -1,0 +1,78 @@
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressPolicy } from '../../src/access/addressLists.js';
+import { createPrimaryApi } from '../../src/cluster/primaryApi.js';
+import { createWorkerServer } from '../../src/cluster/worker.js';
+import { resolveSettings, type RawSettings, type Settings } from '../../src/config/settings.js';
+import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
+import { RefusalTally } from '../../src/log/refusalTally.js';
+import { createWorkerMetrics } from '../../src/metrics/metrics.js';
+import { openStore, type Store } from '../../src/store/database.js';
+import { createMemoryRateLimiter } from '../../src/store/rateLimiter.js';
+import { capturingLogger } from './capturingLogger.js';
+
+export const IN_PROCESS_SERVER = 'hs.example.org';
+export const IN_PROCESS_HS_TOKEN = 'hs-token-in-process';
+
+export interface InProcessGate {
+  /** http://127.0.0.1:<port>/regapp/1 */
+  readonly base: string;
+  readonly settings: Settings;
+  readonly store: Store;
+  /** Nodes that reached the homeserver. */
+  readonly registered: NewNode[];
+  /** The refusals the worker counted (drain() to read them). */
+  readonly refusals: RefusalTally;
+  readonly lines: () => string[];
+  close(): Promise<void>;
+}
+
+/**
+ * One worker's listener and the primary's logic in this process, without IPC: the real HTTP route,
+ * verifier, rate limits, lists, registration service and a LevelDB store on disk; only the homeserver
+ * is a stand-in that records what it was asked to create.
+ */
+export async function startInProcessGate(options: { settings?: RawSettings; policy?: AddressPolicy; registrar?: Registrar } = {}): Promise<InProcessGate> {
+  const settings = resolveSettings([
+    { source: 'test', values: { matrixdomain: IN_PROCESS_SERVER, sharesecret: 'secret', astoken: 'as-token', hstoken: IN_PROCESS_HS_TOKEN, ...options.settings } },
+  ]).settings;
+  const datapath = mkdtempSync(join(tmpdir(), 'regservice-inprocess-'));
+  const store = await openStore(datapath);
+  const registered: NewNode[] = [];
+  const registrar: Registrar = options.registrar ?? {
+    register: async (node): Promise<RegisteredUser> => {
+      registered.push(node);
+      return { userId: `@${node.localpart}:${IN_PROCESS_SERVER}`, homeServer: IN_PROCESS_SERVER };
+    },
+  };
+  const logger = capturingLogger([IN_PROCESS_HS_TOKEN]);
+  const refusals = new RefusalTally();
+  const { api } = createPrimaryApi({
+    settings,
+    store,
+    registrar,
+    userExists: async () => false,
+    policy: () => options.policy ?? (() => {}),
+    makeLimiter: (_name, points) => createMemoryRateLimiter(points),
+    log: logger.log,
+    onRefusals: (report) => refusals.merge(report),
+  });
+  const server = createWorkerServer({ settings, api, log: logger.log, metrics: createWorkerMetrics(), refusals });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.unref(); // a failed assertion that skips close() must not keep the test process alive
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}/regapp/1`,
+    settings,
+    store,
+    registered,
+    refusals,
+    lines: logger.lines,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await store.close();
+      rmSync(datapath, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,135 @@
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+import { IpcPeer, type Channel, type Handlers } from '../../src/cluster/ipc.js';
+import { primaryApiHandlers, primaryApiOver, type PrimaryApi } from '../../src/cluster/primaryApi.js';
+import { clientKeyOf } from '../../src/http/clientKey.js';
+import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
+import { MatrixError, retryLater } from '../../src/protocol/matrixError.js';
+
+/** Two peers joined like a primary and a worker, messages passing through JSON as on the real channel. */
+function connectedPeers(a: Handlers, b: Handlers): { left: IpcPeer; right: IpcPeer; packets: () => number } {
+  let packets = 0;
+  const listeners: { left?: (message: unknown) => void; right?: (message: unknown) => void } = {};
+  const channel = (to: 'left' | 'right', from: 'left' | 'right'): Channel => ({
+    send(packet, done) {
+      packets += 1;
+      const copy: unknown = JSON.parse(JSON.stringify(packet));
+      setImmediate(() => {
+        listeners[to]?.(copy);
+        done?.(null);
+      });
+    },
+    onMessage: (listener) => (listeners[from] = listener),
+  });
+  const noteErrors: unknown[] = [];
+  const left = new IpcPeer(channel('right', 'left'), a, (_method, error) => noteErrors.push(error));
+  const right = new IpcPeer(channel('left', 'right'), b, (_method, error) => noteErrors.push(error));
+  return { left, right, packets: () => packets };
+}
+
+describe('IPC between the primary and a worker', () => {
+  it('answers requests, carries Matrix errors whole, and sends what one turn asks as one packet', async () => {
+    const reports: unknown[] = [];
+    const primary: PrimaryApi = {
+      limitClient: async (key) => {
+        if (key === 'flooder') throw retryLater(429, 'M_LIMIT_EXCEEDED', 'too many', 2500);
+      },
+      register: async (node) => ({ userId: `@${node.localpart}:hs`, homeServer: 'hs' }),
+      transaction: async () => 'processed',
+      queryUser: async (userId) => userId === '@known:hs',
+      reportRefusals: (report) => reports.push(report),
+    };
+    const { left, right, packets } = connectedPeers(primaryApiHandlers(primary), {});
+    void left;
+    const api = primaryApiOver(right);
+    const before = packets();
+    const [user, known, unknown, outcome] = await Promise.all([
+      api.register({ localpart: '0xab', displayname: 'ab-…', password: 'p' }),
+      api.queryUser('@known:hs'),
+      api.queryUser('@other:hs'),
+      api.transaction('t1', { events: [] }),
+    ]);
+    assert.deepEqual(user, { userId: '@0xab:hs', homeServer: 'hs' });
+    assert.equal(known, true);
+    assert.equal(unknown, false);
+    assert.equal(outcome, 'processed');
+    assert.equal(packets() - before, 2, 'four requests in one packet, four replies in another');
+
+    await assert.rejects(api.limitClient('flooder'), (error: unknown) => {
+      assert.ok(error instanceof MatrixError);
+      assert.equal(error.status, 429);
+      assert.equal(error.errcode, 'M_LIMIT_EXCEEDED');
+      assert.equal(error.headers['Retry-After'], '3');
+      assert.deepEqual(error.toJSON(), { retry_after_ms: 2500, errcode: 'M_LIMIT_EXCEEDED', error: 'too many' });
+      return true;
+    });
+    await api.limitClient('anyone');
+
+    api.reportRefusals({ outcomes: { forbidden: 2 }, topClients: [['a', 2]] });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(reports, [{ outcomes: { forbidden: 2 }, topClients: [['a', 2]] }]);
+  });
+
+  it('turns an unexpected error into a plain error and fails every open request when the other side is gone', async () => {
+    let release: () => void = () => {};
+    const { right } = connectedPeers(
+      {
+        boom: async () => {
+          throw new TypeError('exploded');
+        },
+        hang: () => new Promise<void>((resolve) => (release = resolve)),
+      },
+      {},
+    );
+    await assert.rejects(right.request('boom', []), (error: unknown) => !(error instanceof MatrixError) && (error as Error).message === 'exploded');
+    await assert.rejects(right.request('nothing', []), /no such call: nothing/);
+    const open = right.request('hang', []);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    right.close('worker 3 exited');
+    await assert.rejects(open, /worker 3 exited/);
+    await assert.rejects(right.request('boom', []), /worker 3 exited/);
+    release();
+  });
+});
+
+describe('client keys for rate limits', () => {
+  it('keeps IPv4 addresses, maps IPv4-mapped IPv6 to IPv4, and cuts IPv6 to the prefix', () => {
+    assert.equal(clientKeyOf('203.0.113.7', 64), '203.0.113.7');
+    assert.equal(clientKeyOf('::ffff:203.0.113.7', 64), '203.0.113.7');
+    assert.equal(clientKeyOf('2001:db8:1:2:3:4:5:6', 64), '2001:db8:1:2::/64');
+    assert.equal(clientKeyOf('2001:db8:1:2:ffff:ffff:ffff:ffff', 64), '2001:db8:1:2::/64');
+    assert.equal(clientKeyOf('2001:db8:1:2:3:4:5:6', 48), '2001:db8:1::/48');
+    assert.equal(clientKeyOf('2001:db8:1:2ff:3:4:5:6', 56), '2001:db8:1:200::/56');
+    assert.equal(clientKeyOf('2001:db8:1:2:3:4:5:6', 128), '2001:db8:1:2:3:4:5:6');
+    assert.equal(clientKeyOf('2001:DB8::1', 128), '2001:db8::1');
+  });
+});
+
+describe('refusal tally', () => {
+  it('counts per outcome and client, names the top clients, and starts afresh when drained', () => {
+    const tally = new RefusalTally();
+    assert.equal(tally.empty, true);
+    for (let i = 0; i < 5; i++) tally.add('forbidden', '203.0.113.1');
+    tally.add('invalid', '198.51.100.2');
+    tally.add('rate_limited', '198.51.100.2', 2);
+    const report = tally.drain(1);
+    assert.deepEqual(report.outcomes, { forbidden: 5, invalid: 1, rate_limited: 2 });
+    assert.deepEqual(report.topClients, [['203.0.113.1', 5], ['others', 3]]);
+    assert.equal(tally.empty, true);
+
+    const primary = new RefusalTally();
+    primary.merge(report);
+    primary.merge({ outcomes: { forbidden: 1 }, topClients: [['203.0.113.1', 1]] });
+    const fields = refusalSummaryFields(primary.drain(), 10_000);
+    assert.deepEqual(fields, { interval_s: 10, total: 9, forbidden: 6, invalid: 1, rate_limited: 2, top_clients: '203.0.113.1=6' });
+  });
+
+  it('remembers a bounded number of clients: a flood from ever-new addresses is counted, not stored', () => {
+    const tally = new RefusalTally();
+    for (let i = 0; i < 25_000; i++) tally.add('forbidden', `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    const report = tally.drain(3);
+    assert.equal(report.outcomes.forbidden, 25_000);
+    assert.equal(report.topClients.length, 4);
+    assert.deepEqual(report.topClients.at(-1), ['others', 25_000 - 3]);
+  });
+});
