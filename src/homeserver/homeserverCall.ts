@@ -1,3 +1,4 @@
+import { request } from 'undici';
 import { MatrixError, retryLater } from '../protocol/matrixError.js';
 
 /** A JSON answer from the homeserver with a status below 500. */
@@ -23,9 +24,9 @@ export function homeserverFailed(reason: string): MatrixError {
   return new MatrixError(502, 'M_UNKNOWN', `homeserver failed: ${reason}`);
 }
 
-function describeFetchFailure(error: unknown): string {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (error as Error).message;
+function describeFailure(error: unknown): string {
+  const { code, message, cause } = error as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  return cause?.code ?? code ?? cause?.message ?? message ?? String(error);
 }
 
 /**
@@ -37,22 +38,32 @@ export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAn
   if (call.body !== undefined) headers['content-type'] = 'application/json';
   if (call.accessToken !== undefined) headers.authorization = `Bearer ${call.accessToken}`;
 
-  let response: Response;
+  // undici's request(), not fetch(): the same keep-alive connections at a fraction of fetch's CPU per call (measured:
+  // fetch was a third of the primary's CPU per registration). Redirects are not followed.
+  const deadline = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    deadline.abort();
+  }, call.timeoutMs);
+  let status: number;
   let text: string;
   try {
-    response = await fetch(call.url, {
+    const response = await request(call.url, {
       method: call.method,
       headers,
       body: call.body === undefined ? null : JSON.stringify(call.body),
-      signal: AbortSignal.timeout(call.timeoutMs),
-      redirect: 'error',
+      signal: deadline.signal,
     });
-    text = await response.text();
+    status = response.statusCode;
+    text = await response.body.text();
   } catch (error) {
-    if ((error as Error).name === 'TimeoutError') {
+    if (timedOut) {
       throw new MatrixError(504, 'M_UNKNOWN', `homeserver failed: no answer within ${call.timeoutMs / 1000} s`);
     }
-    throw retryLater(503, 'M_UNKNOWN', `homeserver failed: unreachable (${describeFetchFailure(error)}); retry later`, UNREACHABLE_RETRY_MS);
+    throw retryLater(503, 'M_UNKNOWN', `homeserver failed: unreachable (${describeFailure(error)}); retry later`, UNREACHABLE_RETRY_MS);
+  } finally {
+    clearTimeout(timer);
   }
   let body: unknown;
   try {
@@ -60,16 +71,16 @@ export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAn
   } catch {
     body = undefined;
   }
-  if (response.status >= 500 && !(call.acceptServerErrors === true && body !== undefined)) {
-    throw homeserverFailed(`it answered HTTP ${response.status}`);
+  if (status >= 500 && !(call.acceptServerErrors === true && body !== undefined)) {
+    throw homeserverFailed(`it answered HTTP ${status}`);
   }
   if (body === undefined) {
-    throw homeserverFailed(`it answered HTTP ${response.status} with a body that is not JSON`);
+    throw homeserverFailed(`it answered HTTP ${status} with a body that is not JSON`);
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw homeserverFailed(`it answered HTTP ${response.status} with JSON that is not an object`);
+    throw homeserverFailed(`it answered HTTP ${status} with JSON that is not an object`);
   }
-  return { status: response.status, body: body as Record<string, unknown> };
+  return { status, body: body as Record<string, unknown> };
 }
 
 export function errcodeOf(answer: HomeserverAnswer): string {

@@ -1,5 +1,4 @@
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { passwordLogin } from '../support/matrixClient.js';
+import { alive, childrenOf } from '../support/processTree.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
 
@@ -37,21 +37,6 @@ function postFresh(url: string, body: unknown, forwardedFor?: string): Promise<{
   });
 }
 
-const childrenOf = (pid: number): number[] => {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
-  } catch {
-    return []; // pgrep exits 1 when there is none
-  }
-};
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const sign = () => signRegistration(randomPrivateKey(), serverName);
 const forged = () => ({ ...sign(), password: sign().password });
 

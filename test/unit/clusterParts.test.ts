@@ -5,6 +5,7 @@ import { primaryApiHandlers, primaryApiOver, type PrimaryApi } from '../../src/c
 import { clientKeyOf } from '../../src/http/clientKey.js';
 import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
 import { MatrixError, retryLater } from '../../src/protocol/matrixError.js';
+import { createMemoryRateLimiter } from '../../src/store/rateLimiter.js';
 
 /** Two peers joined like a primary and a worker, messages passing through JSON as on the real channel. */
 function connectedPeers(a: Handlers, b: Handlers): { left: IpcPeer; right: IpcPeer; packets: () => number } {
@@ -131,5 +132,28 @@ describe('refusal tally', () => {
     assert.equal(report.outcomes.forbidden, 25_000);
     assert.equal(report.topClients.length, 4);
     assert.deepEqual(report.topClients.at(-1), ['others', 25_000 - 3]);
+  });
+});
+
+describe('in-memory rate limiter', () => {
+  it('allows a minute\'s points per key from its first request, says when to retry, then starts afresh', async () => {
+    let now = 1_000_000;
+    const limiter = createMemoryRateLimiter(3, { now: () => now });
+    for (let i = 0; i < 3; i++) assert.deepEqual(await limiter.consume('a'), { allowed: true });
+    now += 20_000;
+    const refused = await limiter.consume('a');
+    assert.equal(refused.allowed, false);
+    assert.equal(refused.allowed === false && refused.retryAfterMs, 40_000);
+    assert.deepEqual(await limiter.consume('b'), { allowed: true }, 'each key has its own allowance');
+    now += 40_001;
+    assert.deepEqual(await limiter.consume('a'), { allowed: true }, 'a new window');
+  });
+
+  it('remembers at most maxKeys keys: the least recently seen is forgotten, memory stays bounded', async () => {
+    const limiter = createMemoryRateLimiter(1, { maxKeys: 100 });
+    assert.deepEqual(await limiter.consume('first'), { allowed: true });
+    assert.equal((await limiter.consume('first')).allowed, false);
+    for (let i = 0; i < 100; i++) await limiter.consume(`flood-${i}`);
+    assert.deepEqual(await limiter.consume('first'), { allowed: true }, 'evicted, so a fresh allowance');
   });
 });
