@@ -244,7 +244,7 @@ async function runDoctorCommand(command: Command, publicUrl: string | undefined)
 async function runUsers(command: Command, action: string, address: string | undefined): Promise<void> {
   if (!['list', 'count', 'show', 'export'].includes(action)) fail(`users: unknown action "${action}" (list, count, show 0x…, export)`, EXIT_BAD_SETTINGS);
   if (action === 'show' && address === undefined) fail('users show needs a node address (0x…)', EXIT_BAD_SETTINGS);
-  const { settings } = settingsOrExit(command, { requireSecrets: false });
+  const { settings } = settingsOrExit(command, { requireSecrets: false, requireServerName: false });
   try {
     process.exitCode = await runUsersCommand(settings.datapath, action as UsersAction, address, process.stdout, process.stderr);
   } catch (error) {

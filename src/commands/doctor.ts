@@ -1,10 +1,11 @@
 import { accessSync, constants, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { localServiceUrl } from '../config/connectAddress.js';
 import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
 import { callHomeserver } from '../homeserver/homeserverCall.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
-import { openStore, StoreOpenError } from '../store/database.js';
+import { openStore, StoreOpenError, STORE_DIRECTORY } from '../store/database.js';
 
 export interface CheckResult {
   readonly ok: boolean;
@@ -79,8 +80,11 @@ async function checkDatapath(settings: Settings): Promise<CheckResult> {
   } catch {
     return { ok: false, what, detail: 'not writable by this user' };
   }
+  if (!existsSync(join(settings.datapath, STORE_DIRECTORY))) {
+    return { ok: true, what, detail: 'no database yet: the service creates it when it first starts' };
+  }
   try {
-    const store = await openStore(settings.datapath);
+    const store = await openStore(settings.datapath, { create: false });
     await store.close();
     return { ok: true, what, detail: 'not in use' };
   } catch (error) {
@@ -93,11 +97,13 @@ async function checkDatapath(settings: Settings): Promise<CheckResult> {
   }
 }
 
-async function checkPublicUrl(publicUrl: string): Promise<CheckResult[]> {
+/** `basePath` is the registration url's path: where the homeserver, and nodes behind the proxy, reach the service. */
+async function checkPublicUrl(publicUrl: string, basePath: string): Promise<CheckResult[]> {
   const base = publicUrl.replace(/\/+$/, '');
-  const regapp: CheckResult = (await serviceAnswers(`${base}/regapp/1`))
-    ? { ok: true, what: `${base}/regapp/1 routes to matrix-regservice`, detail: 'GET /regapp/1/register answers 405 M_UNRECOGNIZED' }
-    : { ok: false, what: `${base}/regapp/1 routes to matrix-regservice`, detail: 'no answer from matrix-regservice there: check the proxy and that the service runs' };
+  const what = `${base}${basePath} routes to matrix-regservice`;
+  const regapp: CheckResult = (await serviceAnswers(`${base}${basePath}`))
+    ? { ok: true, what, detail: `GET ${basePath}/register answers 405 M_UNRECOGNIZED` }
+    : { ok: false, what, detail: 'no answer from matrix-regservice there: check the proxy and that the service runs' };
   let matrix: CheckResult;
   try {
     const versions = await homeserverVersions(base, TIMEOUT_MS);
@@ -113,7 +119,7 @@ export async function runDoctor(settings: Settings, publicUrl: string | undefine
   const checks: Check[] = [() => checkHomeserver(settings), () => checkBackendAccess(settings), () => checkPing(settings), () => checkDatapath(settings)];
   const results: CheckResult[] = [];
   for (const check of checks) results.push(await check());
-  if (publicUrl !== undefined) results.push(...(await checkPublicUrl(publicUrl)));
+  if (publicUrl !== undefined) results.push(...(await checkPublicUrl(publicUrl, settings.basePath)));
   return results;
 }
 

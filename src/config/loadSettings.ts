@@ -1,8 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parse } from 'yaml';
 import { isSettingKey, OPTION_SPECS } from './options.js';
 import { parseRegistration } from './registrationFile.js';
+import { parseYamlQuietly } from './yamlText.js';
 import { COMMAND_LINE, resolveSettings, type ResolveOptions, SettingsError, type RawSettings, type RawValue, type ResolvedSettings, type SettingsLayer } from './settings.js';
 
 export interface SettingsSources {
@@ -77,12 +77,18 @@ function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion
 }
 
 function readConfigFile(path: string, expansion: Expansion): RawSettings {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    expansion.problems.push(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    return {};
+  }
   let doc: unknown;
   try {
-    doc = parse(readFileSync(path, 'utf8'));
+    doc = parseYamlQuietly(text);
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    expansion.problems.push(`cannot read config file ${path}: ${reason}`);
+    expansion.problems.push(`config file ${path} ${(error as Error).message}`);
     return {};
   }
   if (doc === null || doc === undefined) return {};

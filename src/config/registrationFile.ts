@@ -1,4 +1,5 @@
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
+import { parseYamlQuietly } from './yamlText.js';
 
 /** The fields of an application-service registration.yaml this service reads and writes. */
 export interface AppserviceRegistration {
@@ -19,7 +20,7 @@ export type RegistrationSecrets = Pick<AppserviceRegistration, 'id' | 'url' | 'a
 
 /** Reads id, url, as_token and hs_token; throws with the name of what is missing. */
 export function parseRegistration(text: string): RegistrationSecrets {
-  const doc: unknown = parse(text);
+  const doc = parseYamlQuietly(text);
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new Error('is not a YAML mapping');
   }

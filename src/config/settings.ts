@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import proxyaddr from 'proxy-addr';
 import { normalizeHomeserverUrl } from './homeserverUrl.js';
@@ -104,6 +105,7 @@ export interface ResolvedSettings {
 
 // server_name per the Matrix spec: hostname (DNS name, IPv4 or [IPv6]) with an optional port.
 const SERVER_NAME = /^(?:[A-Za-z0-9.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+const LISTEN_HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$/;
 const SECRET_KEYS: readonly SettingKey[] = ['sharesecret', 'astoken', 'hstoken'];
 
 function isBackend(value: string): value is Backend {
@@ -120,6 +122,8 @@ interface Picked {
 export interface ResolveOptions {
   /** The daemon needs the shared secret and both tokens; genconfig makes them. */
   readonly requireSecrets: boolean;
+  /** False for commands that only read the store (users): they need no --matrixdomain. */
+  readonly requireServerName?: boolean;
 }
 
 /** The file a secret was read from, when the winning layer read it from one. */
@@ -187,7 +191,10 @@ export function resolveSettings(
   const backend: Backend = isBackend(backendName) ? backendName : 'shared-secret';
   const requiredFor = (needs: Backend, why: string): string | undefined => (backend === needs ? required(why) : undefined);
 
-  const serverName = text('matrixdomain', 'the homeserver server_name, e.g. --matrixdomain transport01.example.org');
+  const serverName = text(
+    'matrixdomain',
+    options.requireServerName === false ? undefined : 'the homeserver server_name, e.g. --matrixdomain transport01.example.org',
+  );
   if (serverName !== '' && !SERVER_NAME.test(serverName)) {
     problems.push(`matrixdomain must be a server name (host or host:port), got "${serverName}"`);
   }
@@ -263,6 +270,10 @@ export function resolveSettings(
     }
   }
 
+  for (const key of ['host', 'metrics-host'] as const) {
+    const value = key === 'host' ? settings.host : settings.metricsHost;
+    if (value !== '' && isIP(value) === 0 && !LISTEN_HOSTNAME.test(value)) problems.push(`${key} must be an IP address or a host name, got "${value}"`);
+  }
   try {
     proxyaddr.compile(settings.trustedProxies.split(',').map((entry) => entry.trim()));
   } catch (error) {

@@ -54,19 +54,27 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       await nodes.put({ ...recorded, answered: true });
       return { userId: recorded.userId, homeServer: deps.serverName };
     }
-    if ((await nodes.getPending(localpart)) !== undefined && (await deps.userExists(userId))) {
+    // A pending entry: an earlier attempt of this node's reached the homeserver, and its outcome is not known.
+    const interrupted = (await nodes.getPending(localpart)) !== undefined;
+    const completeInterrupted = async (): Promise<RegisteredUser> => {
       await nodes.confirm({ localpart, userId, displayname, registeredAt: now().toISOString(), answered: true });
       log.info('completed a registration that was interrupted', { localpart });
       return { userId, homeServer: deps.serverName };
-    }
+    };
+    if (interrupted && (await deps.userExists(userId))) return completeInterrupted();
 
     await nodes.putPending({ localpart, userId, displayname, startedAt: now().toISOString() });
     let user: RegisteredUser;
     try {
       user = await deps.registrar.register(request);
     } catch (error) {
-      // Already on the homeserver before us: not ours. Anything else may have happened or not: keep it pending.
-      if (error instanceof MatrixError && error.status === 409) await nodes.deletePending(localpart);
+      if (error instanceof MatrixError && error.status === 409) {
+        // The earlier attempt's account, created after we stopped waiting for it: the node's own.
+        if (interrupted) return completeInterrupted();
+        // Already on the homeserver before any attempt of ours: not ours.
+        await nodes.deletePending(localpart);
+      }
+      // Anything else may have happened or not: it stays pending.
       throw error;
     }
     if (user.warning !== undefined) log.warn(user.warning, { localpart });

@@ -39,13 +39,21 @@ export function createTransactionHandler(deps: TransactionHandlerDeps): Transact
       return 'duplicate';
     }
     const latest = new Map<string, string>();
+    let skipped = 0;
     for (const event of events as EventLike[]) {
       const localpart = localpartOf(event?.sender);
       if (localpart === undefined) continue;
       const ts = typeof event.origin_server_ts === 'number' && Number.isFinite(event.origin_server_ts) ? event.origin_server_ts : undefined;
-      const when = (ts === undefined ? now() : new Date(ts)).toISOString();
+      const date = ts === undefined ? now() : new Date(ts);
+      // A time outside the Date range must not fail the whole transaction: the homeserver would resend it forever.
+      if (Number.isNaN(date.getTime())) {
+        skipped += 1;
+        continue;
+      }
+      const when = date.toISOString();
       if ((latest.get(localpart) ?? '') < when) latest.set(localpart, when);
     }
+    if (skipped > 0) deps.log.warn('skipped events whose origin_server_ts is not a usable time', { txn_id: txnId, skipped });
     let seen = 0;
     for (const [localpart, when] of latest) if (await deps.nodes.touch(localpart, when)) seen += 1;
     await deps.transactions.add(txnId);

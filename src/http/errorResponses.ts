@@ -54,9 +54,11 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
   };
 }
 
-export const unrecognized: RequestHandler = (_req, res) => {
+export function unrecognizedRequest(res: ServerResponse): void {
   sendMatrixError(res, new MatrixError(404, 'M_UNRECOGNIZED', 'unrecognized request'));
-};
+}
+
+export const unrecognized: RequestHandler = (_req, res) => unrecognizedRequest(res);
 
 export const methodNotAllowed: RequestHandler = (req, res) => {
   sendMatrixError(res, new MatrixError(405, 'M_UNRECOGNIZED', `method ${req.method} is not allowed here`));

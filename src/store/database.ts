@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { createNodeStore, type NodeStore } from './nodeStore.js';
@@ -42,13 +42,22 @@ function openFailure(path: string, error: unknown): StoreOpenError {
   return new StoreOpenError(`cannot open the database ${path}: ${cause?.message ?? (error as Error).message}`);
 }
 
-/** Opens (creating if needed, directory mode 0700) the database under `datapath`. */
-export async function openStore(datapath: string): Promise<Store> {
+/**
+ * Opens the database under `datapath`, creating it (directory mode 0700) unless `create` is false: read-only
+ * commands must not turn a mistyped path into an empty database.
+ */
+export async function openStore(datapath: string, options: { readonly create?: boolean } = {}): Promise<Store> {
   const path = join(datapath, STORE_DIRECTORY);
-  try {
-    mkdirSync(datapath, { recursive: true, mode: 0o700 });
-  } catch (error) {
-    throw new StoreOpenError(`cannot create --datapath ${datapath}: ${(error as Error).message}`);
+  if (options.create === false) {
+    if (!existsSync(path)) {
+      throw new StoreOpenError(`there is no database at ${path}: is --datapath right? (the service creates it when it first starts)`);
+    }
+  } else {
+    try {
+      mkdirSync(datapath, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new StoreOpenError(`cannot create --datapath ${datapath}: ${(error as Error).message}`);
+    }
   }
   const db = new Level<string, unknown>(path, { valueEncoding: 'json' });
   try {

@@ -16,7 +16,7 @@ export interface StoreForReading {
  */
 export async function openStoreForReading(datapath: string): Promise<StoreForReading> {
   try {
-    const store = await openStore(datapath);
+    const store = await openStore(datapath, { create: false });
     return { store, snapshot: false, close: () => store.close() };
   } catch (error) {
     if (!(error instanceof StoreOpenError) || !/in use by another process/.test(error.message)) throw error;

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -40,6 +40,35 @@ describe('the built CLI', () => {
     assert.match(result.stderr, /matrixurl/);
     assert.match(result.stderr, /matrixdomain is required/);
     assert.doesNotMatch(result.stderr, /\n\s+at /);
+  });
+
+  it('exits 2 on trusted proxies it cannot parse, naming the setting', async () => {
+    for (const proxies of ['loopback,bogus', '10.0.0.0/33']) {
+      const { args } = deployment();
+      const result = await run([...args, '--trusted-proxies', proxies]);
+      assert.equal(result.code, 2, `${proxies}: ${result.stderr}`);
+      assert.match(result.stderr, /trusted-proxies must be comma-separated addresses, CIDRs/);
+      assert.doesNotMatch(result.stderr, /\n\s+at /);
+    }
+  });
+
+  it('serves under a registration url whose path has parentheses', async () => {
+    const { args, dir } = deployment();
+    writeFileSync(join(dir, 'registration.yaml'), 'id: test\nurl: http://127.0.0.1:1/gate(1)\nas_token: as-token-1234\nhs_token: hs-token-1234\n', { mode: 0o600 });
+    const port = await freePort();
+    const daemon = spawnDaemon(BIN, [...args, '--port', String(port)]);
+    await waitUntilListening(daemon, `http://127.0.0.1:${port}/gate(1)`);
+    assert.equal(await daemon.stop(), 0);
+  });
+
+  it('users on a mistyped datapath says there is none, exits 1 and creates nothing; it needs no --matrixdomain', async () => {
+    const typo = join(mkdtempSync(join(tmpdir(), 'regservice-typo-')), 'dta');
+    for (const action of ['count', 'list']) {
+      const result = await run(['users', action, '--datapath', typo]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /there is no database at .*dta\/regservice\.leveldb: is --datapath right\?/);
+      assert.equal(existsSync(typo), false, 'no datapath was created');
+    }
   });
 
   it('rejects an unknown flag', async () => {

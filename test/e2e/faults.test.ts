@@ -73,6 +73,8 @@ describe('faults between the service and a real Synapse', { skip }, () => {
       port: synapsePort,
       sharedSecretFile: secretFile,
       appserviceFiles: [direct.registrationFile, faulty.registrationFile],
+      // Common on public servers: profiles only for users who share a room. Every existence check must still work.
+      extraConfig: 'require_auth_for_profile_requests: true\nlimit_profile_requests_to_users_who_share_rooms: true\n',
     });
     adminToken = await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex'));
     const up = await register(direct, node);
@@ -119,6 +121,26 @@ describe('faults between the service and a real Synapse', { skip }, () => {
 
     await faulty.start(FAULTY_ARGS());
     await faulty.waitForLog(/reconciled registrations interrupted by a stop confirmed=1 dropped=\d+ unresolved=0/);
+    const retry = await register(faulty, node);
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    assert.equal(retry.body.user_id, `@${node.localpart}:${serverName}`);
+    assert.equal((await register(faulty, node)).status, 409);
+    assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 200);
+  });
+
+  it('answers the retry 200, not 409, when the homeserver created the user after our call timed out', async () => {
+    const node = sign();
+    proxy.fault = (method, path) => (method === 'POST' && path === REGISTER ? 'hold-response' : 'pass');
+    const timedOut = await register(faulty, node);
+    assert.equal(timedOut.status, 504);
+    await waitFor('Synapse to answer the held registration', async () => (proxy.heldAnswers.length === 1 ? true : undefined), 10_000);
+    assert.equal(proxy.heldAnswers[0], 200);
+    proxy.heldAnswers.length = 0;
+    proxy.fault = () => 'pass';
+    assert.ok(await userOnSynapse(node.localpart));
+    const unauthenticatedProfile = await requestJson('GET', `${synapse.url}/_matrix/client/v3/profile/${encodeURIComponent(`@${node.localpart}:${serverName}`)}`, undefined, String(faulty.registration.as_token));
+    assert.equal(unauthenticatedProfile.status, 403, 'the profile is private here, so it cannot tell whether the user exists');
+
     const retry = await register(faulty, node);
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal(retry.body.user_id, `@${node.localpart}:${serverName}`);

@@ -63,7 +63,7 @@ export async function startInProcessGate(options: { settings?: RawSettings; poli
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   server.unref(); // a failed assertion that skips close() must not keep the test process alive
   return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}/regapp/1`,
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}${settings.basePath}`,
     settings,
     store,
     registered,

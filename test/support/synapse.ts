@@ -46,6 +46,8 @@ export interface SynapseConfig {
   readonly sharedSecretFile: string;
   /** Port to serve on; chosen beforehand when the registration must name the homeserver URL. */
   readonly port?: number;
+  /** More homeserver.yaml lines, e.g. privacy settings a test runs under. */
+  readonly extraConfig?: string;
 }
 
 export interface RunningSynapse {
@@ -57,7 +59,7 @@ export interface RunningSynapse {
   stop(): Promise<void>;
 }
 
-function homeserverYaml(dir: string, serverName: string, port: number, appserviceFiles: readonly string[]): string {
+function homeserverYaml(dir: string, serverName: string, port: number, appserviceFiles: readonly string[], extraConfig = ''): string {
   return `server_name: "${serverName}"
 pid_file: ${dir}/homeserver.pid
 report_stats: false
@@ -94,7 +96,7 @@ rc_joins:
   local: {per_second: 1000, burst_count: 1000}
   remote: {per_second: 1000, burst_count: 1000}
 log_config: ${dir}/log.yaml
-`;
+${extraConfig}`;
 }
 
 const LOG_YAML = (dir: string): string => `version: 1
@@ -140,7 +142,7 @@ export async function startSynapse(config: SynapseConfig): Promise<RunningSynaps
     return `${dir}/appservice-${index}.yaml`;
   });
   const port = config.port ?? (await freePort());
-  writeFileSync(join(hostDir, 'homeserver.yaml'), homeserverYaml(dir, config.serverName, port, appserviceFiles));
+  writeFileSync(join(hostDir, 'homeserver.yaml'), homeserverYaml(dir, config.serverName, port, appserviceFiles, config.extraConfig));
   writeFileSync(join(hostDir, 'log.yaml'), LOG_YAML(dir));
 
   const python = `chroot "$R" python3 -m synapse.app.homeserver -c ${dir}/homeserver.yaml`;

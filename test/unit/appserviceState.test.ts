@@ -54,6 +54,23 @@ describe('transaction handler', () => {
     await store.close();
   });
 
+  it('acknowledges a transaction whatever one event holds: an event with an impossible time is skipped and counted', async () => {
+    const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-txt-')));
+    await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
+    const logger = capturingLogger();
+    const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: logger.log });
+    const events = [
+      { sender: USER, origin_server_ts: 8.64e15 + 1 },
+      { sender: USER, origin_server_ts: -1e300 },
+      { sender: USER, origin_server_ts: Date.parse('2026-03-01T00:00:00Z') },
+    ];
+    assert.equal(await handle('odd', { events }), 'processed');
+    assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-03-01T00:00:00.000Z', 'the good event still counts');
+    assert.ok(logger.lines().some((line) => /skipped events whose origin_server_ts is not a usable time txn_id=odd skipped=2/.test(line)));
+    assert.equal(await handle('odd', { events }), 'duplicate');
+    await store.close();
+  });
+
   it('refuses a body without an events array and does not remember its id', async () => {
     const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-txb-')));
     const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });

@@ -167,6 +167,27 @@ describe('HTTP layer', () => {
     assert.ok(logger.lines().some((line) => /ping from the homeserver transaction_id=t/.test(line)));
   });
 
+  it('serves under a base path with characters Express would read as a pattern', async () => {
+    const basePath = '/reg(app)/[1]+:x*';
+    const listener = createRequestListener({
+      basePath,
+      hsToken: HS_TOKEN,
+      registerRoute: (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"route":"register"}'),
+      onTransaction: async () => 'processed',
+      queryUser: async () => true,
+      log: logger.log,
+    });
+    const other = createServer(listener).listen(0, '127.0.0.1');
+    await new Promise((resolve) => other.once('listening', resolve));
+    const root = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    assert.deepEqual((await requestJson('POST', `${root}${basePath}/register`, node)).body, { route: 'register' });
+    assert.equal((await requestJson('GET', `${root}${basePath}/register`)).status, 405);
+    assert.equal((await requestJson('GET', `${root}${basePath}/_matrix/app/v1/users/%40known%3Ahs`, undefined, HS_TOKEN)).status, 200);
+    assert.equal((await requestJson('POST', `${root}/regapp/1/register`, node)).status, 404);
+    assert.equal((await requestJson('POST', `${root}/reg(app)/[1]+:xy/register`, node)).status, 404, 'a longer segment is not the base path');
+    await new Promise<void>((resolve) => other.close(() => resolve()));
+  });
+
   it('answers a transaction that is not JSON with 400', async () => {
     const answer = await requestJson('PUT', `${base}/transactions/9`, '{not json', HS_TOKEN);
     assert.equal(answer.status, 400);

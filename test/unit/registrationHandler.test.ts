@@ -99,6 +99,24 @@ describe('registration service with a LevelDB store on disk', () => {
     await store.close();
   });
 
+  it('takes M_USER_IN_USE after an interrupted attempt as the node\'s own account: recorded, answered 200, then 409', async () => {
+    const store = await tempStore();
+    const lost = node();
+    // The first attempt timed out; the homeserver created the user after we stopped waiting.
+    await assert.rejects(
+      service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer')))).register(parseRegistrationRequest(lost)),
+      isStatus(504),
+    );
+    // The retry's existence check still says no (the homeserver had not finished), and registering meets the account.
+    const svc = service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken'))));
+    const user = await svc.register(parseRegistrationRequest(lost));
+    assert.equal(user.userId, `@${lost.localpart}:${SERVER}`);
+    assert.equal(await store.nodes.getPending(lost.localpart), undefined);
+    assert.equal((await store.nodes.get(lost.localpart))?.userId, `@${lost.localpart}:${SERVER}`);
+    await assert.rejects(svc.register(parseRegistrationRequest(lost)), isStatus(409), 'answered once');
+    await store.close();
+  });
+
   it('finishes an interrupted registration: the user exists, so the retry succeeds without registering again', async () => {
     const store = await tempStore();
     const body = node();

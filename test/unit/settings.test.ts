@@ -115,6 +115,23 @@ describe('resolveSettings', () => {
   });
 });
 
+describe('settings checked before start', () => {
+  it('refuses listen addresses, trusted proxies and worker counts it cannot use, naming each', () => {
+    const problems = problemsOf(() =>
+      resolveSettings([
+        { source: COMMAND_LINE, values: { ...required, host: 'bad host', 'metrics-host': 'x;y', 'trusted-proxies': 'loopback,bogus', workers: 0, 'rate-limit-ipv6-prefix': 16 } },
+      ]),
+    ).join('\n');
+    assert.match(problems, /host must be an IP address or a host name, got "bad host"/);
+    assert.match(problems, /metrics-host must be an IP address or a host name, got "x;y"/);
+    assert.match(problems, /trusted-proxies must be comma-separated addresses, CIDRs/);
+    assert.match(problems, /workers \(from command line\) must be a whole number from 1 to 1024/);
+    assert.match(problems, /rate-limit-ipv6-prefix \(from command line\) must be a whole number from 32 to 128/);
+    const fine = resolveSettings([{ source: COMMAND_LINE, values: { ...required, host: '::1', 'metrics-host': 'localhost', 'trusted-proxies': 'loopback, 10.0.0.0/8' } }]);
+    assert.equal(fine.settings.host, '::1');
+  });
+});
+
 describe('loadSettings', () => {
   const dir = mkdtempSync(join(tmpdir(), 'regservice-settings-'));
   const secretFile = join(dir, 'secret');
@@ -162,6 +179,17 @@ describe('loadSettings', () => {
     assert.match(problems, /unknown setting "share_secret"/);
     assert.match(problems, /cannot read registration .*missing\.yaml: ENOENT/);
     assert.match(problems, /both sharesecret and sharesecret-file/);
+  });
+
+  it('names the line and column of a YAML syntax error in a file holding secrets, never its text', () => {
+    const broken = join(dir, 'broken-registration.yaml');
+    writeFileSync(broken, 'id: regapp\nurl: http://localhost:8009/regapp/1\nas_token: AS-SECRET-1\nhs_token: HS-SECRET-2: oops\n', { mode: 0o600 });
+    const config = join(dir, 'broken-config.yaml');
+    writeFileSync(config, 'matrixdomain: example.org\nsharesecret: CONFIG-SECRET-3: oops\n');
+    const problems = problemsOf(() => loadSettings({ commandLine: { registration: broken }, environment: {}, configFile: config })).join('\n');
+    assert.match(problems, /registration .*broken-registration\.yaml is not valid YAML at line 4, column 11 \(/);
+    assert.match(problems, /config file .*broken-config\.yaml is not valid YAML at line 2, column 14 \(/);
+    for (const secret of ['AS-SECRET-1', 'HS-SECRET-2', 'CONFIG-SECRET-3']) assert.doesNotMatch(problems, new RegExp(secret));
   });
 
   it('warns when a secret file is readable by others', () => {

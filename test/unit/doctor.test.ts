@@ -1,0 +1,27 @@
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { runDoctor } from '../../src/commands/doctor.js';
+import { resolveSettings } from '../../src/config/settings.js';
+import { startInProcessGate } from '../support/inProcessGate.js';
+
+describe('doctor --public-url', () => {
+  it('checks the path of the registration url, not a fixed /regapp/1', async () => {
+    const url = 'http://127.0.0.1:1/gates/photon-1';
+    const gate = await startInProcessGate({ settings: { 'appservice-url': url } });
+    const publicUrl = gate.base.replace('/gates/photon-1', '');
+    const datapath = mkdtempSync(join(tmpdir(), 'regservice-doctor-'));
+    const settings = resolveSettings([
+      { source: 'test', values: { matrixdomain: 'hs.example.org', matrixurl: 'http://127.0.0.1:1', datapath, sharesecret: 's', astoken: 'a', hstoken: 'h', 'appservice-url': url } },
+    ]).settings;
+    const results = await runDoctor(settings, `${publicUrl}/`);
+    const routing = results.find((result) => /routes to matrix-regservice/.test(result.what));
+    assert.deepEqual(routing, { ok: true, what: `${publicUrl}/gates/photon-1 routes to matrix-regservice`, detail: 'GET /gates/photon-1/register answers 405 M_UNRECOGNIZED' });
+    await gate.close();
+    const gone = (await runDoctor(settings, publicUrl)).find((result) => /routes to matrix-regservice/.test(result.what));
+    assert.equal(gone?.ok, false);
+    rmSync(datapath, { recursive: true, force: true });
+  });
+});
