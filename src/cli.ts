@@ -4,7 +4,8 @@ import { Command, Option } from 'commander';
 import { loadSettings, type SettingsSources } from './config/loadSettings.js';
 import { envName, OPTION_SPECS } from './config/options.js';
 import { SettingsError, type RawSettings, type ResolveOptions, type SettingsLayer } from './config/settings.js';
-import { applyHomeserverChanges, neededHomeserverChanges, readHomeserverFacts } from './genconfig/homeserverConfig.js';
+import { readHomeserverFacts } from './genconfig/homeserverConfig.js';
+import { planHomeserverPatch, type HomeserverChange } from './genconfig/homeserverPatch.js';
 import { startPrimary, StartError, type RunningPrimary } from './cluster/primary.js';
 import {
   defaultGenconfigInput,
@@ -152,26 +153,35 @@ function runGenconfig(command: Command, options: GenconfigOptions): void {
       ...(options.nginx === undefined ? [] : [{ name: resolve(options.nginx), content: renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, input.now), mode: 0o644 }]),
       ...(options.systemd === undefined ? [] : [{ name: resolve(options.systemd), content: renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, site, input.now), mode: 0o644 }]),
     ];
+    // homeserver.yaml is checked before anything is written: a file that cannot be patched safely leaves no trace.
+    const path = homeserverConfig === undefined ? undefined : resolve(homeserverConfig);
+    const patch =
+      homeserverText === undefined ? undefined : planHomeserverPatch(homeserverText, { registrationFile: plan.registrationFile, sharedSecretFile: plan.newSecretFile });
+    const byHand = (changes: readonly HomeserverChange[]): string => changes.map((change) => `  ${change.describe.replaceAll('\n', '\n  ')}`).join('\n');
+    if (patch !== undefined && !patch.ok && options.patchHomeserver) {
+      fail(
+        `cannot patch ${path} safely; nothing was written:\n${patch.problems.map((problem) => `  - ${problem}`).join('\n')}\n` +
+          `Fix that and run again, or run without --patch-homeserver and add by hand:\n${byHand(patch.changes)}`,
+        EXIT_FAILURE,
+      );
+    }
     const written = writeGenconfig({ files }, input.outDir, options.force);
     process.stdout.write(`Wrote ${written.join(', ')}\n`);
-    if (homeserverText === undefined || homeserverConfig === undefined) {
+    if (patch === undefined || path === undefined) {
       process.stdout.write(plan.instructions);
       return;
     }
-    const path = resolve(homeserverConfig);
-    const changes = neededHomeserverChanges(homeserverText, { registrationFile: plan.registrationFile, sharedSecretFile: plan.newSecretFile });
-    if (changes.length === 0) {
+    if (patch.changes.length === 0) {
       process.stdout.write(`${path} already has what this deployment needs.\n`);
-    } else if (options.patchHomeserver) {
+    } else if (options.patchHomeserver && patch.ok) {
       const backup = `${path}.bak-${input.now.toISOString().replace(/[:.]/g, '')}`;
       copyFileSync(path, backup);
-      writeFileSync(path, applyHomeserverChanges(homeserverText, changes));
-      process.stdout.write(`Patched ${path} (backup: ${backup}):\n${changes.map((change) => `  ${change.describe.replaceAll('\n', '\n  ')}`).join('\n')}\nRestart Synapse, then start the service: ${site.runScript}\n`);
+      writeFileSync(path, patch.text);
+      process.stdout.write(`Patched ${path} (backup: ${backup}):\n${byHand(patch.changes)}\nRestart Synapse, then start the service: ${site.runScript}\n`);
       return;
     } else {
-      process.stdout.write(
-        `Add to ${path} (or run again with --patch-homeserver), then restart Synapse:\n${changes.map((change) => `  ${change.describe.replaceAll('\n', '\n  ')}`).join('\n')}\n`,
-      );
+      const caveat = patch.ok ? '' : ` (--patch-homeserver cannot: ${patch.problems.join('; ')})`;
+      process.stdout.write(`Add to ${path}${patch.ok ? ' (or run again with --patch-homeserver)' : caveat}, then restart Synapse:\n${byHand(patch.changes)}\n`);
     }
     process.stdout.write(`Then start the service: ${site.runScript}\n`);
   } catch (error) {

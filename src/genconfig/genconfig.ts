@@ -5,9 +5,11 @@ import { photonUserRegex, renderRegistration, type AppserviceRegistration } from
 import type { Settings } from '../config/settings.js';
 import { connectHost, localServiceUrl } from '../config/connectAddress.js';
 import { BIN_PATH, PACKAGE_ROOT } from '../packageRoot.js';
+import { GenconfigError } from './genconfigError.js';
 import { renderTemplate, shellQuote } from './template.js';
+import { nginxWord, systemdPath, systemdUserName } from './unitValues.js';
 
-export class GenconfigError extends Error {}
+export { GenconfigError } from './genconfigError.js';
 
 export interface GeneratedFile {
   readonly name: string;
@@ -127,13 +129,14 @@ function origin(url: string): string {
   return `${parsed.protocol}//${parsed.host}`;
 }
 
-/** The nginx site: /_matrix and /_synapse/client to Synapse, /regapp/1 to this service, on one public port. */
+/** The nginx site: /_matrix and /_synapse/client to Synapse, the registration url's path to this service, on one public port. */
 export function renderNginxSite(template: string, settings: Settings, site: SiteOptions, now: Date): string {
   return renderTemplate(template, {
     DATE: now.toISOString(),
     SERVER_NAME: settings.serverName,
     PUBLIC_PORT: String(site.publicPort),
-    PUBLIC_NAME: site.publicName,
+    PUBLIC_NAME: nginxWord(site.publicName, '--public-name'),
+    BASE_PATH: nginxWord(settings.basePath, 'the registration url path'),
     HOMESERVER_ORIGIN: origin(settings.homeserverUrl),
     SERVICE_ORIGIN: `http://${connectHost(settings.host)}:${settings.port}`,
   });
@@ -144,9 +147,10 @@ export function renderSystemdUnit(template: string, settings: Settings, site: Si
   return renderTemplate(template, {
     DATE: now.toISOString(),
     SERVER_NAME: settings.serverName,
-    USER: site.user,
-    RUN_SH: site.runScript,
-    DATAPATH: resolve(settings.datapath),
+    USER: systemdUserName(site.user),
+    RUN_SH: systemdPath(site.runScript, 'run.sh path'),
+    DATAPATH: systemdPath(resolve(settings.datapath), '--datapath'),
+    DATAPATH_SHELL: shellQuote(resolve(settings.datapath)),
   });
 }
 

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import { isMap, isSeq, parseDocument, type Document } from 'yaml';
+import { isMap } from 'yaml';
+import { parseLikePyYaml, pyYamlValue } from './homeserverPatch.js';
 import type { RawSettings } from '../config/settings.js';
 import { connectHost } from '../config/connectAddress.js';
 
@@ -33,8 +34,14 @@ function clientListenerUrl(listeners: unknown): string | undefined {
 
 /** Reads server_name, the shared secret source and the client listener; paths relative to `configDir`. */
 export function readHomeserverFacts(text: string, configDir: string): HomeserverFacts {
-  const doc = parseDocument(text).toJS() as Record<string, unknown> | null;
-  if (doc === null || typeof doc !== 'object') throw new Error('is not a YAML mapping');
+  const parsed = parseLikePyYaml(text);
+  const error = parsed.errors[0];
+  if (error !== undefined) {
+    const at = error.linePos?.[0];
+    throw new Error(`it is not valid YAML at line ${at?.line ?? '?'}, column ${at?.col ?? '?'} (${error.code.toLowerCase().replaceAll('_', ' ')})`);
+  }
+  if (!isMap(parsed.contents)) throw new Error('it is not a YAML mapping');
+  const doc = Object.fromEntries(['server_name', 'registration_shared_secret', 'registration_shared_secret_path', 'listeners'].map((key) => [key, pyYamlValue(parsed, key)]));
   const settings: RawSettings = {};
   const found: string[] = [];
   if (typeof doc.server_name === 'string') {
@@ -54,50 +61,4 @@ export function readHomeserverFacts(text: string, configDir: string): Homeserver
     found.push(`client listener ${url}`);
   }
   return { settings, found };
-}
-
-export interface HomeserverChange {
-  readonly key: string;
-  readonly describe: string;
-  apply(doc: Document): void;
-}
-
-/** The homeserver.yaml changes the deployment needs and the document does not have yet. */
-export function neededHomeserverChanges(text: string, wanted: { registrationFile: string; sharedSecretFile?: string | undefined }): HomeserverChange[] {
-  const doc = parseDocument(text);
-  const changes: HomeserverChange[] = [];
-  if (doc.get('enable_registration') !== false) {
-    changes.push({ key: 'enable_registration', describe: 'enable_registration: false', apply: (d) => d.set('enable_registration', false) });
-  }
-  const files = doc.get('app_service_config_files');
-  const listed = isSeq(files) ? files.items.map((item) => String((item as { value?: unknown }).value ?? item)) : [];
-  if (!listed.includes(wanted.registrationFile)) {
-    changes.push({
-      key: 'app_service_config_files',
-      describe: `app_service_config_files:\n  - ${wanted.registrationFile}`,
-      apply: (d) => {
-        const current = d.get('app_service_config_files');
-        if (isSeq(current)) current.add(d.createNode(wanted.registrationFile));
-        else d.set('app_service_config_files', d.createNode([wanted.registrationFile]));
-      },
-    });
-  }
-  const hasSecret = doc.has('registration_shared_secret') || doc.has('registration_shared_secret_path');
-  if (wanted.sharedSecretFile !== undefined && !hasSecret) {
-    const file = wanted.sharedSecretFile;
-    changes.push({
-      key: 'registration_shared_secret_path',
-      describe: `registration_shared_secret_path: ${file}`,
-      apply: (d) => d.set('registration_shared_secret_path', file),
-    });
-  }
-  return changes;
-}
-
-/** Applies the changes, keeping the document's comments and layout elsewhere. */
-export function applyHomeserverChanges(text: string, changes: readonly HomeserverChange[]): string {
-  const doc = parseDocument(text);
-  if (!isMap(doc.contents)) throw new Error('homeserver.yaml is not a YAML mapping');
-  for (const change of changes) change.apply(doc);
-  return doc.toString({ lineWidth: 0 });
 }

@@ -1,4 +1,5 @@
-import { request } from 'undici';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { MatrixError, retryLater } from '../protocol/matrixError.js';
 
 /** A JSON answer from the homeserver with a status below 500. */
@@ -29,6 +30,49 @@ function describeFailure(error: unknown): string {
   return cause?.code ?? code ?? cause?.message ?? message ?? String(error);
 }
 
+/** Homeserver answers are small JSON objects; a larger one is refused rather than held in memory. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+class CallTimeout extends Error {}
+class AnswerTooLarge extends Error {}
+
+// Node's own HTTP client with kept-alive connections: fetch() cost a third of the primary's CPU per registration
+// and, like undici, parses HTTP in WebAssembly whose memory the primary then keeps.
+const AGENTS = { 'http:': new HttpAgent({ keepAlive: true }), 'https:': new HttpsAgent({ keepAlive: true }) } as const;
+
+/** Sends one request; redirects are not followed. Rejects with CallTimeout once `timeoutMs` passed, the socket closed. */
+function send(call: HomeserverCall, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(call.url);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      reject(new Error(`unsupported protocol ${url.protocol}`));
+      return;
+    }
+    const body = call.body === undefined ? undefined : JSON.stringify(call.body);
+    const options = {
+      method: call.method,
+      headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+      agent: AGENTS[url.protocol],
+    };
+    const onAnswer = (res: IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) req.destroy(new AnswerTooLarge(`it answered with more than ${MAX_ANSWER_BYTES} bytes`));
+        else chunks.push(chunk);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    };
+    const req = url.protocol === 'https:' ? httpsRequest(url, options, onAnswer) : httpRequest(url, options, onAnswer);
+    const timer = setTimeout(() => req.destroy(new CallTimeout()), call.timeoutMs);
+    req.on('error', reject);
+    req.on('close', () => clearTimeout(timer));
+    req.end(body);
+  });
+}
+
 /**
  * One request to the homeserver. Unreachable becomes a 503 with Retry-After; 5xx (unless accepted) and
  * non-JSON answers a 502; a timeout a 504; each saying the homeserver failed; anything else is returned for the caller to map.
@@ -38,32 +82,16 @@ export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAn
   if (call.body !== undefined) headers['content-type'] = 'application/json';
   if (call.accessToken !== undefined) headers.authorization = `Bearer ${call.accessToken}`;
 
-  // undici's request(), not fetch(): the same keep-alive connections at a fraction of fetch's CPU per call (measured:
-  // fetch was a third of the primary's CPU per registration). Redirects are not followed.
-  const deadline = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    deadline.abort();
-  }, call.timeoutMs);
   let status: number;
   let text: string;
   try {
-    const response = await request(call.url, {
-      method: call.method,
-      headers,
-      body: call.body === undefined ? null : JSON.stringify(call.body),
-      signal: deadline.signal,
-    });
-    status = response.statusCode;
-    text = await response.body.text();
+    ({ status, text } = await send(call, headers));
   } catch (error) {
-    if (timedOut) {
+    if (error instanceof CallTimeout) {
       throw new MatrixError(504, 'M_UNKNOWN', `homeserver failed: no answer within ${call.timeoutMs / 1000} s`);
     }
+    if (error instanceof AnswerTooLarge) throw homeserverFailed(error.message);
     throw retryLater(503, 'M_UNKNOWN', `homeserver failed: unreachable (${describeFailure(error)}); retry later`, UNREACHABLE_RETRY_MS);
-  } finally {
-    clearTimeout(timer);
   }
   let body: unknown;
   try {

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -69,6 +69,21 @@ describe('the built CLI', () => {
       assert.match(result.stderr, /there is no database at .*dta\/regservice\.leveldb: is --datapath right\?/);
       assert.equal(existsSync(typo), false, 'no datapath was created');
     }
+  });
+
+  it('genconfig --patch-homeserver on a file it cannot patch safely writes nothing and says what to add by hand', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regservice-patch-'));
+    const homeserver = join(dir, 'homeserver.yaml');
+    const text = 'server_name: example.org\nregistration_shared_secret: "x"\napp_service_config_files:\n  - /etc/a.yaml\napp_service_config_files:\n  - /etc/b.yaml\n';
+    writeFileSync(homeserver, text);
+    const out = join(dir, 'out');
+    const result = await run(['genconfig', '--homeserver-config', homeserver, '--patch-homeserver', '--out', out]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /cannot patch .*homeserver\.yaml safely; nothing was written:\n  - app_service_config_files is set 2 times \(lines 3, 5\)/);
+    assert.match(result.stderr, /add by hand:\n  enable_registration: false/);
+    assert.equal(existsSync(out), false, 'no deployment file');
+    assert.deepEqual(readdirSync(dir), ['homeserver.yaml'], 'no backup');
+    assert.equal(readFileSync(homeserver, 'utf8'), text);
   });
 
   it('rejects an unknown flag', async () => {

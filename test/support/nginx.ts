@@ -15,8 +15,8 @@ export function nginxAvailability(): { available: boolean; reason: string } {
   return found ? { available: true, reason: 'nginx' } : { available: false, reason: 'nginx is not installed (apt-get install nginx-light)' };
 }
 
-/** Runs nginx in the foreground with the rendered site included in a minimal main config. */
-export async function startNginx(dir: string, siteFile: string, port: number): Promise<RunningNginx> {
+/** Writes a minimal main config including the site and has nginx check it (nginx -t); returns the config's path. */
+export function checkNginxSite(dir: string, siteFile: string): { ok: boolean; conf: string; output: string } {
   mkdirSync(join(dir, 'temp'), { recursive: true });
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
@@ -38,7 +38,13 @@ http {
 `,
   );
   const test = spawnSync('nginx', ['-t', '-c', conf, '-p', dir], { encoding: 'utf8' });
-  if (test.status !== 0) throw new Error(`nginx -t failed:\n${test.stderr}`);
+  return { ok: test.status === 0, conf, output: test.stderr };
+}
+
+/** Runs nginx in the foreground with the rendered site included in a minimal main config. */
+export async function startNginx(dir: string, siteFile: string, port: number): Promise<RunningNginx> {
+  const { ok, conf, output } = checkNginxSite(dir, siteFile);
+  if (!ok) throw new Error(`nginx -t failed:\n${output}`);
   const child = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
   const errorLog = (): string => {
     try {

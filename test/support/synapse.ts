@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { sharedSecretMac } from '../../src/protocol/sharedSecretMac.js';
 import { freePort, waitFor } from './ports.js';
@@ -209,4 +209,30 @@ export async function createAdmin(synapse: RunningSynapse, username: string, pas
   const answer = await sharedSecretRegister(synapse, { username, password, admin: true });
   if (answer.status !== 200 || typeof answer.body.access_token !== 'string') throw new Error(`admin registration failed: ${JSON.stringify(answer.body)}`);
   return answer.body.access_token;
+}
+
+/** The directory, inside the chroot, of the homeserver.yaml readConfigWithSynapse checks: its text may name it. */
+export const CONFIG_CHECK_DIR = '/tmp/regservice-config-check';
+
+/** Has the chroot's Synapse read a homeserver.yaml (`python3 -m synapse.config -c FILE`, after generating its keys) and PyYAML load it. */
+export function readConfigWithSynapse(text: string): { accepted: boolean; output: string; values: unknown } {
+  const hostDir = join(SYNAPSE_ROOT, CONFIG_CHECK_DIR);
+  rmSync(hostDir, { recursive: true, force: true });
+  mkdirSync(hostDir, { recursive: true });
+  const file = `${CONFIG_CHECK_DIR}/homeserver.yaml`;
+  try {
+    writeFileSync(join(hostDir, 'homeserver.yaml'), text);
+    writeFileSync(join(hostDir, 'log.yaml'), LOG_YAML(CONFIG_CHECK_DIR));
+    const inChroot = (args: readonly string[]) => spawnSync('chroot', [SYNAPSE_ROOT, ...args], { encoding: 'utf8' });
+    const keys = inChroot(['python3', '-m', 'synapse.app.homeserver', '-c', file, '--generate-keys']);
+    const check = inChroot(['python3', '-m', 'synapse.config', '-c', file]);
+    const load = inChroot(['python3', '-c', 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1])), default=str))', file]);
+    return {
+      accepted: keys.status === 0 && check.status === 0 && /Config parses OK!/.test(check.stdout),
+      output: `${keys.stderr}${check.stdout}${check.stderr}`,
+      values: load.status === 0 ? (JSON.parse(load.stdout) as unknown) : load.stderr,
+    };
+  } finally {
+    rmSync(hostDir, { recursive: true, force: true });
+  }
 }

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,6 +17,9 @@ import {
   type GenconfigInput,
 } from '../../src/genconfig/genconfig.js';
 import { renderTemplate, shellQuote } from '../../src/genconfig/template.js';
+import { checkNginxSite } from '../support/nginx.js';
+
+const escapeForRegex = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 function input(values: Record<string, string>, outDir = '/srv/regservice'): GenconfigInput {
   const { settings } = resolveSettings([{ source: 'test', values: { matrixdomain: 'transport01.example.org', ...values } }], {
@@ -158,6 +161,53 @@ describe('nginx site and systemd unit', () => {
     assert.match(unit, /^User=regsvc$/m);
     assert.match(unit, /^ExecStart=\/srv\/rs\/run\.sh$/m);
     assert.match(unit, new RegExp(`^ReadWritePaths=${resolve('.matrix')}$`, 'm'));
+  });
+});
+
+describe('values in the nginx site and systemd unit', () => {
+  const now = new Date('2026-01-01T00:00:00Z');
+  const settingsWith = (values: Record<string, string>) =>
+    resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org', ...values } }], { requireSecrets: false }).settings;
+
+  it('quotes paths with spaces, % and $ as systemd reads them, and systemd-analyze verify accepts the unit', () => {
+    const out = mkdtempSync(join(tmpdir(), 'regservice unit %h $HOME-'));
+    const runScript = join(out, 'run.sh');
+    writeFileSync(runScript, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const settings = settingsWith({ datapath: join(out, 'state dir') });
+    const unit = renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, { publicPort: 80, publicName: 'hs.example.org', user: 'root', runScript }, now);
+    const quoted = (path: string) => `"${path.replaceAll('%', '%%').replaceAll('$', '$$')}"`;
+    assert.match(unit, new RegExp(`^ExecStart=${escapeForRegex(quoted(runScript))}$`, 'm'));
+    assert.match(unit, new RegExp(`^ReadWritePaths=${escapeForRegex(quoted(join(out, 'state dir')))}$`, 'm'));
+    const unitFile = join(out, 'matrix-regservice.service');
+    writeFileSync(unitFile, unit);
+    const verify = spawnSync('systemd-analyze', ['verify', unitFile], { encoding: 'utf8' });
+    if (verify.error !== undefined && process.env.CI !== 'true') return; // systemd-analyze not installed here
+    assert.equal(verify.status, 0, verify.stderr);
+    assert.doesNotMatch(verify.stderr, /matrix-regservice\.service/, verify.stderr);
+  });
+
+  it('refuses what cannot be quoted: a newline in the user, control characters in paths, nginx syntax in names', () => {
+    const site = { publicPort: 80, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
+    const unitTemplate = readTemplate('matrix-regservice.service.template');
+    const siteTemplate = readTemplate('nginx-site.conf.template');
+    const settings = settingsWith({});
+    assert.throws(() => renderSystemdUnit(unitTemplate, settings, { ...site, user: 'regsvc\nExecStartPre=/bin/evil' }, now), /--systemd-user .* is not a user name/);
+    assert.throws(() => renderSystemdUnit(unitTemplate, settings, { ...site, runScript: '/srv/rs\n/run.sh' }, now), /run\.sh path .* has a control character/);
+    assert.throws(() => renderSystemdUnit(unitTemplate, settingsWith({ datapath: '/srv/a\rb' }), site, now), /--datapath .* has a control character/);
+    for (const name of ['hs.example.org; location / { return 200; }', 'a{', 'a b', 'a#b', '$host']) {
+      assert.throws(() => renderNginxSite(siteTemplate, settings, { ...site, publicName: name }, now), /--public-name .* cannot go into an nginx site/);
+    }
+  });
+
+  it('routes the registration url path, and nginx -t accepts the site', () => {
+    const settings = settingsWith({ 'appservice-url': 'http://127.0.0.1:8009/gates/(photon)' });
+    const siteText = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, { publicPort: 8080, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' }, now);
+    assert.match(siteText, /location \/gates\/\(photon\)\/ \{/);
+    if (spawnSync('nginx', ['-v']).error !== undefined && process.env.CI !== 'true') return; // nginx not installed here
+    const dir = mkdtempSync(join(tmpdir(), 'regservice-nginx-t-'));
+    writeFileSync(join(dir, 'site.conf'), siteText);
+    const check = checkNginxSite(dir, join(dir, 'site.conf'));
+    assert.ok(check.ok, check.output);
   });
 });
 
