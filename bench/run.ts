@@ -249,7 +249,7 @@ async function main(): Promise<void> {
     if (synapse === undefined) {
       note(`No Synapse here (root and ${SYNAPSE_ROOT} needed): no registration figures.`);
     } else {
-      await registrationFigures(gate, synapse, service(['--rate-limit-client', '0', '--rate-limit-node', '0']));
+      await registrationFigures(gate, synapse, service(['--rate-limit-client', '0', '--rate-limit-node', '0']), goBinary === undefined ? undefined : go(goBinary));
     }
   } finally {
     await gate.stop();
@@ -261,7 +261,12 @@ async function main(): Promise<void> {
   process.stdout.write('\nwritten to BENCHMARKS.md\n');
 }
 
-async function registrationFigures(gate: Gate, synapse: Parameters<typeof sharedSecretRegister>[0], start: () => Promise<Daemon>): Promise<void> {
+async function registrationFigures(
+  gate: Gate,
+  synapse: Parameters<typeof sharedSecretRegister>[0],
+  start: () => Promise<Daemon>,
+  startGo: (() => Promise<Daemon>) | undefined,
+): Promise<void> {
   const version = execFileSync('chroot', [SYNAPSE_ROOT, 'python3', '-c', 'import synapse; print(synapse.__version__)'], { encoding: 'utf8' }).trim();
   const daemon = await start();
   const count = 400;
@@ -282,34 +287,51 @@ async function registrationFigures(gate: Gate, synapse: Parameters<typeof shared
   };
   const viaService = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
   const direct = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
+  const viaGo = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
+  const postRun = (url: string, bodies: readonly unknown[], what: string) => async (index: number): Promise<void> => {
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bodies[index]) });
+    if (!response.ok) throw new Error(`registration through ${what}: HTTP ${response.status}`);
+    await response.arrayBuffer();
+  };
   const directRun = async (index: number): Promise<void> => {
     const body = direct[index]!;
     const answer = await sharedSecretRegister(synapse, { username: body.localpart, password: body.password, displayname: body.displayname });
     if (answer.status !== 200) throw new Error(`direct registration: HTTP ${answer.status}`);
   };
-  const serviceRun = async (index: number): Promise<void> => {
-    const response = await fetch(`${gate.url}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(viaService[index]) });
-    if (!response.ok) throw new Error(`registration through the service: HTTP ${response.status}`);
-    await response.arrayBuffer();
-  };
+  const serviceRun = postRun(`${gate.url}/register`, viaService, 'the service');
   // Alternate halves: Synapse slows as its database grows, which would favour whichever ran first.
   const half = count / 2;
   const combine = (a: { rps: number; p50: number }, b: { rps: number; p50: number }) => ({ rps: Math.round((a.rps + b.rps) / 2), p50: (a.p50 + b.p50) / 2 });
+  // The service is stopped while the Go original runs, and the other way round: neither takes CPU from the other.
   const d1 = await measure((index) => directRun(index), half);
   const cpuBefore = treeCpuSeconds(daemon.pid);
   const s1 = await measure((index) => serviceRun(index), half);
-  const s2 = await measure((index) => serviceRun(index + half), half);
-  const serviceCpu = treeCpuSeconds(daemon.pid) - cpuBefore;
-  const d2 = await measure((index) => directRun(index + half), half);
-  const rss = peakRss(daemon.pid);
+  let serviceCpu = treeCpuSeconds(daemon.pid) - cpuBefore;
+  let rss = peakRss(daemon.pid);
   await daemon.stop();
+  let goResult: { rps: number; p50: number } | undefined;
+  if (startGo !== undefined) {
+    const goDaemon = await startGo();
+    const goRun = postRun(`http://127.0.0.1:${goDaemon.port}/regapp/1/register`, viaGo, 'the Go original');
+    goResult = combine(await measure((index) => goRun(index), half), await measure((index) => goRun(index + half), half));
+    await goDaemon.stop();
+  }
+  const again = await start();
+  const cpuAgain = treeCpuSeconds(again.pid);
+  const s2 = await measure((index) => serviceRun(index + half), half);
+  serviceCpu += treeCpuSeconds(again.pid) - cpuAgain;
+  const rss2 = peakRss(again.pid);
+  rss = { main: Math.max(rss.main, rss2.main), worker: Math.max(rss.worker ?? 0, rss2.worker ?? 0) };
+  await again.stop();
+  const d2 = await measure((index) => directRun(index + half), half);
   const directResult = combine(d1, d2);
   const serviceResult = combine(s1, s2);
   const ratio = serviceResult.rps / directResult.rps;
-  note(`Synapse ${version}, ${count} registrations each, ${concurrency} at a time, in alternating halves (direct, service, service, direct); the service with its default workers, rate limits off (every request comes from one client here).\n`);
-  note('| path | registrations/s | p50 latency |\n|---|---|---|');
-  note(`| direct shared-secret registration | ${directResult.rps} | ${directResult.p50.toFixed(1)} ms |`);
-  note(`| through matrix-regservice | ${serviceResult.rps} | ${serviceResult.p50.toFixed(1)} ms |`);
+  note(`Synapse ${version}, ${count} registrations each, ${concurrency} at a time, in halves placed symmetrically (direct, service, ${goResult === undefined ? '' : 'Go original, Go original, '}service, direct); the service with its default workers, rate limits off (every request comes from one client here).\n`);
+  note('| path | registrations/s | p50 latency | ÷ direct |\n|---|---|---|---|');
+  note(`| direct shared-secret registration | ${directResult.rps} | ${directResult.p50.toFixed(1)} ms | 1.00 |`);
+  note(`| through matrix-regservice | ${serviceResult.rps} | ${serviceResult.p50.toFixed(1)} ms | ${ratio.toFixed(2)} |`);
+  if (goResult !== undefined) note(`| through the Go original | ${goResult.rps} | ${goResult.p50.toFixed(1)} ms | ${(goResult.rps / directResult.rps).toFixed(2)} |`);
   note(`\nRatio ${ratio.toFixed(2)} (target ≥ 0.97: ${ratio >= 0.97 ? 'met' : 'not met'}); p50 added by the service ${(serviceResult.p50 - directResult.p50).toFixed(1)} ms. ` +
     `Peak RSS during the registrations: primary ${rss.main} MB, largest worker ${rss.worker ?? '?'} MB. ` +
     `The service spent ${(serviceCpu / viaService.length * 1000).toFixed(2)} ms of CPU per registration (its whole process tree); ` +
