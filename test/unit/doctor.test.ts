@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -22,6 +22,9 @@ describe('doctor --public-url', () => {
     await gate.close();
     const gone = (await runDoctor(settings, publicUrl)).find((result) => /routes to matrix-regservice/.test(result.what));
     assert.equal(gone?.ok, false);
+    const datapathCheck = results.find((result) => /^datapath /.test(result.what));
+    assert.deepEqual(datapathCheck?.detail, 'no database yet: the service creates it when it first starts');
+    assert.equal(existsSync(join(datapath, 'regservice.leveldb')), false, 'doctor created no database');
     rmSync(datapath, { recursive: true, force: true });
   });
 });
