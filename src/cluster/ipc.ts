@@ -1,4 +1,4 @@
-import { MatrixError } from '../protocol/matrixError.js';
+import { HomeserverError, MatrixError } from '../protocol/matrixError.js';
 
 /** An error as it crosses from one process to the other: Matrix errors keep status, errcode and headers. */
 interface WireError {
@@ -8,6 +8,8 @@ interface WireError {
     readonly errcode: string;
     readonly headers: Readonly<Record<string, string>>;
     readonly extra: Readonly<Record<string, string | number>>;
+    /** A HomeserverError: the homeserver failed, the request was not refused. */
+    readonly homeserver: boolean;
   };
 }
 
@@ -33,15 +35,16 @@ export type Handlers = Readonly<Record<string, (...args: never[]) => unknown>>;
 
 function toWire(error: unknown): WireError {
   if (error instanceof MatrixError) {
-    return { message: error.message, matrix: { status: error.status, errcode: error.errcode, headers: error.headers, extra: error.extra } };
+    const { status, errcode, headers, extra } = error;
+    return { message: error.message, matrix: { status, errcode, headers, extra, homeserver: error instanceof HomeserverError } };
   }
   return { message: error instanceof Error ? error.message : String(error) };
 }
 
 function fromWire(wire: WireError): Error {
   if (wire.matrix === undefined) return new Error(wire.message);
-  const { status, errcode, headers, extra } = wire.matrix;
-  return new MatrixError(status, errcode, wire.message, { ...headers }, { ...extra });
+  const { status, errcode, headers, extra, homeserver } = wire.matrix;
+  return new (homeserver ? HomeserverError : MatrixError)(status, errcode, wire.message, { ...headers }, { ...extra });
 }
 
 function isPacket(message: unknown): message is Packet {

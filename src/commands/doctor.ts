@@ -88,7 +88,7 @@ async function checkDatapath(settings: Settings): Promise<CheckResult> {
     await store.close();
     return { ok: true, what, detail: 'not in use' };
   } catch (error) {
-    if (error instanceof StoreOpenError && /in use/.test(error.message)) {
+    if (error instanceof StoreOpenError && error.reason === 'locked') {
       return (await serviceAnswers(localServiceUrl(settings)))
         ? { ok: true, what, detail: `in use by the service answering at ${localServiceUrl(settings)}` }
         : { ok: false, what, detail: `locked, but no service answers at ${localServiceUrl(settings)}` };

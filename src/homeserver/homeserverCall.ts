@@ -1,6 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { MatrixError, retryLater } from '../protocol/matrixError.js';
+import { HomeserverError, homeserverRetryLater } from '../protocol/matrixError.js';
 
 /** A JSON answer from the homeserver with a status below 500. */
 export interface HomeserverAnswer {
@@ -21,8 +21,8 @@ export interface HomeserverCall {
 /** How long a client should wait before retrying when the homeserver cannot be reached. */
 export const UNREACHABLE_RETRY_MS = 5000;
 
-export function homeserverFailed(reason: string): MatrixError {
-  return new MatrixError(502, 'M_UNKNOWN', `homeserver failed: ${reason}`);
+export function homeserverFailed(reason: string): HomeserverError {
+  return new HomeserverError(502, 'M_UNKNOWN', `homeserver failed: ${reason}`);
 }
 
 function describeFailure(error: unknown): string {
@@ -88,10 +88,10 @@ export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAn
     ({ status, text } = await send(call, headers));
   } catch (error) {
     if (error instanceof CallTimeout) {
-      throw new MatrixError(504, 'M_UNKNOWN', `homeserver failed: no answer within ${call.timeoutMs / 1000} s`);
+      throw new HomeserverError(504, 'M_UNKNOWN', `homeserver failed: no answer within ${call.timeoutMs / 1000} s`);
     }
     if (error instanceof AnswerTooLarge) throw homeserverFailed(error.message);
-    throw retryLater(503, 'M_UNKNOWN', `homeserver failed: unreachable (${describeFailure(error)}); retry later`, UNREACHABLE_RETRY_MS);
+    throw homeserverRetryLater('M_UNKNOWN', `homeserver failed: unreachable (${describeFailure(error)}); retry later`, UNREACHABLE_RETRY_MS);
   }
   let body: unknown;
   try {

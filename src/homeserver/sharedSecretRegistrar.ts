@@ -1,4 +1,4 @@
-import { MatrixError, retryLater, userInUse } from '../protocol/matrixError.js';
+import { homeserverRetryLater, MatrixError, userInUse } from '../protocol/matrixError.js';
 import { sharedSecretMac } from '../protocol/sharedSecretMac.js';
 import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
@@ -27,7 +27,7 @@ function refusal(answer: HomeserverAnswer): MatrixError {
   const detail = `${errcode || `HTTP ${answer.status}`}${errorTextOf(answer) ? ` ${errorTextOf(answer)}` : ''}`;
   if (errcode === 'M_USER_IN_USE') return userInUse('this node is already registered on the homeserver');
   if (errcode === 'M_LIMIT_EXCEEDED' || answer.status === 429) {
-    return retryLater(503, 'M_LIMIT_EXCEEDED', 'homeserver is rate-limiting registrations; retry later', retryAfterMs(answer));
+    return homeserverRetryLater('M_LIMIT_EXCEEDED', 'homeserver is rate-limiting registrations; retry later', retryAfterMs(answer));
   }
   if (errcode === 'M_EXCLUSIVE') {
     return homeserverFailed(

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseRegistrationRequest, type RegistrationVerifier } from '../protocol/registrationRequest.js';
 import type { RegistrationHandler } from '../handlers/registrationHandler.js';
 import type { Logger } from '../log/logger.js';
-import { MatrixError } from '../protocol/matrixError.js';
+import { HomeserverError, MatrixError } from '../protocol/matrixError.js';
 import { sendJson, sendMatrixError, toMatrixError } from './errorResponses.js';
 import { readJsonBody } from './readJsonBody.js';
 
@@ -11,12 +11,20 @@ export const MAX_BODY_BYTES = 4096;
 
 const LOCALPART = /^0x[0-9a-f]{40}$/;
 
+/** The outcome an answer is counted and logged under: by the error's kind and errcode, not its status. */
 function outcomeOf(error: MatrixError): string {
-  if (error.status === 409) return 'already_registered';
-  if (error.status === 403) return 'forbidden';
-  if (error.status === 429) return 'rate_limited';
-  if (error.status >= 500) return 'homeserver_error';
-  return 'invalid';
+  if (error instanceof HomeserverError) return 'homeserver_error';
+  switch (error.errcode) {
+    case 'M_USER_IN_USE':
+      return 'already_registered';
+    case 'M_FORBIDDEN':
+      return 'forbidden';
+    case 'M_LIMIT_EXCEEDED':
+      return 'rate_limited';
+    default:
+      // Our own 503: too many registrations already waiting for the homeserver.
+      return error.status === 503 ? 'busy' : 'invalid';
+  }
 }
 
 /** Outcomes that stay one log line each; every other answer is a refusal, counted and summarized. */

@@ -30,10 +30,24 @@ export class MatrixError extends Error {
   }
 }
 
+/** A failure of the homeserver (or of reaching it), as opposed to a refusal of the request: logged, never summarized. */
+export class HomeserverError extends MatrixError {}
+
+function retryAfter(retryAfterMs: number): { headers: Record<string, string>; extra: Record<string, number> } {
+  const ms = Math.max(1000, Math.ceil(retryAfterMs));
+  return { headers: { 'Retry-After': String(Math.ceil(ms / 1000)) }, extra: { retry_after_ms: ms } };
+}
+
 /** 429 or 503 with Retry-After (whole seconds) and the spec's retry_after_ms. */
 export function retryLater(status: 429 | 503, errcode: string, message: string, retryAfterMs: number): MatrixError {
-  const ms = Math.max(1000, Math.ceil(retryAfterMs));
-  return new MatrixError(status, errcode, message, { 'Retry-After': String(Math.ceil(ms / 1000)) }, { retry_after_ms: ms });
+  const { headers, extra } = retryAfter(retryAfterMs);
+  return new MatrixError(status, errcode, message, headers, extra);
+}
+
+/** The homeserver failed in a way a retry may cure: 503 with Retry-After. */
+export function homeserverRetryLater(errcode: string, message: string, retryAfterMs: number): HomeserverError {
+  const { headers, extra } = retryAfter(retryAfterMs);
+  return new HomeserverError(503, errcode, message, headers, extra);
 }
 
 export const invalidParam = (message: string): MatrixError => new MatrixError(400, 'M_INVALID_PARAM', message);

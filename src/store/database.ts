@@ -18,10 +18,15 @@ function openSublevel(db: Level<string, unknown>, name: string) {
 /** A section of the database whose keys are strings and values JSON. */
 export type Sublevel = ReturnType<typeof openSublevel>;
 
+export type StoreOpenFailure = 'locked' | 'corrupt' | 'missing' | 'unavailable';
+
 export class StoreOpenError extends Error {
-  constructor(message: string) {
+  /** locked: another process holds it; corrupt: damaged; missing: no database there; unavailable: anything else. */
+  readonly reason: StoreOpenFailure;
+  constructor(reason: StoreOpenFailure, message: string) {
     super(message);
     this.name = 'StoreOpenError';
+    this.reason = reason;
   }
 }
 
@@ -31,15 +36,17 @@ function openFailure(path: string, error: unknown): StoreOpenError {
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
   if (cause?.code === 'LEVEL_LOCKED') {
     return new StoreOpenError(
+      'locked',
       `the database ${path} is in use by another process (is another matrix-regservice running with this --datapath?)`,
     );
   }
   if (cause?.code === 'LEVEL_CORRUPTION') {
     return new StoreOpenError(
+      'corrupt',
       `the database ${path} is corrupt (${cause.message ?? 'unknown damage'}): restore it from a backup, or move it away to start empty`,
     );
   }
-  return new StoreOpenError(`cannot open the database ${path}: ${cause?.message ?? (error as Error).message}`);
+  return new StoreOpenError('unavailable', `cannot open the database ${path}: ${cause?.message ?? (error as Error).message}`);
 }
 
 /**
@@ -50,13 +57,13 @@ export async function openStore(datapath: string, options: { readonly create?: b
   const path = join(datapath, STORE_DIRECTORY);
   if (options.create === false) {
     if (!existsSync(path)) {
-      throw new StoreOpenError(`there is no database at ${path}: is --datapath right? (the service creates it when it first starts)`);
+      throw new StoreOpenError('missing', `there is no database at ${path}: is --datapath right? (the service creates it when it first starts)`);
     }
   } else {
     try {
       mkdirSync(datapath, { recursive: true, mode: 0o700 });
     } catch (error) {
-      throw new StoreOpenError(`cannot create --datapath ${datapath}: ${(error as Error).message}`);
+      throw new StoreOpenError('unavailable', `cannot create --datapath ${datapath}: ${(error as Error).message}`);
     }
   }
   const db = new Level<string, unknown>(path, { valueEncoding: 'json' });

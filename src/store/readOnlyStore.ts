@@ -19,7 +19,7 @@ export async function openStoreForReading(datapath: string): Promise<StoreForRea
     const store = await openStore(datapath, { create: false });
     return { store, snapshot: false, close: () => store.close() };
   } catch (error) {
-    if (!(error instanceof StoreOpenError) || !/in use by another process/.test(error.message)) throw error;
+    if (!(error instanceof StoreOpenError) || error.reason !== 'locked') throw error;
   }
   const copy = mkdtempSync(join(tmpdir(), 'regservice-snapshot-'));
   cpSync(join(datapath, STORE_DIRECTORY), join(copy, STORE_DIRECTORY), {

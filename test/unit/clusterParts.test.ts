@@ -4,7 +4,7 @@ import { IpcPeer, type Channel, type Handlers } from '../../src/cluster/ipc.js';
 import { primaryApiHandlers, primaryApiOver, type PrimaryApi } from '../../src/cluster/primaryApi.js';
 import { clientKeyOf } from '../../src/http/clientKey.js';
 import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
-import { MatrixError, retryLater } from '../../src/protocol/matrixError.js';
+import { HomeserverError, MatrixError, retryLater } from '../../src/protocol/matrixError.js';
 import { createMemoryRateLimiter } from '../../src/store/rateLimiter.js';
 
 /** Two peers joined like a primary and a worker, messages passing through JSON as on the real channel. */
@@ -35,7 +35,10 @@ describe('IPC between the primary and a worker', () => {
       limitClient: async (key) => {
         if (key === 'flooder') throw retryLater(429, 'M_LIMIT_EXCEEDED', 'too many', 2500);
       },
-      register: async (node) => ({ userId: `@${node.localpart}:hs`, homeServer: 'hs' }),
+      register: async (node) => {
+        if (node.localpart === 'down') throw new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer');
+        return { userId: `@${node.localpart}:hs`, homeServer: 'hs' };
+      },
       transaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',
       reportRefusals: (report) => reports.push(report),
@@ -65,6 +68,7 @@ describe('IPC between the primary and a worker', () => {
       return true;
     });
     await api.limitClient('anyone');
+    await assert.rejects(api.register({ localpart: 'down', displayname: 'x', password: 'p' }), (error: unknown) => error instanceof HomeserverError && error.status === 504);
 
     api.reportRefusals({ outcomes: { forbidden: 2 }, topClients: [['a', 2]] });
     await new Promise((resolve) => setTimeout(resolve, 10));

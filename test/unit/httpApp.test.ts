@@ -8,7 +8,9 @@ import { createRequestListener } from '../../src/http/app.js';
 import { registerRoute } from '../../src/http/registerRoute.js';
 import { createAddressRecovery } from '../../src/protocol/addressRecovery.js';
 import { createRegistrationVerifier } from '../../src/protocol/registrationRequest.js';
-import { MatrixError } from '../../src/protocol/matrixError.js';
+import { HomeserverError, MatrixError } from '../../src/protocol/matrixError.js';
+import { homeserverFailed } from '../../src/homeserver/homeserverCall.js';
+import { CallLimiter } from '../../src/homeserver/callLimiter.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { requestJson } from '../support/matrixClient.js';
 import { capturingLogger } from '../support/capturingLogger.js';
@@ -75,6 +77,20 @@ describe('HTTP layer', () => {
     assert.equal(answer.status, 503);
     assert.equal(answer.headers.get('retry-after'), '7');
     assert.deepEqual(answer.body, { errcode: 'M_LIMIT_EXCEEDED', error: 'slow down' });
+  });
+
+  it('counts a homeserver failure as homeserver_error and a full queue as busy, whatever their status', async () => {
+    const cases: [() => Promise<never>, string][] = [
+      [() => Promise.reject(homeserverFailed('it answered HTTP 500')), 'outcome=homeserver_error status=502'],
+      [() => Promise.reject(new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer')), 'outcome=homeserver_error status=504'],
+      [() => new CallLimiter(0, 0).run(async () => Promise.reject(new Error('never called'))), 'outcome=busy status=503'],
+    ];
+    for (const [failure, expected] of cases) {
+      outcome = failure;
+      const before = logger.lines().length;
+      await requestJson('POST', `${base}/register`, node);
+      assert.ok(logger.lines().slice(before).some((line) => line.includes(expected)), `${expected} in ${logger.lines().slice(before).join('\n')}`);
+    }
   });
 
   it('answers an unexpected failure with 500 M_UNKNOWN, logs it, and keeps serving', async () => {

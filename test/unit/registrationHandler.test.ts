@@ -205,8 +205,10 @@ describe('openStore', () => {
   it('refuses a second open of the same datapath with a clear message', async () => {
     const datapath = mkdtempSync(join(tmpdir(), 'regservice-lock-'));
     const store = await openStore(datapath);
-    await assert.rejects(openStore(datapath), (error: unknown) => error instanceof StoreOpenError && /in use by another process/.test(error.message));
+    await assert.rejects(openStore(datapath), (error: unknown) => error instanceof StoreOpenError && error.reason === 'locked' && /in use by another process/.test(error.message));
     await store.close();
+    const nowhere = join(datapath, 'typo');
+    await assert.rejects(openStore(nowhere, { create: false }), (error: unknown) => error instanceof StoreOpenError && error.reason === 'missing');
   });
 
   it('says so when the datapath cannot be created', async () => {
