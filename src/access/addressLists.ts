@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { forbidden } from '../protocol/matrixError.js';
+import { isNodeLocalpart } from '../protocol/nodeId.js';
 
 /** Throws 403 when a node address may not register here. */
 export type AddressPolicy = (localpart: string) => void;
@@ -9,15 +10,13 @@ export interface AddressListFiles {
   readonly denyFile?: string | undefined;
 }
 
-const ADDRESS = /^0x[0-9a-f]{40}$/;
-
 /** One 0x address per line; blank lines and # comments are ignored; case does not matter. */
 export function parseAddressList(text: string, name: string): Set<string> {
   const addresses = new Set<string>();
   text.split('\n').forEach((raw, index) => {
     const line = raw.replace(/#.*/, '').trim().toLowerCase();
     if (line === '') return;
-    if (!ADDRESS.test(line)) throw new Error(`${name} line ${index + 1}: not an address: "${raw.trim()}"`);
+    if (!isNodeLocalpart(line)) throw new Error(`${name} line ${index + 1}: not an address: "${raw.trim()}"`);
     addresses.add(line);
   });
   return addresses;

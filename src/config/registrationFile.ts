@@ -1,4 +1,5 @@
 import { stringify } from 'yaml';
+import { NODE_LOCALPART_PATTERN } from '../protocol/nodeId.js';
 import { parseYamlQuietly } from './yamlText.js';
 
 /** The fields of an application-service registration.yaml this service reads and writes. */
@@ -43,7 +44,7 @@ export function escapeRegex(text: string): string {
  * Anchored at both ends because Synapse applies it with Python's `re.match` (start only).
  */
 export function photonUserRegex(serverName: string): string {
-  return `^@0x[0-9a-f]{40}:${escapeRegex(serverName)}$`;
+  return `^@${NODE_LOCALPART_PATTERN}:${escapeRegex(serverName)}$`;
 }
 
 export function renderRegistration(registration: AppserviceRegistration): string {

@@ -1,5 +1,5 @@
 import { MatrixError, userInUse } from '../protocol/matrixError.js';
-import { userIdFor } from '../protocol/registrationRequest.js';
+import { userIdFor } from '../protocol/nodeId.js';
 import type { NewNode, Registrar, RegisteredUser } from '../homeserver/registrar.js';
 import type { UserExists } from '../homeserver/userExists.js';
 import type { NodeStore } from '../store/nodeStore.js';

@@ -1,4 +1,5 @@
 import { badJson } from '../protocol/matrixError.js';
+import { nodeLocalpartOf } from '../protocol/nodeId.js';
 import type { NodeStore } from '../store/nodeStore.js';
 import type { TransactionLog } from '../store/transactionLog.js';
 import type { Logger } from '../log/logger.js';
@@ -25,11 +26,6 @@ interface EventLike {
  */
 export function createTransactionHandler(deps: TransactionHandlerDeps): TransactionHandler {
   const now = deps.now ?? (() => new Date());
-  const suffix = `:${deps.serverName}`;
-  const localpartOf = (sender: unknown): string | undefined =>
-    typeof sender === 'string' && sender.startsWith('@0x') && sender.endsWith(suffix) && sender.length === 43 + suffix.length
-      ? sender.slice(1, 43)
-      : undefined;
 
   return async (txnId, body) => {
     const events = (body as { events?: unknown } | undefined)?.events;
@@ -41,7 +37,7 @@ export function createTransactionHandler(deps: TransactionHandlerDeps): Transact
     const latest = new Map<string, string>();
     let skipped = 0;
     for (const event of events as EventLike[]) {
-      const localpart = localpartOf(event?.sender);
+      const localpart = nodeLocalpartOf(event?.sender, deps.serverName);
       if (localpart === undefined) continue;
       const ts = typeof event.origin_server_ts === 'number' && Number.isFinite(event.origin_server_ts) ? event.origin_server_ts : undefined;
       const date = ts === undefined ? now() : new Date(ts);

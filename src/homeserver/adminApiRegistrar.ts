@@ -1,5 +1,5 @@
 import { userInUse } from '../protocol/matrixError.js';
-import { userIdFor } from '../protocol/registrationRequest.js';
+import { userIdFor } from '../protocol/nodeId.js';
 import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
 

@@ -3,13 +3,12 @@ import { parseRegistrationRequest, type RegistrationVerifier } from '../protocol
 import type { RegistrationHandler } from '../handlers/registrationHandler.js';
 import type { Logger } from '../log/logger.js';
 import { HomeserverError, MatrixError } from '../protocol/matrixError.js';
+import { isNodeLocalpart } from '../protocol/nodeId.js';
 import { sendJson, sendMatrixError, toMatrixError } from './errorResponses.js';
 import { readJsonBody } from './readJsonBody.js';
 
 /** Photon nodes' JSON bodies are a few hundred bytes; 4 KiB leaves room and bounds memory per request. */
 export const MAX_BODY_BYTES = 4096;
-
-const LOCALPART = /^0x[0-9a-f]{40}$/;
 
 /** The outcome an answer is counted and logged under: by the error's kind and errcode, not its status. */
 function outcomeOf(error: MatrixError): string {
@@ -65,7 +64,7 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       if (limitClient !== undefined) await limitClient(client);
       const body = await readJsonBody(req, MAX_BODY_BYTES);
       const claimed = (body as { localpart?: unknown } | undefined)?.localpart;
-      localpart = typeof claimed === 'string' && LOCALPART.test(claimed) ? claimed : undefined;
+      localpart = isNodeLocalpart(claimed) ? claimed : undefined;
       const request = parseRegistrationRequest(body);
       verify(request);
       const user = await register(request);

@@ -1,4 +1,5 @@
 import { badJson, forbidden, invalidParam, missingParam } from './matrixError.js';
+import { DISPLAYNAME_PREFIX_LENGTH, displaynamePrefix, isNodeLocalpart, userIdFor } from './nodeId.js';
 import { keccak256Utf8 } from './keccak.js';
 import { parseSignatureHex, SIGNATURE_HEX_LENGTH, type RecoverableSignature } from './signature.js';
 import type { AddressRecoverer } from './addressRecovery.js';
@@ -13,13 +14,7 @@ export interface RegistrationRequest {
   readonly displaynameSignature: RecoverableSignature;
 }
 
-const LOCALPART = /^0x[0-9a-f]{40}$/;
-const DISPLAYNAME_PREFIX_LENGTH = 4;
 const DISPLAYNAME_LENGTH = DISPLAYNAME_PREFIX_LENGTH + 1 + SIGNATURE_HEX_LENGTH;
-
-export function userIdFor(localpart: string, serverName: string): string {
-  return `@${localpart}:${serverName}`;
-}
 
 function stringField(body: Record<string, unknown>, field: string): string {
   if (!Object.hasOwn(body, field) || body[field] === undefined || body[field] === null) {
@@ -40,12 +35,12 @@ export function parseRegistrationRequest(body: unknown): RegistrationRequest {
   const displayname = stringField(fields, 'displayname');
   const password = stringField(fields, 'password');
 
-  if (!LOCALPART.test(localpart)) {
+  if (!isNodeLocalpart(localpart)) {
     throw invalidParam('localpart must be 0x followed by 40 lowercase hex characters (the node address)');
   }
   const passwordSignature = parseSignatureHex(password, 'password');
 
-  const expectedPrefix = localpart.slice(2, 2 + DISPLAYNAME_PREFIX_LENGTH);
+  const expectedPrefix = displaynamePrefix(localpart);
   if (
     displayname.length !== DISPLAYNAME_LENGTH ||
     displayname[DISPLAYNAME_PREFIX_LENGTH] !== '-' ||

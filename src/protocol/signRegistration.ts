@@ -1,6 +1,6 @@
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { keccak256, keccak256Utf8 } from './keccak.js';
-import { userIdFor } from './registrationRequest.js';
+import { displaynamePrefix, userIdFor } from './nodeId.js';
 
 export interface RegistrationBody {
   readonly localpart: string;
@@ -25,7 +25,7 @@ export function signRegistration(privateKey: Uint8Array, serverName: string): Re
   const localpart = addressOfPrivateKey(privateKey);
   const password = signHashHex(privateKey, keccak256Utf8(serverName));
   const displaynameSignature = signHashHex(privateKey, keccak256Utf8(userIdFor(localpart, serverName)));
-  return { localpart, password, displayname: `${localpart.slice(2, 6)}-${displaynameSignature}` };
+  return { localpart, password, displayname: `${displaynamePrefix(localpart)}-${displaynameSignature}` };
 }
 
 export function randomPrivateKey(): Uint8Array {

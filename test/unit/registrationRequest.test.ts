@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { createAddressRecovery, nativeRecovery, nobleRecovery, type AddressRecovery } from '../../src/protocol/addressRecovery.js';
 import { keccak256Utf8 } from '../../src/protocol/keccak.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
-import { createRegistrationVerifier, parseRegistrationRequest, userIdFor } from '../../src/protocol/registrationRequest.js';
+import { userIdFor } from '../../src/protocol/nodeId.js';
+import { createRegistrationVerifier, parseRegistrationRequest } from '../../src/protocol/registrationRequest.js';
 import { addressOfPrivateKey, randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 
 const SERVER = 'transport01.smartmesh.cn';
