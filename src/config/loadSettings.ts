@@ -55,7 +55,7 @@ function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion
     if (secret !== undefined) {
       expansion.layers.push({
         source: `${fileKey} ${path}`,
-        values: { [valueKey]: secret.trim(), ...(remember === undefined ? {} : { [remember]: path }) },
+        values: { [valueKey]: secret.trim(), [remember]: path },
       });
     }
   }

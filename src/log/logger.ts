@@ -12,8 +12,6 @@ export interface Logger {
   info(message: string, fields?: LogFields): void;
   debug(message: string, fields?: LogFields): void;
   trace(message: string, fields?: LogFields): void;
-  /** Secrets learnt after start-up (e.g. from settings) are scrubbed from every later line. */
-  addSecrets(secrets: readonly string[]): void;
   close(): Promise<void>;
 }
 
@@ -76,9 +74,6 @@ export function createLogger(options: LoggerOptions): Logger {
     info: at('info'),
     debug: at('debug'),
     trace: at('trace'),
-    addSecrets(more) {
-      for (const secret of more) if (secret.length >= 4) secrets.add(secret);
-    },
     close: () =>
       new Promise<void>((resolve) => {
         winstonLogger.on('finish', () => resolve());

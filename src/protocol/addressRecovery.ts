@@ -66,10 +66,6 @@ export function nobleRecovery(): AddressRecovery {
 }
 
 /** libsecp256k1 through its prebuilt addon when it loads, else the pure-JS @noble/curves. */
-export function createAddressRecovery(preferred: RecoveryImplementation | 'auto' = 'auto'): AddressRecovery {
-  if (preferred === 'noble') return nobleRecovery();
-  const native = nativeRecovery();
-  if (native !== null) return native;
-  if (preferred === 'libsecp256k1') throw new Error('the libsecp256k1 addon (npm package secp256k1) could not be loaded');
-  return nobleRecovery();
+export function createAddressRecovery(): AddressRecovery {
+  return nativeRecovery() ?? nobleRecovery();
 }

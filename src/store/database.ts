@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { createNodeStore, type NodeStore } from './nodeStore.js';
 import { createTransactionLog, type TransactionLog } from './transactionLog.js';
+import { openSublevel } from './sublevel.js';
 
 /** The service's state: one LevelDB database under --datapath, one sublevel per kind of record. */
 export interface Store {
@@ -11,12 +12,6 @@ export interface Store {
   close(): Promise<void>;
 }
 
-function openSublevel(db: Level<string, unknown>, name: string) {
-  return db.sublevel<string, unknown>(name, { valueEncoding: 'json' });
-}
-
-/** A section of the database whose keys are strings and values JSON. */
-export type Sublevel = ReturnType<typeof openSublevel>;
 
 export type StoreOpenFailure = 'locked' | 'corrupt' | 'missing' | 'unavailable';
 

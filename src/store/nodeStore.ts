@@ -1,4 +1,4 @@
-import type { Sublevel } from './database.js';
+import type { Sublevel } from './sublevel.js';
 
 /** One registered node, written after the homeserver confirmed its account. */
 export interface NodeRecord {

@@ -1,4 +1,4 @@
-import type { Sublevel } from './database.js';
+import type { Sublevel } from './sublevel.js';
 
 /** Remembers the ids of the last MAX_REMEMBERED transactions the homeserver sent, across restarts. */
 export interface TransactionLog {

@@ -1,8 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../support/tempDir.js';
 import { Level } from 'level';
 import { createTransactionHandler } from '../../src/handlers/transactionHandler.js';
 import { createUserQuery } from '../../src/handlers/userQuery.js';
@@ -17,7 +16,7 @@ const USER = `@${LOCALPART}:${SERVER}`;
 
 describe('transaction log', () => {
   it('remembers at most its capacity, forgetting the oldest, and keeps its place across reopening', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'regservice-txn-')), 'db');
+    const path = join(tempDir('regservice-txn-'), 'db');
     let db = new Level<string, unknown>(path, { valueEncoding: 'json' });
     let log = await createTransactionLog(db.sublevel<string, unknown>('t', { valueEncoding: 'json' }), 3);
     for (const id of ['a', 'b', 'c', 'd']) await log.add(id);
@@ -38,7 +37,7 @@ describe('transaction log', () => {
 
 describe('transaction handler', () => {
   it("processes a transaction once and moves registered nodes' last seen forward", async () => {
-    const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-txh-')));
+    const store = await openStore(tempDir('regservice-txh-'));
     await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
     const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
     const at = (ms: number) => ({ type: 'm.room.message', sender: USER, origin_server_ts: ms });
@@ -55,7 +54,7 @@ describe('transaction handler', () => {
   });
 
   it('acknowledges a transaction whatever one event holds: an event with an impossible time is skipped and counted', async () => {
-    const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-txt-')));
+    const store = await openStore(tempDir('regservice-txt-'));
     await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
     const logger = capturingLogger();
     const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: logger.log });
@@ -72,7 +71,7 @@ describe('transaction handler', () => {
   });
 
   it('refuses a body without an events array and does not remember its id', async () => {
-    const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-txb-')));
+    const store = await openStore(tempDir('regservice-txb-'));
     const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
     for (const body of [undefined, {}, { events: {} }, []]) {
       await assert.rejects(handle('x', body), (error: unknown) => error instanceof MatrixError && error.status === 400 && error.errcode === 'M_BAD_JSON');
@@ -84,7 +83,7 @@ describe('transaction handler', () => {
 
 describe('user query', () => {
   it('knows only nodes recorded for this server', async () => {
-    const store = await openStore(mkdtempSync(join(tmpdir(), 'regservice-uq-')));
+    const store = await openStore(tempDir('regservice-uq-'));
     await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
     const query = createUserQuery(SERVER, store.nodes);
     assert.equal(await query(USER), true);

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../support/tempDir.js';
 import { runDoctor } from '../../src/commands/doctor.js';
 import { resolveSettings } from '../../src/config/settings.js';
 import { startInProcessGate } from '../support/inProcessGate.js';
@@ -12,7 +12,7 @@ describe('doctor --public-url', () => {
     const url = 'http://127.0.0.1:1/gates/photon-1';
     const gate = await startInProcessGate({ settings: { 'appservice-url': url } });
     const publicUrl = gate.base.replace('/gates/photon-1', '');
-    const datapath = mkdtempSync(join(tmpdir(), 'regservice-doctor-'));
+    const datapath = tempDir('regservice-doctor-');
     const settings = resolveSettings([
       { source: 'test', values: { matrixdomain: 'hs.example.org', matrixurl: 'http://127.0.0.1:1', datapath, sharesecret: 's', astoken: 'a', hstoken: 'h', 'appservice-url': url } },
     ]).settings;

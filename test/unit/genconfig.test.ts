@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../support/tempDir.js';
 import { parse } from 'yaml';
 import { resolveSettings } from '../../src/config/settings.js';
 import { parseRegistration } from '../../src/config/registrationFile.js';
@@ -99,7 +99,7 @@ describe('planGenconfig', () => {
   });
 
   it('points run.sh at an existing secret file instead of copying it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regservice-secret-'));
+    const dir = tempDir('regservice-secret-');
     writeFileSync(join(dir, 'secret'), 'abc', { mode: 0o600 });
     const { settings } = resolveSettings(
       [{ source: 't', values: { matrixdomain: 'example.org', sharesecret: 'abc', 'sharesecret-source': join(dir, 'secret') } }],
@@ -170,7 +170,7 @@ describe('values in the nginx site and systemd unit', () => {
     resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org', ...values } }], { requireSecrets: false }).settings;
 
   it('quotes paths with spaces, % and $ as systemd reads them, and systemd-analyze verify accepts the unit', () => {
-    const out = mkdtempSync(join(tmpdir(), 'regservice unit %h $HOME-'));
+    const out = tempDir('regservice unit %h $HOME-');
     const runScript = join(out, 'run.sh');
     writeFileSync(runScript, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
     const settings = settingsWith({ datapath: join(out, 'state dir') });
@@ -204,7 +204,7 @@ describe('values in the nginx site and systemd unit', () => {
     const siteText = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, { publicPort: 8080, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' }, now);
     assert.match(siteText, /location \/gates\/\(photon\)\/ \{/);
     if (spawnSync('nginx', ['-v']).error !== undefined && process.env.CI !== 'true') return; // nginx not installed here
-    const dir = mkdtempSync(join(tmpdir(), 'regservice-nginx-t-'));
+    const dir = tempDir('regservice-nginx-t-');
     writeFileSync(join(dir, 'site.conf'), siteText);
     const check = checkNginxSite(dir, join(dir, 'site.conf'));
     assert.ok(check.ok, check.output);
@@ -213,7 +213,7 @@ describe('values in the nginx site and systemd unit', () => {
 
 describe('writeGenconfig', () => {
   it('writes files with their modes and refuses to overwrite any of them without force', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regservice-genconfig-'));
+    const dir = tempDir('regservice-genconfig-');
     const plan = planGenconfig(input({}, dir));
     writeGenconfig(plan, dir, false);
     assert.equal(statSync(join(dir, 'registration.yaml')).mode & 0o777, 0o600);

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
+import { tempDir } from '../support/tempDir.js';
 import { CallLimiter } from '../../src/homeserver/callLimiter.js';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadAddressPolicy } from '../../src/access/addressLists.js';
 import type { RawSettings } from '../../src/config/settings.js';
@@ -133,7 +133,7 @@ describe('allow and deny lists after the signatures', () => {
   it('gives a forged request the same answer whether or not its address is on a list', async () => {
     const listed = sign();
     const stranger = sign();
-    const dir = mkdtempSync(join(tmpdir(), 'regservice-lists-'));
+    const dir = tempDir('regservice-lists-');
     writeFileSync(join(dir, 'deny'), `${listed.localpart}\n`);
     writeFileSync(join(dir, 'allow'), `${listed.localpart}\n`);
     const answers = new Map<string, string>();

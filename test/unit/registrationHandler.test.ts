@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
+import { tempDir } from '../support/tempDir.js';
 import { loadAddressPolicy, type AddressPolicy } from '../../src/access/addressLists.js';
 import { createRegistrationService } from '../../src/handlers/registrationHandler.js';
 import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
@@ -39,7 +39,14 @@ function service(store: Store, registrar: Registrar, options: { exists?: (userId
   });
 }
 
-const tempStore = (): Promise<Store> => openStore(mkdtempSync(join(tmpdir(), 'regservice-store-')));
+const opened: Store[] = [];
+/** A LevelDB store on disk, closed after the tests (its directory goes when the process exits). */
+async function tempStore(): Promise<Store> {
+  const store = await openStore(tempDir('regservice-store-'));
+  opened.push(store);
+  return store;
+}
+after(() => Promise.all(opened.map((store) => store.close())));
 const node = () => signRegistration(randomPrivateKey(), SERVER);
 const isStatus = (status: number) => (error: unknown) => error instanceof MatrixError && error.status === status;
 
@@ -68,7 +75,7 @@ describe('registration service with a LevelDB store on disk', () => {
   });
 
   it('answers a recorded node with 409 without calling the homeserver, also after reopening the store', async () => {
-    const datapath = mkdtempSync(join(tmpdir(), 'regservice-store-'));
+    const datapath = tempDir('regservice-store-');
     const registrar = new ScriptedRegistrar(created);
     const body = node();
     let store = await openStore(datapath);
@@ -165,7 +172,7 @@ describe('registration service with a LevelDB store on disk', () => {
   });
 
   it('applies the allow and deny lists to verified nodes', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regservice-lists-'));
+    const dir = tempDir('regservice-lists-');
     const [allowed, denied, stranger] = [node(), node(), node()];
     writeFileSync(join(dir, 'allow'), `# nodes of the pilot\n${allowed.localpart.toUpperCase().replace('0X', '0x')}\n${denied.localpart}\n`);
     writeFileSync(join(dir, 'deny'), `${denied.localpart} # retired\n`);
@@ -203,7 +210,7 @@ describe('registration service with a LevelDB store on disk', () => {
 
 describe('openStore', () => {
   it('refuses a second open of the same datapath with a clear message', async () => {
-    const datapath = mkdtempSync(join(tmpdir(), 'regservice-lock-'));
+    const datapath = tempDir('regservice-lock-');
     const store = await openStore(datapath);
     await assert.rejects(openStore(datapath), (error: unknown) => error instanceof StoreOpenError && error.reason === 'locked' && /in use by another process/.test(error.message));
     await store.close();
@@ -212,7 +219,7 @@ describe('openStore', () => {
   });
 
   it('says so when the datapath cannot be created', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'regservice-notdir-')), 'file');
+    const file = join(tempDir('regservice-notdir-'), 'file');
     writeFileSync(file, '');
     await assert.rejects(openStore(join(file, 'datapath')), (error: unknown) => error instanceof StoreOpenError && /cannot create --datapath/.test(error.message));
   });

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../support/tempDir.js';
 import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
 import { loadSettings } from '../../src/config/loadSettings.js';
 import { COMMAND_LINE, resolveSettings, SettingsError, type SettingsLayer } from '../../src/config/settings.js';
@@ -133,7 +133,7 @@ describe('settings checked before start', () => {
 });
 
 describe('loadSettings', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'regservice-settings-'));
+  const dir = tempDir('regservice-settings-');
   const secretFile = join(dir, 'secret');
   writeFileSync(secretFile, 'from-file\n', { mode: 0o600 });
   const registrationFile = join(dir, 'registration.yaml');

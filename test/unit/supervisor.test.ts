@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../support/tempDir.js';
 import { MAX_FAILED_STARTS, StartError, Supervisor } from '../../src/cluster/supervisor.js';
 import { resolveSettings } from '../../src/config/settings.js';
 import { capturingLogger } from '../support/capturingLogger.js';
@@ -17,7 +17,7 @@ function supervisor(count: number, onCrashLoop: (reason: string) => void = () =>
 }
 
 describe('Supervisor with real worker processes (node:cluster)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'regservice-supervisor-'));
+  const dir = tempDir('regservice-supervisor-');
   const failFile = join(dir, 'fail');
   process.env.FIXTURE_FAIL_FILE = failFile;
 
