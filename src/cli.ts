@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { loadSettings, type SettingsSources } from './config/loadSettings.js';
 import { envName, OPTION_SPECS } from './config/options.js';
-import { SettingsError, type RawSettings, type ResolveOptions, type SettingsLayer } from './config/settings.js';
+import { DEFAULTS, describeDefault, SettingsError, type RawSettings, type ResolveOptions, type SettingsLayer } from './config/settings.js';
 import { readHomeserverFacts } from './genconfig/homeserverConfig.js';
 import { planHomeserverPatch, type HomeserverChange } from './genconfig/homeserverPatch.js';
 import { startPrimary, StartError, type RunningPrimary } from './cluster/primary.js';
@@ -133,7 +133,7 @@ function runGenconfig(command: Command, options: GenconfigOptions): void {
   // The state directory defaults to the deployment directory, next to run.sh, not to where genconfig ran.
   const deploymentDefaults: SettingsLayer = {
     source: fallback?.source ?? 'genconfig defaults',
-    values: { datapath: join(resolve(options.out), '.matrix'), ...fallback?.values },
+    values: { datapath: join(resolve(options.out), DEFAULTS.datapath), ...fallback?.values },
   };
   const { settings, warnings } = settingsOrExit(command, { requireSecrets: false }, deploymentDefaults);
   for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
@@ -199,7 +199,8 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   for (const spec of OPTION_SPECS) {
     const flags = 'argName' in spec ? `--${spec.key} ${spec.argName}` : `--${spec.key}`;
-    program.addOption(new Option(flags, `${spec.description} [env ${envName(spec.key)}]`));
+    const fallback = describeDefault(spec.key);
+    program.addOption(new Option(flags, `${spec.description}${fallback === undefined ? '' : ` (default ${fallback})`} [env ${envName(spec.key)}]`));
   }
   program.addOption(new Option('--config <file>', `YAML file of the same settings [env ${envName('config')}]`));
   program.action(async (_options, command: Command) => runDaemon(command));

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import proxyaddr from 'proxy-addr';
 import { normalizeHomeserverUrl } from './homeserverUrl.js';
-import type { SettingKey } from './options.js';
+import { OPTION_SPECS, type SettingKey } from './options.js';
 
 export type Verbosity = 0 | 1 | 2 | 3 | 4 | 5;
 
@@ -89,6 +89,18 @@ export const DEFAULTS = {
   'metrics-host': '127.0.0.1',
 } as const satisfies RawSettings;
 
+/** How help texts show a default that depends on the machine rather than its value here. */
+export const DEFAULT_DESCRIPTIONS: Partial<Record<SettingKey, string>> = { workers: "the machine's available parallelism" };
+
+/** The default of a setting as help texts show it, or undefined when there is none. */
+export function describeDefault(key: SettingKey): string | undefined {
+  const value = (DEFAULTS as RawSettings)[key];
+  if (DEFAULT_DESCRIPTIONS[key] !== undefined) return DEFAULT_DESCRIPTIONS[key];
+  if (value === undefined) return undefined;
+  if (value === false || (key === 'metrics-port' && value === 0)) return 'off';
+  return String(value);
+}
+
 export class SettingsError extends Error {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
@@ -106,7 +118,7 @@ export interface ResolvedSettings {
 // server_name per the Matrix spec: hostname (DNS name, IPv4 or [IPv6]) with an optional port.
 const SERVER_NAME = /^(?:[A-Za-z0-9.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
 const LISTEN_HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$/;
-const SECRET_KEYS: readonly SettingKey[] = ['sharesecret', 'astoken', 'hstoken'];
+const SECRET_KEYS: readonly SettingKey[] = OPTION_SPECS.filter((spec) => spec.kind === 'secret').map((spec) => spec.key);
 
 function isBackend(value: string): value is Backend {
   return (BACKENDS as readonly string[]).includes(value);
