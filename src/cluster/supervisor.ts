@@ -122,30 +122,39 @@ export class Supervisor {
       log.debug('worker listening', { worker: worker.id, pid: worker.process.pid });
       this.startup?.listening();
     });
+    // A worker's last messages (why it could not start) may still be in the channel when 'exit' comes: judge the
+    // exit once the channel closed too.
     worker.on('exit', (code, signal) => {
-      this.managed.delete(managed);
-      managed.peer.close(`worker ${worker.id} exited`);
-      if (this.stopping) {
-        if (this.managed.size === 0) this.allExited?.();
+      if (worker.isConnected()) worker.once('disconnect', () => this.exited(managed, code, signal));
+      else this.exited(managed, code, signal);
+    });
+  }
+
+  private exited(managed: Managed, code: number | null, signal: string | null): void {
+    const { worker } = managed;
+    const { log } = this.options;
+    this.managed.delete(managed);
+    managed.peer.close(`worker ${worker.id} exited`);
+    if (this.stopping) {
+      if (this.managed.size === 0) this.allExited?.();
+      return;
+    }
+    const how = describeExit(code, signal);
+    if (!managed.listening) {
+      const reason = managed.failure ?? `a worker exited with ${how} before it listened`;
+      if (this.startup !== undefined) {
+        this.startup.failed(reason);
         return;
       }
-      const how = describeExit(code, signal);
-      if (!managed.listening) {
-        const reason = managed.failure ?? `a worker exited with ${how} before it listened`;
-        if (this.startup !== undefined) {
-          this.startup.failed(reason);
-          return;
-        }
-        this.failedStarts += 1;
-        if (this.failedStarts >= MAX_FAILED_STARTS) {
-          this.options.onCrashLoop(`${this.failedStarts} workers in a row failed to start; the last: ${reason}`);
-          return;
-        }
-        log.warn(`a replacement worker failed to start (${reason}); trying again`);
-      } else {
-        log.warn(`worker ${worker.id} (pid ${worker.process.pid}) exited with ${how}; starting a replacement`);
+      this.failedStarts += 1;
+      if (this.failedStarts >= MAX_FAILED_STARTS) {
+        this.options.onCrashLoop(`${this.failedStarts} workers in a row failed to start; the last: ${reason}`);
+        return;
       }
-      this.fork();
-    });
+      log.warn(`a replacement worker failed to start (${reason}); trying again`);
+    } else {
+      log.warn(`worker ${worker.id} (pid ${worker.process.pid}) exited with ${how}; starting a replacement`);
+    }
+    this.fork();
   }
 }
