@@ -89,7 +89,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     } catch (error) {
       log.error('registered on the homeserver but could not record it; it stays pending', { localpart, reason: (error as Error).message });
     }
-    return { ...user, homeServer: user.homeServer || deps.serverName };
+    return user;
   }
 
   /** One registration per node at a time; a second concurrent one is refused, never queued. */

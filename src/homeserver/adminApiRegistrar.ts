@@ -1,6 +1,7 @@
 import { userInUse } from '../protocol/matrixError.js';
 import { userIdFor } from '../protocol/nodeId.js';
-import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
+import { callHomeserver, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
+import { refusalDetail } from './registrationAnswer.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
 
 export interface AdminApiRegistrarOptions {
@@ -13,7 +14,7 @@ export interface AdminApiRegistrarOptions {
 }
 
 function refused(what: string, answer: HomeserverAnswer): Error {
-  const detail = `${errcodeOf(answer) || `HTTP ${answer.status}`}${errorTextOf(answer) ? ` ${errorTextOf(answer)}` : ''}`;
+  const detail = refusalDetail(answer);
   if (answer.status === 401 || answer.status === 403) {
     return homeserverFailed(`it refused our admin token while ${what} (${detail}); --admin-token-file must hold a server admin's token`);
   }

@@ -1,17 +1,19 @@
-import { userInUse } from '../protocol/matrixError.js';
-import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
+import { commonRefusal, refusalDetail, registeredUserOf } from './registrationAnswer.js';
+import { callHomeserver, errcodeOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
 
 export interface AppserviceRegistrarOptions {
   readonly homeserverUrl: string;
+  readonly serverName: string;
   readonly asToken: string;
   readonly timeoutMs: number;
 }
 
 function refusal(answer: HomeserverAnswer): Error {
   const errcode = errcodeOf(answer);
-  const detail = `${errcode || `HTTP ${answer.status}`}${errorTextOf(answer) ? ` ${errorTextOf(answer)}` : ''}`;
-  if (errcode === 'M_USER_IN_USE') return userInUse('this node is already registered on the homeserver');
+  const detail = refusalDetail(answer);
+  const common = commonRefusal(answer);
+  if (common !== undefined) return common;
   if (answer.status === 401 || errcode === 'M_UNKNOWN_TOKEN') {
     return homeserverFailed(`it does not know our as_token (${detail}); is registration.yaml in app_service_config_files?`);
   }
@@ -37,8 +39,8 @@ export function createAppserviceRegistrar(options: AppserviceRegistrarOptions): 
         body: { type: 'm.login.application_service', username: node.localpart, inhibit_login: false },
       });
       if (answer.status !== 200) throw refusal(answer);
-      const { user_id: userId, home_server: homeServer, access_token: token, device_id: deviceId } = answer.body;
-      if (typeof userId !== 'string' || userId === '') throw homeserverFailed('it answered 200 without a user_id');
+      const user = registeredUserOf(answer, options.serverName);
+      const { userId } = user;
 
       const profile = await callHomeserver({
         method: 'PUT',
@@ -54,13 +56,7 @@ export function createAppserviceRegistrar(options: AppserviceRegistrarOptions): 
             ? undefined
             : `user created but its displayname was not set (HTTP ${profile.status} ${errcodeOf(profile)})`;
 
-      return {
-        userId,
-        homeServer: typeof homeServer === 'string' ? homeServer : '',
-        ...(typeof token === 'string' ? { accessToken: token } : {}),
-        ...(typeof deviceId === 'string' ? { deviceId } : {}),
-        ...(warning === undefined ? {} : { warning }),
-      };
+      return { ...user, ...(warning === undefined ? {} : { warning }) };
     },
   };
 }

@@ -6,14 +6,13 @@ import { createSharedSecretRegistrar } from './sharedSecretRegistrar.js';
 
 /** The registrar the --backend setting names. */
 export function registrarForBackend(settings: Settings): Registrar {
-  const common = { homeserverUrl: settings.homeserverUrl, timeoutMs: settings.homeserverTimeoutMs };
+  const common = { homeserverUrl: settings.homeserverUrl, serverName: settings.serverName, timeoutMs: settings.homeserverTimeoutMs };
   switch (settings.backend) {
     case 'shared-secret':
       return createSharedSecretRegistrar({ ...common, sharedSecret: settings.sharedSecret, login: settings.loginAfterRegister });
     case 'admin-api':
       return createAdminApiRegistrar({
         ...common,
-        serverName: settings.serverName,
         adminToken: settings.adminToken,
         allowPasswordReset: settings.allowPasswordReset,
       });

@@ -1,10 +1,12 @@
-import { homeserverRetryLater, MatrixError, userInUse } from '../protocol/matrixError.js';
+import { homeserverRetryLater, type MatrixError } from '../protocol/matrixError.js';
+import { commonRefusal, refusalDetail, registeredUserOf } from './registrationAnswer.js';
 import { sharedSecretMac } from '../protocol/sharedSecretMac.js';
 import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
 
 export interface SharedSecretRegistrarOptions {
   readonly homeserverUrl: string;
+  readonly serverName: string;
   readonly sharedSecret: string;
   readonly timeoutMs: number;
   /** When false (the default), register with inhibit_login so no unused device is left behind. */
@@ -24,8 +26,9 @@ function retryAfterMs(answer: HomeserverAnswer): number {
 
 function refusal(answer: HomeserverAnswer): MatrixError {
   const errcode = errcodeOf(answer);
-  const detail = `${errcode || `HTTP ${answer.status}`}${errorTextOf(answer) ? ` ${errorTextOf(answer)}` : ''}`;
-  if (errcode === 'M_USER_IN_USE') return userInUse('this node is already registered on the homeserver');
+  const detail = refusalDetail(answer);
+  const common = commonRefusal(answer);
+  if (common !== undefined) return common;
   if (errcode === 'M_LIMIT_EXCEEDED' || answer.status === 429) {
     return homeserverRetryLater('M_LIMIT_EXCEEDED', 'homeserver is rate-limiting registrations; retry later', retryAfterMs(answer));
   }
@@ -82,18 +85,7 @@ export function createSharedSecretRegistrar(options: SharedSecretRegistrarOption
             inhibit_login: !options.login,
           },
         });
-        if (answer.status === 200) {
-          const { user_id: userId, home_server: homeServer, access_token: accessToken, device_id: deviceId } = answer.body;
-          if (typeof userId !== 'string' || userId === '') {
-            throw homeserverFailed('it answered 200 without a user_id');
-          }
-          return {
-            userId,
-            homeServer: typeof homeServer === 'string' ? homeServer : '',
-            ...(typeof accessToken === 'string' ? { accessToken } : {}),
-            ...(typeof deviceId === 'string' ? { deviceId } : {}),
-          };
-        }
+        if (answer.status === 200) return registeredUserOf(answer, options.serverName);
         if (isNonceRejection(answer) && attempt < NONCE_ATTEMPTS) continue;
         throw refusal(answer);
       }

@@ -46,7 +46,7 @@ describe('admin-api registrar', () => {
 });
 
 describe('appservice registrar', () => {
-  const registrar = (url: string) => createAppserviceRegistrar({ homeserverUrl: url, asToken: 'ast', timeoutMs: 2000 });
+  const registrar = (url: string) => createAppserviceRegistrar({ homeserverUrl: url, serverName: 'hs', asToken: 'ast', timeoutMs: 2000 });
 
   it('registers as the application service and sets the displayname as the user', async () => {
     const server = await fake((request, res) =>

@@ -13,7 +13,7 @@ after(async () => Promise.all(servers.map((server) => server.close())));
 async function registrarFor(route: FakeRoute, timeoutMs = 2000) {
   const server = await startFakeHomeserver(route);
   servers.push(server);
-  return { server, registrar: createSharedSecretRegistrar({ homeserverUrl: server.url, sharedSecret: 'shh', timeoutMs, login: false }) };
+  return { server, registrar: createSharedSecretRegistrar({ homeserverUrl: server.url, serverName: 'hs', sharedSecret: 'shh', timeoutMs, login: false }) };
 }
 
 /** Answers GET with a nonce and POST with `post`. */
@@ -42,6 +42,8 @@ describe('shared-secret registrar', () => {
     );
     const user = await registrar.register(node);
     assert.deepEqual(user, { userId: `@${node.localpart}:hs`, homeServer: 'hs' });
+    const { registrar: silent } = await registrarFor(withNonce((_request, res) => sendJson(res, 200, { user_id: `@${node.localpart}:hs` })));
+    assert.deepEqual(await silent.register(node), { userId: `@${node.localpart}:hs`, homeServer: 'hs' }, 'the server name when the answer does not say');
     const post = JSON.parse(server.requests[1]?.body ?? '{}') as Record<string, unknown>;
     assert.equal(server.requests[1]?.url, '/_synapse/admin/v1/register');
     assert.deepEqual(post, {
@@ -118,7 +120,7 @@ describe('shared-secret registrar', () => {
 
   it('maps an unreachable homeserver to 503 with Retry-After', async () => {
     const port = await freePort();
-    const registrar = createSharedSecretRegistrar({ homeserverUrl: `http://127.0.0.1:${port}`, sharedSecret: 's', timeoutMs: 2000, login: false });
+    const registrar = createSharedSecretRegistrar({ homeserverUrl: `http://127.0.0.1:${port}`, serverName: 'hs', sharedSecret: 's', timeoutMs: 2000, login: false });
     await expectMatrixError(registrar.register(node), 503, 'M_UNKNOWN', /homeserver failed: unreachable \(ECONNREFUSED\); retry later/);
     await assert.rejects(registrar.register(node), (error: unknown) => error instanceof MatrixError && error.headers['Retry-After'] === '5');
   });
