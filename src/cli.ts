@@ -1,31 +1,16 @@
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { loadSettings, type SettingsSources } from './config/loadSettings.js';
 import { envName, OPTION_SPECS } from './config/options.js';
-import { DEFAULTS, describeDefault, SettingsError, type RawSettings, type ResolveOptions, type SettingsLayer } from './config/settings.js';
-import { readHomeserverFacts } from './genconfig/homeserverConfig.js';
-import { planHomeserverPatch, type HomeserverChange } from './genconfig/homeserverPatch.js';
+import { describeDefault, SettingsError, type RawSettings, type ResolveOptions, type SettingsLayer } from './config/settings.js';
 import { startPrimary, StartError, type RunningPrimary } from './cluster/primary.js';
-import {
-  defaultGenconfigInput,
-  GenconfigError,
-  planGenconfig,
-  readTemplate,
-  renderNginxSite,
-  renderSystemdUnit,
-  RUN_FILE,
-  writeGenconfig,
-} from './genconfig/genconfig.js';
 import { createLogger } from './log/logger.js';
 import { packageVersion } from './packageRoot.js';
 import { StoreOpenError } from './store/database.js';
+import { CommandFailure, EXIT_BAD_SETTINGS, EXIT_FAILURE } from './commands/commandFailure.js';
 import { formatCheck, runDoctor } from './commands/doctor.js';
+import { runGenconfig, type GenconfigOptions } from './commands/genconfig.js';
+import { runRegister } from './commands/register.js';
 import { runUsersCommand, type UsersAction } from './commands/users.js';
-import { registerNode } from './node/registerNode.js';
-
-const EXIT_FAILURE = 1;
-const EXIT_BAD_SETTINGS = 2;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`matrix-regservice: ${message}\n`);
@@ -33,6 +18,16 @@ function fail(message: string, code: number): never {
 }
 
 /** Settings from this command's flags and MATRIX_REGSERVICE_* variables (files are read by loadSettings). */
+/** Runs a command; a CommandFailure becomes its message on standard error and its exit status. */
+async function reportFailure(run: () => void | Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    if (error instanceof CommandFailure) fail(error.message, error.exitCode);
+    throw error;
+  }
+}
+
 function sourcesOf(command: Command): SettingsSources {
   const opts = command.optsWithGlobals<Record<string, string | boolean | undefined>>();
   const commandLine: RawSettings = {};
@@ -102,94 +97,6 @@ async function runDaemon(command: Command): Promise<void> {
   if (signalled) await stopAndExit(0);
 }
 
-interface GenconfigOptions {
-  readonly out: string;
-  readonly force: boolean;
-  readonly id?: string | undefined;
-  readonly homeserverConfig?: string | undefined;
-  readonly patchHomeserver: boolean;
-  readonly nginx?: string | undefined;
-  readonly systemd?: string | undefined;
-  readonly publicPort: string;
-  readonly publicName?: string | undefined;
-  readonly systemdUser: string;
-}
-
-function runGenconfig(command: Command, options: GenconfigOptions): void {
-  const homeserverConfig = options.homeserverConfig ?? (existsSync('homeserver.yaml') ? 'homeserver.yaml' : undefined);
-  let homeserverText: string | undefined;
-  let fallback: SettingsLayer | undefined;
-  if (homeserverConfig !== undefined) {
-    const path = resolve(homeserverConfig);
-    try {
-      homeserverText = readFileSync(path, 'utf8');
-      const facts = readHomeserverFacts(homeserverText, dirname(path));
-      fallback = { source: `homeserver.yaml ${path}`, values: facts.settings };
-      process.stdout.write(`Read ${path}: ${facts.found.join('; ') || 'nothing this service uses'}\n`);
-    } catch (error) {
-      fail(`cannot read the homeserver config ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, EXIT_BAD_SETTINGS);
-    }
-  }
-  // The state directory defaults to the deployment directory, next to run.sh, not to where genconfig ran.
-  const deploymentDefaults: SettingsLayer = {
-    source: fallback?.source ?? 'genconfig defaults',
-    values: { datapath: join(resolve(options.out), DEFAULTS.datapath), ...fallback?.values },
-  };
-  const { settings, warnings } = settingsOrExit(command, { requireSecrets: false }, deploymentDefaults);
-  for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
-  const input = { ...defaultGenconfigInput(settings, options.out), appserviceId: options.id };
-  const publicPort = Number(options.publicPort);
-  if (!Number.isInteger(publicPort) || publicPort < 1 || publicPort > 65535) fail(`--public-port must be a port, got "${options.publicPort}"`, EXIT_BAD_SETTINGS);
-  try {
-    const plan = planGenconfig(input);
-    const site = {
-      publicPort,
-      publicName: options.publicName ?? settings.serverName.replace(/:\d+$/, ''),
-      user: options.systemdUser,
-      runScript: join(input.outDir, RUN_FILE),
-    };
-    const files = [
-      ...plan.files,
-      ...(options.nginx === undefined ? [] : [{ name: resolve(options.nginx), content: renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, input.now), mode: 0o644 }]),
-      ...(options.systemd === undefined ? [] : [{ name: resolve(options.systemd), content: renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, site, input.now), mode: 0o644 }]),
-    ];
-    // homeserver.yaml is checked before anything is written: a file that cannot be patched safely leaves no trace.
-    const path = homeserverConfig === undefined ? undefined : resolve(homeserverConfig);
-    const patch =
-      homeserverText === undefined ? undefined : planHomeserverPatch(homeserverText, { registrationFile: plan.registrationFile, sharedSecretFile: plan.newSecretFile });
-    const byHand = (changes: readonly HomeserverChange[]): string => changes.map((change) => `  ${change.describe.replaceAll('\n', '\n  ')}`).join('\n');
-    if (patch !== undefined && !patch.ok && options.patchHomeserver) {
-      fail(
-        `cannot patch ${path} safely; nothing was written:\n${patch.problems.map((problem) => `  - ${problem}`).join('\n')}\n` +
-          `Fix that and run again, or run without --patch-homeserver and add by hand:\n${byHand(patch.changes)}`,
-        EXIT_FAILURE,
-      );
-    }
-    const written = writeGenconfig({ files }, input.outDir, options.force);
-    process.stdout.write(`Wrote ${written.join(', ')}\n`);
-    if (patch === undefined || path === undefined) {
-      process.stdout.write(plan.instructions);
-      return;
-    }
-    if (patch.changes.length === 0) {
-      process.stdout.write(`${path} already has what this deployment needs.\n`);
-    } else if (options.patchHomeserver && patch.ok) {
-      const backup = `${path}.bak-${input.now.toISOString().replace(/[:.]/g, '')}`;
-      copyFileSync(path, backup);
-      writeFileSync(path, patch.text);
-      process.stdout.write(`Patched ${path} (backup: ${backup}):\n${byHand(patch.changes)}\nRestart Synapse, then start the service: ${site.runScript}\n`);
-      return;
-    } else {
-      const caveat = patch.ok ? '' : ` (--patch-homeserver cannot: ${patch.problems.join('; ')})`;
-      process.stdout.write(`Add to ${path}${patch.ok ? ' (or run again with --patch-homeserver)' : caveat}, then restart Synapse:\n${byHand(patch.changes)}\n`);
-    }
-    process.stdout.write(`Then start the service: ${site.runScript}\n`);
-  } catch (error) {
-    if (error instanceof GenconfigError) fail(error.message, EXIT_FAILURE);
-    throw error;
-  }
-}
-
 export function buildProgram(): Command {
   const program = new Command('matrix-regservice')
     .description(
@@ -218,7 +125,9 @@ export function buildProgram(): Command {
     .option('--public-port <port>', 'public port of the nginx site', '80')
     .option('--public-name <name>', 'server_name of the nginx site (default: the matrix domain)')
     .option('--systemd-user <user>', 'system user of the systemd unit', 'matrix-regservice')
-    .action((options: GenconfigOptions, command: Command) => runGenconfig(command, options));
+    .action((options: GenconfigOptions, command: Command) =>
+      reportFailure(() => runGenconfig(options, (fallback) => settingsOrExit(command, { requireSecrets: false }, fallback), process)),
+    );
   program
     .command('doctor')
     .description('check the deployment: homeserver, backend access, application-service ping, datapath, public routing')
@@ -238,7 +147,7 @@ export function buildProgram(): Command {
     .requiredOption('--key-file <file>', 'file holding the node private key as 64 hex characters')
     .requiredOption('--homeserver <url>', 'public homeserver URL')
     .option('--server-name <name>', "the homeserver's server_name (default: the URL's host)")
-    .action((options: { keyFile: string; homeserver: string; serverName?: string }) => runRegister(options));
+    .action((options: { keyFile: string; homeserver: string; serverName?: string }) => reportFailure(() => runRegister(options, process)));
   return program;
 }
 
@@ -261,23 +170,6 @@ async function runUsers(command: Command, action: string, address: string | unde
   } catch (error) {
     if (error instanceof StoreOpenError) fail(error.message, EXIT_FAILURE);
     throw error;
-  }
-}
-
-async function runRegister(options: { keyFile: string; homeserver: string; serverName?: string }): Promise<void> {
-  let key: Buffer;
-  try {
-    const text = readFileSync(options.keyFile, 'utf8').trim().replace(/^0x/i, '');
-    if (!/^[0-9a-fA-F]{64}$/.test(text)) fail(`${options.keyFile} must hold a 32-byte private key as 64 hex characters`, EXIT_BAD_SETTINGS);
-    key = Buffer.from(text, 'hex');
-  } catch (error) {
-    fail(`cannot read ${options.keyFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, EXIT_BAD_SETTINGS);
-  }
-  try {
-    const node = await registerNode({ privateKey: key, homeserverUrl: options.homeserver, serverName: options.serverName });
-    process.stdout.write(`${node.userId}\n`);
-  } catch (error) {
-    fail(error instanceof Error ? error.message : String(error), EXIT_FAILURE);
   }
 }
 
