@@ -14,7 +14,8 @@ import { join, resolve } from 'node:path';
 import { keccak256Utf8 } from '../src/protocol/keccak.js';
 import { nativeRecovery, nobleRecovery } from '../src/protocol/addressRecovery.js';
 import { parseSignatureHex } from '../src/protocol/signature.js';
-import { randomPrivateKey, signRegistration } from '../src/protocol/signRegistration.js';
+import { randomPrivateKey, signHashHex, signRegistration } from '../src/protocol/signRegistration.js';
+import { secp256k1 as nobleCurves } from '@noble/curves/secp256k1.js';
 import { generateGate, type Gate } from '../test/support/gate.js';
 import { freePort, waitFor } from '../test/support/ports.js';
 import { sharedSecretRegister, startSynapse, synapseAvailability, SYNAPSE_ROOT } from '../test/support/synapse.js';
@@ -60,7 +61,14 @@ function cryptoFigures(forged: { password: string }[]): void {
   const noble = nobleRecovery();
   const candidates: [string, (index: number) => void][] = [
     ...(native === null ? [] : [['libsecp256k1 (npm secp256k1 prebuilt addon) — used', (i: number) => native.recover(hash, signatures[i % signatures.length]!)] as [string, (index: number) => void]]),
-    ['@noble/curves — the fallback', (i) => noble.recover(hash, signatures[i % signatures.length]!)],
+    ['@noble/secp256k1 — the fallback', (i) => noble.recover(hash, signatures[i % signatures.length]!)],
+    ['@noble/curves (not used; for comparison)', (i) => {
+      const s = signatures[i % signatures.length]!;
+      const recovered = new Uint8Array(65);
+      recovered[0] = s.recoveryId;
+      recovered.set(s.compact, 1);
+      try { nobleCurves.recoverPublicKey(recovered, hash, { prehash: false }); } catch { /* forged: may not recover */ }
+    }],
     ['elliptic (npm secp256k1 JS fallback)', (i) => {
       const s = signatures[i % signatures.length]!;
       try { elliptic.ecdsaRecover(s.compact, s.recoveryId, hash, false); } catch { /* forged: may not recover */ }
@@ -70,13 +78,19 @@ function cryptoFigures(forged: { password: string }[]): void {
       try { ethers.SigningKey.recoverPublicKey(hash, `0x${body.password}`); } catch { /* forged */ }
     }],
   ];
-  note('\n## 1. Signature recovery, one core\n\n| implementation | recoveries/s |\n|---|---|');
-  for (const [name, run] of candidates) {
+  const perSecond = (run: (index: number) => void): number => {
     let count = 0;
     const started = performance.now();
     while (performance.now() - started < 2000) run(count++);
-    note(`| ${name} | ${fmt(rate(count, performance.now() - started))} |`);
-  }
+    return rate(count, performance.now() - started);
+  };
+  note('\n## 1. Signatures, one core\n\nRecovery is what the service does per request; signing is what a node does (the `register` command and library).\n');
+  note('| implementation | recoveries/s |\n|---|---|');
+  for (const [name, run] of candidates) note(`| ${name} | ${fmt(perSecond(run))} |`);
+  const key = randomPrivateKey();
+  note('\n| implementation | signatures/s (low s, recoverable) |\n|---|---|');
+  note(`| @noble/secp256k1 — used by the node side | ${fmt(perSecond((i) => signHashHex(key, keccak256Utf8(`m${i}`))))} |`);
+  note(`| @noble/curves (not used; for comparison) | ${fmt(perSecond((i) => nobleCurves.sign(keccak256Utf8(`m${i}`), key, { prehash: false, lowS: true, format: 'recovered' })))} |`);
 }
 
 /** utime+stime of a process and its children (the service's workers), in seconds. */

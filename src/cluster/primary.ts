@@ -75,7 +75,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   const store = await openStore(settings.datapath);
   const crypto = createAddressRecovery().implementation;
   if (crypto !== 'libsecp256k1') {
-    log.warn('libsecp256k1 addon not available: verifying signatures with pure-JS @noble/curves (slower)');
+    log.warn('libsecp256k1 addon not available: verifying signatures with pure-JS @noble/secp256k1 (slower)');
   }
   const calls = new CallLimiter(settings.maxHomeserverCalls, settings.maxQueued);
   const metrics = createPrimaryMetrics({ inFlight: () => calls.inFlight, queued: () => calls.queued });

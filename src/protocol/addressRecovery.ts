@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { secp256k1 as nobleSecp256k1 } from '@noble/curves/secp256k1.js';
+import { secp256k1 as nobleSecp256k1 } from './nobleSecp256k1.js';
 import { keccak256 } from './keccak.js';
 import type { RecoverableSignature } from './signature.js';
 
@@ -26,7 +26,7 @@ function loadNative(): NativeSecp256k1 | null {
   try {
     const require = createRequire(import.meta.url);
     // `secp256k1/bindings` is the libsecp256k1 addon alone; the package's main entry would
-    // silently fall back to `elliptic`, and we prefer @noble/curves as the portable fallback.
+    // silently fall back to `elliptic`, and we prefer @noble/secp256k1 as the portable fallback.
     return require('secp256k1/bindings') as NativeSecp256k1;
   } catch {
     return null;
@@ -56,8 +56,7 @@ export function nobleRecovery(): AddressRecovery {
         const recovered = new Uint8Array(65);
         recovered[0] = signature.recoveryId;
         recovered.set(signature.compact, 1);
-        const publicKey = nobleSecp256k1.recoverPublicKey(recovered, messageHash, { prehash: false });
-        return addressOfUncompressedKey(nobleSecp256k1.Point.fromBytes(publicKey).toBytes(false));
+        return addressOfUncompressedKey(nobleSecp256k1.recoverPublicKey(recovered, messageHash, { prehash: false, isCompressed: false }));
       } catch {
         return null;
       }
@@ -65,7 +64,7 @@ export function nobleRecovery(): AddressRecovery {
   };
 }
 
-/** libsecp256k1 through its prebuilt addon when it loads, else the pure-JS @noble/curves. */
+/** libsecp256k1 through its prebuilt addon when it loads, else the pure-JS @noble/secp256k1. */
 export function createAddressRecovery(): AddressRecovery {
   return nativeRecovery() ?? nobleRecovery();
 }

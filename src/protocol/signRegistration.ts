@@ -1,4 +1,4 @@
-import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { secp256k1 } from './nobleSecp256k1.js';
 import { keccak256, keccak256Utf8 } from './keccak.js';
 import { displaynamePrefix, userIdFor } from './nodeId.js';
 
