@@ -90,7 +90,7 @@ async function runDaemon(command: Command): Promise<void> {
     });
   } catch (error) {
     const known = error instanceof StoreOpenError || error instanceof StartError;
-    log.critical(known ? (error as Error).message : `cannot start: ${(error as Error).message}`);
+    log.critical(known ? (error).message : `cannot start: ${(error as Error).message}`);
     await log.close();
     process.exit(EXIT_FAILURE);
   }

@@ -57,7 +57,7 @@ function isPacket(message: unknown): message is Packet {
  */
 export class IpcPeer {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  private readonly pending = new Map<number, { readonly resolve: (value: unknown) => void; readonly reject: (error: Error) => void }>();
   private outbox: Envelope[] = [];
   private closedReason: string | undefined;
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { localServiceUrl } from '../config/connectAddress.js';
 import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
-import { callHomeserver } from '../homeserver/homeserverCall.js';
+import { callHomeserver, errcodeOf, errorTextOf } from '../homeserver/homeserverCall.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
 import { openStore, StoreOpenError, STORE_DIRECTORY } from '../store/database.js';
 
@@ -38,14 +38,14 @@ async function checkBackendAccess(settings: Settings): Promise<CheckResult> {
       const answer = await callHomeserver({ method: 'GET', url: `${settings.homeserverUrl}/_synapse/admin/v1/register`, timeoutMs: TIMEOUT_MS });
       return typeof answer.body.nonce === 'string'
         ? { ok: true, what, detail: 'GET /_synapse/admin/v1/register gives a nonce' }
-        : { ok: false, what, detail: `HTTP ${answer.status} ${String(answer.body.error ?? '')}: set registration_shared_secret in homeserver.yaml` };
+        : { ok: false, what, detail: `HTTP ${answer.status} ${errorTextOf(answer)}: set registration_shared_secret in homeserver.yaml` };
     }
     const token = settings.backend === 'admin-api' ? settings.adminToken : settings.asToken;
     const what = settings.backend === 'admin-api' ? 'admin token accepted' : 'as_token accepted';
     const answer = await callHomeserver({ method: 'GET', url: `${settings.homeserverUrl}/_matrix/client/v3/account/whoami`, accessToken: token, timeoutMs: TIMEOUT_MS });
     return answer.status === 200
       ? { ok: true, what, detail: `acts as ${String(answer.body.user_id)}` }
-      : { ok: false, what, detail: `HTTP ${answer.status} ${String(answer.body.errcode ?? '')}` };
+      : { ok: false, what, detail: `HTTP ${answer.status} ${errcodeOf(answer)}` };
   } catch (error) {
     return { ok: false, what: `${settings.backend} backend usable`, detail: failure(error) };
   }

@@ -23,7 +23,7 @@ function clientListenerUrl(listeners: unknown): string | undefined {
   if (!Array.isArray(listeners)) return undefined;
   for (const listener of listeners as Listener[]) {
     const names = Array.isArray(listener.resources)
-      ? (listener.resources as { names?: unknown }[]).flatMap((resource) => (Array.isArray(resource.names) ? resource.names : []))
+      ? (listener.resources as { names?: unknown }[]).flatMap((resource) => (Array.isArray(resource.names) ? (resource.names as unknown[]) : []))
       : [];
     if (listener.type !== 'http' || !names.includes('client') || typeof listener.port !== 'number') continue;
     const bound = Array.isArray(listener.bind_addresses) ? String(listener.bind_addresses[0] ?? '') : '';

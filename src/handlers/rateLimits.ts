@@ -10,8 +10,8 @@ export interface RateLimitSettings {
 
 export interface RateLimits {
   /** Resolves, or throws 429 M_LIMIT_EXCEEDED with Retry-After. */
-  client(key: string): Promise<void>;
-  node(localpart: string): Promise<void>;
+  readonly client: (key: string) => Promise<void>;
+  readonly node: (localpart: string) => Promise<void>;
 }
 
 function limit(limiter: RateLimiter | undefined, what: string): (key: string) => Promise<void> {

@@ -6,13 +6,13 @@ export type MetricsSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 /** What a worker counts: the answers it gave. */
 export interface WorkerMetrics {
   readonly registry: Registry;
-  registration(outcome: string): void;
+  readonly registration: (outcome: string) => void;
 }
 
 /** What the primary counts: homeserver calls, their queue, transactions. */
 export interface PrimaryMetrics {
   readonly registry: Registry;
-  transaction(outcome: 'processed' | 'duplicate'): void;
+  readonly transaction: (outcome: 'processed' | 'duplicate') => void;
   /** Times one homeserver call of kind `call` (register, user_exists). */
   timeHomeserverCall<T>(call: string, work: () => Promise<T>): Promise<T>;
 }

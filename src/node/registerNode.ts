@@ -48,6 +48,9 @@ async function postJson(url: string, body: unknown, timeoutMs: number): Promise<
  * Does what a Photon node does: registers through <homeserver>/regapp/1/register (an existing
  * account, 409, is fine), then logs in with m.login.password and the signature password.
  */
+/** A field of an answer as text: strings as they are, anything else empty. */
+const textOf = (value: unknown): string => (typeof value === 'string' ? value : '');
+
 export async function registerNode(options: RegisterNodeOptions): Promise<RegisteredNode> {
   const base = options.homeserverUrl.replace(/\/+$/, '');
   const serverName = options.serverName ?? new URL(base).host;
@@ -56,9 +59,9 @@ export async function registerNode(options: RegisterNodeOptions): Promise<Regist
   const registered = await postJson(`${base}/regapp/1/register`, body, timeoutMs);
   if (registered.status !== 200 && !(registered.status === 409 && registered.body.errcode === 'M_USER_IN_USE')) {
     throw new RegistrationFailed(
-      `registration failed: HTTP ${registered.status} ${String(registered.body.errcode ?? '')} ${String(registered.body.error ?? '')}`.trim(),
+      `registration failed: HTTP ${registered.status} ${textOf(registered.body.errcode)} ${textOf(registered.body.error)}`.trim(),
       registered.status,
-      String(registered.body.errcode ?? ''),
+      textOf(registered.body.errcode),
     );
   }
   const login = await postJson(
@@ -68,10 +71,10 @@ export async function registerNode(options: RegisterNodeOptions): Promise<Regist
   );
   if (login.status !== 200 || typeof login.body.access_token !== 'string') {
     throw new RegistrationFailed(
-      `login failed: HTTP ${login.status} ${String(login.body.errcode ?? '')} ${String(login.body.error ?? '')}`.trim(),
+      `login failed: HTTP ${login.status} ${textOf(login.body.errcode)} ${textOf(login.body.error)}`.trim(),
       login.status,
-      String(login.body.errcode ?? ''),
+      textOf(login.body.errcode),
     );
   }
-  return { userId: String(login.body.user_id), accessToken: login.body.access_token, deviceId: String(login.body.device_id ?? '') };
+  return { userId: String(login.body.user_id), accessToken: login.body.access_token, deviceId: textOf(login.body.device_id) };
 }

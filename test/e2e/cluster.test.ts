@@ -88,7 +88,7 @@ describe('the service on every core: a primary and its workers, against a real S
     const since = gate.mark();
     const answers = [];
     for (let i = 0; i < 12; i++) answers.push((await postFresh(`${gate.url}/register`, forged(), '203.0.113.50')).status);
-    assert.deepEqual(answers, [...Array(5).fill(403), ...Array(7).fill(429)]);
+    assert.deepEqual(answers, [...Array<number>(5).fill(403), ...Array<number>(7).fill(429)]);
     assert.equal((await postFresh(`${gate.url}/register`, forged(), '203.0.113.51')).status, 403, 'another client has its own allowance');
 
     const summaries = await waitFor(
