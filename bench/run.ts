@@ -55,28 +55,58 @@ function cryptoFigures(forged: { password: string }[]): void {
   const hash = keccak256Utf8(SERVER);
   const signatures = forged.map((body) => parseSignatureHex(body.password, 'password'));
   const require = createRequire(import.meta.url);
-  const elliptic = require('secp256k1/elliptic') as { ecdsaRecover(sig: Uint8Array, recid: number, msg: Uint8Array, compressed: boolean): Uint8Array };
+  const elliptic = require('secp256k1/elliptic') as {
+    ecdsaRecover(sig: Uint8Array, recid: number, msg: Uint8Array, compressed: boolean): Uint8Array;
+  };
   const ethers = require('ethers') as { SigningKey: { recoverPublicKey(digest: Uint8Array, signature: string): string } };
   const native = nativeRecovery();
   const noble = nobleRecovery();
   const candidates: [string, (index: number) => void][] = [
-    ...(native === null ? [] : [['libsecp256k1 (npm secp256k1 prebuilt addon) — used', (i: number) => native.recover(hash, signatures[i % signatures.length]!)] as [string, (index: number) => void]]),
+    ...(native === null
+      ? []
+      : [
+          [
+            'libsecp256k1 (npm secp256k1 prebuilt addon) — used',
+            (i: number) => native.recover(hash, signatures[i % signatures.length]!),
+          ] as [string, (index: number) => void],
+        ]),
     ['@noble/secp256k1 — the fallback', (i) => noble.recover(hash, signatures[i % signatures.length]!)],
-    ['@noble/curves (not used; for comparison)', (i) => {
-      const s = signatures[i % signatures.length]!;
-      const recovered = new Uint8Array(65);
-      recovered[0] = s.recoveryId;
-      recovered.set(s.compact, 1);
-      try { nobleCurves.recoverPublicKey(recovered, hash, { prehash: false }); } catch { /* forged: may not recover */ }
-    }],
-    ['elliptic (npm secp256k1 JS fallback)', (i) => {
-      const s = signatures[i % signatures.length]!;
-      try { elliptic.ecdsaRecover(s.compact, s.recoveryId, hash, false); } catch { /* forged: may not recover */ }
-    }],
-    ['ethers 6', (i) => {
-      const body = forged[i % forged.length]!;
-      try { ethers.SigningKey.recoverPublicKey(hash, `0x${body.password}`); } catch { /* forged */ }
-    }],
+    [
+      '@noble/curves (not used; for comparison)',
+      (i) => {
+        const s = signatures[i % signatures.length]!;
+        const recovered = new Uint8Array(65);
+        recovered[0] = s.recoveryId;
+        recovered.set(s.compact, 1);
+        try {
+          nobleCurves.recoverPublicKey(recovered, hash, { prehash: false });
+        } catch {
+          /* forged: may not recover */
+        }
+      },
+    ],
+    [
+      'elliptic (npm secp256k1 JS fallback)',
+      (i) => {
+        const s = signatures[i % signatures.length]!;
+        try {
+          elliptic.ecdsaRecover(s.compact, s.recoveryId, hash, false);
+        } catch {
+          /* forged: may not recover */
+        }
+      },
+    ],
+    [
+      'ethers 6',
+      (i) => {
+        const body = forged[i % forged.length]!;
+        try {
+          ethers.SigningKey.recoverPublicKey(hash, `0x${body.password}`);
+        } catch {
+          /* forged */
+        }
+      },
+    ],
   ];
   const perSecond = (run: (index: number) => void): number => {
     let count = 0;
@@ -84,22 +114,31 @@ function cryptoFigures(forged: { password: string }[]): void {
     while (performance.now() - started < 2000) run(count++);
     return rate(count, performance.now() - started);
   };
-  note('\n## 1. Signatures, one core\n\nRecovery is what the service does per request; signing is what a node does (the `register` command and library).\n');
+  note(
+    '\n## 1. Signatures, one core\n\nRecovery is what the service does per request; signing is what a node does (the `register` command and library).\n',
+  );
   note('| implementation | recoveries/s |\n|---|---|');
   for (const [name, run] of candidates) note(`| ${name} | ${fmt(perSecond(run))} |`);
   const key = randomPrivateKey();
   note('\n| implementation | signatures/s (low s, recoverable) |\n|---|---|');
   note(`| @noble/secp256k1 — used by the node side | ${fmt(perSecond((i) => signHashHex(key, keccak256Utf8(`m${i}`))))} |`);
-  note(`| @noble/curves (not used; for comparison) | ${fmt(perSecond((i) => nobleCurves.sign(keccak256Utf8(`m${i}`), key, { prehash: false, lowS: true, format: 'recovered' })))} |`);
+  note(
+    `| @noble/curves (not used; for comparison) | ${fmt(perSecond((i) => nobleCurves.sign(keccak256Utf8(`m${i}`), key, { prehash: false, lowS: true, format: 'recovered' })))} |`,
+  );
 }
 
 /** utime+stime of a process and its children (the service's workers), in seconds. */
 function treeCpuSeconds(pid: number): number {
-  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter(Boolean)
+    .map(Number);
   let ticks = 0;
   for (const each of [pid, ...children]) {
     try {
-      const fields = readFileSync(`/proc/${each}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      const fields = readFileSync(`/proc/${each}/stat`, 'utf8')
+        .replace(/^.*\) /, '')
+        .split(' ');
       ticks += Number(fields[11]) + Number(fields[12]);
     } catch {
       // exited meanwhile
@@ -110,13 +149,19 @@ function treeCpuSeconds(pid: number): number {
 
 /** Peak RSS in MB of the process and of its largest child. */
 function peakRss(pid: number): { main: number; worker: number | undefined } {
-  const hwm = (each: number): number => Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${each}/status`, 'utf8'))?.[1] ?? NaN) / 1024);
-  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  const hwm = (each: number): number =>
+    Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${each}/status`, 'utf8'))?.[1] ?? NaN) / 1024);
+  const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter(Boolean)
+    .map(Number);
   return { main: hwm(pid), worker: children.length === 0 ? undefined : Math.max(...children.map(hwm)) };
 }
 
 function wrk(script: string, port: number, args: readonly string[], duration = WRK_ARGS): { requests: number; rps: number; p50: string } {
-  const raw = execFileSync('wrk', ['--latency', ...duration, '-s', script, `http://127.0.0.1:${port}`, '--', ...args], { encoding: 'utf8' });
+  const raw = execFileSync('wrk', ['--latency', ...duration, '-s', script, `http://127.0.0.1:${port}`, '--', ...args], {
+    encoding: 'utf8',
+  });
   const requests = Number(/(\d+) requests in/.exec(raw)?.[1] ?? NaN);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(raw)?.[1] ?? NaN);
   return { requests, rps: Math.round(rps), p50: /50%\s+(\S+)/.exec(raw)?.[1] ?? '?' };
@@ -154,7 +199,10 @@ function summarize(results: LoadResult[]): LoadResult & { spread: string } {
     rps: median(rps),
     cpuUs: median(results.map((r) => r.cpuUs)),
     p50: results[results.length >> 1]!.p50,
-    rss: { main: Math.max(...results.map((r) => r.rss.main)), worker: results[0]!.rss.worker === undefined ? undefined : Math.max(...results.map((r) => r.rss.worker ?? 0)) },
+    rss: {
+      main: Math.max(...results.map((r) => r.rss.main)),
+      worker: results[0]!.rss.worker === undefined ? undefined : Math.max(...results.map((r) => r.rss.worker ?? 0)),
+    },
     spread: `${fmt(Math.min(...rps))}–${fmt(Math.max(...rps))}`,
   };
 }
@@ -169,9 +217,14 @@ function goOriginal(): string | undefined {
 
 async function main(): Promise<void> {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  note(`# Benchmarks\n\nRun: ${new Date().toISOString()} · ${cpus().length} × ${cpu} · Node ${process.version}` +
-    ` · \`npm run bench\` (bench/run.ts). Load generator (wrk) on the same machine, sharing its cores.`);
-  const forged = Array.from({ length: FORGED_COUNT }, () => ({ ...signRegistration(randomPrivateKey(), SERVER), password: signRegistration(randomPrivateKey(), SERVER).password }));
+  note(
+    `# Benchmarks\n\nRun: ${new Date().toISOString()} · ${cpus().length} × ${cpu} · Node ${process.version}` +
+      ` · \`npm run bench\` (bench/run.ts). Load generator (wrk) on the same machine, sharing its cores.`,
+  );
+  const forged = Array.from({ length: FORGED_COUNT }, () => ({
+    ...signRegistration(randomPrivateKey(), SERVER),
+    password: signRegistration(randomPrivateKey(), SERVER).password,
+  }));
   cryptoFigures(forged);
 
   const work = mkdtempSync(join(tmpdir(), 'regservice-bench-'));
@@ -183,7 +236,9 @@ async function main(): Promise<void> {
   const synapsePort = await freePort();
   const homeserverUrl = `http://127.0.0.1:${synapsePort}`;
   const gate = await generateGate({ serverName: SERVER, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
-  const synapse = synapseOk ? await startSynapse({ serverName: SERVER, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] }) : undefined;
+  const synapse = synapseOk
+    ? await startSynapse({ serverName: SERVER, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] })
+    : undefined;
   const goBinary = goOriginal();
   const port = Number(new URL(gate.url).port);
 
@@ -196,8 +251,30 @@ async function main(): Promise<void> {
   const go = (binary: string) => async (): Promise<Daemon> => {
     const goPort = await freePort();
     const dir = mkdtempSync(join(work, 'go-'));
-    const child: ChildProcess = spawn(binary, ['--matrixdomain', SERVER, '--matrixurl', `${homeserverUrl}/_synapse/admin/v1/register`, '--sharesecret', readFileSync(secretFile, 'utf8'), '--host', '127.0.0.1', '--port', String(goPort), '--datapath', join(dir, '.matrix')], { cwd: dir, stdio: 'ignore' });
-    await waitFor('the Go original', async () => ((await fetch(`http://127.0.0.1:${goPort}/regapp/1/register`, { method: 'POST', body: '{}' })).status > 0 ? true : undefined), 10_000);
+    const child: ChildProcess = spawn(
+      binary,
+      [
+        '--matrixdomain',
+        SERVER,
+        '--matrixurl',
+        `${homeserverUrl}/_synapse/admin/v1/register`,
+        '--sharesecret',
+        readFileSync(secretFile, 'utf8'),
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(goPort),
+        '--datapath',
+        join(dir, '.matrix'),
+      ],
+      { cwd: dir, stdio: 'ignore' },
+    );
+    await waitFor(
+      'the Go original',
+      async () =>
+        (await fetch(`http://127.0.0.1:${goPort}/regapp/1/register`, { method: 'POST', body: '{}' })).status > 0 ? true : undefined,
+      10_000,
+    );
     return {
       pid: child.pid as number,
       port: goPort,
@@ -214,31 +291,59 @@ async function main(): Promise<void> {
     const configs: [string, (limits: readonly string[]) => () => Promise<Daemon>][] = [
       ['this service, `--workers 1`', (limits) => service(['--workers', '1', ...limits])],
       [`this service, default workers (${cores})`, (limits) => service(limits)],
-      ...(goBinary === undefined ? [] : [['Go original', () => go(goBinary)] as [string, (limits: readonly string[]) => () => Promise<Daemon>]]),
+      ...(goBinary === undefined
+        ? []
+        : [['Go original', () => go(goBinary)] as [string, (limits: readonly string[]) => () => Promise<Daemon>]]),
     ];
-    note(`\n## 2. Forged-signature refusals (built daemons, wrk ${WRK_ARGS.join(' ')}, ${fmt(FORGED_COUNT)} distinct forged bodies, default verbosity)\n`);
-    if (goBinary === undefined) note(`The Go original is not here (build it with ../shared/go-original/build.sh from a git copy at ${GO_ORIGINAL_GIT}, or set GO_ORIGINAL_GIT): no Go rows.\n`);
+    note(
+      `\n## 2. Forged-signature refusals (built daemons, wrk ${WRK_ARGS.join(' ')}, ${fmt(FORGED_COUNT)} distinct forged bodies, default verbosity)\n`,
+    );
+    if (goBinary === undefined)
+      note(
+        `The Go original is not here (build it with ../shared/go-original/build.sh from a git copy at ${GO_ORIGINAL_GIT}, or set GO_ORIGINAL_GIT): no Go rows.\n`,
+      );
     if (spawnSync('wrk', ['--version']).error !== undefined) {
       note('wrk is not installed (apt-get install wrk): no HTTP figures.');
     } else {
-      const table = async (title: string, script: string, serviceArgs: readonly string[], rounds: number): Promise<Map<string, LoadResult>> => {
+      const table = async (
+        title: string,
+        script: string,
+        serviceArgs: readonly string[],
+        rounds: number,
+      ): Promise<Map<string, LoadResult>> => {
         const all = new Map<string, LoadResult[]>(configs.map(([name]) => [name, []]));
         // Rounds interleave the configurations, so that a noisy moment does not land on one of them only.
         for (let round = 0; round < rounds; round++) {
           for (const [name, start] of configs) all.get(name)!.push(await loadRun(start(serviceArgs), script, [forgedFile]));
         }
-        note(`### ${title}\n\nMedian of ${rounds} rounds, interleaved. CPU is the daemon's whole process tree (utime+stime from /proc) over the measured run ÷ requests.\n`);
-        note('| daemon | refusals/s (median) | range | CPU µs / refusal | p50 latency | peak RSS: primary / largest worker |\n|---|---|---|---|---|---|');
+        note(
+          `### ${title}\n\nMedian of ${rounds} rounds, interleaved. CPU is the daemon's whole process tree (utime+stime from /proc) over the measured run ÷ requests.\n`,
+        );
+        note(
+          '| daemon | refusals/s (median) | range | CPU µs / refusal | p50 latency | peak RSS: primary / largest worker |\n|---|---|---|---|---|---|',
+        );
         const medians = new Map<string, LoadResult>();
         for (const [name, results] of all) {
           const s = summarize(results);
           medians.set(name, s);
-          note(`| ${name} | ${fmt(s.rps)} | ${s.spread} | ${s.cpuUs.toFixed(0)} | ${s.p50} | ${s.rss.main} MB${s.rss.worker === undefined ? '' : ` / ${s.rss.worker} MB`} |`);
+          note(
+            `| ${name} | ${fmt(s.rps)} | ${s.spread} | ${s.cpuUs.toFixed(0)} | ${s.p50} | ${s.rss.main} MB${s.rss.worker === undefined ? '' : ` / ${s.rss.worker} MB`} |`,
+          );
         }
         return medians;
       };
-      const open = await table('Rate limits off (`--rate-limit-client 0 --rate-limit-node 0`; the Go original has none)', 'bench/forged.lua', ['--rate-limit-client', '0', '--rate-limit-node', '0'], ROUNDS);
-      const botnet = await table('Default rate limits on, every request from another client address (X-Forwarded-For from loopback: a botnet behind nginx)', 'bench/botnet.lua', [], 2);
+      const open = await table(
+        'Rate limits off (`--rate-limit-client 0 --rate-limit-node 0`; the Go original has none)',
+        'bench/forged.lua',
+        ['--rate-limit-client', '0', '--rate-limit-node', '0'],
+        ROUNDS,
+      );
+      const botnet = await table(
+        'Default rate limits on, every request from another client address (X-Forwarded-For from loopback: a botnet behind nginx)',
+        'bench/botnet.lua',
+        [],
+        2,
+      );
 
       const goOpen = open.get('Go original');
       const ours = open.get(`this service, default workers (${cores})`)!;
@@ -247,23 +352,36 @@ async function main(): Promise<void> {
       if (goOpen !== undefined) {
         const rpsRatio = ours.rps / goOpen.rps;
         const cpuRatio = ours.cpuUs / goOpen.cpuUs;
-        note(`- Refusals/s, default workers ÷ Go original: **${rpsRatio.toFixed(2)}×** (target ≥ 1.5×: ${rpsRatio >= 1.5 ? 'met' : 'not met'}).`);
-        note(`- CPU per refusal, default workers ÷ Go original: **${cpuRatio.toFixed(2)}×** (target ≤ 0.7×: ${cpuRatio <= 0.7 ? 'met' : 'not met'}).`);
+        note(
+          `- Refusals/s, default workers ÷ Go original: **${rpsRatio.toFixed(2)}×** (target ≥ 1.5×: ${rpsRatio >= 1.5 ? 'met' : 'not met'}).`,
+        );
+        note(
+          `- CPU per refusal, default workers ÷ Go original: **${cpuRatio.toFixed(2)}×** (target ≤ 0.7×: ${cpuRatio <= 0.7 ? 'met' : 'not met'}).`,
+        );
       }
       const worstRss = Math.max(...[...open.values(), ...botnet.values()].flatMap((r) => [r.rss.main, r.rss.worker ?? 0]));
-      note(`- Peak RSS per process, over every run above: ${worstRss} MB (target ≤ 100 MB: ${worstRss <= 100 ? 'met' : 'not met'}). ` +
-        'RSS counts the pages of the Node binary each process maps (about 40 MB, shared between the processes); the primary keeps ' +
-        'the rate-limit allowances (at most 100,000 clients per limit) and the database.');
-      note(`- Scaling: ${fmt(one.rps)}/s with one worker, ${fmt(ours.rps)}/s with ${cores} (${(ours.rps / one.rps).toFixed(2)}×) on ${cores} cores that wrk shares. ` +
-        `One refusal costs ${ours.cpuUs.toFixed(0)} µs of CPU here, so a 16-core machine with the load generated elsewhere would refuse about ` +
-        `16 ÷ ${ours.cpuUs.toFixed(0)} µs ≈ **${fmt(16 / (ours.cpuUs / 1e6))}/s**${goOpen === undefined ? '' : ` (the Go original, at ${goOpen.cpuUs.toFixed(0)} µs: ≈ ${fmt(16 / (goOpen.cpuUs / 1e6))}/s)`}.`);
+      note(
+        `- Peak RSS per process, over every run above: ${worstRss} MB (target ≤ 100 MB: ${worstRss <= 100 ? 'met' : 'not met'}). ` +
+          'RSS counts the pages of the Node binary each process maps (about 40 MB, shared between the processes); the primary keeps ' +
+          'the rate-limit allowances (at most 100,000 clients per limit) and the database.',
+      );
+      note(
+        `- Scaling: ${fmt(one.rps)}/s with one worker, ${fmt(ours.rps)}/s with ${cores} (${(ours.rps / one.rps).toFixed(2)}×) on ${cores} cores that wrk shares. ` +
+          `One refusal costs ${ours.cpuUs.toFixed(0)} µs of CPU here, so a 16-core machine with the load generated elsewhere would refuse about ` +
+          `16 ÷ ${ours.cpuUs.toFixed(0)} µs ≈ **${fmt(16 / (ours.cpuUs / 1e6))}/s**${goOpen === undefined ? '' : ` (the Go original, at ${goOpen.cpuUs.toFixed(0)} µs: ≈ ${fmt(16 / (goOpen.cpuUs / 1e6))}/s)`}.`,
+      );
     }
 
     note('\n## 3. Valid registrations against a real Synapse\n');
     if (synapse === undefined) {
       note(`No Synapse here (root and ${SYNAPSE_ROOT} needed): no registration figures.`);
     } else {
-      await registrationFigures(gate, synapse, service(['--rate-limit-client', '0', '--rate-limit-node', '0']), goBinary === undefined ? undefined : go(goBinary));
+      await registrationFigures(
+        gate,
+        synapse,
+        service(['--rate-limit-client', '0', '--rate-limit-node', '0']),
+        goBinary === undefined ? undefined : go(goBinary),
+      );
     }
   } finally {
     await gate.stop();
@@ -281,7 +399,9 @@ async function registrationFigures(
   start: () => Promise<Daemon>,
   startGo: (() => Promise<Daemon>) | undefined,
 ): Promise<void> {
-  const version = execFileSync('chroot', [SYNAPSE_ROOT, 'python3', '-c', 'import synapse; print(synapse.__version__)'], { encoding: 'utf8' }).trim();
+  const version = execFileSync('chroot', [SYNAPSE_ROOT, 'python3', '-c', 'import synapse; print(synapse.__version__)'], {
+    encoding: 'utf8',
+  }).trim();
   const daemon = await start();
   const count = 400;
   const concurrency = 16;
@@ -289,33 +409,48 @@ async function registrationFigures(
     const latencies: number[] = [];
     let next = 0;
     const startedAt = performance.now();
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next < total) {
-        const index = next++;
-        const t = performance.now();
-        await one(index);
-        latencies.push(performance.now() - t);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < total) {
+          const index = next++;
+          const t = performance.now();
+          await one(index);
+          latencies.push(performance.now() - t);
+        }
+      }),
+    );
     return { rps: rate(total, performance.now() - startedAt), p50: percentile(latencies, 50) };
   };
   const viaService = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
   const direct = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
   const viaGo = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
-  const postRun = (url: string, bodies: readonly unknown[], what: string) => async (index: number): Promise<void> => {
-    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bodies[index]) });
-    if (!response.ok) throw new Error(`registration through ${what}: HTTP ${response.status}`);
-    await response.arrayBuffer();
-  };
+  const postRun =
+    (url: string, bodies: readonly unknown[], what: string) =>
+    async (index: number): Promise<void> => {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(bodies[index]),
+      });
+      if (!response.ok) throw new Error(`registration through ${what}: HTTP ${response.status}`);
+      await response.arrayBuffer();
+    };
   const directRun = async (index: number): Promise<void> => {
     const body = direct[index]!;
-    const answer = await sharedSecretRegister(synapse, { username: body.localpart, password: body.password, displayname: body.displayname });
+    const answer = await sharedSecretRegister(synapse, {
+      username: body.localpart,
+      password: body.password,
+      displayname: body.displayname,
+    });
     if (answer.status !== 200) throw new Error(`direct registration: HTTP ${answer.status}`);
   };
   const serviceRun = postRun(`${gate.url}/register`, viaService, 'the service');
   // Alternate halves: Synapse slows as its database grows, which would favour whichever ran first.
   const half = count / 2;
-  const combine = (a: { rps: number; p50: number }, b: { rps: number; p50: number }) => ({ rps: Math.round((a.rps + b.rps) / 2), p50: (a.p50 + b.p50) / 2 });
+  const combine = (a: { rps: number; p50: number }, b: { rps: number; p50: number }) => ({
+    rps: Math.round((a.rps + b.rps) / 2),
+    p50: (a.p50 + b.p50) / 2,
+  });
   // The service is stopped while the Go original runs, and the other way round: neither takes CPU from the other.
   const d1 = await measure((index) => directRun(index), half);
   const cpuBefore = treeCpuSeconds(daemon.pid);
@@ -341,15 +476,20 @@ async function registrationFigures(
   const directResult = combine(d1, d2);
   const serviceResult = combine(s1, s2);
   const ratio = serviceResult.rps / directResult.rps;
-  note(`Synapse ${version}, ${count} registrations each, ${concurrency} at a time, in halves placed symmetrically (direct, service, ${goResult === undefined ? '' : 'Go original, Go original, '}service, direct); the service with its default workers, rate limits off (every request comes from one client here).\n`);
+  note(
+    `Synapse ${version}, ${count} registrations each, ${concurrency} at a time, in halves placed symmetrically (direct, service, ${goResult === undefined ? '' : 'Go original, Go original, '}service, direct); the service with its default workers, rate limits off (every request comes from one client here).\n`,
+  );
   note('| path | registrations/s | p50 latency | ÷ direct |\n|---|---|---|---|');
   note(`| direct shared-secret registration | ${directResult.rps} | ${directResult.p50.toFixed(1)} ms | 1.00 |`);
   note(`| through matrix-regservice | ${serviceResult.rps} | ${serviceResult.p50.toFixed(1)} ms | ${ratio.toFixed(2)} |`);
-  if (goResult !== undefined) note(`| through the Go original | ${goResult.rps} | ${goResult.p50.toFixed(1)} ms | ${(goResult.rps / directResult.rps).toFixed(2)} |`);
-  note(`\nRatio ${ratio.toFixed(2)} (target ≥ 0.97: ${ratio >= 0.97 ? 'met' : 'not met'}); p50 added by the service ${(serviceResult.p50 - directResult.p50).toFixed(1)} ms. ` +
-    `Peak RSS during the registrations: primary ${rss.main} MB, largest worker ${rss.worker ?? '?'} MB. ` +
-    `The service spent ${(serviceCpu / viaService.length * 1000).toFixed(2)} ms of CPU per registration (its whole process tree); ` +
-    'Synapse, the service and the load generator share the same 2 cores here, so that CPU is taken from Synapse, which the ratio shows.');
+  if (goResult !== undefined)
+    note(`| through the Go original | ${goResult.rps} | ${goResult.p50.toFixed(1)} ms | ${(goResult.rps / directResult.rps).toFixed(2)} |`);
+  note(
+    `\nRatio ${ratio.toFixed(2)} (target ≥ 0.97: ${ratio >= 0.97 ? 'met' : 'not met'}); p50 added by the service ${(serviceResult.p50 - directResult.p50).toFixed(1)} ms. ` +
+      `Peak RSS during the registrations: primary ${rss.main} MB, largest worker ${rss.worker ?? '?'} MB. ` +
+      `The service spent ${((serviceCpu / viaService.length) * 1000).toFixed(2)} ms of CPU per registration (its whole process tree); ` +
+      'Synapse, the service and the load generator share the same 2 cores here, so that CPU is taken from Synapse, which the ratio shows.',
+  );
 }
 
 await main();

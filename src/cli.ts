@@ -90,7 +90,7 @@ async function runDaemon(command: Command): Promise<void> {
     });
   } catch (error) {
     const known = error instanceof StoreOpenError || error instanceof StartError;
-    log.critical(known ? (error).message : `cannot start: ${(error as Error).message}`);
+    log.critical(known ? error.message : `cannot start: ${(error as Error).message}`);
     await log.close();
     process.exit(EXIT_FAILURE);
   }
@@ -99,15 +99,15 @@ async function runDaemon(command: Command): Promise<void> {
 
 export function buildProgram(): Command {
   const program = new Command('matrix-regservice')
-    .description(
-      'Registration gate for a Matrix homeserver: registers @0x<address>:<server_name> for holders of the key',
-    )
+    .description('Registration gate for a Matrix homeserver: registers @0x<address>:<server_name> for holders of the key')
     .version(packageVersion())
     .showHelpAfterError();
   for (const spec of OPTION_SPECS) {
     const flags = 'argName' in spec ? `--${spec.key} ${spec.argName}` : `--${spec.key}`;
     const fallback = describeDefault(spec.key);
-    program.addOption(new Option(flags, `${spec.description}${fallback === undefined ? '' : ` (default ${fallback})`} [env ${envName(spec.key)}]`));
+    program.addOption(
+      new Option(flags, `${spec.description}${fallback === undefined ? '' : ` (default ${fallback})`} [env ${envName(spec.key)}]`),
+    );
   }
   program.addOption(new Option('--config <file>', `YAML file of the same settings [env ${envName('config')}]`));
   program.action(async (_options, command: Command) => runDaemon(command));
@@ -118,7 +118,10 @@ export function buildProgram(): Command {
     .option('--out <dir>', 'directory to write to', '.')
     .option('--force', 'overwrite existing files', false)
     .option('--id <id>', 'application-service id, unique on the homeserver (default matrix-regservice-<matrixdomain>)')
-    .option('--homeserver-config <file>', "Synapse's homeserver.yaml to take server_name, shared secret and client listener from (default ./homeserver.yaml if present)")
+    .option(
+      '--homeserver-config <file>',
+      "Synapse's homeserver.yaml to take server_name, shared secret and client listener from (default ./homeserver.yaml if present)",
+    )
     .option('--patch-homeserver', 'apply the needed homeserver.yaml changes (keeps comments, writes a backup)', false)
     .option('--nginx <file>', 'also write an nginx site for this deployment')
     .option('--systemd <file>', 'also write a hardened systemd unit for this deployment')
@@ -162,7 +165,8 @@ async function runDoctorCommand(command: Command, publicUrl: string | undefined)
 }
 
 async function runUsers(command: Command, action: string, address: string | undefined): Promise<void> {
-  if (!['list', 'count', 'show', 'export'].includes(action)) fail(`users: unknown action "${action}" (list, count, show 0x…, export)`, EXIT_BAD_SETTINGS);
+  if (!['list', 'count', 'show', 'export'].includes(action))
+    fail(`users: unknown action "${action}" (list, count, show 0x…, export)`, EXIT_BAD_SETTINGS);
   if (action === 'show' && address === undefined) fail('users show needs a node address (0x…)', EXIT_BAD_SETTINGS);
   const { settings } = settingsOrExit(command, { requireSecrets: false, requireServerName: false });
   try {

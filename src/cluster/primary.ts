@@ -33,7 +33,9 @@ const WORKER_ENTRY = fileURLToPath(new URL('./workerEntry.js', import.meta.url))
 
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => reject(new StartError(`cannot listen on ${host}:${port}: ${error.code ?? error.message}`)));
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new StartError(`cannot listen on ${host}:${port}: ${error.code ?? error.message}`)),
+    );
     server.listen(port, host, () => resolve());
   });
 }
@@ -80,7 +82,11 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   const calls = new CallLimiter(settings.maxHomeserverCalls, settings.maxQueued);
   const metrics = createPrimaryMetrics({ inFlight: () => calls.inFlight, queued: () => calls.queued });
   const registrar = registrarForBackend(settings);
-  const userExists = createUserExists({ homeserverUrl: settings.homeserverUrl, asToken: settings.asToken, timeoutMs: settings.homeserverTimeoutMs });
+  const userExists = createUserExists({
+    homeserverUrl: settings.homeserverUrl,
+    asToken: settings.asToken,
+    timeoutMs: settings.homeserverTimeoutMs,
+  });
   const refusals = new RefusalTally();
   const { api, registration } = createPrimaryApi({
     settings,
@@ -115,7 +121,12 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
           metricsText: async () =>
             aggregateMetrics([await metrics.registry.getMetricsAsJSON(), ...(await supervisor.collect<MetricsSnapshot>('metrics'))]),
           homeserverReachable: () =>
-            supervisor.listening === 0 ? Promise.resolve(false) : homeserverVersions(settings.homeserverUrl, 2000).then(() => true, () => false),
+            supervisor.listening === 0
+              ? Promise.resolve(false)
+              : homeserverVersions(settings.homeserverUrl, 2000).then(
+                  () => true,
+                  () => false,
+                ),
         });
   try {
     await supervisor.start();

@@ -78,7 +78,12 @@ export function createPrimaryApi(deps: PrimaryStateDeps): { readonly api: Primar
     policy: deps.policy,
     log,
   });
-  const onTransaction = createTransactionHandler({ serverName: settings.serverName, nodes: store.nodes, transactions: store.transactions, log });
+  const onTransaction = createTransactionHandler({
+    serverName: settings.serverName,
+    nodes: store.nodes,
+    transactions: store.transactions,
+    log,
+  });
   const api: PrimaryApi = {
     limitClient: limits.client,
     register: registration.register,

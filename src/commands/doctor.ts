@@ -35,14 +35,23 @@ async function checkBackendAccess(settings: Settings): Promise<CheckResult> {
   try {
     if (settings.backend === 'shared-secret') {
       const what = 'shared-secret registration endpoint present';
-      const answer = await callHomeserver({ method: 'GET', url: `${settings.homeserverUrl}/_synapse/admin/v1/register`, timeoutMs: TIMEOUT_MS });
+      const answer = await callHomeserver({
+        method: 'GET',
+        url: `${settings.homeserverUrl}/_synapse/admin/v1/register`,
+        timeoutMs: TIMEOUT_MS,
+      });
       return typeof answer.body.nonce === 'string'
         ? { ok: true, what, detail: 'GET /_synapse/admin/v1/register gives a nonce' }
         : { ok: false, what, detail: `HTTP ${answer.status} ${errorTextOf(answer)}: set registration_shared_secret in homeserver.yaml` };
     }
     const token = settings.backend === 'admin-api' ? settings.adminToken : settings.asToken;
     const what = settings.backend === 'admin-api' ? 'admin token accepted' : 'as_token accepted';
-    const answer = await callHomeserver({ method: 'GET', url: `${settings.homeserverUrl}/_matrix/client/v3/account/whoami`, accessToken: token, timeoutMs: TIMEOUT_MS });
+    const answer = await callHomeserver({
+      method: 'GET',
+      url: `${settings.homeserverUrl}/_matrix/client/v3/account/whoami`,
+      accessToken: token,
+      timeoutMs: TIMEOUT_MS,
+    });
     return answer.status === 200
       ? { ok: true, what, detail: `acts as ${String(answer.body.user_id)}` }
       : { ok: false, what, detail: `HTTP ${answer.status} ${errcodeOf(answer)}` };
@@ -107,7 +116,11 @@ async function checkPublicUrl(publicUrl: string, basePath: string): Promise<Chec
   let matrix: CheckResult;
   try {
     const versions = await homeserverVersions(base, TIMEOUT_MS);
-    matrix = { ok: true, what: `${base}/_matrix routes to the homeserver`, detail: `versions ${versions[0] ?? '?'} … ${versions.at(-1) ?? '?'}` };
+    matrix = {
+      ok: true,
+      what: `${base}/_matrix routes to the homeserver`,
+      detail: `versions ${versions[0] ?? '?'} … ${versions.at(-1) ?? '?'}`,
+    };
   } catch (error) {
     matrix = { ok: false, what: `${base}/_matrix routes to the homeserver`, detail: failure(error) };
   }
@@ -116,7 +129,12 @@ async function checkPublicUrl(publicUrl: string, basePath: string): Promise<Chec
 
 /** Every check, in order; the caller prints them and exits non-zero on any failure. */
 export async function runDoctor(settings: Settings, publicUrl: string | undefined): Promise<CheckResult[]> {
-  const checks: Check[] = [() => checkHomeserver(settings), () => checkBackendAccess(settings), () => checkPing(settings), () => checkDatapath(settings)];
+  const checks: Check[] = [
+    () => checkHomeserver(settings),
+    () => checkBackendAccess(settings),
+    () => checkPing(settings),
+    () => checkDatapath(settings),
+  ];
   const results: CheckResult[] = [];
   for (const check of checks) results.push(await check());
   if (publicUrl !== undefined) results.push(...(await checkPublicUrl(publicUrl, settings.basePath)));

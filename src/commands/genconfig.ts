@@ -44,7 +44,10 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
       fallback = { source: `homeserver.yaml ${path}`, values: facts.settings };
       out.stdout.write(`Read ${path}: ${facts.found.join('; ') || 'nothing this service uses'}\n`);
     } catch (error) {
-      failCommand(`cannot read the homeserver config ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, EXIT_BAD_SETTINGS);
+      failCommand(
+        `cannot read the homeserver config ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        EXIT_BAD_SETTINGS,
+      );
     }
   }
   // The state directory defaults to the deployment directory, next to run.sh, not to where genconfig ran.
@@ -56,7 +59,8 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
   for (const warning of warnings) out.stderr.write(`warning: ${warning}\n`);
   const input = { ...defaultGenconfigInput(settings, options.out), appserviceId: options.id };
   const publicPort = Number(options.publicPort);
-  if (!Number.isInteger(publicPort) || publicPort < 1 || publicPort > 65535) failCommand(`--public-port must be a port, got "${options.publicPort}"`, EXIT_BAD_SETTINGS);
+  if (!Number.isInteger(publicPort) || publicPort < 1 || publicPort > 65535)
+    failCommand(`--public-port must be a port, got "${options.publicPort}"`, EXIT_BAD_SETTINGS);
   try {
     const plan = planGenconfig(input);
     const site = {
@@ -67,14 +71,33 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
     };
     const files = [
       ...plan.files,
-      ...(options.nginx === undefined ? [] : [{ name: resolve(options.nginx), content: renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, input.now), mode: 0o644 }]),
-      ...(options.systemd === undefined ? [] : [{ name: resolve(options.systemd), content: renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, site, input.now), mode: 0o644 }]),
+      ...(options.nginx === undefined
+        ? []
+        : [
+            {
+              name: resolve(options.nginx),
+              content: renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, input.now),
+              mode: 0o644,
+            },
+          ]),
+      ...(options.systemd === undefined
+        ? []
+        : [
+            {
+              name: resolve(options.systemd),
+              content: renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, site, input.now),
+              mode: 0o644,
+            },
+          ]),
     ];
     // homeserver.yaml is checked before anything is written: a file that cannot be patched safely leaves no trace.
     const path = homeserverConfig === undefined ? undefined : resolve(homeserverConfig);
     const patch =
-      homeserverText === undefined ? undefined : planHomeserverPatch(homeserverText, { registrationFile: plan.registrationFile, sharedSecretFile: plan.newSecretFile });
-    const byHand = (changes: readonly HomeserverChange[]): string => changes.map((change) => `  ${change.describe.replaceAll('\n', '\n  ')}`).join('\n');
+      homeserverText === undefined
+        ? undefined
+        : planHomeserverPatch(homeserverText, { registrationFile: plan.registrationFile, sharedSecretFile: plan.newSecretFile });
+    const byHand = (changes: readonly HomeserverChange[]): string =>
+      changes.map((change) => `  ${change.describe.replaceAll('\n', '\n  ')}`).join('\n');
     if (patch !== undefined && !patch.ok && options.patchHomeserver) {
       failCommand(
         `cannot patch ${path} safely; nothing was written:\n${patch.problems.map((problem) => `  - ${problem}`).join('\n')}\n` +
@@ -94,11 +117,15 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
       const backup = `${path}.bak-${input.now.toISOString().replace(/[:.]/g, '')}`;
       copyFileSync(path, backup);
       writeFileSync(path, patch.text);
-      out.stdout.write(`Patched ${path} (backup: ${backup}):\n${byHand(patch.changes)}\nRestart Synapse, then start the service: ${site.runScript}\n`);
+      out.stdout.write(
+        `Patched ${path} (backup: ${backup}):\n${byHand(patch.changes)}\nRestart Synapse, then start the service: ${site.runScript}\n`,
+      );
       return;
     } else {
       const caveat = patch.ok ? '' : ` (--patch-homeserver cannot: ${patch.problems.join('; ')})`;
-      out.stdout.write(`Add to ${path}${patch.ok ? ' (or run again with --patch-homeserver)' : caveat}, then restart Synapse:\n${byHand(patch.changes)}\n`);
+      out.stdout.write(
+        `Add to ${path}${patch.ok ? ' (or run again with --patch-homeserver)' : caveat}, then restart Synapse:\n${byHand(patch.changes)}\n`,
+      );
     }
     out.stdout.write(`Then start the service: ${site.runScript}\n`);
   } catch (error) {

@@ -10,7 +10,8 @@ export async function runRegister(options: { keyFile: string; homeserver: string
   } catch (error) {
     failCommand(`cannot read ${options.keyFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, EXIT_BAD_SETTINGS);
   }
-  if (!/^[0-9a-fA-F]{64}$/.test(text)) failCommand(`${options.keyFile} must hold a 32-byte private key as 64 hex characters`, EXIT_BAD_SETTINGS);
+  if (!/^[0-9a-fA-F]{64}$/.test(text))
+    failCommand(`${options.keyFile} must hold a 32-byte private key as 64 hex characters`, EXIT_BAD_SETTINGS);
   const key = Buffer.from(text, 'hex');
   try {
     const node = await registerNode({ privateKey: key, homeserverUrl: options.homeserver, serverName: options.serverName });

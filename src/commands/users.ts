@@ -4,7 +4,13 @@ import { openStoreForReading } from '../store/readOnlyStore.js';
 export type UsersAction = 'list' | 'count' | 'show' | 'export';
 
 /** `users list|count|show 0x…|export` over the store; writes to `out`, returns the exit status. */
-export async function runUsersCommand(datapath: string, action: UsersAction, address: string | undefined, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+export async function runUsersCommand(
+  datapath: string,
+  action: UsersAction,
+  address: string | undefined,
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+): Promise<number> {
   const reading = await openStoreForReading(datapath);
   if (reading.snapshot) err.write('the service is running: reading a snapshot of its database\n');
   try {

@@ -3,7 +3,15 @@ import { dirname, resolve } from 'node:path';
 import { isSettingKey, OPTION_SPECS } from './options.js';
 import { parseRegistration } from './registrationFile.js';
 import { parseYamlQuietly } from './yamlText.js';
-import { COMMAND_LINE, resolveSettings, type ResolveOptions, SettingsError, type RawSettings, type ResolvedSettings, type SettingsLayer } from './settings.js';
+import {
+  COMMAND_LINE,
+  resolveSettings,
+  type ResolveOptions,
+  SettingsError,
+  type RawSettings,
+  type ResolvedSettings,
+  type SettingsLayer,
+} from './settings.js';
 
 export interface SettingsSources {
   readonly commandLine: RawSettings;
@@ -104,7 +112,7 @@ function readConfigFile(path: string, expansion: Expansion): RawSettings {
     } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
       // Paths in a config file are relative to the file, like the files it names for secrets.
       const isPath = OPTION_SPECS.some((spec) => spec.key === key && spec.kind === 'path');
-      values[key] = isPath && typeof value === 'string' ? resolve(dirname(path), value) : (value);
+      values[key] = isPath && typeof value === 'string' ? resolve(dirname(path), value) : value;
     } else {
       expansion.problems.push(`config file ${path}: ${rawKey} must be a string, number or boolean`);
     }

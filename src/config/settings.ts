@@ -144,10 +144,7 @@ function sourceFileOf(picked: Picked | undefined, sourceKey: InternalKey): strin
   return file === undefined ? undefined : String(file);
 }
 
-export function resolveSettings(
-  layers: readonly SettingsLayer[],
-  options: ResolveOptions = { requireSecrets: true },
-): ResolvedSettings {
+export function resolveSettings(layers: readonly SettingsLayer[], options: ResolveOptions = { requireSecrets: true }): ResolvedSettings {
   const problems: string[] = [];
   const warnings: string[] = [];
 
@@ -218,9 +215,7 @@ export function resolveSettings(
       const normalized = normalizeHomeserverUrl(String(urlPicked.value).trim());
       homeserverUrl = normalized.baseUrl;
       if (normalized.reducedFrom !== undefined) {
-        warnings.push(
-          `matrixurl "${normalized.reducedFrom}" names an endpoint; using the homeserver base URL "${homeserverUrl}" instead`,
-        );
+        warnings.push(`matrixurl "${normalized.reducedFrom}" names an endpoint; using the homeserver base URL "${homeserverUrl}" instead`);
       }
     } catch (error) {
       problems.push(`${describe('matrixurl', urlPicked)}: ${(error as Error).message}`);
@@ -284,12 +279,15 @@ export function resolveSettings(
 
   for (const key of ['host', 'metrics-host'] as const) {
     const value = key === 'host' ? settings.host : settings.metricsHost;
-    if (value !== '' && isIP(value) === 0 && !LISTEN_HOSTNAME.test(value)) problems.push(`${key} must be an IP address or a host name, got "${value}"`);
+    if (value !== '' && isIP(value) === 0 && !LISTEN_HOSTNAME.test(value))
+      problems.push(`${key} must be an IP address or a host name, got "${value}"`);
   }
   try {
     proxyaddr.compile(settings.trustedProxies.split(',').map((entry) => entry.trim()));
   } catch (error) {
-    problems.push(`trusted-proxies must be comma-separated addresses, CIDRs, loopback, linklocal or uniquelocal: ${(error as Error).message}`);
+    problems.push(
+      `trusted-proxies must be comma-separated addresses, CIDRs, loopback, linklocal or uniquelocal: ${(error as Error).message}`,
+    );
   }
   if (settings.loginAfterRegister && backend === 'admin-api') {
     problems.push('login-after-register works with the shared-secret backend (appservice always returns a token), not admin-api');

@@ -23,7 +23,9 @@ function clientListenerUrl(listeners: unknown): string | undefined {
   if (!Array.isArray(listeners)) return undefined;
   for (const listener of listeners as Listener[]) {
     const names = Array.isArray(listener.resources)
-      ? (listener.resources as { names?: unknown }[]).flatMap((resource) => (Array.isArray(resource.names) ? (resource.names as unknown[]) : []))
+      ? (listener.resources as { names?: unknown }[]).flatMap((resource) =>
+          Array.isArray(resource.names) ? (resource.names as unknown[]) : [],
+        )
       : [];
     if (listener.type !== 'http' || !names.includes('client') || typeof listener.port !== 'number') continue;
     const bound = Array.isArray(listener.bind_addresses) ? String(listener.bind_addresses[0] ?? '') : '';
@@ -38,10 +40,17 @@ export function readHomeserverFacts(text: string, configDir: string): Homeserver
   const error = parsed.errors[0];
   if (error !== undefined) {
     const at = error.linePos?.[0];
-    throw new Error(`it is not valid YAML at line ${at?.line ?? '?'}, column ${at?.col ?? '?'} (${error.code.toLowerCase().replaceAll('_', ' ')})`);
+    throw new Error(
+      `it is not valid YAML at line ${at?.line ?? '?'}, column ${at?.col ?? '?'} (${error.code.toLowerCase().replaceAll('_', ' ')})`,
+    );
   }
   if (!isMap(parsed.contents)) throw new Error('it is not a YAML mapping');
-  const doc = Object.fromEntries(['server_name', 'registration_shared_secret', 'registration_shared_secret_path', 'listeners'].map((key) => [key, pyYamlValue(parsed, key)]));
+  const doc = Object.fromEntries(
+    ['server_name', 'registration_shared_secret', 'registration_shared_secret_path', 'listeners'].map((key) => [
+      key,
+      pyYamlValue(parsed, key),
+    ]),
+  );
   const settings: RawSettings = {};
   const found: string[] = [];
   if (typeof doc.server_name === 'string') {

@@ -67,7 +67,8 @@ function endOfLine(text: string, offset: number): number {
 /** What homeserver.yaml lacks, as PyYAML reads it (the last of duplicated keys). */
 function changesNeeded(doc: Document.Parsed, wanted: WantedHomeserverConfig): HomeserverChange[] {
   const changes: HomeserverChange[] = [];
-  if (pyYamlValue(doc, 'enable_registration') !== false) changes.push({ key: 'enable_registration', describe: 'enable_registration: false' });
+  if (pyYamlValue(doc, 'enable_registration') !== false)
+    changes.push({ key: 'enable_registration', describe: 'enable_registration: false' });
   const listed = pyYamlValue(doc, 'app_service_config_files');
   if (!(Array.isArray(listed) && listed.includes(wanted.registrationFile))) {
     changes.push({ key: 'app_service_config_files', describe: `app_service_config_files:\n  - ${wanted.registrationFile}` });
@@ -95,7 +96,8 @@ export function planHomeserverPatch(text: string, wanted: WantedHomeserverConfig
     problems.push(`line ${at?.line ?? '?'}, column ${at?.col ?? '?'}: ${error.code.toLowerCase().replaceAll('_', ' ')}`);
   }
   if (Array.isArray(documents) && documents.length > 1) problems.push('it holds more than one YAML document');
-  if (problems.length === 0 && !(isMap(doc.contents) && !(doc.contents as YAMLMap).flow)) problems.push('its top level is not a block mapping of settings');
+  if (problems.length === 0 && !(isMap(doc.contents) && !(doc.contents as YAMLMap).flow))
+    problems.push('its top level is not a block mapping of settings');
   if (problems.length === 0) {
     for (const key of KEYS_WE_USE) {
       const pairs = pairsOf(doc, key);
@@ -135,7 +137,9 @@ export function planHomeserverPatch(text: string, wanted: WantedHomeserverConfig
     if (filesPair === undefined) {
       appended.push(`app_service_config_files:${newline}  - ${registrationLine}`);
     } else if (isAlias(value) || (value as { anchor?: string } | null)?.anchor !== undefined) {
-      problems.push(`app_service_config_files (line ${keyLine}) is an alias or anchor: add ${wanted.registrationFile} to the list it names`);
+      problems.push(
+        `app_service_config_files (line ${keyLine}) is an alias or anchor: add ${wanted.registrationFile} to the list it names`,
+      );
     } else if (isSeq(value) && value.range) {
       if (value.flow) {
         // [a, b] → [a, b, ours]: before the closing bracket.
@@ -159,7 +163,8 @@ export function planHomeserverPatch(text: string, wanted: WantedHomeserverConfig
       }
     } else if (value === null || (isScalar(value) && value.value === null)) {
       // `~` or `null` is replaced; an empty value (an empty range, placed at the next line) gets one after the colon.
-      if (isScalar(value) && value.range && value.range[0] < value.range[1]) edits.push({ at: value.range[0], end: value.range[1], text: `[${registrationLine}]` });
+      if (isScalar(value) && value.range && value.range[0] < value.range[1])
+        edits.push({ at: value.range[0], end: value.range[1], text: `[${registrationLine}]` });
       else {
         const colon = text.indexOf(':', (filesPair.key as { range?: number[] }).range?.[1] ?? 0);
         edits.push({ at: colon + 1, end: colon + 1, text: ` [${registrationLine}]` });

@@ -15,7 +15,9 @@ export function systemdPath(path: string, what: string): string {
 /** A user name for User= and Group=: what useradd accepts, nothing that could end the line or start another. */
 export function systemdUserName(user: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/.test(user)) {
-    throw new GenconfigError(`--systemd-user ${JSON.stringify(user)} is not a user name (letters, digits, _ . -, at most 32, not starting with a digit or -)`);
+    throw new GenconfigError(
+      `--systemd-user ${JSON.stringify(user)} is not a user name (letters, digits, _ . -, at most 32, not starting with a digit or -)`,
+    );
   }
   return user;
 }
@@ -26,7 +28,9 @@ export function systemdUserName(user: string): string {
  */
 export function nginxWord(value: string, what: string): string {
   if (value === '' || /[\s;{}"'\\#$]/.test(value) || CONTROL.test(value)) {
-    throw new GenconfigError(`${what} ${JSON.stringify(value)} cannot go into an nginx site: it has white space or one of ; { } " ' \\ # $`);
+    throw new GenconfigError(
+      `${what} ${JSON.stringify(value)} cannot go into an nginx site: it has white space or one of ; { } " ' \\ # $`,
+    );
   }
   return value;
 }

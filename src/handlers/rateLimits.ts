@@ -18,7 +18,8 @@ function limit(limiter: RateLimiter | undefined, what: string): (key: string) =>
   if (limiter === undefined) return async () => {};
   return async (key) => {
     const decision = await limiter.consume(key);
-    if (!decision.allowed) throw retryLater(429, 'M_LIMIT_EXCEEDED', `too many registration requests ${what}; retry later`, decision.retryAfterMs);
+    if (!decision.allowed)
+      throw retryLater(429, 'M_LIMIT_EXCEEDED', `too many registration requests ${what}; retry later`, decision.retryAfterMs);
   };
 }
 

@@ -91,7 +91,11 @@ export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAn
       throw new HomeserverError(504, 'M_UNKNOWN', `homeserver failed: no answer within ${call.timeoutMs / 1000} s`);
     }
     if (error instanceof AnswerTooLarge) throw homeserverFailed(error.message);
-    throw homeserverRetryLater('M_UNKNOWN', `homeserver failed: unreachable (${describeFailure(error)}); retry later`, UNREACHABLE_RETRY_MS);
+    throw homeserverRetryLater(
+      'M_UNKNOWN',
+      `homeserver failed: unreachable (${describeFailure(error)}); retry later`,
+      UNREACHABLE_RETRY_MS,
+    );
   }
   let body: unknown;
   try {

@@ -19,6 +19,8 @@ export function createUserExists(options: { homeserverUrl: string; asToken: stri
     });
     if (answer.status === 200) return true;
     if (answer.status === 403 && /has not registered this user/i.test(errorTextOf(answer))) return false;
-    throw homeserverFailed(`cannot tell whether ${userId} exists (HTTP ${answer.status} ${errcodeOf(answer)} ${errorTextOf(answer)})`.trim());
+    throw homeserverFailed(
+      `cannot tell whether ${userId} exists (HTTP ${answer.status} ${errcodeOf(answer)} ${errorTextOf(answer)})`.trim(),
+    );
   };
 }

@@ -39,7 +39,11 @@ export function appserviceRouter(deps: AppserviceRouteDeps): Router {
     const known = await deps.queryUser(req.params.userId);
     deps.log.debug('user query from the homeserver', { user_id: req.params.userId, known });
     if (known) res.json({});
-    else sendMatrixError(res, new MatrixError(404, 'M_NOT_FOUND', 'no such user here: users are created only by registration with a signature'));
+    else
+      sendMatrixError(
+        res,
+        new MatrixError(404, 'M_NOT_FOUND', 'no such user here: users are created only by registration with a signature'),
+      );
   };
   const ping: RequestHandler = (req, res) => {
     const txnId = (req.body as { transaction_id?: unknown } | undefined)?.transaction_id;
@@ -54,7 +58,10 @@ export function appserviceRouter(deps: AppserviceRouteDeps): Router {
     router.route(`${prefix}/ping`).post(auth, json, ping).all(methodNotAllowed);
     router.route(`${prefix}/thirdparty/protocol/:protocol`).get(auth, notFound('this service bridges no protocol')).all(methodNotAllowed);
     for (const kind of ['user', 'location']) {
-      router.route(`${prefix}/thirdparty/${kind}{/:protocol}`).get(auth, notFound(`no third-party ${kind}s here`)).all(methodNotAllowed);
+      router
+        .route(`${prefix}/thirdparty/${kind}{/:protocol}`)
+        .get(auth, notFound(`no third-party ${kind}s here`))
+        .all(methodNotAllowed);
     }
   }
   return router;

@@ -21,11 +21,13 @@ export function createMetricsServer(deps: MetricsServerDeps): Server {
     if (req.method !== 'GET') return send(405, 'application/json', '{"errcode":"M_UNRECOGNIZED","error":"only GET"}');
     if (path === '/health') return send(200, 'application/json', '{"status":"ok"}');
     if (path === '/ready') {
-      void deps.homeserverReachable().then((reachable) =>
-        reachable
-          ? send(200, 'application/json', '{"status":"ready","homeserver":"reachable"}')
-          : send(503, 'application/json', '{"status":"not ready","homeserver":"unreachable"}'),
-      );
+      void deps
+        .homeserverReachable()
+        .then((reachable) =>
+          reachable
+            ? send(200, 'application/json', '{"status":"ready","homeserver":"reachable"}')
+            : send(503, 'application/json', '{"status":"not ready","homeserver":"unreachable"}'),
+        );
       return;
     }
     if (path === '/metrics') {

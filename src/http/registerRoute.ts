@@ -85,7 +85,14 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       const matrixError = known ?? new MatrixError(500, 'M_UNKNOWN', 'internal error');
       const outcome = known === undefined ? 'internal_error' : outcomeOf(matrixError);
       count(outcome);
-      const fields = { localpart, client, outcome, status: matrixError.status, reason: known === undefined ? undefined : matrixError.message, duration_ms: durationMs() };
+      const fields = {
+        localpart,
+        client,
+        outcome,
+        status: matrixError.status,
+        reason: known === undefined ? undefined : matrixError.message,
+        duration_ms: durationMs(),
+      };
       if (LOGGED_EACH.has(outcome)) {
         log.info('registration', fields);
       } else {

@@ -65,7 +65,8 @@ export function createLogger(options: LoggerOptions): Logger {
   const at =
     (level: LogLevel) =>
     (message: string, fields: LogFields = {}): void => {
-      if (LOG_LEVELS[level] <= threshold) winstonLogger.log(level, message, options.fields === undefined ? fields : { ...fields, ...options.fields });
+      if (LOG_LEVELS[level] <= threshold)
+        winstonLogger.log(level, message, options.fields === undefined ? fields : { ...fields, ...options.fields });
     };
   return {
     critical: at('critical'),

@@ -78,9 +78,7 @@ export function createRegistrationVerifier(serverName: string, recover: AddressR
     }
     const userIdHash = keccak256Utf8(userIdFor(request.localpart, serverName));
     if (!sameAddress(recover(userIdHash, request.displaynameSignature), request.address)) {
-      throw forbidden(
-        `displayname: signature over "${userIdFor(request.localpart, serverName)}" was not made by ${request.localpart}`,
-      );
+      throw forbidden(`displayname: signature over "${userIdFor(request.localpart, serverName)}" was not made by ${request.localpart}`);
     }
   };
 }

@@ -12,7 +12,6 @@ export interface Store {
   close(): Promise<void>;
 }
 
-
 export type StoreOpenFailure = 'locked' | 'corrupt' | 'missing' | 'unavailable';
 
 export class StoreOpenError extends Error {
@@ -52,7 +51,10 @@ export async function openStore(datapath: string, options: { readonly create?: b
   const path = join(datapath, STORE_DIRECTORY);
   if (options.create === false) {
     if (!existsSync(path)) {
-      throw new StoreOpenError('missing', `there is no database at ${path}: is --datapath right? (the service creates it when it first starts)`);
+      throw new StoreOpenError(
+        'missing',
+        `there is no database at ${path}: is --datapath right? (the service creates it when it first starts)`,
+      );
     }
   } else {
     try {

@@ -31,7 +31,10 @@ export async function createTransactionLog(log: Sublevel, capacity = MAX_REMEMBE
         const evicted = (await log.get(slotKey(slot))) as string | undefined;
         const batch = log.batch();
         if (evicted !== undefined) batch.del(seenKey(evicted));
-        batch.put(seenKey(txnId), Date.now()).put(slotKey(slot), txnId).put(COUNTER_KEY, counter + 1);
+        batch
+          .put(seenKey(txnId), Date.now())
+          .put(slotKey(slot), txnId)
+          .put(COUNTER_KEY, counter + 1);
         await batch.write();
         counter += 1;
       };

@@ -44,11 +44,19 @@ describe('application-service protocol and the admin-api backend against a real 
       genconfigArgs: ['--id', 'regservice-admin', '--backend', 'admin-api', '--admin-token-file', adminTokenFile, '--allow-password-reset'],
     });
     // The homeserver's copy of this registration carries another hs_token: its ping must fail visibly.
-    wrong = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--id', 'regservice-wrong', '--sharesecret-file', secretFile] });
+    wrong = await generateGate({
+      serverName,
+      homeserverUrl,
+      genconfigArgs: ['--id', 'regservice-wrong', '--sharesecret-file', secretFile],
+    });
     const wrongForSynapse = join(secretDir, 'wrong-registration.yaml');
     writeFileSync(
       wrongForSynapse,
-      stringify({ ...wrong.registration, hs_token: 'not-the-hs-token', namespaces: { users: [{ exclusive: false, regex: '^@nobody-here:.*$' }], aliases: [], rooms: [] } }),
+      stringify({
+        ...wrong.registration,
+        hs_token: 'not-the-hs-token',
+        namespaces: { users: [{ exclusive: false, regex: '^@nobody-here:.*$' }], aliases: [], rooms: [] },
+      }),
     );
 
     synapse = await startSynapse({
@@ -64,7 +72,8 @@ describe('application-service protocol and the admin-api backend against a real 
   after(async () => {
     for (const gate of [shared, admin, wrong]) if (gate !== undefined) await gate.stop();
     if (synapse !== undefined) await synapse.stop();
-    for (const dir of [secretDir, shared?.dir, admin?.dir, wrong?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    for (const dir of [secretDir, shared?.dir, admin?.dir, wrong?.dir])
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
   it('pings through Synapse at start: succeeds with matching tokens, fails visibly with a wrong hs_token', async () => {
@@ -123,10 +132,20 @@ describe('application-service protocol and the admin-api backend against a real 
     const stranger = `@0x${randomBytes(20).toString('hex')}:${serverName}`;
     await invite(synapse.url, nodeToken, roomId, stranger);
     await shared.waitForLog(new RegExp(`user query from the homeserver user_id=${stranger.replace(/[.]/g, '\\.')} known=false`));
-    const direct = await requestJson('GET', `${shared.url}/_matrix/app/v1/users/${encodeURIComponent(stranger)}`, undefined, String(shared.registration.hs_token));
+    const direct = await requestJson(
+      'GET',
+      `${shared.url}/_matrix/app/v1/users/${encodeURIComponent(stranger)}`,
+      undefined,
+      String(shared.registration.hs_token),
+    );
     assert.equal(direct.status, 404);
     assert.equal(direct.body.errcode, 'M_NOT_FOUND');
-    const known = await requestJson('GET', `${shared.url}/users/${encodeURIComponent(nodeUserId)}`, undefined, String(shared.registration.hs_token));
+    const known = await requestJson(
+      'GET',
+      `${shared.url}/users/${encodeURIComponent(nodeUserId)}`,
+      undefined,
+      String(shared.registration.hs_token),
+    );
     assert.equal(known.status, 200);
   });
 

@@ -27,7 +27,16 @@ function deployment(): { dir: string; args: string[] } {
   );
   return {
     dir,
-    args: ['--matrixdomain', 'example.org', '--sharesecret-file', join(dir, 'secret'), '--registration', join(dir, 'registration.yaml'), '--datapath', join(dir, 'data')],
+    args: [
+      '--matrixdomain',
+      'example.org',
+      '--sharesecret-file',
+      join(dir, 'secret'),
+      '--registration',
+      join(dir, 'registration.yaml'),
+      '--datapath',
+      join(dir, 'data'),
+    ],
   };
 }
 
@@ -54,7 +63,11 @@ describe('the built CLI', () => {
 
   it('serves under a registration url whose path has parentheses', async () => {
     const { args, dir } = deployment();
-    writeFileSync(join(dir, 'registration.yaml'), 'id: test\nurl: http://127.0.0.1:1/gate(1)\nas_token: as-token-1234\nhs_token: hs-token-1234\n', { mode: 0o600 });
+    writeFileSync(
+      join(dir, 'registration.yaml'),
+      'id: test\nurl: http://127.0.0.1:1/gate(1)\nas_token: as-token-1234\nhs_token: hs-token-1234\n',
+      { mode: 0o600 },
+    );
     const port = await freePort();
     const daemon = spawnDaemon(BIN, [...args, '--port', String(port)]);
     await waitUntilListening(daemon, `http://127.0.0.1:${port}/gate(1)`);
@@ -74,12 +87,16 @@ describe('the built CLI', () => {
   it('genconfig --patch-homeserver on a file it cannot patch safely writes nothing and says what to add by hand', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'regservice-patch-'));
     const homeserver = join(dir, 'homeserver.yaml');
-    const text = 'server_name: example.org\nregistration_shared_secret: "x"\napp_service_config_files:\n  - /etc/a.yaml\napp_service_config_files:\n  - /etc/b.yaml\n';
+    const text =
+      'server_name: example.org\nregistration_shared_secret: "x"\napp_service_config_files:\n  - /etc/a.yaml\napp_service_config_files:\n  - /etc/b.yaml\n';
     writeFileSync(homeserver, text);
     const out = join(dir, 'out');
     const result = await run(['genconfig', '--homeserver-config', homeserver, '--patch-homeserver', '--out', out]);
     assert.equal(result.code, 1, result.stderr);
-    assert.match(result.stderr, /cannot patch .*homeserver\.yaml safely; nothing was written:\n  - app_service_config_files is set 2 times \(lines 3, 5\)/);
+    assert.match(
+      result.stderr,
+      /cannot patch .*homeserver\.yaml safely; nothing was written:\n  - app_service_config_files is set 2 times \(lines 3, 5\)/,
+    );
     assert.match(result.stderr, /add by hand:\n  enable_registration: false/);
     assert.equal(existsSync(out), false, 'no deployment file');
     assert.deepEqual(readdirSync(dir), ['homeserver.yaml'], 'no backup');
@@ -130,7 +147,11 @@ describe('the built CLI', () => {
     const again = await run(['genconfig', '--matrixdomain', 'example.org'], dir);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /refusing to overwrite .*--force/);
-    assert.equal((await run(['--matrixdomain', 'example.org', 'genconfig', '--force'], dir)).code, 0, 'global flags before the command work too');
+    assert.equal(
+      (await run(['--matrixdomain', 'example.org', 'genconfig', '--force'], dir)).code,
+      0,
+      'global flags before the command work too',
+    );
   });
 });
 

@@ -24,7 +24,11 @@ function postFresh(url: string, body: unknown, forwardedFor?: string): Promise<{
       {
         method: 'POST',
         agent: false,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }) },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(text),
+          ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }),
+        },
       },
       (res) => {
         let answer = '';
@@ -40,104 +44,131 @@ function postFresh(url: string, body: unknown, forwardedFor?: string): Promise<{
 const sign = () => signRegistration(randomPrivateKey(), serverName);
 const forged = () => ({ ...sign(), password: sign().password });
 
-describe('the service on every core: a primary and its workers, against a real Synapse', { skip: availability.available ? false : availability.reason }, () => {
-  let secretDir: string;
-  let synapse: RunningSynapse | undefined;
-  let gate: Gate;
-  let homeserverUrl: string;
+describe(
+  'the service on every core: a primary and its workers, against a real Synapse',
+  { skip: availability.available ? false : availability.reason },
+  () => {
+    let secretDir: string;
+    let synapse: RunningSynapse | undefined;
+    let gate: Gate;
+    let homeserverUrl: string;
 
-  before(async () => {
-    secretDir = mkdtempSync(join(tmpdir(), 'regservice-cluster-'));
-    const secretFile = join(secretDir, 'shared_secret');
-    writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
-    const synapsePort = await freePort();
-    homeserverUrl = process.env.SYNAPSE_URL ?? `http://127.0.0.1:${synapsePort}`;
-    gate = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
-    if (process.env.SYNAPSE_URL === undefined) {
-      synapse = await startSynapse({ serverName, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
-    }
-  });
+    before(async () => {
+      secretDir = mkdtempSync(join(tmpdir(), 'regservice-cluster-'));
+      const secretFile = join(secretDir, 'shared_secret');
+      writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
+      const synapsePort = await freePort();
+      homeserverUrl = process.env.SYNAPSE_URL ?? `http://127.0.0.1:${synapsePort}`;
+      gate = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
+      if (process.env.SYNAPSE_URL === undefined) {
+        synapse = await startSynapse({
+          serverName,
+          port: synapsePort,
+          sharedSecretFile: secretFile,
+          appserviceFiles: [gate.registrationFile],
+        });
+      }
+    });
 
-  after(async () => {
-    if (gate !== undefined) await gate.stop('SIGKILL');
-    if (synapse !== undefined) await synapse.stop();
-    for (const dir of [secretDir, gate?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  });
+    after(async () => {
+      if (gate !== undefined) await gate.stop('SIGKILL');
+      if (synapse !== undefined) await synapse.stop();
+      for (const dir of [secretDir, gate?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    });
 
-  it('starts one worker per core by default; nodes register on every worker and log in', async () => {
-    await gate.start();
-    await gate.waitForLog(new RegExp(`matrix-regservice listening .* workers=${availableParallelism()}`));
-    const nodes = Array.from({ length: 6 }, sign);
-    for (const node of nodes) {
-      const answer = await postFresh(`${gate.url}/register`, node);
-      assert.equal(answer.status, 200, JSON.stringify(answer.body));
-      assert.equal(answer.body.user_id, `@${node.localpart}:${serverName}`);
-      assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
-    }
-    if (availableParallelism() > 1) {
-      const workers = new Set([...gate.output().matchAll(/ info registration .*outcome=registered.* worker=(\d+)/g)].map((match) => match[1]));
-      assert.ok(workers.size > 1, `registrations served by more than one worker: ${[...workers].join(',')}`);
-    }
-    const again = await postFresh(`${gate.url}/register`, nodes[0]);
-    assert.equal(again.status, 409, 'the one store in the primary knows every node, whichever worker answers');
-  });
+    it('starts one worker per core by default; nodes register on every worker and log in', async () => {
+      await gate.start();
+      await gate.waitForLog(new RegExp(`matrix-regservice listening .* workers=${availableParallelism()}`));
+      const nodes = Array.from({ length: 6 }, sign);
+      for (const node of nodes) {
+        const answer = await postFresh(`${gate.url}/register`, node);
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        assert.equal(answer.body.user_id, `@${node.localpart}:${serverName}`);
+        assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
+      }
+      if (availableParallelism() > 1) {
+        const workers = new Set(
+          [...gate.output().matchAll(/ info registration .*outcome=registered.* worker=(\d+)/g)].map((match) => match[1]),
+        );
+        assert.ok(workers.size > 1, `registrations served by more than one worker: ${[...workers].join(',')}`);
+      }
+      const again = await postFresh(`${gate.url}/register`, nodes[0]);
+      assert.equal(again.status, 409, 'the one store in the primary knows every node, whichever worker answers');
+    });
 
-  it("holds a client's allowance across workers, and summarizes refusals instead of logging each", async () => {
-    await gate.stop();
-    await gate.start(['--verbosity', '3', '--rate-limit-client', '5', '--refusal-summary-interval', '1']);
-    const since = gate.mark();
-    const answers = [];
-    for (let i = 0; i < 12; i++) answers.push((await postFresh(`${gate.url}/register`, forged(), '203.0.113.50')).status);
-    assert.deepEqual(answers, [...Array<number>(5).fill(403), ...Array<number>(7).fill(429)]);
-    assert.equal((await postFresh(`${gate.url}/register`, forged(), '203.0.113.51')).status, 403, 'another client has its own allowance');
+    it("holds a client's allowance across workers, and summarizes refusals instead of logging each", async () => {
+      await gate.stop();
+      await gate.start(['--verbosity', '3', '--rate-limit-client', '5', '--refusal-summary-interval', '1']);
+      const since = gate.mark();
+      const answers = [];
+      for (let i = 0; i < 12; i++) answers.push((await postFresh(`${gate.url}/register`, forged(), '203.0.113.50')).status);
+      assert.deepEqual(answers, [...Array<number>(5).fill(403), ...Array<number>(7).fill(429)]);
+      assert.equal((await postFresh(`${gate.url}/register`, forged(), '203.0.113.51')).status, 403, 'another client has its own allowance');
 
-    const summaries = await waitFor(
-      'summary lines covering all 13 refusals',
-      async () => {
-        const lines = [...gate.output().slice(since).matchAll(/ info refused requests interval_s=1 total=(\d+).*/g)];
-        return lines.reduce((sum, match) => sum + Number(match[1]), 0) === 13 ? lines.map((match) => match[0]) : undefined;
-      },
-      10_000,
-    );
-    assert.ok(summaries.some((line) => /top_clients="?203\.0\.113\.50=/.test(line)), summaries.join('\n'));
-    assert.doesNotMatch(gate.output().slice(since), / registration .*outcome=forbidden/, 'no line per refusal at the default verbosity');
-  });
+      const summaries = await waitFor(
+        'summary lines covering all 13 refusals',
+        async () => {
+          const lines = [
+            ...gate
+              .output()
+              .slice(since)
+              .matchAll(/ info refused requests interval_s=1 total=(\d+).*/g),
+          ];
+          return lines.reduce((sum, match) => sum + Number(match[1]), 0) === 13 ? lines.map((match) => match[0]) : undefined;
+        },
+        10_000,
+      );
+      assert.ok(
+        summaries.some((line) => /top_clients="?203\.0\.113\.50=/.test(line)),
+        summaries.join('\n'),
+      );
+      assert.doesNotMatch(gate.output().slice(since), / registration .*outcome=forbidden/, 'no line per refusal at the default verbosity');
+    });
 
-  it('replaces a worker killed with -9, and registrations go on', async () => {
-    const primary = gate.process()?.child.pid as number;
-    const workers = childrenOf(primary);
-    assert.equal(workers.length, availableParallelism());
-    const since = gate.mark();
-    process.kill(workers[0]!, 'SIGKILL');
-    await gate.waitForLog(new RegExp(`worker \\d+ \\(pid ${workers[0]}\\) exited with signal SIGKILL; starting a replacement`), 10_000, since);
-    await waitFor('the replacement', async () => (childrenOf(primary).length === workers.length && !childrenOf(primary).includes(workers[0]!) ? true : undefined), 10_000);
-    for (let i = 0; i < 4; i++) {
+    it('replaces a worker killed with -9, and registrations go on', async () => {
+      const primary = gate.process()?.child.pid as number;
+      const workers = childrenOf(primary);
+      assert.equal(workers.length, availableParallelism());
+      const since = gate.mark();
+      process.kill(workers[0]!, 'SIGKILL');
+      await gate.waitForLog(
+        new RegExp(`worker \\d+ \\(pid ${workers[0]}\\) exited with signal SIGKILL; starting a replacement`),
+        10_000,
+        since,
+      );
+      await waitFor(
+        'the replacement',
+        async () => (childrenOf(primary).length === workers.length && !childrenOf(primary).includes(workers[0]!) ? true : undefined),
+        10_000,
+      );
+      for (let i = 0; i < 4; i++) {
+        const node = sign();
+        const answer = await postFresh(`${gate.url}/register`, node);
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
+      }
+    });
+
+    it('on SIGTERM finishes the registration in flight, exits 0 and leaves no process', async () => {
+      const primary = gate.process()?.child.pid as number;
+      const workers = childrenOf(primary);
       const node = sign();
-      const answer = await postFresh(`${gate.url}/register`, node);
-      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const inFlight = postFresh(`${gate.url}/register`, node);
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      const code = gate.stop('SIGTERM');
+      assert.equal((await inFlight).status, 200);
+      assert.equal(await code, 0);
+      assert.deepEqual(workers.filter(alive), [], 'no worker outlives the primary');
       assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
-    }
-  });
+    });
 
-  it('on SIGTERM finishes the registration in flight, exits 0 and leaves no process', async () => {
-    const primary = gate.process()?.child.pid as number;
-    const workers = childrenOf(primary);
-    const node = sign();
-    const inFlight = postFresh(`${gate.url}/register`, node);
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    const code = gate.stop('SIGTERM');
-    assert.equal((await inFlight).status, 200);
-    assert.equal(await code, 0);
-    assert.deepEqual(workers.filter(alive), [], 'no worker outlives the primary');
-    assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
-  });
-
-  it('ends the workers when the primary is killed', async () => {
-    await gate.start();
-    const primary = gate.process()?.child.pid as number;
-    const workers = childrenOf(primary);
-    assert.ok(workers.length > 0);
-    assert.equal(await gate.stop('SIGKILL'), null);
-    await waitFor('the workers to exit', async () => (workers.some(alive) ? undefined : true), 10_000);
-  });
-});
+    it('ends the workers when the primary is killed', async () => {
+      await gate.start();
+      const primary = gate.process()?.child.pid as number;
+      const workers = childrenOf(primary);
+      assert.ok(workers.length > 0);
+      assert.equal(await gate.stop('SIGKILL'), null);
+      await waitFor('the workers to exit', async () => (workers.some(alive) ? undefined : true), 10_000);
+    });
+  },
+);

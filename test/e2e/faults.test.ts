@@ -33,9 +33,19 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     passwords.push(body.password);
     return body;
   };
-  const FAULTY_ARGS = (): string[] => ['--homeserver-timeout', '2', '--client-timeout', '2', '--rate-limit-node', '0', '--deny-list', denyFile];
+  const FAULTY_ARGS = (): string[] => [
+    '--homeserver-timeout',
+    '2',
+    '--client-timeout',
+    '2',
+    '--rate-limit-node',
+    '0',
+    '--deny-list',
+    denyFile,
+  ];
   const register = (gate: Gate, body: unknown) => requestJson('POST', `${gate.url}/register`, body);
-  const userOnSynapse = async (localpart: string) => (await adminGetUser(synapse.url, `@${localpart}:${serverName}`, adminToken)).status === 200;
+  const userOnSynapse = async (localpart: string) =>
+    (await adminGetUser(synapse.url, `@${localpart}:${serverName}`, adminToken)).status === 200;
 
   before(async () => {
     secretDir = mkdtempSync(join(tmpdir(), 'regservice-faults-'));
@@ -46,8 +56,16 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     synapsePort = await freePort();
     const synapseUrl = `http://127.0.0.1:${synapsePort}`;
     proxy = await startFaultProxy(synapseUrl);
-    direct = await generateGate({ serverName, homeserverUrl: synapseUrl, genconfigArgs: ['--id', 'direct', '--sharesecret-file', secretFile] });
-    faulty = await generateGate({ serverName, homeserverUrl: proxy.url, genconfigArgs: ['--id', 'faulty', '--sharesecret-file', secretFile] });
+    direct = await generateGate({
+      serverName,
+      homeserverUrl: synapseUrl,
+      genconfigArgs: ['--id', 'direct', '--sharesecret-file', secretFile],
+    });
+    faulty = await generateGate({
+      serverName,
+      homeserverUrl: proxy.url,
+      genconfigArgs: ['--id', 'faulty', '--sharesecret-file', secretFile],
+    });
     await direct.start(); // the homeserver is not running yet
   });
 
@@ -138,7 +156,12 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     proxy.heldAnswers.length = 0;
     proxy.fault = () => 'pass';
     assert.ok(await userOnSynapse(node.localpart));
-    const unauthenticatedProfile = await requestJson('GET', `${synapse.url}/_matrix/client/v3/profile/${encodeURIComponent(`@${node.localpart}:${serverName}`)}`, undefined, String(faulty.registration.as_token));
+    const unauthenticatedProfile = await requestJson(
+      'GET',
+      `${synapse.url}/_matrix/client/v3/profile/${encodeURIComponent(`@${node.localpart}:${serverName}`)}`,
+      undefined,
+      String(faulty.registration.as_token),
+    );
     assert.equal(unauthenticatedProfile.status, 403, 'the profile is private here, so it cannot tell whether the user exists');
 
     const retry = await register(faulty, node);
@@ -162,7 +185,10 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     const store = await openStore(join(faulty.dir, '.matrix'));
     const pendingEntries = await store.nodes.listPending();
     await store.close();
-    assert.deepEqual(pendingEntries.map((entry) => entry.localpart), [node.localpart]);
+    assert.deepEqual(
+      pendingEntries.map((entry) => entry.localpart),
+      [node.localpart],
+    );
 
     const since = faulty.mark();
     await faulty.start(FAULTY_ARGS());

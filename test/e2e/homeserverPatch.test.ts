@@ -44,13 +44,20 @@ describe('patched homeserver.yaml, read by the real Synapse and PyYAML', { skip 
     const secretFile = `${CONFIG_CHECK_DIR}/registration_shared_secret`;
     const patch = planHomeserverPatch(HOMESERVER, { registrationFile, sharedSecretFile: secretFile });
     assert.ok(patch.ok, patch.ok ? '' : patch.problems.join('; '));
-    assert.deepEqual(patch.changes.map((change) => change.key), ['app_service_config_files', 'registration_shared_secret_path']);
+    assert.deepEqual(
+      patch.changes.map((change) => change.key),
+      ['app_service_config_files', 'registration_shared_secret_path'],
+    );
 
     const before = readConfigWithSynapse(HOMESERVER);
     assert.ok(before.accepted, before.output);
     const after = readConfigWithSynapse(patch.text);
     assert.ok(after.accepted, after.output);
-    const { app_service_config_files: files, registration_shared_secret_path: secretPath, ...rest } = after.values as Record<string, unknown>;
+    const {
+      app_service_config_files: files,
+      registration_shared_secret_path: secretPath,
+      ...rest
+    } = after.values as Record<string, unknown>;
     const { app_service_config_files: filesBefore, ...restBefore } = before.values as Record<string, unknown>;
     assert.deepEqual(rest, restBefore, 'every other value reads as before');
     assert.deepEqual(files, [...(filesBefore as string[]), registrationFile]);

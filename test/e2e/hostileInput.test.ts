@@ -100,8 +100,14 @@ describe('hostile input against the running service and a real Synapse', { skip 
         } catch {
           /* reported below */
         }
-        const ok = answer.status >= 400 && answer.status < 500 && typeof body.errcode === 'string' && body.errcode.startsWith('M_') && typeof body.error === 'string';
-        if (!ok && failures.length < 10) failures.push(`${raw.kind}: ${raw.method} ${raw.path.slice(0, 80)} → ${answer.status} ${answer.body.slice(0, 120)}`);
+        const ok =
+          answer.status >= 400 &&
+          answer.status < 500 &&
+          typeof body.errcode === 'string' &&
+          body.errcode.startsWith('M_') &&
+          typeof body.error === 'string';
+        if (!ok && failures.length < 10)
+          failures.push(`${raw.kind}: ${raw.method} ${raw.path.slice(0, 80)} → ${answer.status} ${answer.body.slice(0, 120)}`);
         if (next % 500 === 0) {
           rssPeakKb = Math.max(rssPeakKb, rssKb(pid));
           if (next === requests.length / 2) rssHalfKb = rssPeakKb;
@@ -119,7 +125,9 @@ describe('hostile input against the running service and a real Synapse', { skip 
     assert.equal(gate.process()?.child.exitCode, null, 'the process is still up');
     assert.equal((await requestJson('GET', `${gate.url}/register`)).status, 405, 'and still answering');
     const mb = (kb: number): number => Math.round(kb / 1024);
-    process.stdout.write(`# RSS: ${mb(rssStartKb)} MB at start, ${mb(rssHalfKb)} MB at peak over the first half, ${mb(rssPeakKb)} MB over all\n`);
+    process.stdout.write(
+      `# RSS: ${mb(rssStartKb)} MB at start, ${mb(rssHalfKb)} MB at peak over the first half, ${mb(rssPeakKb)} MB over all\n`,
+    );
     // Bounded: the second 5,000 requests add little to what the first 5,000 needed, and the total stays modest.
     assert.ok(rssPeakKb < rssHalfKb + 48 * 1024, `memory kept growing: ${mb(rssHalfKb)} MB after half, ${mb(rssPeakKb)} MB after all`);
     assert.ok(rssPeakKb < 256 * 1024, `peak RSS ${mb(rssPeakKb)} MB`);

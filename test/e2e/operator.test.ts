@@ -19,7 +19,9 @@ const serverName = 'photon.test';
 
 function run(file: string, args: readonly string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(file, args, { cwd }, (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number((error as { code?: number }).code), stdout, stderr }));
+    execFile(file, args, { cwd }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : Number((error as { code?: number }).code), stdout, stderr }),
+    );
   });
 }
 
@@ -47,7 +49,17 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     gate = await generateGate({
       serverName,
       homeserverUrl: `http://127.0.0.1:${synapsePort}`,
-      genconfigArgs: ['--homeserver-config', join(work, 'homeserver.yaml'), '--patch-homeserver', '--nginx', join(work, 'site.conf'), '--public-port', String(publicPort), '--systemd', join(work, 'regservice.service')],
+      genconfigArgs: [
+        '--homeserver-config',
+        join(work, 'homeserver.yaml'),
+        '--patch-homeserver',
+        '--nginx',
+        join(work, 'site.conf'),
+        '--public-port',
+        String(publicPort),
+        '--systemd',
+        join(work, 'regservice.service'),
+      ],
     });
     assert.match(gate.genconfigOutput, /Patched .*homeserver\.yaml/);
     const patched = readFileSync(join(work, 'homeserver.yaml'), 'utf8');
@@ -71,7 +83,12 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
   it('wrote a hardened systemd unit that runs run.sh as a dedicated user', () => {
     const unit = readFileSync(join(work, 'regservice.service'), 'utf8');
     assert.match(unit, new RegExp(`ExecStart=${join(gate.dir, 'run.sh').replace(/[.]/g, '\\.')}`));
-    for (const line of ['User=matrix-regservice', 'NoNewPrivileges=true', 'ProtectSystem=strict', `ReadWritePaths=${join(gate.dir, '.matrix')}`]) {
+    for (const line of [
+      'User=matrix-regservice',
+      'NoNewPrivileges=true',
+      'ProtectSystem=strict',
+      `ReadWritePaths=${join(gate.dir, '.matrix')}`,
+    ]) {
       assert.ok(unit.includes(line), line);
     }
     assert.doesNotMatch(unit, /\{\{/);
@@ -90,11 +107,19 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     const key = randomPrivateKey();
     const keyFile = join(work, 'node.key');
     writeFileSync(keyFile, `0x${Buffer.from(key).toString('hex')}\n`, { mode: 0o600 });
-    const result = await run(join(gate.dir, 'run.sh'), ['register', '--key-file', keyFile, '--homeserver', publicUrl, '--server-name', serverName], gate.dir);
+    const result = await run(
+      join(gate.dir, 'run.sh'),
+      ['register', '--key-file', keyFile, '--homeserver', publicUrl, '--server-name', serverName],
+      gate.dir,
+    );
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.trim(), `@${addressOfPrivateKey(key)}:${serverName}`);
     registered.push(addressOfPrivateKey(key));
-    const again = await run(join(gate.dir, 'run.sh'), ['register', '--key-file', keyFile, '--homeserver', publicUrl, '--server-name', serverName], gate.dir);
+    const again = await run(
+      join(gate.dir, 'run.sh'),
+      ['register', '--key-file', keyFile, '--homeserver', publicUrl, '--server-name', serverName],
+      gate.dir,
+    );
     assert.equal(again.code, 0, 'an already registered node still logs in');
   });
 
@@ -121,7 +146,10 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     const show = await run(runSh, ['users', 'show', registered[0] as string], gate.dir);
     assert.equal((JSON.parse(show.stdout) as { userId: string }).userId, `@${registered[0]}:${serverName}`);
     const exported = await run(runSh, ['users', 'export'], gate.dir);
-    const lines = exported.stdout.trim().split('\n').map((line) => JSON.parse(line) as { localpart: string });
+    const lines = exported.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { localpart: string });
     assert.deepEqual(lines.map((line) => line.localpart).sort(), [...registered].sort());
     const list = await run(runSh, ['users', 'list'], gate.dir);
     for (const address of registered) assert.ok(list.stdout.includes(address));

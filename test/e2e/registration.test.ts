@@ -40,7 +40,12 @@ describe('registration gate against a real Synapse', { skip: availability.availa
     gate = deployment.url;
     secrets.push(sharedSecret, String(deployment.registration.as_token), String(deployment.registration.hs_token));
 
-    synapse = await startSynapse({ serverName, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [deployment.registrationFile] });
+    synapse = await startSynapse({
+      serverName,
+      port: synapsePort,
+      sharedSecretFile: secretFile,
+      appserviceFiles: [deployment.registrationFile],
+    });
     adminToken = await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex'));
     await deployment.start();
   });
@@ -76,7 +81,12 @@ describe('registration gate against a real Synapse', { skip: availability.availa
     assert.equal(profile.status, 200, JSON.stringify(profile.body));
     assert.equal(profile.body.displayname, registered.displayname);
 
-    const devices = await requestJson('GET', `${synapse.url}/_synapse/admin/v2/users/${encodeURIComponent(userId)}/devices`, undefined, adminToken);
+    const devices = await requestJson(
+      'GET',
+      `${synapse.url}/_synapse/admin/v2/users/${encodeURIComponent(userId)}/devices`,
+      undefined,
+      adminToken,
+    );
     assert.equal(devices.body.total, 1, 'only the login made a device: registration used inhibit_login');
   });
 

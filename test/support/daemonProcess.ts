@@ -10,7 +10,11 @@ export interface DaemonProcess {
   exited(): Promise<number | null>;
 }
 
-export function spawnDaemon(command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): DaemonProcess {
+export function spawnDaemon(
+  command: string,
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): DaemonProcess {
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },

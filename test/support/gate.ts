@@ -30,12 +30,25 @@ export interface Gate {
   mark(): number;
 }
 
-export async function generateGate(options: { serverName: string; homeserverUrl: string; genconfigArgs?: readonly string[] }): Promise<Gate> {
+export async function generateGate(options: {
+  serverName: string;
+  homeserverUrl: string;
+  genconfigArgs?: readonly string[];
+}): Promise<Gate> {
   const dir = mkdtempSync(join(tmpdir(), 'regservice-gate-'));
   const port = await freePort();
   const { stdout } = await promisify(execFile)(
     BIN,
-    ['genconfig', '--matrixdomain', options.serverName, '--matrixurl', options.homeserverUrl, '--port', String(port), ...(options.genconfigArgs ?? [])],
+    [
+      'genconfig',
+      '--matrixdomain',
+      options.serverName,
+      '--matrixurl',
+      options.homeserverUrl,
+      '--port',
+      String(port),
+      ...(options.genconfigArgs ?? []),
+    ],
     { cwd: dir },
   );
   const registrationFile = join(dir, 'registration.yaml');

@@ -22,7 +22,16 @@ export function seededRandom(seed: number): () => number {
 }
 
 const UNICODE = ['é', 'ß', 'Ω', '中', '😀', '\u200b', '\u202e', '\u0000', '\ud800', 'ｘ', '０', 'İ', '\uffff'];
-const CONTENT_TYPES = ['application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=utf-16', 'application/octet-stream', 'image/png', ''];
+const CONTENT_TYPES = [
+  'application/json',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/json; charset=utf-16',
+  'application/octet-stream',
+  'image/png',
+  '',
+];
 const AS_PATHS = [
   '/regapp/1/transactions/../register',
   '/regapp/1/transactions/%2e%2e%2fregister',
@@ -57,7 +66,8 @@ export function hostileRequests(count: number, serverName: string, seed = 202611
   const seededKey = (): Uint8Array => Uint8Array.from({ length: 32 }, (_unused, index) => (index === 0 ? 1 + int(200) : int(256)));
   const valid = Array.from({ length: 8 }, () => signRegistration(seededKey(), serverName));
   const hex = (length: number): string => Array.from({ length }, () => '0123456789abcdef'[int(16)]).join('');
-  const randomText = (length: number): string => Array.from({ length }, () => (random() < 0.2 ? pick(UNICODE) : String.fromCharCode(32 + int(95)))).join('');
+  const randomText = (length: number): string =>
+    Array.from({ length }, () => (random() < 0.2 ? pick(UNICODE) : String.fromCharCode(32 + int(95)))).join('');
   const json = (body: unknown, contentType = 'application/json'): Omit<RawRequest, 'kind'> => ({
     method: 'POST',
     path: '/regapp/1/register',
@@ -67,7 +77,10 @@ export function hostileRequests(count: number, serverName: string, seed = 202611
   const wrongValue = (): unknown => pick([42, -1, 1e308, true, null, [], {}, ['0x'], { $gt: '' }, '', ' '.repeat(10)]);
 
   const generators: Record<string, () => Omit<RawRequest, 'kind'>> = {
-    'random bytes': () => ({ ...json(Buffer.from(Array.from({ length: int(600) }, () => int(256)))), body: Buffer.from(Array.from({ length: int(600) }, () => int(256))) }),
+    'random bytes': () => ({
+      ...json(Buffer.from(Array.from({ length: int(600) }, () => int(256)))),
+      body: Buffer.from(Array.from({ length: int(600) }, () => int(256))),
+    }),
     'random text': () => json(randomText(int(400))),
     'truncated JSON': () => {
       const text = JSON.stringify(pick(valid));
@@ -78,7 +91,8 @@ export function hostileRequests(count: number, serverName: string, seed = 202611
       body[pick(['localpart', 'displayname', 'password'])] = wrongValue();
       return json(body);
     },
-    'huge strings': () => json({ ...pick(valid), [pick(['localpart', 'displayname', 'password', 'extra'])]: 'f'.repeat(5000 + int(20_000)) }),
+    'huge strings': () =>
+      json({ ...pick(valid), [pick(['localpart', 'displayname', 'password', 'extra'])]: 'f'.repeat(5000 + int(20_000)) }),
     unicode: () => {
       const body: Record<string, string> = { ...pick(valid) };
       const field = pick(['localpart', 'displayname', 'password'] as const);
@@ -99,25 +113,42 @@ export function hostileRequests(count: number, serverName: string, seed = 202611
     'wrong content type': () => {
       const node = pick(valid);
       const type = pick(CONTENT_TYPES);
-      const body = type.startsWith('application/x-www') ? new URLSearchParams({ ...node, localpart: node.localpart.slice(0, 10) }).toString() : JSON.stringify({ ...node, password: node.password.slice(2) });
+      const body = type.startsWith('application/x-www')
+        ? new URLSearchParams({ ...node, localpart: node.localpart.slice(0, 10) }).toString()
+        : JSON.stringify({ ...node, password: node.password.slice(2) });
       return json(body, type);
     },
     'forged signature': () => {
       const node = pick(valid);
       const v = pick(['1b', '1c', '00', '01', '1d']);
-      return json({ ...node, [pick(['password', 'displayname'])]: pick(['password', 'displayname']) === 'password' ? hex(128) + v : `${node.localpart.slice(2, 6)}-${hex(128)}${v}` });
+      return json({
+        ...node,
+        [pick(['password', 'displayname'])]:
+          pick(['password', 'displayname']) === 'password' ? hex(128) + v : `${node.localpart.slice(2, 6)}-${hex(128)}${v}`,
+      });
     },
     'mismatched fields': () => {
       const [a, b] = [pick(valid), pick(valid)];
       const flipped = (text: string): string => text.slice(0, 10) + (text[10] === '0' ? '1' : '0') + text.slice(11);
       return json({ localpart: a.localpart, displayname: b.displayname, password: a === b ? flipped(b.password) : b.password });
     },
-    'not a POST': () => ({ method: pick(['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']), path: '/regapp/1/register', headers: { 'content-type': 'application/json' }, body: JSON.stringify(pick(valid)) }),
+    'not a POST': () => ({
+      method: pick(['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']),
+      path: '/regapp/1/register',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(pick(valid)),
+    }),
     'application-service tricks': () => {
       const token = pick([undefined, '', 'x'.repeat(int(3000)), 'Bearer', `${randomText(10)}`, '../../etc/passwd']);
       const headers: Record<string, string> = { 'content-type': 'application/json' };
-      if (token !== undefined) headers.authorization = random() < 0.5 ? `Bearer ${encodeURIComponent(wellFormed(token))}` : encodeURIComponent(wellFormed(token));
-      return { method: pick(['GET', 'PUT', 'POST', 'DELETE']), path: pick(AS_PATHS), headers, body: random() < 0.5 ? JSON.stringify({ events: [{ sender: '@x:y' }] }) : randomText(int(100)) };
+      if (token !== undefined)
+        headers.authorization = random() < 0.5 ? `Bearer ${encodeURIComponent(wellFormed(token))}` : encodeURIComponent(wellFormed(token));
+      return {
+        method: pick(['GET', 'PUT', 'POST', 'DELETE']),
+        path: pick(AS_PATHS),
+        headers,
+        body: random() < 0.5 ? JSON.stringify({ events: [{ sender: '@x:y' }] }) : randomText(int(100)),
+      };
     },
   };
   const kinds = Object.keys(generators);

@@ -34,9 +34,20 @@ export interface InProcessGate {
  * verifier, rate limits, lists, registration service and a LevelDB store on disk; only the homeserver
  * is a stand-in that records what it was asked to create.
  */
-export async function startInProcessGate(options: { settings?: RawSettings; policy?: AddressPolicy; registrar?: Registrar } = {}): Promise<InProcessGate> {
+export async function startInProcessGate(
+  options: { settings?: RawSettings; policy?: AddressPolicy; registrar?: Registrar } = {},
+): Promise<InProcessGate> {
   const settings = resolveSettings([
-    { source: 'test', values: { matrixdomain: IN_PROCESS_SERVER, sharesecret: 'secret', astoken: 'as-token', hstoken: IN_PROCESS_HS_TOKEN, ...options.settings } },
+    {
+      source: 'test',
+      values: {
+        matrixdomain: IN_PROCESS_SERVER,
+        sharesecret: 'secret',
+        astoken: 'as-token',
+        hstoken: IN_PROCESS_HS_TOKEN,
+        ...options.settings,
+      },
+    },
   ]).settings;
   const datapath = mkdtempSync(join(tmpdir(), 'regservice-inprocess-'));
   const store = await openStore(datapath);

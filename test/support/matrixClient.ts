@@ -9,7 +9,11 @@ export async function requestJson(method: string, url: string, body?: unknown, t
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(url, { method, headers, body: body === undefined ? null : typeof body === 'string' ? body : JSON.stringify(body) });
+  const response = await fetch(url, {
+    method,
+    headers,
+    body: body === undefined ? null : typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await response.text();
   let parsed: Record<string, unknown>;
   try {

@@ -12,7 +12,9 @@ export interface RunningNginx {
 export function nginxAvailability(): { available: boolean; reason: string } {
   const found = spawnSync('nginx', ['-v']).status === 0;
   if (!found && process.env.CI === 'true') throw new Error('nginx is not installed: .ci/run installs the Debian package nginx-light');
-  return found ? { available: true, reason: 'nginx' } : { available: false, reason: 'nginx is not installed (apt-get install nginx-light)' };
+  return found
+    ? { available: true, reason: 'nginx' }
+    : { available: false, reason: 'nginx is not installed (apt-get install nginx-light)' };
 }
 
 /** Writes a minimal main config including the site and has nginx check it (nginx -t); returns the config's path. */

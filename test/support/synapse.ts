@@ -191,7 +191,10 @@ export interface SharedSecretUser {
 }
 
 /** Synapse's shared-secret registration, done directly (as an operator's script or the Go original would). */
-export async function sharedSecretRegister(synapse: RunningSynapse, user: SharedSecretUser): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function sharedSecretRegister(
+  synapse: RunningSynapse,
+  user: SharedSecretUser,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const endpoint = `${synapse.url}/_synapse/admin/v1/register`;
   const { nonce } = (await (await fetch(endpoint)).json()) as { nonce: string };
   const admin = user.admin ?? false;
@@ -207,7 +210,8 @@ export async function sharedSecretRegister(synapse: RunningSynapse, user: Shared
 /** Registers a Synapse admin through shared-secret registration and returns its access token. */
 export async function createAdmin(synapse: RunningSynapse, username: string, password: string): Promise<string> {
   const answer = await sharedSecretRegister(synapse, { username, password, admin: true });
-  if (answer.status !== 200 || typeof answer.body.access_token !== 'string') throw new Error(`admin registration failed: ${JSON.stringify(answer.body)}`);
+  if (answer.status !== 200 || typeof answer.body.access_token !== 'string')
+    throw new Error(`admin registration failed: ${JSON.stringify(answer.body)}`);
   return answer.body.access_token;
 }
 
@@ -226,7 +230,12 @@ export function readConfigWithSynapse(text: string): { accepted: boolean; output
     const inChroot = (args: readonly string[]) => spawnSync('chroot', [SYNAPSE_ROOT, ...args], { encoding: 'utf8' });
     const keys = inChroot(['python3', '-m', 'synapse.app.homeserver', '-c', file, '--generate-keys']);
     const check = inChroot(['python3', '-m', 'synapse.config', '-c', file]);
-    const load = inChroot(['python3', '-c', 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1])), default=str))', file]);
+    const load = inChroot([
+      'python3',
+      '-c',
+      'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1])), default=str))',
+      file,
+    ]);
     return {
       accepted: keys.status === 0 && check.status === 0 && /Config parses OK!/.test(check.stdout),
       output: `${keys.stderr}${check.stdout}${check.stderr}`,

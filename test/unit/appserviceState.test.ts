@@ -39,11 +39,21 @@ describe('transaction handler', () => {
   it("processes a transaction once and moves registered nodes' last seen forward", async () => {
     const store = await openStore(tempDir('regservice-txh-'));
     await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
-    const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
+    const handle = createTransactionHandler({
+      serverName: SERVER,
+      nodes: store.nodes,
+      transactions: store.transactions,
+      log: capturingLogger().log,
+    });
     const at = (ms: number) => ({ type: 'm.room.message', sender: USER, origin_server_ts: ms });
     const t1 = Date.parse('2026-02-01T00:00:00Z');
 
-    assert.equal(await handle('1', { events: [at(t1), at(t1 - 1000), { sender: `@0x${'cd'.repeat(20)}:${SERVER}` }, { sender: `@${LOCALPART}:other.org` }, null] }), 'processed');
+    assert.equal(
+      await handle('1', {
+        events: [at(t1), at(t1 - 1000), { sender: `@0x${'cd'.repeat(20)}:${SERVER}` }, { sender: `@${LOCALPART}:other.org` }, null],
+      }),
+      'processed',
+    );
     assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z');
     assert.equal(await handle('1', { events: [at(t1 + 5000)] }), 'duplicate');
     assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z');
@@ -72,9 +82,17 @@ describe('transaction handler', () => {
 
   it('refuses a body without an events array and does not remember its id', async () => {
     const store = await openStore(tempDir('regservice-txb-'));
-    const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
+    const handle = createTransactionHandler({
+      serverName: SERVER,
+      nodes: store.nodes,
+      transactions: store.transactions,
+      log: capturingLogger().log,
+    });
     for (const body of [undefined, {}, { events: {} }, []]) {
-      await assert.rejects(handle('x', body), (error: unknown) => error instanceof MatrixError && error.status === 400 && error.errcode === 'M_BAD_JSON');
+      await assert.rejects(
+        handle('x', body),
+        (error: unknown) => error instanceof MatrixError && error.status === 400 && error.errcode === 'M_BAD_JSON',
+      );
     }
     assert.equal(await store.transactions.has('x'), false);
     await store.close();

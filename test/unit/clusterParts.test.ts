@@ -68,7 +68,10 @@ describe('IPC between the primary and a worker', () => {
       return true;
     });
     await api.limitClient('anyone');
-    await assert.rejects(api.register({ localpart: 'down', displayname: 'x', password: 'p' }), (error: unknown) => error instanceof HomeserverError && error.status === 504);
+    await assert.rejects(
+      api.register({ localpart: 'down', displayname: 'x', password: 'p' }),
+      (error: unknown) => error instanceof HomeserverError && error.status === 504,
+    );
 
     api.reportRefusals({ outcomes: { forbidden: 2 }, topClients: [['a', 2]] });
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -86,7 +89,10 @@ describe('IPC between the primary and a worker', () => {
       },
       {},
     );
-    await assert.rejects(right.request('boom', []), (error: unknown) => !(error instanceof MatrixError) && (error as Error).message === 'exploded');
+    await assert.rejects(
+      right.request('boom', []),
+      (error: unknown) => !(error instanceof MatrixError) && (error as Error).message === 'exploded',
+    );
     await assert.rejects(right.request('nothing', []), /no such call: nothing/);
     const open = right.request('hang', []);
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -119,7 +125,10 @@ describe('refusal tally', () => {
     tally.add('rate_limited', '198.51.100.2', 2);
     const report = tally.drain(1);
     assert.deepEqual(report.outcomes, { forbidden: 5, invalid: 1, rate_limited: 2 });
-    assert.deepEqual(report.topClients, [['203.0.113.1', 5], ['others', 3]]);
+    assert.deepEqual(report.topClients, [
+      ['203.0.113.1', 5],
+      ['others', 3],
+    ]);
     assert.equal(tally.empty, true);
 
     const primary = new RefusalTally();
@@ -140,7 +149,7 @@ describe('refusal tally', () => {
 });
 
 describe('in-memory rate limiter', () => {
-  it('allows a minute\'s points per key from its first request, says when to retry, then starts afresh', async () => {
+  it("allows a minute's points per key from its first request, says when to retry, then starts afresh", async () => {
     let now = 1_000_000;
     const limiter = createMemoryRateLimiter(3, { now: () => now });
     for (let i = 0; i < 3; i++) assert.deepEqual(await limiter.consume('a'), { allowed: true });

@@ -14,11 +14,26 @@ describe('doctor --public-url', () => {
     const publicUrl = gate.base.replace('/gates/photon-1', '');
     const datapath = tempDir('regservice-doctor-');
     const settings = resolveSettings([
-      { source: 'test', values: { matrixdomain: 'hs.example.org', matrixurl: 'http://127.0.0.1:1', datapath, sharesecret: 's', astoken: 'a', hstoken: 'h', 'appservice-url': url } },
+      {
+        source: 'test',
+        values: {
+          matrixdomain: 'hs.example.org',
+          matrixurl: 'http://127.0.0.1:1',
+          datapath,
+          sharesecret: 's',
+          astoken: 'a',
+          hstoken: 'h',
+          'appservice-url': url,
+        },
+      },
     ]).settings;
     const results = await runDoctor(settings, `${publicUrl}/`);
     const routing = results.find((result) => /routes to matrix-regservice/.test(result.what));
-    assert.deepEqual(routing, { ok: true, what: `${publicUrl}/gates/photon-1 routes to matrix-regservice`, detail: 'GET /gates/photon-1/register answers 405 M_UNRECOGNIZED' });
+    assert.deepEqual(routing, {
+      ok: true,
+      what: `${publicUrl}/gates/photon-1 routes to matrix-regservice`,
+      detail: 'GET /gates/photon-1/register answers 405 M_UNRECOGNIZED',
+    });
     await gate.close();
     const gone = (await runDoctor(settings, publicUrl)).find((result) => /routes to matrix-regservice/.test(result.what));
     assert.equal(gone?.ok, false);

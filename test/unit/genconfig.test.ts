@@ -37,7 +37,10 @@ const fileNamed = (plan: ReturnType<typeof planGenconfig>, name: string) => {
 
 /** How Synapse applies a namespace regex: Python's re.match. */
 function synapseMatches(regex: string, userId: string): boolean {
-  return execFileSync('python3', ['-c', 'import re,sys; print(bool(re.match(sys.argv[1], sys.argv[2])))', regex, userId]).toString().trim() === 'True';
+  return (
+    execFileSync('python3', ['-c', 'import re,sys; print(bool(re.match(sys.argv[1], sys.argv[2])))', regex, userId]).toString().trim() ===
+    'True'
+  );
 }
 
 describe('shellQuote and renderTemplate', () => {
@@ -133,7 +136,18 @@ describe('planGenconfig per backend', () => {
   it('admin-api: needs the admin token file and points run.sh at it', () => {
     assert.throws(() => planGenconfig(input({ backend: 'admin-api' })), /admin-api backend needs --admin-token-file/);
     const { settings } = resolveSettings(
-      [{ source: 't', values: { matrixdomain: 'example.org', backend: 'admin-api', 'admin-token': 'x', 'admin-token-source': '/etc/rs/admin token', 'allow-password-reset': true } }],
+      [
+        {
+          source: 't',
+          values: {
+            matrixdomain: 'example.org',
+            backend: 'admin-api',
+            'admin-token': 'x',
+            'admin-token-source': '/etc/rs/admin token',
+            'allow-password-reset': true,
+          },
+        },
+      ],
       { requireSecrets: false },
     );
     const plan = planGenconfig({ ...defaultGenconfigInput(settings, '/srv/rs'), randomToken: () => 't', appserviceId: 'custom-id' });
@@ -147,7 +161,10 @@ describe('planGenconfig per backend', () => {
 
 describe('nginx site and systemd unit', () => {
   it('render every placeholder for the deployment', () => {
-    const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org:8448', matrixurl: 'http://127.0.0.1:8008/', port: 8010 } }], { requireSecrets: false });
+    const { settings } = resolveSettings(
+      [{ source: 't', values: { matrixdomain: 'hs.example.org:8448', matrixurl: 'http://127.0.0.1:8008/', port: 8010 } }],
+      { requireSecrets: false },
+    );
     const site = { publicPort: 443, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
     const now = new Date('2026-01-01T00:00:00Z');
     const nginx = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, now);
@@ -174,7 +191,12 @@ describe('values in the nginx site and systemd unit', () => {
     const runScript = join(out, 'run.sh');
     writeFileSync(runScript, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
     const settings = settingsWith({ datapath: join(out, 'state dir') });
-    const unit = renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, { publicPort: 80, publicName: 'hs.example.org', user: 'root', runScript }, now);
+    const unit = renderSystemdUnit(
+      readTemplate('matrix-regservice.service.template'),
+      settings,
+      { publicPort: 80, publicName: 'hs.example.org', user: 'root', runScript },
+      now,
+    );
     const quoted = (path: string) => `"${path.replaceAll('%', '%%').replaceAll('$', '$$')}"`;
     assert.match(unit, new RegExp(`^ExecStart=${escapeForRegex(quoted(runScript))}$`, 'm'));
     assert.match(unit, new RegExp(`^ReadWritePaths=${escapeForRegex(quoted(join(out, 'state dir')))}$`, 'm'));
@@ -191,17 +213,34 @@ describe('values in the nginx site and systemd unit', () => {
     const unitTemplate = readTemplate('matrix-regservice.service.template');
     const siteTemplate = readTemplate('nginx-site.conf.template');
     const settings = settingsWith({});
-    assert.throws(() => renderSystemdUnit(unitTemplate, settings, { ...site, user: 'regsvc\nExecStartPre=/bin/evil' }, now), /--systemd-user .* is not a user name/);
-    assert.throws(() => renderSystemdUnit(unitTemplate, settings, { ...site, runScript: '/srv/rs\n/run.sh' }, now), /run\.sh path .* has a control character/);
-    assert.throws(() => renderSystemdUnit(unitTemplate, settingsWith({ datapath: '/srv/a\rb' }), site, now), /--datapath .* has a control character/);
+    assert.throws(
+      () => renderSystemdUnit(unitTemplate, settings, { ...site, user: 'regsvc\nExecStartPre=/bin/evil' }, now),
+      /--systemd-user .* is not a user name/,
+    );
+    assert.throws(
+      () => renderSystemdUnit(unitTemplate, settings, { ...site, runScript: '/srv/rs\n/run.sh' }, now),
+      /run\.sh path .* has a control character/,
+    );
+    assert.throws(
+      () => renderSystemdUnit(unitTemplate, settingsWith({ datapath: '/srv/a\rb' }), site, now),
+      /--datapath .* has a control character/,
+    );
     for (const name of ['hs.example.org; location / { return 200; }', 'a{', 'a b', 'a#b', '$host']) {
-      assert.throws(() => renderNginxSite(siteTemplate, settings, { ...site, publicName: name }, now), /--public-name .* cannot go into an nginx site/);
+      assert.throws(
+        () => renderNginxSite(siteTemplate, settings, { ...site, publicName: name }, now),
+        /--public-name .* cannot go into an nginx site/,
+      );
     }
   });
 
   it('routes the registration url path, and nginx -t accepts the site', () => {
     const settings = settingsWith({ 'appservice-url': 'http://127.0.0.1:8009/gates/(photon)' });
-    const siteText = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, { publicPort: 8080, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' }, now);
+    const siteText = renderNginxSite(
+      readTemplate('nginx-site.conf.template'),
+      settings,
+      { publicPort: 8080, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' },
+      now,
+    );
     assert.match(siteText, /location \/gates\/\(photon\)\/ \{/);
     if (spawnSync('nginx', ['-v']).error !== undefined && process.env.CI !== 'true') return; // nginx not installed here
     const dir = tempDir('regservice-nginx-t-');

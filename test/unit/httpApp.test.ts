@@ -65,7 +65,11 @@ describe('HTTP layer', () => {
 
   it('parses the body as JSON whatever its content type', async () => {
     outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
-    const response = await fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify(node) });
+    const response = await fetch(`${base}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify(node),
+    });
     assert.equal(response.status, 200);
   });
 
@@ -89,7 +93,13 @@ describe('HTTP layer', () => {
       outcome = failure;
       const before = logger.lines().length;
       await requestJson('POST', `${base}/register`, node);
-      assert.ok(logger.lines().slice(before).some((line) => line.includes(expected)), `${expected} in ${logger.lines().slice(before).join('\n')}`);
+      assert.ok(
+        logger
+          .lines()
+          .slice(before)
+          .some((line) => line.includes(expected)),
+        `${expected} in ${logger.lines().slice(before).join('\n')}`,
+      );
     }
   });
 
@@ -172,7 +182,11 @@ describe('HTTP layer', () => {
         if (typeof expected === 'string') assert.equal(answer.body.errcode, expected);
         else assert.deepEqual(answer.body, expected);
         assert.equal((await requestJson(method, url, body)).status, 401, `${path} without a token`);
-        assert.equal((await requestJson(method, `${url}?access_token=${HS_TOKEN}`, body)).status, status, `${path} with the legacy query token`);
+        assert.equal(
+          (await requestJson(method, `${url}?access_token=${HS_TOKEN}`, body)).status,
+          status,
+          `${path} with the legacy query token`,
+        );
       }
       const wrongMethod = await requestJson('DELETE', `${base}${prefix}/transactions/1`, undefined, HS_TOKEN);
       assert.equal(wrongMethod.status, 405);
@@ -200,7 +214,11 @@ describe('HTTP layer', () => {
     assert.equal((await requestJson('GET', `${root}${basePath}/register`)).status, 405);
     assert.equal((await requestJson('GET', `${root}${basePath}/_matrix/app/v1/users/%40known%3Ahs`, undefined, HS_TOKEN)).status, 200);
     assert.equal((await requestJson('POST', `${root}/regapp/1/register`, node)).status, 404);
-    assert.equal((await requestJson('POST', `${root}/reg(app)/[1]+:xy/register`, node)).status, 404, 'a longer segment is not the base path');
+    assert.equal(
+      (await requestJson('POST', `${root}/reg(app)/[1]+:xy/register`, node)).status,
+      404,
+      'a longer segment is not the base path',
+    );
     await new Promise<void>((resolve) => other.close(() => resolve()));
   });
 

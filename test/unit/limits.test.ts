@@ -29,7 +29,10 @@ describe('CallLimiter', () => {
           }),
       );
     const calls = [call(), call(), call()];
-    await assert.rejects(call(), (error: unknown) => error instanceof MatrixError && error.status === 503 && error.headers['Retry-After'] === '1');
+    await assert.rejects(
+      call(),
+      (error: unknown) => error instanceof MatrixError && error.status === 503 && error.headers['Retry-After'] === '1',
+    );
     assert.equal(limiter.inFlight, 2);
     assert.equal(limiter.queued, 1);
     releases.shift()?.();
@@ -45,7 +48,10 @@ describe('CallLimiter', () => {
 
   it('frees the slot when a call fails', async () => {
     const limiter = new CallLimiter(1, 0);
-    await assert.rejects(limiter.run(() => Promise.reject(new Error('boom'))), /boom/);
+    await assert.rejects(
+      limiter.run(() => Promise.reject(new Error('boom'))),
+      /boom/,
+    );
     assert.equal(await limiter.run(async () => 'next'), 'next');
   });
 });
@@ -56,13 +62,25 @@ async function post(base: string, body: unknown, forwardedFor?: string) {
     headers: { 'content-type': 'application/json', ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }) },
     body: JSON.stringify(body),
   });
-  return { status: response.status, retryAfter: response.headers.get('retry-after'), body: (await response.json()) as Record<string, unknown> };
+  return {
+    status: response.status,
+    retryAfter: response.headers.get('retry-after'),
+    body: (await response.json()) as Record<string, unknown>,
+  };
 }
 
-const limitsOf = (client: number, node: number, more: RawSettings = {}): RawSettings => ({ 'rate-limit-client': client, 'rate-limit-node': node, ...more });
+const limitsOf = (client: number, node: number, more: RawSettings = {}): RawSettings => ({
+  'rate-limit-client': client,
+  'rate-limit-node': node,
+  ...more,
+});
 const sign = () => signRegistration(randomPrivateKey(), IN_PROCESS_SERVER);
 /** A request naming `victim`'s address, signed with another key. */
-const forgedFor = (victim: { localpart: string; displayname: string }) => ({ ...sign(), localpart: victim.localpart, displayname: `${victim.localpart.slice(2, 6)}-${sign().displayname.slice(5)}` });
+const forgedFor = (victim: { localpart: string; displayname: string }) => ({
+  ...sign(),
+  localpart: victim.localpart,
+  displayname: `${victim.localpart.slice(2, 6)}-${sign().displayname.slice(5)}`,
+});
 
 describe('rate limits', () => {
   const nodes = Array.from({ length: 6 }, sign);
@@ -89,7 +107,12 @@ describe('rate limits', () => {
   it('limits each verified node address, and a limit of 0 turns a limit off', async () => {
     const gate = await startInProcessGate({ settings: limitsOf(0, 2) });
     const node = nodes[0]!;
-    await gate.store.nodes.put({ localpart: node.localpart, userId: `@${node.localpart}:${IN_PROCESS_SERVER}`, displayname: node.displayname, registeredAt: '2026-01-01T00:00:00Z' });
+    await gate.store.nodes.put({
+      localpart: node.localpart,
+      userId: `@${node.localpart}:${IN_PROCESS_SERVER}`,
+      displayname: node.displayname,
+      registeredAt: '2026-01-01T00:00:00Z',
+    });
     assert.equal((await post(gate.base, node)).status, 409);
     assert.equal((await post(gate.base, node)).status, 409);
     assert.equal((await post(gate.base, node)).status, 429);
@@ -108,7 +131,10 @@ describe('rate limits', () => {
     assert.equal(gate.registered.length, 0, 'nor the homeserver');
     const genuine = await post(gate.base, victim, '198.51.100.20');
     assert.equal(genuine.status, 200, JSON.stringify(genuine.body));
-    assert.deepEqual(gate.registered.map((node) => node.localpart), [victim.localpart]);
+    assert.deepEqual(
+      gate.registered.map((node) => node.localpart),
+      [victim.localpart],
+    );
     await gate.close();
   });
 
@@ -116,7 +142,11 @@ describe('rate limits', () => {
     const per64 = await startInProcessGate({ settings: limitsOf(2, 0) });
     assert.equal((await post(per64.base, sign(), '2001:db8:1:2::1')).status, 200);
     assert.equal((await post(per64.base, sign(), '2001:db8:1:2:ffff::9')).status, 200);
-    assert.equal((await post(per64.base, sign(), '2001:db8:1:2:aaaa:bbbb:cccc:dddd')).status, 429, 'another address in the same /64 shares the allowance');
+    assert.equal(
+      (await post(per64.base, sign(), '2001:db8:1:2:aaaa:bbbb:cccc:dddd')).status,
+      429,
+      'another address in the same /64 shares the allowance',
+    );
     assert.equal((await post(per64.base, sign(), '2001:db8:1:3::1')).status, 200, 'the next /64 has its own');
     assert.equal((await post(per64.base, sign(), '::ffff:203.0.113.5')).status, 200);
     assert.equal((await post(per64.base, sign(), '203.0.113.5')).status, 200);
@@ -124,7 +154,8 @@ describe('rate limits', () => {
     await per64.close();
 
     const per128 = await startInProcessGate({ settings: limitsOf(2, 0, { 'rate-limit-ipv6-prefix': 128 }) });
-    for (const address of ['2001:db8::1', '2001:db8::2', '2001:db8::3']) assert.equal((await post(per128.base, sign(), address)).status, 200);
+    for (const address of ['2001:db8::1', '2001:db8::2', '2001:db8::3'])
+      assert.equal((await post(per128.base, sign(), address)).status, 200);
     await per128.close();
   });
 });
@@ -140,7 +171,10 @@ describe('allow and deny lists after the signatures', () => {
     for (const which of ['deny', 'allow'] as const) {
       const { policy } = loadAddressPolicy(which === 'deny' ? { denyFile: join(dir, 'deny') } : { allowFile: join(dir, 'allow') });
       const gate = await startInProcessGate({ settings: limitsOf(0, 0), policy });
-      for (const [name, victim] of [['listed', listed], ['stranger', stranger]] as const) {
+      for (const [name, victim] of [
+        ['listed', listed],
+        ['stranger', stranger],
+      ] as const) {
         const forged = await post(gate.base, forgedFor(victim), '203.0.113.1');
         assert.equal(forged.status, 403);
         answers.set(`${which}/${name}`, String(forged.body.error).replace(victim.localpart, '<address>'));
@@ -167,7 +201,10 @@ describe('refusal summaries', () => {
     await post(gate.base, { localpart: 12 }, '198.51.100.3');
     const report = gate.refusals.drain();
     assert.deepEqual(report.outcomes, { forbidden: 3, rate_limited: 1, invalid: 1 });
-    assert.deepEqual(report.topClients, [['203.0.113.9', 4], ['198.51.100.3', 1]]);
+    assert.deepEqual(report.topClients, [
+      ['203.0.113.9', 4],
+      ['198.51.100.3', 1],
+    ]);
     assert.ok(!gate.lines().some((line) => / info registration /.test(line)), 'no info line per refusal');
     assert.equal(gate.lines().filter((line) => / debug registration /.test(line)).length, 5, 'one debug line each');
     await gate.close();

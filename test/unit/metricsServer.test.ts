@@ -16,8 +16,10 @@ describe('metrics listener', () => {
     await metrics.timeHomeserverCall('register', async () => 'ok');
     await assert.rejects(metrics.timeHomeserverCall('register', async () => Promise.reject(new Error('down'))));
     const server = createMetricsServer({
-      metricsText: async () => aggregateMetrics(await Promise.all([metrics, ...workers].map((process) => process.registry.getMetricsAsJSON()))),
-      homeserverReachable: async () => reachable }).listen(0, '127.0.0.1');
+      metricsText: async () =>
+        aggregateMetrics(await Promise.all([metrics, ...workers].map((process) => process.registry.getMetricsAsJSON()))),
+      homeserverReachable: async () => reachable,
+    }).listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 

@@ -91,7 +91,10 @@ describe('registration service with a LevelDB store on disk', () => {
     const store = await tempStore();
     const timedOut = node();
     await assert.rejects(
-      service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer')))).register(parseRegistrationRequest(timedOut)),
+      service(
+        store,
+        new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer'))),
+      ).register(parseRegistrationRequest(timedOut)),
       isStatus(504),
     );
     assert.equal(await store.nodes.get(timedOut.localpart), undefined);
@@ -99,19 +102,24 @@ describe('registration service with a LevelDB store on disk', () => {
 
     const taken = node();
     await assert.rejects(
-      service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken')))).register(parseRegistrationRequest(taken)),
+      service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken')))).register(
+        parseRegistrationRequest(taken),
+      ),
       isStatus(409),
     );
     assert.equal(await store.nodes.getPending(taken.localpart), undefined);
     await store.close();
   });
 
-  it('takes M_USER_IN_USE after an interrupted attempt as the node\'s own account: recorded, answered 200, then 409', async () => {
+  it("takes M_USER_IN_USE after an interrupted attempt as the node's own account: recorded, answered 200, then 409", async () => {
     const store = await tempStore();
     const lost = node();
     // The first attempt timed out; the homeserver created the user after we stopped waiting.
     await assert.rejects(
-      service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer')))).register(parseRegistrationRequest(lost)),
+      service(
+        store,
+        new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer'))),
+      ).register(parseRegistrationRequest(lost)),
       isStatus(504),
     );
     // The retry's existence check still says no (the homeserver had not finished), and registering meets the account.
@@ -128,7 +136,12 @@ describe('registration service with a LevelDB store on disk', () => {
     const store = await tempStore();
     const body = node();
     const userId = `@${body.localpart}:${SERVER}`;
-    await store.nodes.putPending({ localpart: body.localpart, userId, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' });
+    await store.nodes.putPending({
+      localpart: body.localpart,
+      userId,
+      displayname: body.displayname,
+      startedAt: '2026-01-01T00:00:00.000Z',
+    });
     const registrar = new ScriptedRegistrar(created);
     const user = await service(store, registrar, { exists: (id) => id === userId }).register(parseRegistrationRequest(body));
     assert.equal(user.userId, userId);
@@ -139,7 +152,12 @@ describe('registration service with a LevelDB store on disk', () => {
   it('retries an interrupted registration whose user does not exist', async () => {
     const store = await tempStore();
     const body = node();
-    await store.nodes.putPending({ localpart: body.localpart, userId: `@${body.localpart}:${SERVER}`, displayname: body.displayname, startedAt: 'x' });
+    await store.nodes.putPending({
+      localpart: body.localpart,
+      userId: `@${body.localpart}:${SERVER}`,
+      displayname: body.displayname,
+      startedAt: 'x',
+    });
     const registrar = new ScriptedRegistrar(created);
     await service(store, registrar).register(parseRegistrationRequest(body));
     assert.equal(registrar.calls.length, 1);
@@ -150,7 +168,12 @@ describe('registration service with a LevelDB store on disk', () => {
     const store = await tempStore();
     const [made, lost, unknown] = [node(), node(), node()];
     for (const body of [made, lost, unknown]) {
-      await store.nodes.putPending({ localpart: body.localpart, userId: `@${body.localpart}:${SERVER}`, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' });
+      await store.nodes.putPending({
+        localpart: body.localpart,
+        userId: `@${body.localpart}:${SERVER}`,
+        displayname: body.displayname,
+        startedAt: '2026-01-01T00:00:00.000Z',
+      });
     }
     const registrar = new ScriptedRegistrar(created);
     const svc = service(store, registrar, {
@@ -174,15 +197,24 @@ describe('registration service with a LevelDB store on disk', () => {
   it('applies the allow and deny lists to verified nodes', async () => {
     const dir = tempDir('regservice-lists-');
     const [allowed, denied, stranger] = [node(), node(), node()];
-    writeFileSync(join(dir, 'allow'), `# nodes of the pilot\n${allowed.localpart.toUpperCase().replace('0X', '0x')}\n${denied.localpart}\n`);
+    writeFileSync(
+      join(dir, 'allow'),
+      `# nodes of the pilot\n${allowed.localpart.toUpperCase().replace('0X', '0x')}\n${denied.localpart}\n`,
+    );
     writeFileSync(join(dir, 'deny'), `${denied.localpart} # retired\n`);
     const { policy, summary } = loadAddressPolicy({ allowFile: join(dir, 'allow'), denyFile: join(dir, 'deny') });
     assert.match(summary, /allow list: 2 addresses; deny list: 1 addresses/);
     const store = await tempStore();
     const svc = service(store, new ScriptedRegistrar(created), { policy });
     await svc.register(parseRegistrationRequest(allowed));
-    await assert.rejects(svc.register(parseRegistrationRequest(denied)), (error: unknown) => isStatus(403)(error) && /may not register/.test((error as Error).message));
-    await assert.rejects(svc.register(parseRegistrationRequest(stranger)), (error: unknown) => isStatus(403)(error) && /not on the list/.test((error as Error).message));
+    await assert.rejects(
+      svc.register(parseRegistrationRequest(denied)),
+      (error: unknown) => isStatus(403)(error) && /may not register/.test((error as Error).message),
+    );
+    await assert.rejects(
+      svc.register(parseRegistrationRequest(stranger)),
+      (error: unknown) => isStatus(403)(error) && /not on the list/.test((error as Error).message),
+    );
     writeFileSync(join(dir, 'bad'), 'not-an-address\n');
     assert.throws(() => loadAddressPolicy({ denyFile: join(dir, 'bad') }), /bad line 1: not an address/);
     await store.close();
@@ -212,15 +244,24 @@ describe('openStore', () => {
   it('refuses a second open of the same datapath with a clear message', async () => {
     const datapath = tempDir('regservice-lock-');
     const store = await openStore(datapath);
-    await assert.rejects(openStore(datapath), (error: unknown) => error instanceof StoreOpenError && error.reason === 'locked' && /in use by another process/.test(error.message));
+    await assert.rejects(
+      openStore(datapath),
+      (error: unknown) => error instanceof StoreOpenError && error.reason === 'locked' && /in use by another process/.test(error.message),
+    );
     await store.close();
     const nowhere = join(datapath, 'typo');
-    await assert.rejects(openStore(nowhere, { create: false }), (error: unknown) => error instanceof StoreOpenError && error.reason === 'missing');
+    await assert.rejects(
+      openStore(nowhere, { create: false }),
+      (error: unknown) => error instanceof StoreOpenError && error.reason === 'missing',
+    );
   });
 
   it('says so when the datapath cannot be created', async () => {
     const file = join(tempDir('regservice-notdir-'), 'file');
     writeFileSync(file, '');
-    await assert.rejects(openStore(join(file, 'datapath')), (error: unknown) => error instanceof StoreOpenError && /cannot create --datapath/.test(error.message));
+    await assert.rejects(
+      openStore(join(file, 'datapath')),
+      (error: unknown) => error instanceof StoreOpenError && /cannot create --datapath/.test(error.message),
+    );
   });
 });

@@ -64,12 +64,19 @@ describe('parseRegistrationRequest', () => {
     for (const field of ['localpart', 'displayname', 'password'] as const) {
       const { [field]: _omitted, ...rest } = body;
       expectError(() => parseRegistrationRequest(rest), 400, 'M_MISSING_PARAM', new RegExp(field));
-      expectError(() => parseRegistrationRequest({ ...body, [field]: 42 }), 400, 'M_INVALID_PARAM', new RegExp(`${field} must be a string`));
+      expectError(
+        () => parseRegistrationRequest({ ...body, [field]: 42 }),
+        400,
+        'M_INVALID_PARAM',
+        new RegExp(`${field} must be a string`),
+      );
     }
   });
 
   it('ignores inherited properties such as __proto__ tricks', () => {
-    const hostile = JSON.parse(`{"__proto__": {"localpart": "${body.localpart}"}, "displayname": "${body.displayname}", "password": "${body.password}"}`) as unknown;
+    const hostile = JSON.parse(
+      `{"__proto__": {"localpart": "${body.localpart}"}, "displayname": "${body.displayname}", "password": "${body.password}"}`,
+    ) as unknown;
     expectError(() => parseRegistrationRequest(hostile), 400, 'M_MISSING_PARAM', /localpart/);
   });
 
@@ -84,10 +91,19 @@ describe('parseRegistrationRequest', () => {
     const signature = body.displayname.slice(5);
     const prefix = body.localpart.slice(2, 6);
     const wrongPrefix = prefix === '0000' ? '1111' : '0000';
-    for (const displayname of [signature, `${wrongPrefix}-${signature}`, `${prefix}_${signature}`, `${prefix}-${signature}00`, `${prefix}-`]) {
+    for (const displayname of [
+      signature,
+      `${wrongPrefix}-${signature}`,
+      `${prefix}_${signature}`,
+      `${prefix}-${signature}00`,
+      `${prefix}-`,
+    ]) {
       expectError(() => parseRegistrationRequest({ ...body, displayname }), 400, 'M_INVALID_PARAM', /displayname/);
     }
-    assert.doesNotThrow(() => parseRegistrationRequest({ ...body, displayname: `${prefix.toUpperCase()}-${signature}` }), 'a checksummed prefix is the same address');
+    assert.doesNotThrow(
+      () => parseRegistrationRequest({ ...body, displayname: `${prefix.toUpperCase()}-${signature}` }),
+      'a checksummed prefix is the same address',
+    );
   });
 });
 
@@ -120,7 +136,12 @@ for (const recovery of implementations) {
       const key = randomPrivateKey();
       const node = signRegistration(key, SERVER);
       const elsewhere = signRegistration(key, 'other.example.org');
-      expectError(() => verify(parseRegistrationRequest({ ...node, displayname: elsewhere.displayname })), 403, 'M_FORBIDDEN', /displayname/);
+      expectError(
+        () => verify(parseRegistrationRequest({ ...node, displayname: elsewhere.displayname })),
+        403,
+        'M_FORBIDDEN',
+        /displayname/,
+      );
     });
 
     it('refuses an Ethereum-prefixed (personal_sign) password', () => {

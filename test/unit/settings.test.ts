@@ -66,7 +66,10 @@ describe('resolveSettings', () => {
   it('reports every bad value at once, each with its source', () => {
     const problems = problemsOf(() =>
       resolveSettings([
-        { source: COMMAND_LINE, values: { port: '80x', verbosity: '9', matrixurl: 'ftp://x', 'homeserver-timeout': '0', 'login-after-register': 'maybe' } },
+        {
+          source: COMMAND_LINE,
+          values: { port: '80x', verbosity: '9', matrixurl: 'ftp://x', 'homeserver-timeout': '0', 'login-after-register': 'maybe' },
+        },
         { source: 'config', values: { matrixdomain: 'bad domain!' } },
       ]),
     );
@@ -85,14 +88,22 @@ describe('resolveSettings', () => {
   it('requires what the chosen backend needs, and only that', () => {
     const base = { matrixdomain: 'example.org', astoken: 'aaaa', hstoken: 'hhhh' };
     assert.equal(resolveSettings([{ source: 'c', values: { ...base, backend: 'appservice' } }]).settings.backend, 'appservice');
-    assert.match(problemsOf(() => resolveSettings([{ source: 'c', values: { ...base, backend: 'admin-api' } }])).join('\n'), /admin-token is required.*--admin-token-file/);
-    assert.match(problemsOf(() => resolveSettings([{ source: 'c', values: { ...base, backend: 'ldap' } }])).join('\n'), /backend must be one of shared-secret, admin-api, appservice, got "ldap"/);
+    assert.match(
+      problemsOf(() => resolveSettings([{ source: 'c', values: { ...base, backend: 'admin-api' } }])).join('\n'),
+      /admin-token is required.*--admin-token-file/,
+    );
+    assert.match(
+      problemsOf(() => resolveSettings([{ source: 'c', values: { ...base, backend: 'ldap' } }])).join('\n'),
+      /backend must be one of shared-secret, admin-api, appservice, got "ldap"/,
+    );
     assert.match(
       problemsOf(() => resolveSettings([{ source: 'c', values: { ...required, 'allow-password-reset': true } }])).join('\n'),
       /allow-password-reset needs --backend admin-api/,
     );
     assert.match(
-      problemsOf(() => resolveSettings([{ source: 'c', values: { ...base, backend: 'admin-api', 'admin-token': 't', 'login-after-register': 'true' } }])).join('\n'),
+      problemsOf(() =>
+        resolveSettings([{ source: 'c', values: { ...base, backend: 'admin-api', 'admin-token': 't', 'login-after-register': 'true' } }]),
+      ).join('\n'),
       /login-after-register works with the shared-secret backend/,
     );
   });
@@ -119,7 +130,17 @@ describe('settings checked before start', () => {
   it('refuses listen addresses, trusted proxies and worker counts it cannot use, naming each', () => {
     const problems = problemsOf(() =>
       resolveSettings([
-        { source: COMMAND_LINE, values: { ...required, host: 'bad host', 'metrics-host': 'x;y', 'trusted-proxies': 'loopback,bogus', workers: 0, 'rate-limit-ipv6-prefix': 16 } },
+        {
+          source: COMMAND_LINE,
+          values: {
+            ...required,
+            host: 'bad host',
+            'metrics-host': 'x;y',
+            'trusted-proxies': 'loopback,bogus',
+            workers: 0,
+            'rate-limit-ipv6-prefix': 16,
+          },
+        },
       ]),
     ).join('\n');
     assert.match(problems, /host must be an IP address or a host name, got "bad host"/);
@@ -127,7 +148,12 @@ describe('settings checked before start', () => {
     assert.match(problems, /trusted-proxies must be comma-separated addresses, CIDRs/);
     assert.match(problems, /workers \(from command line\) must be a whole number from 1 to 1024/);
     assert.match(problems, /rate-limit-ipv6-prefix \(from command line\) must be a whole number from 32 to 128/);
-    const fine = resolveSettings([{ source: COMMAND_LINE, values: { ...required, host: '::1', 'metrics-host': 'localhost', 'trusted-proxies': 'loopback, 10.0.0.0/8' } }]);
+    const fine = resolveSettings([
+      {
+        source: COMMAND_LINE,
+        values: { ...required, host: '::1', 'metrics-host': 'localhost', 'trusted-proxies': 'loopback, 10.0.0.0/8' },
+      },
+    ]);
     assert.equal(fine.settings.host, '::1');
   });
 });
@@ -159,7 +185,10 @@ describe('loadSettings', () => {
 
   it('reads a YAML config file with paths relative to it; flags still win', () => {
     const config = join(dir, 'config.yaml');
-    writeFileSync(config, 'matrixdomain: example.org\nport: 9100\nsharesecret_file: secret\nregistration: registration.yaml\nverbosity: 4\n');
+    writeFileSync(
+      config,
+      'matrixdomain: example.org\nport: 9100\nsharesecret_file: secret\nregistration: registration.yaml\nverbosity: 4\n',
+    );
     const { settings } = loadSettings({ commandLine: { verbosity: '1' }, environment: { port: '9200' }, configFile: config });
     assert.equal(settings.port, 9200);
     assert.equal(settings.verbosity, 1);
@@ -183,10 +212,14 @@ describe('loadSettings', () => {
 
   it('names the line and column of a YAML syntax error in a file holding secrets, never its text', () => {
     const broken = join(dir, 'broken-registration.yaml');
-    writeFileSync(broken, 'id: regapp\nurl: http://localhost:8009/regapp/1\nas_token: AS-SECRET-1\nhs_token: HS-SECRET-2: oops\n', { mode: 0o600 });
+    writeFileSync(broken, 'id: regapp\nurl: http://localhost:8009/regapp/1\nas_token: AS-SECRET-1\nhs_token: HS-SECRET-2: oops\n', {
+      mode: 0o600,
+    });
     const config = join(dir, 'broken-config.yaml');
     writeFileSync(config, 'matrixdomain: example.org\nsharesecret: CONFIG-SECRET-3: oops\n');
-    const problems = problemsOf(() => loadSettings({ commandLine: { registration: broken }, environment: {}, configFile: config })).join('\n');
+    const problems = problemsOf(() => loadSettings({ commandLine: { registration: broken }, environment: {}, configFile: config })).join(
+      '\n',
+    );
     assert.match(problems, /registration .*broken-registration\.yaml is not valid YAML at line 4, column 11 \(/);
     assert.match(problems, /config file .*broken-config\.yaml is not valid YAML at line 2, column 14 \(/);
     for (const secret of ['AS-SECRET-1', 'HS-SECRET-2', 'CONFIG-SECRET-3']) assert.doesNotMatch(problems, new RegExp(secret));

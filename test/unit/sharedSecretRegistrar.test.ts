@@ -13,7 +13,10 @@ after(async () => Promise.all(servers.map((server) => server.close())));
 async function registrarFor(route: FakeRoute, timeoutMs = 2000) {
   const server = await startFakeHomeserver(route);
   servers.push(server);
-  return { server, registrar: createSharedSecretRegistrar({ homeserverUrl: server.url, serverName: 'hs', sharedSecret: 'shh', timeoutMs, login: false }) };
+  return {
+    server,
+    registrar: createSharedSecretRegistrar({ homeserverUrl: server.url, serverName: 'hs', sharedSecret: 'shh', timeoutMs, login: false }),
+  };
 }
 
 /** Answers GET with a nonce and POST with `post`. */
@@ -42,8 +45,14 @@ describe('shared-secret registrar', () => {
     );
     const user = await registrar.register(node);
     assert.deepEqual(user, { userId: `@${node.localpart}:hs`, homeServer: 'hs' });
-    const { registrar: silent } = await registrarFor(withNonce((_request, res) => sendJson(res, 200, { user_id: `@${node.localpart}:hs` })));
-    assert.deepEqual(await silent.register(node), { userId: `@${node.localpart}:hs`, homeServer: 'hs' }, 'the server name when the answer does not say');
+    const { registrar: silent } = await registrarFor(
+      withNonce((_request, res) => sendJson(res, 200, { user_id: `@${node.localpart}:hs` })),
+    );
+    assert.deepEqual(
+      await silent.register(node),
+      { userId: `@${node.localpart}:hs`, homeServer: 'hs' },
+      'the server name when the answer does not say',
+    );
     const post = JSON.parse(server.requests[1]?.body ?? '{}') as Record<string, unknown>;
     assert.equal(server.requests[1]?.url, '/_synapse/admin/v1/register');
     assert.deepEqual(post, {
@@ -61,7 +70,9 @@ describe('shared-secret registrar', () => {
     let posts = 0;
     const { server, registrar } = await registrarFor(
       withNonce((_request, res) =>
-        ++posts === 1 ? sendJson(res, 400, { errcode: 'M_UNKNOWN', error: 'unrecognised nonce' }) : sendJson(res, 200, { user_id: '@u:hs' }),
+        ++posts === 1
+          ? sendJson(res, 400, { errcode: 'M_UNKNOWN', error: 'unrecognised nonce' })
+          : sendJson(res, 200, { user_id: '@u:hs' }),
       ),
     );
     assert.equal((await registrar.register(node)).userId, '@u:hs');
@@ -69,12 +80,16 @@ describe('shared-secret registrar', () => {
   });
 
   it('gives up after the second unrecognised nonce', async () => {
-    const { registrar } = await registrarFor(withNonce((_request, res) => sendJson(res, 400, { errcode: 'M_UNKNOWN', error: 'unrecognised nonce' })));
+    const { registrar } = await registrarFor(
+      withNonce((_request, res) => sendJson(res, 400, { errcode: 'M_UNKNOWN', error: 'unrecognised nonce' })),
+    );
     await expectMatrixError(registrar.register(node), 502, 'M_UNKNOWN', /homeserver failed: .*nonce/);
   });
 
   it('maps M_USER_IN_USE to 409', async () => {
-    const { registrar } = await registrarFor(withNonce((_request, res) => sendJson(res, 400, { errcode: 'M_USER_IN_USE', error: 'User ID already taken.' })));
+    const { registrar } = await registrarFor(
+      withNonce((_request, res) => sendJson(res, 400, { errcode: 'M_USER_IN_USE', error: 'User ID already taken.' })),
+    );
     await expectMatrixError(registrar.register(node), 409, 'M_USER_IN_USE', /already registered/);
   });
 
@@ -86,17 +101,25 @@ describe('shared-secret registrar', () => {
   });
 
   it('says so when shared-secret registration is disabled', async () => {
-    const { registrar } = await registrarFor((_request, res) => sendJson(res, 400, { errcode: 'M_UNKNOWN', error: 'Shared secret registration is not enabled' }));
+    const { registrar } = await registrarFor((_request, res) =>
+      sendJson(res, 400, { errcode: 'M_UNKNOWN', error: 'Shared secret registration is not enabled' }),
+    );
     await expectMatrixError(registrar.register(node), 502, 'M_UNKNOWN', /not enabled/);
   });
 
   it('turns a homeserver rate limit into 503 with Retry-After', async () => {
-    const { registrar } = await registrarFor(withNonce((_request, res) => sendJson(res, 429, { errcode: 'M_LIMIT_EXCEEDED', retry_after_ms: 2500 })));
+    const { registrar } = await registrarFor(
+      withNonce((_request, res) => sendJson(res, 429, { errcode: 'M_LIMIT_EXCEEDED', retry_after_ms: 2500 })),
+    );
     await assert.rejects(registrar.register(node), (error: unknown) => {
       assert.ok(error instanceof MatrixError);
       assert.equal(error.status, 503);
       assert.equal(error.headers['Retry-After'], '3');
-      assert.deepEqual(error.toJSON(), { retry_after_ms: 2500, errcode: 'M_LIMIT_EXCEEDED', error: 'homeserver is rate-limiting registrations; retry later' });
+      assert.deepEqual(error.toJSON(), {
+        retry_after_ms: 2500,
+        errcode: 'M_LIMIT_EXCEEDED',
+        error: 'homeserver is rate-limiting registrations; retry later',
+      });
       return true;
     });
   });
@@ -120,8 +143,17 @@ describe('shared-secret registrar', () => {
 
   it('maps an unreachable homeserver to 503 with Retry-After', async () => {
     const port = await freePort();
-    const registrar = createSharedSecretRegistrar({ homeserverUrl: `http://127.0.0.1:${port}`, serverName: 'hs', sharedSecret: 's', timeoutMs: 2000, login: false });
+    const registrar = createSharedSecretRegistrar({
+      homeserverUrl: `http://127.0.0.1:${port}`,
+      serverName: 'hs',
+      sharedSecret: 's',
+      timeoutMs: 2000,
+      login: false,
+    });
     await expectMatrixError(registrar.register(node), 503, 'M_UNKNOWN', /homeserver failed: unreachable \(ECONNREFUSED\); retry later/);
-    await assert.rejects(registrar.register(node), (error: unknown) => error instanceof MatrixError && error.headers['Retry-After'] === '5');
+    await assert.rejects(
+      registrar.register(node),
+      (error: unknown) => error instanceof MatrixError && error.headers['Retry-After'] === '5',
+    );
   });
 });

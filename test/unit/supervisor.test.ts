@@ -9,11 +9,16 @@ import { capturingLogger } from '../support/capturingLogger.js';
 import { waitFor } from '../support/ports.js';
 
 const FIXTURE = new URL('../support/fixtureWorker.mjs', import.meta.url).pathname;
-const settings = resolveSettings([{ source: 'test', values: { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h' } }]).settings;
+const settings = resolveSettings([
+  { source: 'test', values: { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h' } },
+]).settings;
 
 function supervisor(count: number, onCrashLoop: (reason: string) => void = () => {}) {
   const logger = capturingLogger();
-  return { logger, supervisor: new Supervisor({ count, exec: FIXTURE, settings, handlers: {}, log: logger.log, onCrashLoop, stopTimeoutMs: 5000 }) };
+  return {
+    logger,
+    supervisor: new Supervisor({ count, exec: FIXTURE, settings, handlers: {}, log: logger.log, onCrashLoop, stopTimeoutMs: 5000 }),
+  };
 }
 
 describe('Supervisor with real worker processes (node:cluster)', () => {
@@ -27,12 +32,20 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
     await workers.start();
     assert.equal(workers.listening, 2);
 
-    const pids = await waitFor('two worker pids', async () => {
-      const lines = logger.lines().filter((line) => /worker listening/.test(line));
-      return lines.length === 2 ? lines.map((line) => Number(/pid=(\d+)/.exec(line)?.[1])) : undefined;
-    }, 5000);
+    const pids = await waitFor(
+      'two worker pids',
+      async () => {
+        const lines = logger.lines().filter((line) => /worker listening/.test(line));
+        return lines.length === 2 ? lines.map((line) => Number(/pid=(\d+)/.exec(line)?.[1])) : undefined;
+      },
+      5000,
+    );
     process.kill(pids[0]!, 'SIGKILL');
-    await waitFor('a replacement', async () => (logger.lines().filter((line) => /worker listening/.test(line)).length === 3 ? true : undefined), 10_000);
+    await waitFor(
+      'a replacement',
+      async () => (logger.lines().filter((line) => /worker listening/.test(line)).length === 3 ? true : undefined),
+      10_000,
+    );
     assert.ok(logger.lines().some((line) => new RegExp(`pid ${pids[0]}\\) exited with signal SIGKILL; starting a replacement`).test(line)));
     assert.equal(workers.listening, 2);
 
@@ -47,7 +60,10 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
   it('fails the start with the reason a worker gave, and stop() ends every worker', async () => {
     writeFileSync(failFile, '');
     const { supervisor: failing } = supervisor(2);
-    await assert.rejects(failing.start(), (error: unknown) => error instanceof StartError && error.message === 'the fixture was told to fail');
+    await assert.rejects(
+      failing.start(),
+      (error: unknown) => error instanceof StartError && error.message === 'the fixture was told to fail',
+    );
     await failing.stop();
     rmSync(failFile);
 
