@@ -25,16 +25,18 @@ export class RefusalTally {
 
   add(outcome: string, client: string, count = 1): void {
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
-    const key = this.clients.has(client) || this.clients.size < MAX_CLIENTS ? client : OTHER_CLIENTS;
-    this.clients.set(key, (this.clients.get(key) ?? 0) + count);
+    this.countClient(client, count);
   }
 
   merge(report: RefusalReport): void {
     for (const [outcome, count] of Object.entries(report.outcomes)) this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
-    for (const [client, count] of report.topClients) {
-      const key = this.clients.has(client) || this.clients.size < MAX_CLIENTS ? client : OTHER_CLIENTS;
-      this.clients.set(key, (this.clients.get(key) ?? 0) + count);
-    }
+    for (const [client, count] of report.topClients) this.countClient(client, count);
+  }
+
+  /** Past MAX_CLIENTS distinct clients, a new one is counted under "others". */
+  private countClient(client: string, count: number): void {
+    const key = this.clients.has(client) || this.clients.size < MAX_CLIENTS ? client : OTHER_CLIENTS;
+    this.clients.set(key, (this.clients.get(key) ?? 0) + count);
   }
 
   get empty(): boolean {

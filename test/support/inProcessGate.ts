@@ -17,7 +17,7 @@ export const IN_PROCESS_SERVER = 'hs.example.org';
 export const IN_PROCESS_HS_TOKEN = 'hs-token-in-process';
 
 export interface InProcessGate {
-  /** http://127.0.0.1:<port>/regapp/1 */
+  /** http://127.0.0.1:<port><the registration url's path> */
   readonly base: string;
   readonly settings: Settings;
   readonly store: Store;
