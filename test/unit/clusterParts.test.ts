@@ -6,6 +6,7 @@ import { clientKeyOf } from '../../src/http/clientKey.js';
 import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
 import { HomeserverError, MatrixError, retryLater } from '../../src/protocol/matrixError.js';
 import { createMemoryRateLimiter } from '../../src/store/rateLimiter.js';
+import { waitFor } from '../support/ports.js';
 
 /** Two peers joined like a primary and a worker, messages passing through JSON as on the real channel. */
 function connectedPeers(a: Handlers, b: Handlers): { left: IpcPeer; right: IpcPeer; packets: () => number } {
@@ -74,7 +75,7 @@ describe('IPC between the primary and a worker', () => {
     );
 
     api.reportRefusals({ outcomes: { forbidden: 2 }, topClients: [['a', 2]] });
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await waitFor('the report to arrive', async () => (reports.length > 0 ? true : undefined), 5000);
     assert.deepEqual(reports, [{ outcomes: { forbidden: 2 }, topClients: [['a', 2]] }]);
   });
 
