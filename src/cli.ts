@@ -1,16 +1,25 @@
 import { Command, Option } from 'commander';
 import { loadSettings, type SettingsSources } from './config/loadSettings.js';
 import { envName, OPTION_SPECS } from './config/options.js';
-import { describeDefault, SettingsError, type RawSettings, type ResolveOptions, type SettingsLayer } from './config/settings.js';
+import {
+  describeDefault,
+  SettingsError,
+  type RawSettings,
+  type ResolveOptions,
+  type Settings,
+  type SettingsLayer,
+} from './config/settings.js';
+import { MatrixError } from './protocol/matrixError.js';
 import { startPrimary, StartError, type RunningPrimary } from './cluster/primary.js';
 import { createLogger } from './log/logger.js';
 import { packageVersion } from './packageRoot.js';
-import { StoreOpenError } from './store/database.js';
+import { StoreOpenError } from './store/store.js';
 import { CommandFailure, EXIT_BAD_SETTINGS, EXIT_FAILURE } from './commands/commandFailure.js';
 import { formatCheck, runDoctor } from './commands/doctor.js';
 import { runGenconfig, type GenconfigOptions } from './commands/genconfig.js';
 import { runRegister } from './commands/register.js';
 import { runUsersCommand, type UsersAction } from './commands/users.js';
+import { runStoreCopy } from './commands/storeCopy.js';
 
 function fail(message: string, code: number): never {
   process.stderr.write(`matrix-regservice: ${message}\n`);
@@ -25,6 +34,20 @@ async function reportFailure(run: () => void | Promise<void>): Promise<void> {
   } catch (error) {
     if (error instanceof CommandFailure) fail(error.message, error.exitCode);
     throw error;
+  }
+}
+
+/** The database password, however it was given, so that no log line ever carries it. */
+function databaseSecrets(settings: Settings): string[] {
+  const fromUrl = settings.database === undefined ? '' : safeUrlPassword(settings.database);
+  return [settings.databasePassword ?? '', fromUrl].filter((secret) => secret !== '');
+}
+
+function safeUrlPassword(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).password);
+  } catch {
+    return '';
   }
 }
 
@@ -56,7 +79,7 @@ async function runDaemon(command: Command): Promise<void> {
   const { settings, warnings } = settingsOrExit(command);
   const log = createLogger({
     verbosity: settings.verbosity,
-    secrets: [settings.sharedSecret, settings.adminToken, settings.asToken, settings.hsToken],
+    secrets: [settings.sharedSecret, settings.adminToken, settings.asToken, settings.hsToken, ...databaseSecrets(settings)],
   });
   for (const warning of warnings) log.warn(warning);
   process.on('unhandledRejection', (reason) => {
@@ -145,6 +168,20 @@ export function buildProgram(): Command {
     .action((action: string, address: string | undefined, _options: unknown, command: Command) => runUsers(command, action, address));
 
   program
+    .command('store')
+    .description('move the registry between stores')
+    .command('copy')
+    .description('copy a LevelDB registry (nodes, pending registrations, transaction ids) into PostgreSQL; running it again copies nothing twice')
+    .requiredOption('--from <datapath>', 'the --datapath of the LevelDB registry')
+    .requiredOption('--to <url>', 'postgresql:// URL of the target (its password: --database-password-file)')
+    .action((options: { from: string; to: string }, command: Command) =>
+      reportFailure(() => {
+        const { settings } = settingsOrExit(command, { requireSecrets: false, requireServerName: false });
+        return runStoreCopy({ ...options, password: settings.databasePassword }, process);
+      }),
+    );
+
+  program
     .command('register')
     .description("register as a Photon node does (sign, POST /regapp/1/register, log in) and print the user id: an operator's smoke test")
     .requiredOption('--key-file <file>', 'file holding the node private key as 64 hex characters')
@@ -170,9 +207,9 @@ async function runUsers(command: Command, action: string, address: string | unde
   if (action === 'show' && address === undefined) fail('users show needs a node address (0x…)', EXIT_BAD_SETTINGS);
   const { settings } = settingsOrExit(command, { requireSecrets: false, requireServerName: false });
   try {
-    process.exitCode = await runUsersCommand(settings.datapath, action as UsersAction, address, process.stdout, process.stderr);
+    process.exitCode = await runUsersCommand(settings, action as UsersAction, address, process.stdout, process.stderr);
   } catch (error) {
-    if (error instanceof StoreOpenError) fail(error.message, EXIT_FAILURE);
+    if (error instanceof StoreOpenError || error instanceof MatrixError) fail(error.message, EXIT_FAILURE);
     throw error;
   }
 }

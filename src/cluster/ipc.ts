@@ -1,4 +1,4 @@
-import { HomeserverError, MatrixError } from '../protocol/matrixError.js';
+import { HomeserverError, MatrixError, StoreUnavailableError } from '../protocol/matrixError.js';
 
 /** An error as it crosses from one process to the other: Matrix errors keep status, errcode and headers. */
 interface WireError {
@@ -8,8 +8,8 @@ interface WireError {
     readonly errcode: string;
     readonly headers: Readonly<Record<string, string>>;
     readonly extra: Readonly<Record<string, string | number>>;
-    /** A HomeserverError: the homeserver failed, the request was not refused. */
-    readonly homeserver: boolean;
+    /** Which dependency failed (the request was not refused), for HomeserverError and StoreUnavailableError. */
+    readonly failed?: 'homeserver' | 'store';
   };
 }
 
@@ -36,15 +36,17 @@ export type Handlers = Readonly<Record<string, (...args: never[]) => unknown>>;
 function toWire(error: unknown): WireError {
   if (error instanceof MatrixError) {
     const { status, errcode, headers, extra } = error;
-    return { message: error.message, matrix: { status, errcode, headers, extra, homeserver: error instanceof HomeserverError } };
+    const failed = error instanceof HomeserverError ? 'homeserver' : error instanceof StoreUnavailableError ? 'store' : undefined;
+    return { message: error.message, matrix: { status, errcode, headers, extra, ...(failed === undefined ? {} : { failed }) } };
   }
   return { message: error instanceof Error ? error.message : String(error) };
 }
 
 function fromWire(wire: WireError): Error {
   if (wire.matrix === undefined) return new Error(wire.message);
-  const { status, errcode, headers, extra, homeserver } = wire.matrix;
-  return new (homeserver ? HomeserverError : MatrixError)(status, errcode, wire.message, { ...headers }, { ...extra });
+  const { status, errcode, headers, extra, failed } = wire.matrix;
+  const kind = failed === 'homeserver' ? HomeserverError : failed === 'store' ? StoreUnavailableError : MatrixError;
+  return new kind(status, errcode, wire.message, { ...headers }, { ...extra });
 }
 
 function isPacket(message: unknown): message is Packet {

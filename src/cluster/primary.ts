@@ -9,8 +9,7 @@ import { registrarForBackend } from '../homeserver/registrarForBackend.js';
 import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
 import { createUserExists } from '../homeserver/userExists.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
-import { openStore } from '../store/database.js';
-import { createMemoryRateLimiter } from '../store/rateLimiter.js';
+import { openServiceStore } from '../store/openStore.js';
 import { createMetricsServer } from '../http/metricsServer.js';
 import { aggregateMetrics, createPrimaryMetrics, type MetricsSnapshot } from '../metrics/metrics.js';
 import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
@@ -58,6 +57,11 @@ async function pingAndLog(settings: Settings, log: Logger): Promise<void> {
   }
 }
 
+/** Often enough that an expired lease is reconciled soon after, never more than once a second or less than once a minute. */
+function reconcileIntervalMs(leaseMs: number): number {
+  return Math.min(60_000, Math.max(1000, Math.floor(leaseMs / 2)));
+}
+
 function addressPolicy(settings: Settings): { policy: AddressPolicy; summary: string } {
   return loadAddressPolicy({ allowFile: settings.allowList, denyFile: settings.denyList });
 }
@@ -74,7 +78,9 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   } catch (error) {
     throw new StartError((error as Error).message);
   }
-  const store = await openStore(settings.datapath);
+  const store = await openServiceStore(settings, (error) =>
+    log.warn('a database connection failed while idle; the pool opens another', { reason: error.message }),
+  );
   const crypto = createAddressRecovery().implementation;
   if (crypto !== 'libsecp256k1') {
     log.warn('libsecp256k1 addon not available: verifying signatures with pure-JS @noble/secp256k1 (slower)');
@@ -94,7 +100,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     registrar: { register: (node) => calls.run(() => metrics.timeHomeserverCall('register', () => registrar.register(node))) },
     userExists: (userId) => calls.run(() => metrics.timeHomeserverCall('user_exists', () => userExists(userId))),
     policy: () => lists.policy,
-    makeLimiter: (_name, pointsPerMinute) => createMemoryRateLimiter(pointsPerMinute),
+    makeLimiter: (name, pointsPerMinute) => store.createRateLimiter(name, pointsPerMinute),
     log,
     onTransaction: metrics.transaction,
     onRefusals: (report) => refusals.merge(report),
@@ -120,13 +126,11 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
       : createMetricsServer({
           metricsText: async () =>
             aggregateMetrics([await metrics.registry.getMetricsAsJSON(), ...(await supervisor.collect<MetricsSnapshot>('metrics'))]),
-          homeserverReachable: () =>
-            supervisor.listening === 0
-              ? Promise.resolve(false)
-              : homeserverVersions(settings.homeserverUrl, 2000).then(
-                  () => true,
-                  () => false,
-                ),
+          readiness: async () => {
+            if (supervisor.listening === 0) return { homeserver: false, store: false };
+            const [homeserver, database] = await Promise.allSettled([homeserverVersions(settings.homeserverUrl, 2000), store.check()]);
+            return { homeserver: homeserver.status === 'fulfilled', store: database.status === 'fulfilled' };
+          },
         });
   try {
     await supervisor.start();
@@ -147,17 +151,30 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     server_name: settings.serverName,
     homeserver: settings.homeserverUrl,
     backend: settings.backend,
+    store: store.description,
     crypto,
     workers: settings.workers,
   });
   if (settings.allowList !== undefined || settings.denyList !== undefined) log.info(lists.summary);
 
+  let reconciling = false;
   const reconcile = async (): Promise<void> => {
-    const summary = await registration.reconcilePending();
-    if (summary.confirmed + summary.dropped + summary.unresolved > 0) {
-      log.info('reconciled registrations interrupted by a stop', { ...summary });
+    if (reconciling) return;
+    reconciling = true;
+    try {
+      const summary = await registration.reconcilePending();
+      if (summary.confirmed + summary.dropped + summary.unresolved > 0) {
+        log.info('reconciled registrations interrupted by a stop', { ...summary });
+      }
+    } catch (error) {
+      log.warn('cannot reconcile interrupted registrations now; trying again later', { reason: (error as Error).message });
+    } finally {
+      reconciling = false;
     }
   };
+  // Leases of a gate that died expire: any live gate reconciles them, not only the one that wrote them, and not only at start.
+  const reconciler = setInterval(() => void reconcile(), reconcileIntervalMs(settings.pendingLeaseMs));
+  reconciler.unref();
 
   let stopping: Promise<void> | undefined;
   return {
@@ -176,6 +193,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
         log.info('stopping: no new connections, finishing requests in flight');
         await supervisor.stop();
         clearInterval(summaries);
+        clearInterval(reconciler);
         summarize();
         metricsServer?.close();
         await store.close();

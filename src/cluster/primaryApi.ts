@@ -8,7 +8,7 @@ import type { NewNode, Registrar, RegisteredUser } from '../homeserver/registrar
 import type { UserExists } from '../homeserver/userExists.js';
 import type { Logger } from '../log/logger.js';
 import type { RefusalReport } from '../log/refusalTally.js';
-import type { Store } from '../store/database.js';
+import type { Store } from '../store/store.js';
 import type { Handlers, IpcPeer } from './ipc.js';
 
 /**

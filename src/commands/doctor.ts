@@ -5,7 +5,10 @@ import { localServiceUrl } from '../config/connectAddress.js';
 import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
 import { callHomeserver, errcodeOf, errorTextOf } from '../homeserver/homeserverCall.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
-import { openStore, StoreOpenError, STORE_DIRECTORY } from '../store/database.js';
+import { describeDatabaseUrl } from '../config/databaseUrl.js';
+import { openLevelStore, STORE_DIRECTORY } from '../store/leveldb/levelStore.js';
+import { openStoreForReading } from '../store/openStore.js';
+import { StoreOpenError } from '../store/store.js';
 
 export interface CheckResult {
   readonly ok: boolean;
@@ -93,7 +96,7 @@ async function checkDatapath(settings: Settings): Promise<CheckResult> {
     return { ok: true, what, detail: 'no database yet: the service creates it when it first starts' };
   }
   try {
-    const store = await openStore(settings.datapath, { create: false });
+    const store = await openLevelStore(settings.datapath, { create: false });
     await store.close();
     return { ok: true, what, detail: 'not in use' };
   } catch (error) {
@@ -102,6 +105,24 @@ async function checkDatapath(settings: Settings): Promise<CheckResult> {
         ? { ok: true, what, detail: `in use by the service answering at ${localServiceUrl(settings)}` }
         : { ok: false, what, detail: `locked, but no service answers at ${localServiceUrl(settings)}` };
     }
+    return { ok: false, what, detail: failure(error) };
+  }
+}
+
+/** The shared database answers and has this version's schema (doctor never migrates it). */
+async function checkDatabase(settings: Settings, url: string): Promise<CheckResult> {
+  const what = `database ${describeDatabaseUrl(url)} reachable, schema current`;
+  try {
+    const reading = await openStoreForReading(settings);
+    try {
+      let nodes = 0;
+      for await (const _record of reading.store.nodes.list()) nodes += 1;
+      const pending = (await reading.store.nodes.listPending()).length;
+      return { ok: true, what, detail: `${nodes} registered nodes, ${pending} registrations pending` };
+    } finally {
+      await reading.close();
+    }
+  } catch (error) {
     return { ok: false, what, detail: failure(error) };
   }
 }
@@ -133,7 +154,7 @@ export async function runDoctor(settings: Settings, publicUrl: string | undefine
     () => checkHomeserver(settings),
     () => checkBackendAccess(settings),
     () => checkPing(settings),
-    () => checkDatapath(settings),
+    () => (settings.database === undefined ? checkDatapath(settings) : checkDatabase(settings, settings.database)),
   ];
   const results: CheckResult[] = [];
   for (const check of checks) results.push(await check());

@@ -1,17 +1,17 @@
 import type { NodeRecord } from '../store/nodeStore.js';
-import { openStoreForReading } from '../store/readOnlyStore.js';
+import { openStoreForReading, type StoreSettings } from '../store/openStore.js';
 
 export type UsersAction = 'list' | 'count' | 'show' | 'export';
 
 /** `users list|count|show 0x…|export` over the store; writes to `out`, returns the exit status. */
 export async function runUsersCommand(
-  datapath: string,
+  location: StoreSettings,
   action: UsersAction,
   address: string | undefined,
   out: NodeJS.WritableStream,
   err: NodeJS.WritableStream,
 ): Promise<number> {
-  const reading = await openStoreForReading(datapath);
+  const reading = await openStoreForReading(location);
   if (reading.snapshot) err.write('the service is running: reading a snapshot of its database\n');
   try {
     const { nodes } = reading.store;

@@ -45,11 +45,12 @@ function readSecretFile(path: string, what: string, expansion: Expansion): strin
 const SECRET_FILES = [
   { fileKey: 'sharesecret-file', valueKey: 'sharesecret', remember: 'sharesecret-source' },
   { fileKey: 'admin-token-file', valueKey: 'admin-token', remember: 'admin-token-source' },
+  { fileKey: 'database-password-file', valueKey: 'database-password', remember: 'database-password-source' },
 ] as const;
 
 /** Replaces secret files and registration by the values they point at, ranked with the layer that named them. */
 function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion): void {
-  const { registration, 'sharesecret-file': _s, 'admin-token-file': _a, ...values } = layer.values;
+  const { registration, 'sharesecret-file': _s, 'admin-token-file': _a, 'database-password-file': _d, ...values } = layer.values;
   expansion.layers.push({ source: layer.source, values });
 
   for (const { fileKey, valueKey, remember } of SECRET_FILES) {

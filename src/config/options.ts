@@ -18,7 +18,21 @@ export const OPTION_SPECS = [
   { key: 'matrixurl', kind: 'string', argName: '<url>', description: 'homeserver base URL' },
   { key: 'host', kind: 'string', argName: '<address>', description: 'address to listen on' },
   { key: 'port', kind: 'integer', argName: '<port>', description: 'port to listen on' },
-  { key: 'datapath', kind: 'path', argName: '<dir>', description: 'directory of the LevelDB state' },
+  { key: 'datapath', kind: 'path', argName: '<dir>', description: 'directory of the LevelDB state (when there is no --database)' },
+  {
+    key: 'database',
+    kind: 'string',
+    argName: '<url>',
+    description: 'postgresql:// URL (libpq style, sslmode honoured) of a PostgreSQL database several gates share, instead of LevelDB',
+  },
+  { key: 'database-password-file', kind: 'path', argName: '<file>', description: "file holding the database user's password" },
+  { key: 'database-pool', kind: 'integer', argName: '<n>', description: 'connections to PostgreSQL this gate opens at most' },
+  {
+    key: 'pending-lease',
+    kind: 'integer',
+    argName: '<seconds>',
+    description: "how long a registration in progress keeps other gates from registering the node; then it is reconciled",
+  },
   {
     key: 'registration',
     kind: 'path',

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import proxyaddr from 'proxy-addr';
 import { normalizeHomeserverUrl } from './homeserverUrl.js';
+import { databaseUrlProblem, describeDatabaseUrl, urlHasPassword } from './databaseUrl.js';
 import { OPTION_SPECS, type SettingKey } from './options.js';
 
 export type Verbosity = 0 | 1 | 2 | 3 | 4 | 5;
@@ -16,6 +17,12 @@ export interface Settings {
   readonly host: string;
   readonly port: number;
   readonly datapath: string;
+  /** postgresql:// URL: the shared PostgreSQL store instead of LevelDB under datapath. */
+  readonly database: string | undefined;
+  readonly databasePassword: string | undefined;
+  readonly databasePool: number;
+  /** A pending registration's lease: twice the homeserver timeout unless set. */
+  readonly pendingLeaseMs: number;
   readonly backend: Backend;
   /** Shared-secret backend: Synapse's registration_shared_secret. */
   readonly sharedSecret: string;
@@ -54,7 +61,14 @@ export interface Settings {
 
 export type RawValue = string | number | boolean;
 /** Keys a registration.yaml contributes besides the tokens; never flags. */
-export type InternalKey = 'appservice-id' | 'appservice-url' | 'sharesecret-source' | 'admin-token' | 'admin-token-source';
+export type InternalKey =
+  | 'appservice-id'
+  | 'appservice-url'
+  | 'sharesecret-source'
+  | 'admin-token'
+  | 'admin-token-source'
+  | 'database-password'
+  | 'database-password-source';
 export type RawSettings = Partial<Record<SettingKey | InternalKey, RawValue>>;
 
 /** One source of settings; earlier layers win. */
@@ -73,6 +87,7 @@ export const DEFAULTS = {
   datapath: '.matrix',
   verbosity: 3,
   'homeserver-timeout': 30,
+  'database-pool': 4,
   'login-after-register': false,
   'allow-password-reset': false,
   backend: 'shared-secret',
@@ -90,7 +105,10 @@ export const DEFAULTS = {
 } as const satisfies RawSettings;
 
 /** How help texts show a default that depends on the machine rather than its value here. */
-export const DEFAULT_DESCRIPTIONS: Partial<Record<SettingKey, string>> = { workers: "the machine's available parallelism" };
+export const DEFAULT_DESCRIPTIONS: Partial<Record<SettingKey, string>> = {
+  workers: "the machine's available parallelism",
+  'pending-lease': 'twice --homeserver-timeout',
+};
 
 /** The default of a setting as help texts show it, or undefined when there is none. */
 export function describeDefault(key: SettingKey): string | undefined {
@@ -234,12 +252,28 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
   }
 
   const verbosity = integer('verbosity', 0, 5) as Verbosity;
+  const homeserverTimeoutMs = integer('homeserver-timeout', 1, 3600) * 1000;
+  const database = pick('database') === undefined ? undefined : text('database', undefined);
+  if (database !== undefined && database !== '') {
+    const problem = databaseUrlProblem(database);
+    if (problem !== undefined) problems.push(`database ${describeDatabaseUrl(database)} ${problem}`);
+    if (urlHasPassword(database) && pick('database-password') !== undefined) {
+      problems.push('database: give the password either in the URL or in --database-password-file, not both');
+    }
+    if (urlHasPassword(database) && pick('database')?.source === COMMAND_LINE) {
+      warnings.push('--database has a password in it, on the command line where other local users can read it; use --database-password-file');
+    }
+  }
   const settings: Settings = {
     serverName,
     homeserverUrl,
     host: text('host', undefined),
     port: integer('port', 1, 65535),
     datapath: text('datapath', undefined),
+    database,
+    databasePassword: pick('database-password') === undefined ? undefined : text('database-password', undefined),
+    databasePool: integer('database-pool', 1, 100),
+    pendingLeaseMs: pick('pending-lease') === undefined ? 2 * homeserverTimeoutMs : integer('pending-lease', 1, 7200) * 1000,
     backend,
     sharedSecret: text('sharesecret', requiredFor('shared-secret', "the homeserver's registration_shared_secret: --sharesecret-file FILE")),
     sharedSecretFile: sourceFileOf(pick('sharesecret'), 'sharesecret-source'),
@@ -251,7 +285,7 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     appserviceId: pick('appservice-id') === undefined ? undefined : text('appservice-id', undefined),
     basePath,
     verbosity,
-    homeserverTimeoutMs: integer('homeserver-timeout', 1, 3600) * 1000,
+    homeserverTimeoutMs,
     loginAfterRegister: flag('login-after-register'),
     trustedProxies: text('trusted-proxies', undefined),
     rateLimitClientPerMinute: integer('rate-limit-client', 0, 1_000_000),

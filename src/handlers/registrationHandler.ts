@@ -1,4 +1,4 @@
-import { MatrixError, userInUse } from '../protocol/matrixError.js';
+import { MatrixError, retryLater, userInUse } from '../protocol/matrixError.js';
 import { userIdFor } from '../protocol/nodeId.js';
 import type { NewNode, Registrar, RegisteredUser } from '../homeserver/registrar.js';
 import type { UserExists } from '../homeserver/userExists.js';
@@ -17,7 +17,10 @@ export interface ReconcileSummary {
 
 export interface RegistrationService {
   readonly register: RegistrationHandler;
-  /** Resolves registrations a crash interrupted: confirmed when the user exists on the homeserver, else dropped. */
+  /**
+   * Resolves registrations a crash interrupted, once nobody holds their lease (any gate's): confirmed when the user
+   * exists on the homeserver, else dropped.
+   */
   reconcilePending(): Promise<ReconcileSummary>;
 }
 
@@ -54,8 +57,13 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       await nodes.put({ ...recorded, answered: true });
       return { userId: recorded.userId, homeServer: deps.serverName };
     }
-    // A pending entry: an earlier attempt of this node's reached the homeserver, and its outcome is not known.
-    const interrupted = (await nodes.getPending(localpart)) !== undefined;
+    // The lease keeps every other gate from calling the homeserver for this node while this one may be.
+    const claim = await nodes.claimPending({ localpart, userId, displayname, startedAt: now().toISOString() });
+    if (!claim.claimed) {
+      throw retryLater(503, 'M_UNKNOWN', 'a registration of this node is in progress on another gate; retry later', claim.retryAfterMs);
+    }
+    // A pending entry was there: an earlier attempt of this node's reached the homeserver, and its outcome is not known.
+    const interrupted = claim.interrupted;
     const completeInterrupted = async (): Promise<RegisteredUser> => {
       await nodes.confirm({ localpart, userId, displayname, registeredAt: now().toISOString(), answered: true });
       log.info('completed a registration that was interrupted', { localpart });
@@ -63,7 +71,6 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     };
     if (interrupted && (await deps.userExists(userId))) return completeInterrupted();
 
-    await nodes.putPending({ localpart, userId, displayname, startedAt: now().toISOString() });
     let user: RegisteredUser;
     try {
       user = await deps.registrar.register(request);
@@ -115,8 +122,10 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       let confirmed = 0;
       let dropped = 0;
       let unresolved = 0;
-      for (const pending of await nodes.listPending()) {
+      for (const pending of await nodes.listReconcilable()) {
         const outcome = await exclusively(pending.localpart, async () => {
+          // Another gate may be reconciling it, or the node registering again there.
+          if (!(await nodes.claimPending(pending)).claimed) return 'skipped' as const;
           if (await deps.userExists(pending.userId)) {
             await nodes.confirm({
               localpart: pending.localpart,
@@ -133,9 +142,10 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
           log.warn('cannot reconcile an interrupted registration yet', { localpart: pending.localpart, reason: (error as Error).message });
           return 'unresolved' as const;
         });
+        // Undefined or skipped: a registration of the node is in progress here or elsewhere, which decides it.
         if (outcome === 'confirmed') confirmed += 1;
         else if (outcome === 'dropped') dropped += 1;
-        else unresolved += 1;
+        else if (outcome === 'unresolved') unresolved += 1;
       }
       return { confirmed, dropped, unresolved };
     },

@@ -1,16 +1,21 @@
 import { createServer, type Server } from 'node:http';
 import { METRICS_CONTENT_TYPE } from '../metrics/metrics.js';
 
+export interface Readiness {
+  readonly homeserver: boolean;
+  readonly store: boolean;
+}
+
 export interface MetricsServerDeps {
   /** The whole service's metrics in Prometheus text format. */
   readonly metricsText: () => Promise<string>;
-  /** Resolves true when the homeserver answers. */
-  readonly homeserverReachable: () => Promise<boolean>;
+  /** Whether the homeserver and the store answer now (false for both while no worker listens). */
+  readonly readiness: () => Promise<Readiness>;
 }
 
 /**
  * The operator's listener, apart from the public one and never routed through nginx:
- * GET /metrics (Prometheus), /health (the process answers), /ready (the homeserver answers too).
+ * GET /metrics (Prometheus), /health (the process answers), /ready (the homeserver and the store answer too).
  */
 export function createMetricsServer(deps: MetricsServerDeps): Server {
   return createServer((req, res) => {
@@ -21,13 +26,19 @@ export function createMetricsServer(deps: MetricsServerDeps): Server {
     if (req.method !== 'GET') return send(405, 'application/json', '{"errcode":"M_UNRECOGNIZED","error":"only GET"}');
     if (path === '/health') return send(200, 'application/json', '{"status":"ok"}');
     if (path === '/ready') {
-      void deps
-        .homeserverReachable()
-        .then((reachable) =>
-          reachable
-            ? send(200, 'application/json', '{"status":"ready","homeserver":"reachable"}')
-            : send(503, 'application/json', '{"status":"not ready","homeserver":"unreachable"}'),
-        );
+      void deps.readiness().then(
+        ({ homeserver, store }) =>
+          send(
+            homeserver && store ? 200 : 503,
+            'application/json',
+            JSON.stringify({
+              status: homeserver && store ? 'ready' : 'not ready',
+              homeserver: homeserver ? 'reachable' : 'unreachable',
+              store: store ? 'reachable' : 'unreachable',
+            }),
+          ),
+        () => send(503, 'application/json', '{"status":"not ready"}'),
+      );
       return;
     }
     if (path === '/metrics') {

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseRegistrationRequest, type RegistrationVerifier } from '../protocol/registrationRequest.js';
 import type { RegistrationHandler } from '../handlers/registrationHandler.js';
 import type { Logger } from '../log/logger.js';
-import { HomeserverError, MatrixError } from '../protocol/matrixError.js';
+import { HomeserverError, MatrixError, StoreUnavailableError } from '../protocol/matrixError.js';
 import { isNodeLocalpart } from '../protocol/nodeId.js';
 import { sendJson, sendMatrixError, toMatrixError } from './errorResponses.js';
 import { readJsonBody } from './readJsonBody.js';
@@ -13,6 +13,7 @@ export const MAX_BODY_BYTES = 4096;
 /** The outcome an answer is counted and logged under: by the error's kind and errcode, not its status. */
 function outcomeOf(error: MatrixError): string {
   if (error instanceof HomeserverError) return 'homeserver_error';
+  if (error instanceof StoreUnavailableError) return 'store_unavailable';
   switch (error.errcode) {
     case 'M_USER_IN_USE':
       return 'already_registered';
@@ -21,13 +22,13 @@ function outcomeOf(error: MatrixError): string {
     case 'M_LIMIT_EXCEEDED':
       return 'rate_limited';
     default:
-      // Our own 503: too many registrations already waiting for the homeserver.
+      // Our own 503: too many registrations waiting for the homeserver, or one of this node's in progress on another gate.
       return error.status === 503 ? 'busy' : 'invalid';
   }
 }
 
 /** Outcomes that stay one log line each; every other answer is a refusal, counted and summarized. */
-const LOGGED_EACH = new Set(['registered', 'password_reset', 'homeserver_error', 'internal_error']);
+const LOGGED_EACH = new Set(['registered', 'password_reset', 'homeserver_error', 'store_unavailable', 'internal_error']);
 
 export type RegisterRoute = (req: IncomingMessage, res: ServerResponse) => void;
 

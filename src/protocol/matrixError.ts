@@ -44,6 +44,15 @@ export function retryLater(status: 429 | 503, errcode: string, message: string, 
   return new MatrixError(status, errcode, message, headers, extra);
 }
 
+/** The registry database cannot be reached (PostgreSQL down or restarting): logged, never summarized. */
+export class StoreUnavailableError extends MatrixError {}
+
+/** The database failed in a way a retry may cure: 503 with Retry-After. */
+export function storeRetryLater(message: string, retryAfterMs: number): StoreUnavailableError {
+  const { headers, extra } = retryAfter(retryAfterMs);
+  return new StoreUnavailableError(503, 'M_UNKNOWN', message, headers, extra);
+}
+
 /** The homeserver failed in a way a retry may cure: 503 with Retry-After. */
 export function homeserverRetryLater(errcode: string, message: string, retryAfterMs: number): HomeserverError {
   const { headers, extra } = retryAfter(retryAfterMs);

@@ -1,5 +1,3 @@
-import type { Sublevel } from './sublevel.js';
-
 /** One registered node, written after the homeserver confirmed its account. */
 export interface NodeRecord {
   readonly localpart: string;
@@ -24,49 +22,35 @@ export interface PendingRegistration {
   readonly startedAt: string;
 }
 
+/**
+ * The answer to a claim on a node's pending entry. Claimed: this gate may call the homeserver for the node (and
+ * `interrupted` says an earlier attempt's entry was there). Held: another gate's call may be in flight.
+ */
+export type PendingClaim =
+  | { readonly claimed: true; readonly interrupted: boolean }
+  | { readonly claimed: false; readonly retryAfterMs: number };
+
+/**
+ * A pending entry carries a lease: its holder (one store instance: one gate's primary, for one run) and an end. While the
+ * lease is live only its holder may claim the entry; once it has ended, or its holder is known to be gone, anyone may.
+ */
 export interface NodeStore {
   get(localpart: string): Promise<NodeRecord | undefined>;
   put(record: NodeRecord): Promise<void>;
   /** Moves lastSeen forward to `when` for a recorded node; false when the node is not recorded. */
   touch(localpart: string, when: string): Promise<boolean>;
   getPending(localpart: string): Promise<PendingRegistration | undefined>;
-  /** Written before the homeserver is called, so a crash leaves a trace to reconcile. */
-  putPending(pending: PendingRegistration): Promise<void>;
+  /**
+   * Written before the homeserver is called, so a crash leaves a trace to reconcile: takes (or renews) the lease on
+   * the node's entry, unless another holder's lease is live.
+   */
+  claimPending(pending: PendingRegistration): Promise<PendingClaim>;
   deletePending(localpart: string): Promise<void>;
   /** Records the node and drops its pending entry in one atomic write. */
   confirm(record: NodeRecord): Promise<void>;
   listPending(): Promise<PendingRegistration[]>;
+  /** Pending entries nobody holds a live lease on: interrupted attempts, to reconcile. */
+  listReconcilable(): Promise<PendingRegistration[]>;
   /** Every recorded node, in address order. */
   list(): AsyncIterable<NodeRecord>;
-}
-
-export function createNodeStore(nodes: Sublevel, pending: Sublevel): NodeStore {
-  const get = async (localpart: string): Promise<NodeRecord | undefined> => (await nodes.get(localpart)) as NodeRecord | undefined;
-  return {
-    get,
-    put: (record) => nodes.put(record.localpart, record),
-    async touch(localpart, when) {
-      const record = await get(localpart);
-      if (record === undefined) return false;
-      if (record.lastSeen === undefined || record.lastSeen < when) await nodes.put(localpart, { ...record, lastSeen: when });
-      return true;
-    },
-    getPending: async (localpart) => (await pending.get(localpart)) as PendingRegistration | undefined,
-    putPending: (entry) => pending.put(entry.localpart, entry),
-    deletePending: (localpart) => pending.del(localpart),
-    async confirm(record) {
-      await nodes.db.batch([
-        { type: 'put', sublevel: nodes, key: record.localpart, value: record },
-        { type: 'del', sublevel: pending, key: record.localpart },
-      ]);
-    },
-    async *list() {
-      for await (const value of nodes.values()) yield value as NodeRecord;
-    },
-    async listPending() {
-      const entries: PendingRegistration[] = [];
-      for await (const value of pending.values()) entries.push(value as PendingRegistration);
-      return entries;
-    },
-  };
 }

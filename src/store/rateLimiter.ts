@@ -1,40 +1,11 @@
-import { LRUCache } from 'lru-cache';
-
 export type RateLimitDecision = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
 
-/** Counts requests per key against an allowance per minute; held only by the primary process. */
+/** Counts requests per key against an allowance per minute. */
 export interface RateLimiter {
+  /** Resolves with the decision; rejects (StoreUnavailableError) when the shared store cannot count. */
   consume(key: string): Promise<RateLimitDecision>;
 }
 
-const ALLOWED: RateLimitDecision = { allowed: true };
-const WINDOW_MS = 60_000;
-/**
- * Keys remembered at once. A flood from more distinct clients than this in one minute evicts the least
- * recently seen, which then start a fresh allowance: memory stays bounded (about 10 MB) whatever the flood.
- */
-export const MAX_REMEMBERED_KEYS = 100_000;
-
-/**
- * An allowance of `pointsPerMinute` per key in this process's memory: a fixed one-minute window from a key's first
- * request, in a bounded LRU cache with no timer per key.
- */
-export function createMemoryRateLimiter(
-  pointsPerMinute: number,
-  options: { readonly maxKeys?: number; readonly now?: () => number } = {},
-): RateLimiter {
-  const used = new LRUCache<string, number>({
-    max: options.maxKeys ?? MAX_REMEMBERED_KEYS,
-    ttl: WINDOW_MS,
-    noUpdateTTL: true,
-    ttlAutopurge: false,
-    ...(options.now === undefined ? {} : { perf: { now: options.now }, ttlResolution: 0 }),
-  });
-  return {
-    async consume(key) {
-      const count = (used.get(key) ?? 0) + 1;
-      used.set(key, count);
-      return count <= pointsPerMinute ? ALLOWED : { allowed: false, retryAfterMs: Math.max(1, used.getRemainingTTL(key)) };
-    },
-  };
-}
+export const ALLOWED: RateLimitDecision = { allowed: true };
+/** Every limit counts per minute. */
+export const WINDOW_MS = 60_000;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { openStore } from '../../src/store/database.js';
+import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { createRoomAndSay, invite, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
 import { freePort } from '../support/ports.js';
@@ -151,7 +151,7 @@ describe('application-service protocol and the admin-api backend against a real 
 
   it('keeps last seen and the seen txnIds across a restart', async () => {
     assert.equal(await shared.stop(), 0);
-    const store = await openStore(join(shared.dir, '.matrix'));
+    const store = await openLevelStore(join(shared.dir, '.matrix'));
     const record = await store.nodes.get(node.localpart);
     await store.close();
     assert.ok(record?.lastSeen !== undefined, 'last seen was recorded');

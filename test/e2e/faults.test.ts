@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { openStore } from '../../src/store/database.js';
+import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { adminGetUser, passwordLogin, requestJson } from '../support/matrixClient.js';
@@ -132,7 +132,7 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     proxy.heldAnswers.length = 0;
     proxy.fault = () => 'pass';
 
-    const store = await openStore(join(faulty.dir, '.matrix'));
+    const store = await openLevelStore(join(faulty.dir, '.matrix'));
     assert.ok((await store.nodes.getPending(node.localpart)) !== undefined, 'the pending entry survived the kill');
     await store.close();
     assert.ok(await userOnSynapse(node.localpart));
@@ -182,7 +182,7 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     await cut;
     proxy.fault = () => 'pass';
     assert.equal(await userOnSynapse(node.localpart), false);
-    const store = await openStore(join(faulty.dir, '.matrix'));
+    const store = await openLevelStore(join(faulty.dir, '.matrix'));
     const pendingEntries = await store.nodes.listPending();
     await store.close();
     assert.deepEqual(

@@ -9,8 +9,9 @@ import { resolveSettings, type RawSettings, type Settings } from '../../src/conf
 import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
 import { RefusalTally } from '../../src/log/refusalTally.js';
 import { createWorkerMetrics } from '../../src/metrics/metrics.js';
-import { openStore, type Store } from '../../src/store/database.js';
-import { createMemoryRateLimiter } from '../../src/store/rateLimiter.js';
+import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
+import type { Store } from '../../src/store/store.js';
+import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
 import { capturingLogger } from './capturingLogger.js';
 
 export const IN_PROCESS_SERVER = 'hs.example.org';
@@ -50,7 +51,7 @@ export async function startInProcessGate(
     },
   ]).settings;
   const datapath = mkdtempSync(join(tmpdir(), 'regservice-inprocess-'));
-  const store = await openStore(datapath);
+  const store = await openLevelStore(datapath);
   const registered: NewNode[] = [];
   const registrar: Registrar = options.registrar ?? {
     register: async (node): Promise<RegisteredUser> => {

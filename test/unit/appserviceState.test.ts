@@ -1,30 +1,31 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { tempDir } from '../support/tempDir.js';
 import { Level } from 'level';
 import { createTransactionHandler } from '../../src/handlers/transactionHandler.js';
 import { createUserQuery } from '../../src/handlers/userQuery.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
-import { openStore } from '../../src/store/database.js';
-import { createTransactionLog } from '../../src/store/transactionLog.js';
+import { createLevelTransactionLog } from '../../src/store/leveldb/levelTransactionLog.js';
+import { closeStores, STORE_KINDS } from '../support/storeKinds.js';
 import { capturingLogger } from '../support/capturingLogger.js';
 
 const SERVER = 'hs.example.org';
 const LOCALPART = '0x' + 'ab'.repeat(20);
 const USER = `@${LOCALPART}:${SERVER}`;
+after(closeStores);
 
 describe('transaction log', () => {
   it('remembers at most its capacity, forgetting the oldest, and keeps its place across reopening', async () => {
     const path = join(tempDir('regservice-txn-'), 'db');
     let db = new Level<string, unknown>(path, { valueEncoding: 'json' });
-    let log = await createTransactionLog(db.sublevel<string, unknown>('t', { valueEncoding: 'json' }), 3);
+    let log = await createLevelTransactionLog(db.sublevel<string, unknown>('t', { valueEncoding: 'json' }), 3);
     for (const id of ['a', 'b', 'c', 'd']) await log.add(id);
     assert.deepEqual(await Promise.all(['a', 'b', 'c', 'd'].map((id) => log.has(id))), [false, true, true, true]);
     await db.close();
 
     db = new Level<string, unknown>(path, { valueEncoding: 'json' });
-    log = await createTransactionLog(db.sublevel<string, unknown>('t', { valueEncoding: 'json' }), 3);
+    log = await createLevelTransactionLog(db.sublevel<string, unknown>('t', { valueEncoding: 'json' }), 3);
     await log.add('e');
     await log.add('c'); // already remembered: takes no slot
     assert.deepEqual(await Promise.all(['b', 'c', 'd', 'e'].map((id) => log.has(id))), [false, true, true, true]);
@@ -35,9 +36,9 @@ describe('transaction log', () => {
   });
 });
 
-describe('transaction handler', () => {
+for (const kind of STORE_KINDS) describe(`transaction handler with a ${kind.name} store`, () => {
   it("processes a transaction once and moves registered nodes' last seen forward", async () => {
-    const store = await openStore(tempDir('regservice-txh-'));
+    const store = await kind.fresh();
     await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
     const handle = createTransactionHandler({
       serverName: SERVER,
@@ -64,7 +65,7 @@ describe('transaction handler', () => {
   });
 
   it('acknowledges a transaction whatever one event holds: an event with an impossible time is skipped and counted', async () => {
-    const store = await openStore(tempDir('regservice-txt-'));
+    const store = await kind.fresh();
     await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
     const logger = capturingLogger();
     const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: logger.log });
@@ -81,7 +82,7 @@ describe('transaction handler', () => {
   });
 
   it('refuses a body without an events array and does not remember its id', async () => {
-    const store = await openStore(tempDir('regservice-txb-'));
+    const store = await kind.fresh();
     const handle = createTransactionHandler({
       serverName: SERVER,
       nodes: store.nodes,
@@ -99,9 +100,9 @@ describe('transaction handler', () => {
   });
 });
 
-describe('user query', () => {
+for (const kind of STORE_KINDS) describe(`user query with a ${kind.name} store`, () => {
   it('knows only nodes recorded for this server', async () => {
-    const store = await openStore(tempDir('regservice-uq-'));
+    const store = await kind.fresh();
     await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
     const query = createUserQuery(SERVER, store.nodes);
     assert.equal(await query(USER), true);

@@ -5,7 +5,7 @@ import { primaryApiHandlers, primaryApiOver, type PrimaryApi } from '../../src/c
 import { clientKeyOf } from '../../src/http/clientKey.js';
 import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
 import { HomeserverError, MatrixError, retryLater } from '../../src/protocol/matrixError.js';
-import { createMemoryRateLimiter } from '../../src/store/rateLimiter.js';
+import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
 import { waitFor } from '../support/ports.js';
 
 /** Two peers joined like a primary and a worker, messages passing through JSON as on the real channel. */

@@ -5,8 +5,9 @@ import { createMetricsServer } from '../../src/http/metricsServer.js';
 import { aggregateMetrics, createPrimaryMetrics, createWorkerMetrics } from '../../src/metrics/metrics.js';
 
 describe('metrics listener', () => {
-  it('serves the counters of every process summed, health, and readiness that follows the homeserver', async () => {
+  it('serves the counters of every process summed, health, and readiness that follows the homeserver and the store', async () => {
     let reachable = true;
+    let storeAnswers = true;
     const metrics = createPrimaryMetrics({ inFlight: () => 3, queued: () => 1 });
     const workers = [createWorkerMetrics(), createWorkerMetrics()];
     workers[0]?.registration('forbidden');
@@ -18,7 +19,7 @@ describe('metrics listener', () => {
     const server = createMetricsServer({
       metricsText: async () =>
         aggregateMetrics(await Promise.all([metrics, ...workers].map((process) => process.registry.getMetricsAsJSON()))),
-      homeserverReachable: async () => reachable,
+      readiness: async () => ({ homeserver: reachable, store: storeAnswers }),
     }).listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -38,7 +39,12 @@ describe('metrics listener', () => {
     reachable = false;
     const notReady = await fetch(`${base}/ready`);
     assert.equal(notReady.status, 503);
-    assert.deepEqual(await notReady.json(), { status: 'not ready', homeserver: 'unreachable' });
+    assert.deepEqual(await notReady.json(), { status: 'not ready', homeserver: 'unreachable', store: 'reachable' });
+    reachable = true;
+    storeAnswers = false;
+    const storeDown = await fetch(`${base}/ready`);
+    assert.equal(storeDown.status, 503);
+    assert.deepEqual(await storeDown.json(), { status: 'not ready', homeserver: 'reachable', store: 'unreachable' });
     assert.equal((await fetch(`${base}/other`)).status, 404);
     assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
     server.close();

@@ -9,7 +9,10 @@ import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/re
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { parseRegistrationRequest } from '../../src/protocol/registrationRequest.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { openStore, StoreOpenError, type Store } from '../../src/store/database.js';
+import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
+import type { PendingRegistration } from '../../src/store/nodeStore.js';
+import { StoreOpenError, type Store } from '../../src/store/store.js';
+import { closeStores, STORE_KINDS, type StoreKind } from '../support/storeKinds.js';
 import { capturingLogger } from '../support/capturingLogger.js';
 
 const SERVER = 'hs.example.org';
@@ -39,20 +42,20 @@ function service(store: Store, registrar: Registrar, options: { exists?: (userId
   });
 }
 
-const opened: Store[] = [];
-/** A LevelDB store on disk, closed after the tests (its directory goes when the process exits). */
-async function tempStore(): Promise<Store> {
-  const store = await openStore(tempDir('regservice-store-'));
-  opened.push(store);
-  return store;
+after(closeStores);
+
+/** A store with pending entries that an earlier run left behind: their lease is over, their holder gone. */
+async function leftInterrupted(kind: StoreKind, entries: readonly PendingRegistration[]): Promise<Store> {
+  const earlier = await kind.fresh({ leaseMs: 0 });
+  for (const entry of entries) assert.ok((await earlier.nodes.claimPending(entry)).claimed);
+  return kind.laterRun(earlier);
 }
-after(() => Promise.all(opened.map((store) => store.close())));
 const node = () => signRegistration(randomPrivateKey(), SERVER);
 const isStatus = (status: number) => (error: unknown) => error instanceof MatrixError && error.status === status;
 
-describe('registration service with a LevelDB store on disk', () => {
+for (const kind of STORE_KINDS) describe(`registration service with a ${kind.name} store`, () => {
   it('registers a verified node and records it only after the homeserver confirmed', async () => {
-    const store = await tempStore();
+    const store = await kind.fresh();
     const body = node();
     let pendingDuringCall: unknown;
     const registrar = new ScriptedRegistrar(async (newNode) => {
@@ -75,20 +78,18 @@ describe('registration service with a LevelDB store on disk', () => {
   });
 
   it('answers a recorded node with 409 without calling the homeserver, also after reopening the store', async () => {
-    const datapath = tempDir('regservice-store-');
     const registrar = new ScriptedRegistrar(created);
     const body = node();
-    let store = await openStore(datapath);
+    let store = await kind.fresh();
     await service(store, registrar).register(parseRegistrationRequest(body));
-    await store.close();
-    store = await openStore(datapath);
+    store = await kind.laterRun(store);
     await assert.rejects(service(store, registrar).register(parseRegistrationRequest(body)), isStatus(409));
     assert.equal(registrar.calls.length, 1);
     await store.close();
   });
 
   it('keeps the pending entry when the outcome is unknown, drops it on 409', async () => {
-    const store = await tempStore();
+    const store = await kind.fresh();
     const timedOut = node();
     await assert.rejects(
       service(
@@ -112,7 +113,7 @@ describe('registration service with a LevelDB store on disk', () => {
   });
 
   it("takes M_USER_IN_USE after an interrupted attempt as the node's own account: recorded, answered 200, then 409", async () => {
-    const store = await tempStore();
+    const store = await kind.fresh();
     const lost = node();
     // The first attempt timed out; the homeserver created the user after we stopped waiting.
     await assert.rejects(
@@ -133,15 +134,11 @@ describe('registration service with a LevelDB store on disk', () => {
   });
 
   it('finishes an interrupted registration: the user exists, so the retry succeeds without registering again', async () => {
-    const store = await tempStore();
     const body = node();
     const userId = `@${body.localpart}:${SERVER}`;
-    await store.nodes.putPending({
-      localpart: body.localpart,
-      userId,
-      displayname: body.displayname,
-      startedAt: '2026-01-01T00:00:00.000Z',
-    });
+    const store = await leftInterrupted(kind, [
+      { localpart: body.localpart, userId, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' },
+    ]);
     const registrar = new ScriptedRegistrar(created);
     const user = await service(store, registrar, { exists: (id) => id === userId }).register(parseRegistrationRequest(body));
     assert.equal(user.userId, userId);
@@ -150,14 +147,10 @@ describe('registration service with a LevelDB store on disk', () => {
   });
 
   it('retries an interrupted registration whose user does not exist', async () => {
-    const store = await tempStore();
     const body = node();
-    await store.nodes.putPending({
-      localpart: body.localpart,
-      userId: `@${body.localpart}:${SERVER}`,
-      displayname: body.displayname,
-      startedAt: 'x',
-    });
+    const store = await leftInterrupted(kind, [
+      { localpart: body.localpart, userId: `@${body.localpart}:${SERVER}`, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' },
+    ]);
     const registrar = new ScriptedRegistrar(created);
     await service(store, registrar).register(parseRegistrationRequest(body));
     assert.equal(registrar.calls.length, 1);
@@ -165,16 +158,16 @@ describe('registration service with a LevelDB store on disk', () => {
   });
 
   it('reconciles pending entries at start: confirms existing users (answered once), drops the rest, keeps the undecidable', async () => {
-    const store = await tempStore();
     const [made, lost, unknown] = [node(), node(), node()];
-    for (const body of [made, lost, unknown]) {
-      await store.nodes.putPending({
+    const store = await leftInterrupted(
+      kind,
+      [made, lost, unknown].map((body) => ({
         localpart: body.localpart,
         userId: `@${body.localpart}:${SERVER}`,
         displayname: body.displayname,
         startedAt: '2026-01-01T00:00:00.000Z',
-      });
-    }
+      })),
+    );
     const registrar = new ScriptedRegistrar(created);
     const svc = service(store, registrar, {
       exists: (userId) => {
@@ -204,7 +197,7 @@ describe('registration service with a LevelDB store on disk', () => {
     writeFileSync(join(dir, 'deny'), `${denied.localpart} # retired\n`);
     const { policy, summary } = loadAddressPolicy({ allowFile: join(dir, 'allow'), denyFile: join(dir, 'deny') });
     assert.match(summary, /allow list: 2 addresses; deny list: 1 addresses/);
-    const store = await tempStore();
+    const store = await kind.fresh();
     const svc = service(store, new ScriptedRegistrar(created), { policy });
     await svc.register(parseRegistrationRequest(allowed));
     await assert.rejects(
@@ -227,7 +220,7 @@ describe('registration service with a LevelDB store on disk', () => {
       await gate;
       return created(newNode);
     });
-    const store = await tempStore();
+    const store = await kind.fresh();
     const svc = service(store, registrar);
     const request = parseRegistrationRequest(node());
     const first = svc.register(request);
@@ -243,15 +236,15 @@ describe('registration service with a LevelDB store on disk', () => {
 describe('openStore', () => {
   it('refuses a second open of the same datapath with a clear message', async () => {
     const datapath = tempDir('regservice-lock-');
-    const store = await openStore(datapath);
+    const store = await openLevelStore(datapath);
     await assert.rejects(
-      openStore(datapath),
+      openLevelStore(datapath),
       (error: unknown) => error instanceof StoreOpenError && error.reason === 'locked' && /in use by another process/.test(error.message),
     );
     await store.close();
     const nowhere = join(datapath, 'typo');
     await assert.rejects(
-      openStore(nowhere, { create: false }),
+      openLevelStore(nowhere, { create: false }),
       (error: unknown) => error instanceof StoreOpenError && error.reason === 'missing',
     );
   });
@@ -260,7 +253,7 @@ describe('openStore', () => {
     const file = join(tempDir('regservice-notdir-'), 'file');
     writeFileSync(file, '');
     await assert.rejects(
-      openStore(join(file, 'datapath')),
+      openLevelStore(join(file, 'datapath')),
       (error: unknown) => error instanceof StoreOpenError && /cannot create --datapath/.test(error.message),
     );
   });

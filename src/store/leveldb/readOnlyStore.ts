@@ -1,14 +1,10 @@
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore, StoreOpenError, STORE_DIRECTORY, type Store } from './database.js';
+import type { StoreForReading } from '../openStore.js';
+import { StoreOpenError } from '../store.js';
+import { openLevelStore, STORE_DIRECTORY } from './levelStore.js';
 
-export interface StoreForReading {
-  readonly store: Store;
-  /** True when the service held the database and a snapshot copy was opened instead. */
-  readonly snapshot: boolean;
-  close(): Promise<void>;
-}
 
 /**
  * Opens the database for reading even while the service runs: LevelDB allows one process, so when
@@ -16,7 +12,7 @@ export interface StoreForReading {
  */
 export async function openStoreForReading(datapath: string): Promise<StoreForReading> {
   try {
-    const store = await openStore(datapath, { create: false });
+    const store = await openLevelStore(datapath, { create: false });
     return { store, snapshot: false, close: () => store.close() };
   } catch (error) {
     if (!(error instanceof StoreOpenError) || error.reason !== 'locked') throw error;
@@ -26,7 +22,7 @@ export async function openStoreForReading(datapath: string): Promise<StoreForRea
     recursive: true,
     filter: (source) => !source.endsWith('/LOCK'),
   });
-  const store = await openStore(copy);
+  const store = await openLevelStore(copy);
   return {
     store,
     snapshot: true,

@@ -1,28 +1,12 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { createNodeStore, type NodeStore } from './nodeStore.js';
-import { createTransactionLog, type TransactionLog } from './transactionLog.js';
+import { randomUUID } from 'node:crypto';
+import { createMemoryRateLimiter } from '../memoryRateLimiter.js';
+import { StoreOpenError, type Store } from '../store.js';
+import { createLevelNodeStore } from './levelNodeStore.js';
+import { createLevelTransactionLog } from './levelTransactionLog.js';
 import { openSublevel } from './sublevel.js';
-
-/** The service's state: one LevelDB database under --datapath, one sublevel per kind of record. */
-export interface Store {
-  readonly nodes: NodeStore;
-  readonly transactions: TransactionLog;
-  close(): Promise<void>;
-}
-
-export type StoreOpenFailure = 'locked' | 'corrupt' | 'missing' | 'unavailable';
-
-export class StoreOpenError extends Error {
-  /** locked: another process holds it; corrupt: damaged; missing: no database there; unavailable: anything else. */
-  readonly reason: StoreOpenFailure;
-  constructor(reason: StoreOpenFailure, message: string) {
-    super(message);
-    this.name = 'StoreOpenError';
-    this.reason = reason;
-  }
-}
 
 export const STORE_DIRECTORY = 'regservice.leveldb';
 
@@ -43,11 +27,18 @@ function openFailure(path: string, error: unknown): StoreOpenError {
   return new StoreOpenError('unavailable', `cannot open the database ${path}: ${cause?.message ?? (error as Error).message}`);
 }
 
-/**
- * Opens the database under `datapath`, creating it (directory mode 0700) unless `create` is false: read-only
- * commands must not turn a mistyped path into an empty database.
- */
-export async function openStore(datapath: string, options: { readonly create?: boolean } = {}): Promise<Store> {
+export interface LevelStoreOptions {
+  /** False for read-only commands: they must not turn a mistyped path into an empty database. */
+  readonly create?: boolean;
+  /** How long a pending entry's lease lasts (twice the homeserver timeout by default). */
+  readonly leaseMs?: number;
+}
+
+/** Leases only matter within this process's run here; a default for commands that never register. */
+const DEFAULT_LEASE_MS = 60_000;
+
+/** Opens the LevelDB database under `datapath`, creating it (directory mode 0700) unless `create` is false. */
+export async function openLevelStore(datapath: string, options: LevelStoreOptions = {}): Promise<Store> {
   const path = join(datapath, STORE_DIRECTORY);
   if (options.create === false) {
     if (!existsSync(path)) {
@@ -70,8 +61,16 @@ export async function openStore(datapath: string, options: { readonly create?: b
     throw openFailure(path, error);
   }
   return {
-    nodes: createNodeStore(openSublevel(db, 'nodes'), openSublevel(db, 'pending')),
-    transactions: await createTransactionLog(openSublevel(db, 'transactions')),
+    description: `leveldb ${path}`,
+    nodes: createLevelNodeStore(openSublevel(db, 'nodes'), openSublevel(db, 'pending'), {
+      holder: randomUUID(),
+      leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
+    }),
+    transactions: await createLevelTransactionLog(openSublevel(db, 'transactions')),
+    createRateLimiter: (_name, pointsPerMinute) => createMemoryRateLimiter(pointsPerMinute),
+    check: async () => {
+      if (db.status !== 'open') throw new Error(`the database ${path} is ${db.status}`);
+    },
     close: () => db.close(),
   };
 }

@@ -1,0 +1,121 @@
+import pg from 'pg';
+import { parse } from 'pg-connection-string';
+import { storeRetryLater } from '../../protocol/matrixError.js';
+import { databaseUrlProblem, describeDatabaseUrl } from '../../config/databaseUrl.js';
+import { StoreOpenError } from '../store.js';
+
+export interface PostgresOptions {
+  /** postgresql://user@host:port/database?sslmode=…, as libpq reads it (a password in it is allowed, a file is better). */
+  readonly url: string;
+  /** From --database-password-file; wins over a password in the URL. */
+  readonly password?: string | undefined;
+  /** Connections this process may open at most. */
+  readonly poolSize: number;
+  readonly connectTimeoutMs?: number;
+  /** Called with a connection's failure that no query was waiting for (the pool replaces the connection). */
+  readonly onIdleError?: (error: Error) => void;
+}
+
+type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+
+type Tls = pg.ClientConfig['ssl'];
+
+/** The TLS settings to try, in order, for libpq's sslmode (its default is prefer): allow and prefer fall back. */
+function tlsAttempts(mode: SslMode, verifying: Tls): readonly Tls[] {
+  const base = typeof verifying === 'object' ? verifying : {};
+  const unverified: Tls = { ...base, rejectUnauthorized: false };
+  switch (mode) {
+    case 'disable':
+      return [false];
+    case 'allow':
+      return [false, unverified];
+    case 'prefer':
+      return [unverified, false];
+    default:
+      // require (verify-ca when sslrootcert is given), verify-ca, verify-full: as pg-connection-string's libpq mode reads them.
+      return [verifying];
+  }
+}
+
+/** A failure that a retry may cure: the server is down, restarting, overloaded, or the connection broke. */
+export function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return /^(08|53|57|58)/.test(code);
+  return true;
+}
+
+/** Runs a query; a failure a retry may cure becomes 503 with Retry-After, anything else stays a bug. */
+export async function query<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  text: string,
+  values: readonly unknown[] = [],
+): Promise<pg.QueryResult<R>> {
+  try {
+    return await pool.query<R>(text, values as unknown[]);
+  } catch (error) {
+    throw unavailableOr(error);
+  }
+}
+
+export function unavailableOr(error: unknown): unknown {
+  return isUnavailable(error) ? storeRetryLater('the registry database is unavailable; retry later', 5000) : error;
+}
+
+/** Runs `work` in one transaction on one connection; errors pass through as they are. */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    client.release();
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    client.release(isUnavailable(error));
+    throw error;
+  }
+}
+
+function connectionFailure(url: string, error: unknown): StoreOpenError {
+  const message = (error as Error).message;
+  return new StoreOpenError('unavailable', `cannot connect to the database ${describeDatabaseUrl(url)}: ${message}`);
+}
+
+/**
+ * A pool of at most `poolSize` connections. The TLS choice is made once here, by connecting as libpq would for the
+ * URL's sslmode: allow and prefer fall back to the other choice when the server refuses the first.
+ */
+export async function openPool(options: PostgresOptions): Promise<pg.Pool> {
+  const problem = databaseUrlProblem(options.url);
+  if (problem !== undefined) throw new StoreOpenError('unavailable', `--database ${describeDatabaseUrl(options.url)} ${problem}`);
+  const { ssl, sslmode, password, ...parsed } = parse(options.url, { useLibpqCompat: true });
+  const mode = (typeof sslmode === 'string' ? sslmode : 'prefer') as SslMode;
+  const base: pg.ClientConfig = {
+    ...(parsed as pg.ClientConfig),
+    port: parsed.port === null || parsed.port === undefined || parsed.port === '' ? undefined : Number(parsed.port),
+    host: parsed.host ?? undefined,
+    database: parsed.database ?? undefined,
+    password: options.password ?? (typeof password === 'string' && password !== '' ? password : undefined),
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    query_timeout: 10_000,
+    application_name: 'matrix-regservice',
+  };
+  let lastError: unknown;
+  for (const tls of tlsAttempts(mode, ssl as Tls)) {
+    const client = new pg.Client({ ...base, ssl: tls });
+    try {
+      await client.connect();
+      await client.end();
+    } catch (error) {
+      lastError = error;
+      await client.end().catch(() => undefined);
+      continue;
+    }
+    const pool = new pg.Pool({ ...base, ssl: tls, max: options.poolSize, idleTimeoutMillis: 30_000 });
+    // Without a listener, a connection that breaks while idle (the server restarting) would crash the process.
+    pool.on('error', (error) => options.onIdleError?.(error));
+    return pool;
+  }
+  throw connectionFailure(options.url, lastError);
+}

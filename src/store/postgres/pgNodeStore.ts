@@ -1,0 +1,137 @@
+import type pg from 'pg';
+import type { NodeRecord, NodeStore, PendingClaim, PendingRegistration } from '../nodeStore.js';
+import { query } from './pgConnection.js';
+
+interface NodeRow {
+  readonly localpart: string;
+  readonly user_id: string;
+  readonly displayname: string;
+  readonly registered_at: Date;
+  readonly last_seen: Date | null;
+  readonly answered: boolean;
+}
+
+interface PendingRow {
+  readonly localpart: string;
+  readonly user_id: string;
+  readonly displayname: string;
+  readonly started_at: Date;
+}
+
+const NODE_COLUMNS = 'localpart, user_id, displayname, registered_at, last_seen, answered';
+const PENDING_COLUMNS = 'localpart, user_id, displayname, started_at';
+const PAGE = 1000;
+
+function recordOf(row: NodeRow): NodeRecord {
+  return {
+    localpart: row.localpart,
+    userId: row.user_id,
+    displayname: row.displayname,
+    registeredAt: row.registered_at.toISOString(),
+    ...(row.last_seen === null ? {} : { lastSeen: row.last_seen.toISOString() }),
+    answered: row.answered,
+  };
+}
+
+function pendingOf(row: PendingRow): PendingRegistration {
+  return { localpart: row.localpart, userId: row.user_id, displayname: row.displayname, startedAt: row.started_at.toISOString() };
+}
+
+const UPSERT_NODE = `INSERT INTO regservice_nodes (${NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+  ON CONFLICT (localpart) DO UPDATE SET user_id = EXCLUDED.user_id, displayname = EXCLUDED.displayname,
+    registered_at = EXCLUDED.registered_at, last_seen = EXCLUDED.last_seen, answered = EXCLUDED.answered`;
+
+const nodeValues = (record: NodeRecord): unknown[] => [
+  record.localpart,
+  record.userId,
+  record.displayname,
+  record.registeredAt,
+  record.lastSeen ?? null,
+  record.answered !== false,
+];
+
+/**
+ * The claim in one statement: insert the entry, or take over one whose lease is ours or has ended; `previous` is the
+ * entry as it was before (an interrupted attempt), and how long its lease still runs when the claim fails.
+ */
+const CLAIM = `WITH previous AS (SELECT lease_until FROM regservice_pending WHERE localpart = $1),
+  claimed AS (
+    INSERT INTO regservice_pending (${PENDING_COLUMNS}, holder, lease_until)
+      VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 millisecond')
+    ON CONFLICT (localpart) DO UPDATE SET user_id = EXCLUDED.user_id, displayname = EXCLUDED.displayname,
+      started_at = EXCLUDED.started_at, holder = EXCLUDED.holder, lease_until = EXCLUDED.lease_until
+      WHERE regservice_pending.holder = EXCLUDED.holder OR regservice_pending.lease_until <= now()
+    RETURNING 1)
+  SELECT EXISTS (SELECT 1 FROM claimed) AS claimed, EXISTS (SELECT 1 FROM previous) AS existed,
+    (SELECT ceil(extract(epoch FROM lease_until - now()) * 1000) FROM previous)::bigint AS remaining_ms`;
+
+/** Node records and pending entries in PostgreSQL, shared by every gate; leases use the database's clock. */
+export function createPgNodeStore(pool: pg.Pool, options: { readonly holder: string; readonly leaseMs: number }): NodeStore {
+  return {
+    async get(localpart) {
+      const { rows } = await query<NodeRow>(pool, `SELECT ${NODE_COLUMNS} FROM regservice_nodes WHERE localpart = $1`, [localpart]);
+      return rows[0] === undefined ? undefined : recordOf(rows[0]);
+    },
+    async put(record) {
+      await query(pool, UPSERT_NODE, nodeValues(record));
+    },
+    async touch(localpart, when) {
+      const result = await query(pool, 'UPDATE regservice_nodes SET last_seen = GREATEST(last_seen, $2) WHERE localpart = $1', [
+        localpart,
+        when,
+      ]);
+      return (result.rowCount ?? 0) > 0;
+    },
+    async getPending(localpart) {
+      const { rows } = await query<PendingRow>(pool, `SELECT ${PENDING_COLUMNS} FROM regservice_pending WHERE localpart = $1`, [
+        localpart,
+      ]);
+      return rows[0] === undefined ? undefined : pendingOf(rows[0]);
+    },
+    async claimPending(entry): Promise<PendingClaim> {
+      const { rows } = await query<{ claimed: boolean; existed: boolean; remaining_ms: string | null }>(pool, CLAIM, [
+        entry.localpart,
+        entry.userId,
+        entry.displayname,
+        entry.startedAt,
+        options.holder,
+        options.leaseMs,
+      ]);
+      const row = rows[0];
+      if (row?.claimed === true) return { claimed: true, interrupted: row.existed };
+      return { claimed: false, retryAfterMs: Math.max(1000, Number(row?.remaining_ms ?? 1000)) };
+    },
+    async deletePending(localpart) {
+      await query(pool, 'DELETE FROM regservice_pending WHERE localpart = $1', [localpart]);
+    },
+    async confirm(record) {
+      // One statement, so one transaction: the record appears and the pending entry goes together.
+      await query(pool, `WITH gone AS (DELETE FROM regservice_pending WHERE localpart = $1) ${UPSERT_NODE}`, nodeValues(record));
+    },
+    async listPending() {
+      const { rows } = await query<PendingRow>(pool, `SELECT ${PENDING_COLUMNS} FROM regservice_pending ORDER BY localpart`);
+      return rows.map(pendingOf);
+    },
+    async listReconcilable() {
+      const { rows } = await query<PendingRow>(
+        pool,
+        `SELECT ${PENDING_COLUMNS} FROM regservice_pending WHERE lease_until <= now() ORDER BY localpart`,
+      );
+      return rows.map(pendingOf);
+    },
+    async *list() {
+      let after = '';
+      for (;;) {
+        const { rows } = await query<NodeRow>(
+          pool,
+          `SELECT ${NODE_COLUMNS} FROM regservice_nodes WHERE localpart > $1 ORDER BY localpart LIMIT ${PAGE}`,
+          [after],
+        );
+        for (const row of rows) yield recordOf(row);
+        const last = rows.at(-1);
+        if (last === undefined || rows.length < PAGE) return;
+        after = last.localpart;
+      }
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Store } from '../store.js';
+import { describeDatabaseUrl } from '../../config/databaseUrl.js';
+import { openPool, query, type PostgresOptions } from './pgConnection.js';
+import { createPgNodeStore } from './pgNodeStore.js';
+import { createPgRateLimiter } from './pgRateLimiter.js';
+import { migrate, requireCurrentSchema } from './pgSchema.js';
+import { createPgTransactionLog } from './pgTransactionLog.js';
+
+export interface PgStoreOptions extends PostgresOptions {
+  /** How long a pending entry's lease lasts: a registration's homeserver call must end within it. */
+  readonly leaseMs: number;
+  /** True for the service (creates and migrates the schema); false for commands that only read (they never migrate). */
+  readonly migrate: boolean;
+}
+
+/** The state in a PostgreSQL database that several gates share. */
+export async function openPgStore(options: PgStoreOptions): Promise<Store> {
+  const pool = await openPool(options);
+  try {
+    if (options.migrate) await migrate(pool);
+    else await requireCurrentSchema(pool);
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+  return pgStoreOver(pool, options);
+}
+
+function pgStoreOver(pool: pg.Pool, options: PgStoreOptions): Store {
+  return {
+    description: `postgresql ${describeDatabaseUrl(options.url)}`,
+    // A holder per run: a gate that restarts does not inherit its earlier run's leases, they expire.
+    nodes: createPgNodeStore(pool, { holder: randomUUID(), leaseMs: options.leaseMs }),
+    transactions: createPgTransactionLog(pool),
+    createRateLimiter: (name, pointsPerMinute) => createPgRateLimiter(pool, name, pointsPerMinute),
+    check: async () => {
+      await query(pool, 'SELECT 1');
+    },
+    close: () => pool.end(),
+  };
+}

@@ -1,0 +1,208 @@
+import { strict as assert } from 'node:assert';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { createRegistrationService } from '../../src/handlers/registrationHandler.js';
+import { createTransactionHandler } from '../../src/handlers/transactionHandler.js';
+import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
+import { MatrixError } from '../../src/protocol/matrixError.js';
+import { parseRegistrationRequest } from '../../src/protocol/registrationRequest.js';
+import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
+import { copyStore } from '../../src/store/copyStore.js';
+import { openPgStore } from '../../src/store/postgres/pgStore.js';
+import { SCHEMA_VERSION } from '../../src/store/postgres/pgSchema.js';
+import { StoreOpenError, type Store } from '../../src/store/store.js';
+import { capturingLogger } from '../support/capturingLogger.js';
+import { closeStores, levelDb, postgres, postgresServer } from '../support/storeKinds.js';
+
+const SERVER = 'hs.example.org';
+after(closeStores);
+
+const node = () => signRegistration(randomPrivateKey(), SERVER);
+const created = (newNode: NewNode): Promise<RegisteredUser> => Promise.resolve({ userId: `@${newNode.localpart}:${SERVER}`, homeServer: SERVER });
+
+/** One gate's registration service over its own store instance (its own lease holder). */
+function gate(store: Store, registrar: Registrar, exists: (userId: string) => boolean = () => false) {
+  return createRegistrationService({
+    serverName: SERVER,
+    nodes: store.nodes,
+    limitNode: async () => {},
+    registrar,
+    userExists: async (userId) => exists(userId),
+    policy: () => () => {},
+    log: capturingLogger().log,
+  });
+}
+
+function countingRegistrar(answer: (node: NewNode) => Promise<RegisteredUser> = created): Registrar & { calls: number } {
+  const registrar = {
+    calls: 0,
+    register(newNode: NewNode) {
+      registrar.calls += 1;
+      return answer(newNode);
+    },
+  };
+  return registrar;
+}
+
+const isStatus = (status: number) => (error: unknown) => error instanceof MatrixError && error.status === status;
+
+async function databaseUrl(): Promise<string> {
+  const server = await postgresServer();
+  return server.withPassword(await server.createDatabase());
+}
+
+describe('two gates on one PostgreSQL store', () => {
+  it('while one gate registers a node, the other answers 503 with Retry-After and never calls the homeserver', async () => {
+    const storeA = await postgres.fresh();
+    const storeB = await postgres.laterRun(storeA);
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const registrarA = countingRegistrar(async (newNode) => {
+      await held;
+      return created(newNode);
+    });
+    const registrarB = countingRegistrar();
+    const request = parseRegistrationRequest(node());
+    const first = gate(storeA, registrarA).register(request);
+    while (registrarA.calls === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await assert.rejects(
+      gate(storeB, registrarB).register(request),
+      (error: unknown) => isStatus(503)(error) && Number((error as MatrixError).headers['Retry-After']) > 0,
+    );
+    release();
+    await first;
+    await assert.rejects(gate(storeB, registrarB).register(request), isStatus(409));
+    assert.equal(registrarB.calls, 0);
+    assert.equal(registrarA.calls, 1);
+  });
+
+  it("completes a dead gate's registration on another gate once its lease is over: by reconciling, or on the node's retry", async () => {
+    const [reconciled, retried] = [node(), node()];
+    const storeA = await postgres.fresh({ leaseMs: 1500 });
+    const storeB = await postgres.laterRun(storeA, { leaseMs: 1500 });
+    const onSynapse = new Set<string>();
+    // Gate A reaches the homeserver, which creates the users, and dies before it hears back.
+    const dying = countingRegistrar(async (newNode) => {
+      onSynapse.add(`@${newNode.localpart}:${SERVER}`);
+      return new Promise<RegisteredUser>(() => {});
+    });
+    void gate(storeA, dying).register(parseRegistrationRequest(reconciled));
+    void gate(storeA, dying).register(parseRegistrationRequest(retried));
+    while (dying.calls < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+
+    const registrarB = countingRegistrar();
+    const gateB = gate(storeB, registrarB, (userId) => onSynapse.has(userId));
+    assert.deepEqual(await gateB.reconcilePending(), { confirmed: 0, dropped: 0, unresolved: 0 }, 'leases still live');
+    await assert.rejects(gateB.register(parseRegistrationRequest(retried)), isStatus(503));
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    const user = await gateB.register(parseRegistrationRequest(retried));
+    assert.equal(user.userId, `@${retried.localpart}:${SERVER}`);
+    assert.deepEqual(await gateB.reconcilePending(), { confirmed: 1, dropped: 0, unresolved: 0 });
+    assert.equal((await storeB.nodes.get(reconciled.localpart))?.answered, false, 'the node gets its answer on its next request');
+    assert.equal(registrarB.calls, 0, 'no second homeserver registration');
+    assert.deepEqual(await storeA.nodes.listPending(), []);
+  });
+
+  it('shares rate limits and transaction ids between gates', async () => {
+    const storeA = await postgres.fresh();
+    const storeB = await postgres.laterRun(storeA);
+    const [limitA, limitB] = [storeA.createRateLimiter('client', 3), storeB.createRateLimiter('client', 3)];
+    const decisions = [await limitA.consume('198.51.100.7'), await limitB.consume('198.51.100.7'), await limitA.consume('198.51.100.7')];
+    assert.ok(decisions.every((decision) => decision.allowed));
+    const spent = await limitB.consume('198.51.100.7');
+    assert.ok(!spent.allowed && spent.retryAfterMs > 0 && spent.retryAfterMs <= 60_000);
+    assert.ok((await limitB.consume('198.51.100.8')).allowed, 'another client has its own allowance');
+    assert.ok((await storeA.createRateLimiter('node', 3).consume('198.51.100.7')).allowed, 'each limit counts apart');
+
+    const handler = (store: Store) =>
+      createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
+    assert.equal(await handler(storeA)('txn-1', { events: [] }), 'processed');
+    assert.equal(await handler(storeB)('txn-1', { events: [] }), 'duplicate');
+  });
+});
+
+describe('PostgreSQL schema', () => {
+  it('is created once when several gates start at once, and a newer one stops the start', async () => {
+    const url = await databaseUrl();
+    const stores = await Promise.all(
+      Array.from({ length: 4 }, () => openPgStore({ url, poolSize: 2, leaseMs: 1000, migrate: true })),
+    );
+    await Promise.all(stores.map((store) => store.close()));
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      assert.deepEqual((await admin.query('SELECT version FROM regservice_schema')).rows, [{ version: SCHEMA_VERSION }]);
+      await admin.query('UPDATE regservice_schema SET version = $1', [SCHEMA_VERSION + 1]);
+    } finally {
+      await admin.end();
+    }
+    await assert.rejects(
+      openPgStore({ url, poolSize: 1, leaseMs: 1000, migrate: true }),
+      (error: unknown) => error instanceof StoreOpenError && error.reason === 'schema' && /newer than this matrix-regservice/.test(error.message),
+    );
+  });
+
+  it('is never created or migrated by a command that only reads', async () => {
+    const url = await databaseUrl();
+    await assert.rejects(
+      openPgStore({ url, poolSize: 1, leaseMs: 1000, migrate: false }),
+      (error: unknown) => error instanceof StoreOpenError && error.reason === 'missing' && /no matrix-regservice tables/.test(error.message),
+    );
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      assert.equal((await admin.query("SELECT to_regclass('regservice_schema') AS t")).rows[0].t, null, 'still empty');
+      await admin.query('CREATE TABLE regservice_schema (version integer NOT NULL)');
+      await admin.query('INSERT INTO regservice_schema VALUES (0)');
+    } finally {
+      await admin.end();
+    }
+    await assert.rejects(
+      openPgStore({ url, poolSize: 1, leaseMs: 1000, migrate: false }),
+      (error: unknown) => error instanceof StoreOpenError && /no matrix-regservice tables|older than/.test(error.message),
+    );
+  });
+
+  it('refuses a wrong password with the reason, without the password', async () => {
+    const server = await postgresServer();
+    const url = (await server.createDatabase()).replace('postgresql://postgres@', 'postgresql://postgres:wrong-secret@');
+    await assert.rejects(
+      openPgStore({ url, poolSize: 1, leaseMs: 1000, migrate: true }),
+      (error: unknown) =>
+        error instanceof StoreOpenError && /password authentication failed/.test(error.message) && !error.message.includes('wrong-secret'),
+    );
+  });
+});
+
+describe('store copy', () => {
+  it('copies a LevelDB registry into PostgreSQL, and copies nothing twice', async () => {
+    const source = await levelDb.fresh();
+    const [a, b, c] = [node(), node(), node()];
+    for (const body of [a, b]) {
+      await source.nodes.put({
+        localpart: body.localpart,
+        userId: `@${body.localpart}:${SERVER}`,
+        displayname: body.displayname,
+        registeredAt: '2026-01-02T03:04:05.000Z',
+        lastSeen: '2026-02-03T04:05:06.000Z',
+      });
+    }
+    await source.nodes.claimPending({ localpart: c.localpart, userId: `@${c.localpart}:${SERVER}`, displayname: c.displayname, startedAt: '2026-01-01T00:00:00.000Z' });
+    await source.transactions.add('t1');
+    await source.transactions.add('t2');
+    const target = await postgres.fresh({ leaseMs: 0 });
+    assert.deepEqual(await copyStore(source, target), {
+      nodes: { copied: 2, present: 0 },
+      pending: { copied: 1, present: 0 },
+      transactions: { copied: 2, present: 0 },
+    });
+    assert.deepEqual(await copyStore(source, target), {
+      nodes: { copied: 0, present: 2 },
+      pending: { copied: 0, present: 1 },
+      transactions: { copied: 0, present: 2 },
+    });
+    assert.deepEqual(await target.nodes.get(a.localpart), { ...(await source.nodes.get(a.localpart)), answered: true });
+    assert.deepEqual((await target.nodes.listReconcilable()).map((entry) => entry.localpart), [c.localpart]);
+    assert.equal(await target.transactions.has('t2'), true);
+  });
+});
