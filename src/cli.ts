@@ -151,6 +151,12 @@ export function buildProgram(): Command {
     .option('--public-port <port>', 'public port of the nginx site', '80')
     .option('--public-name <name>', 'server_name of the nginx site (default: the matrix domain)')
     .option('--systemd-user <user>', 'system user of the systemd unit', 'matrix-regservice')
+    .option(
+      '--upstream <host:port>',
+      'a gate behind nginx, once per gate sharing --database: renders an upstream block, and the registration url points at it',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
     .action((options: GenconfigOptions, command: Command) =>
       reportFailure(() => runGenconfig(options, (fallback) => settingsOrExit(command, { requireSecrets: false }, fallback), process)),
     );
@@ -171,7 +177,9 @@ export function buildProgram(): Command {
     .command('store')
     .description('move the registry between stores')
     .command('copy')
-    .description('copy a LevelDB registry (nodes, pending registrations, transaction ids) into PostgreSQL; running it again copies nothing twice')
+    .description(
+      'copy a LevelDB registry (nodes, pending registrations, transaction ids) into PostgreSQL; running it again copies nothing twice',
+    )
     .requiredOption('--from <datapath>', 'the --datapath of the LevelDB registry')
     .requiredOption('--to <url>', 'postgresql:// URL of the target (its password: --database-password-file)')
     .action((options: { from: string; to: string }, command: Command) =>

@@ -101,7 +101,14 @@ export class Supervisor {
   private fork(): void {
     const { settings, log } = this.options;
     const worker = cluster.fork();
-    const forWorker: Settings = { ...settings, sharedSecret: '', adminToken: '', asToken: '' };
+    const forWorker: Settings = {
+      ...settings,
+      sharedSecret: '',
+      adminToken: '',
+      asToken: '',
+      database: undefined,
+      databasePassword: undefined,
+    };
     const managed: Managed = {
       worker,
       listening: false,

@@ -26,6 +26,8 @@ export interface GenconfigOptions {
   readonly publicPort: string;
   readonly publicName?: string | undefined;
   readonly systemdUser: string;
+  /** host:port of each gate behind nginx (several gates sharing one --database). */
+  readonly upstream: readonly string[];
 }
 
 /**
@@ -57,13 +59,26 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
   };
   const { settings, warnings } = settingsFor(deploymentDefaults);
   for (const warning of warnings) out.stderr.write(`warning: ${warning}\n`);
-  const input = { ...defaultGenconfigInput(settings, options.out), appserviceId: options.id };
   const publicPort = Number(options.publicPort);
   if (!Number.isInteger(publicPort) || publicPort < 1 || publicPort > 65535)
     failCommand(`--public-port must be a port, got "${options.publicPort}"`, EXIT_BAD_SETTINGS);
+  const upstreams = options.upstream;
+  if (upstreams.length > 0 && options.nginx === undefined) {
+    failCommand('--upstream lists the gates of an nginx upstream block: give --nginx FILE too', EXIT_BAD_SETTINGS);
+  }
+  if (upstreams.length > 1 && settings.database === undefined) {
+    out.stderr.write('warning: several gates without --database each keep their own LevelDB registry and limits\n');
+  }
+  const input = {
+    ...defaultGenconfigInput(settings, options.out),
+    appserviceId: options.id,
+    // Several gates: the homeserver reaches them through nginx's upstream, so its transactions fail over too.
+    registrationUrl: upstreams.length > 0 ? `http://127.0.0.1:${publicPort}${settings.basePath}` : undefined,
+  };
   try {
     const plan = planGenconfig(input);
     const site = {
+      upstreams,
       publicPort,
       publicName: options.publicName ?? settings.serverName.replace(/:\d+$/, ''),
       user: options.systemdUser,

@@ -23,7 +23,8 @@ export async function runStoreCopy(options: StoreCopyOptions, io: { readonly std
   try {
     const source = await openLevelStoreForReading(options.from);
     try {
-      if (source.snapshot) io.stdout.write('the service is running on this datapath: copying a snapshot of it (stop it first to copy everything)\n');
+      if (source.snapshot)
+        io.stdout.write('the service is running on this datapath: copying a snapshot of it (stop it first to copy everything)\n');
       // Lease 0: a copied pending entry is reconcilable by any gate at once.
       const target = await openPgStore({ url: options.to, password: options.password, poolSize: 1, leaseMs: 0, migrate: true });
       try {

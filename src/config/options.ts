@@ -31,7 +31,7 @@ export const OPTION_SPECS = [
     key: 'pending-lease',
     kind: 'integer',
     argName: '<seconds>',
-    description: "how long a registration in progress keeps other gates from registering the node; then it is reconciled",
+    description: 'how long a registration in progress keeps other gates from registering the node; then it is reconciled',
   },
   {
     key: 'registration',

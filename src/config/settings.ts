@@ -20,6 +20,8 @@ export interface Settings {
   /** postgresql:// URL: the shared PostgreSQL store instead of LevelDB under datapath. */
   readonly database: string | undefined;
   readonly databasePassword: string | undefined;
+  /** The file the database password was read from, when it came from one. */
+  readonly databasePasswordFile: string | undefined;
   readonly databasePool: number;
   /** A pending registration's lease: twice the homeserver timeout unless set. */
   readonly pendingLeaseMs: number;
@@ -261,7 +263,9 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
       problems.push('database: give the password either in the URL or in --database-password-file, not both');
     }
     if (urlHasPassword(database) && pick('database')?.source === COMMAND_LINE) {
-      warnings.push('--database has a password in it, on the command line where other local users can read it; use --database-password-file');
+      warnings.push(
+        '--database has a password in it, on the command line where other local users can read it; use --database-password-file',
+      );
     }
   }
   const settings: Settings = {
@@ -272,6 +276,7 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     datapath: text('datapath', undefined),
     database,
     databasePassword: pick('database-password') === undefined ? undefined : text('database-password', undefined),
+    databasePasswordFile: sourceFileOf(pick('database-password'), 'database-password-source'),
     databasePool: integer('database-pool', 1, 100),
     pendingLeaseMs: pick('pending-lease') === undefined ? 2 * homeserverTimeoutMs : integer('pending-lease', 1, 7200) * 1000,
     backend,

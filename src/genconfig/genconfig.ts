@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { photonUserRegex, renderRegistration, type AppserviceRegistration } from '../config/registrationFile.js';
 import type { Settings } from '../config/settings.js';
 import { connectHost, localServiceUrl } from '../config/connectAddress.js';
+import { describeDatabaseUrl, urlHasPassword } from '../config/databaseUrl.js';
 import { BIN_PATH, PACKAGE_ROOT } from '../packageRoot.js';
 import { GenconfigError } from './genconfigError.js';
 import { renderTemplate, shellQuote } from './template.js';
@@ -37,11 +38,29 @@ export interface GenconfigInput {
   readonly randomToken: () => string;
   /** Defaults to matrix-regservice-<server name>. */
   readonly appserviceId?: string | undefined;
+  /**
+   * Where the homeserver reaches the service, when it is not this gate: nginx's upstream of several gates (Synapse takes
+   * one url per application service, so its transactions fail over too). Defaults to this gate's own address.
+   */
+  readonly registrationUrl?: string | undefined;
 }
 
 export const REGISTRATION_FILE = 'registration.yaml';
 export const RUN_FILE = 'run.sh';
 export const SECRET_FILE = 'registration_shared_secret';
+
+/** run.sh's store flags: --datapath, or --database with its password only ever in a file. */
+function storeFlags(settings: Settings): string {
+  if (settings.database === undefined) return `  --datapath ${shellQuote(resolve(settings.datapath))} \\\n`;
+  if (urlHasPassword(settings.database)) {
+    throw new GenconfigError(
+      `--database ${describeDatabaseUrl(settings.database)} has a password in it: run.sh is readable, so put the password in a file (mode 0600) and give --database-password-file FILE`,
+    );
+  }
+  const passwordFile =
+    settings.databasePasswordFile === undefined ? '' : `  --database-password-file ${shellQuote(settings.databasePasswordFile)} \\\n`;
+  return `  --database ${shellQuote(settings.database)} \\\n${passwordFile}`;
+}
 
 /** Decides every file genconfig writes; pure apart from the tokens it is given. */
 export function planGenconfig(input: GenconfigInput): GenconfigPlan {
@@ -76,7 +95,7 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
 
   const registration: AppserviceRegistration = {
     id: input.appserviceId ?? `matrix-regservice-${settings.serverName}`,
-    url: localServiceUrl(settings),
+    url: input.registrationUrl ?? localServiceUrl(settings),
     as_token: input.randomToken(),
     hs_token: input.randomToken(),
     sender_localpart: 'regservice',
@@ -99,7 +118,7 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
     HOMESERVER_URL: shellQuote(settings.homeserverUrl),
     HOST: shellQuote(settings.host),
     PORT: String(settings.port),
-    DATAPATH: shellQuote(resolve(settings.datapath)),
+    STORE_FLAGS: storeFlags(settings),
     REGISTRATION: shellQuote(registrationPath),
     BACKEND: settings.backend,
     BACKEND_FLAGS: backendFlags,
@@ -118,6 +137,8 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
 }
 
 export interface SiteOptions {
+  /** host:port of every gate behind nginx, when there are several; empty: this gate alone. */
+  readonly upstreams: readonly string[];
   readonly publicPort: number;
   readonly publicName: string;
   readonly user: string;
@@ -131,15 +152,31 @@ function origin(url: string): string {
 
 /** The nginx site: /_matrix and /_synapse/client to Synapse, the registration url's path to this service, on one public port. */
 export function renderNginxSite(template: string, settings: Settings, site: SiteOptions, now: Date): string {
+  const several = site.upstreams.length > 0;
+  const servers = site.upstreams.map((upstream) => `    server ${upstreamAddress(upstream)};\n`).join('');
   return renderTemplate(template, {
     DATE: now.toISOString(),
     SERVER_NAME: settings.serverName,
     PUBLIC_PORT: String(site.publicPort),
-    PUBLIC_NAME: nginxWord(site.publicName, '--public-name'),
+    // The homeserver reaches the gates through this site at 127.0.0.1 (the registration url), so that name is served too.
+    PUBLIC_NAME: `${nginxWord(site.publicName, '--public-name')}${several ? ' 127.0.0.1' : ''}`,
     BASE_PATH: nginxWord(settings.basePath, 'the registration url path'),
     HOMESERVER_ORIGIN: origin(settings.homeserverUrl),
-    SERVICE_ORIGIN: `http://${connectHost(settings.host)}:${settings.port}`,
+    SERVICE_ORIGIN: several ? `http://${UPSTREAM_NAME}` : `http://${connectHost(settings.host)}:${settings.port}`,
+    UPSTREAM_BLOCK: several
+      ? `\n# The gates sharing one PostgreSQL database: a request one cannot take (down, refusing connections) goes to the next.\nupstream ${UPSTREAM_NAME} {\n${servers}}\n`
+      : '',
   });
+}
+
+const UPSTREAM_NAME = 'matrix_regservice';
+
+/** host:port (or [v6]:port) of a gate, as nginx's upstream server line takes it. */
+export function upstreamAddress(value: string): string {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (match === null || port < 1 || port > 65535) throw new GenconfigError(`--upstream must be host:port, got ${JSON.stringify(value)}`);
+  return nginxWord(value, '--upstream');
 }
 
 /** The hardened systemd unit running run.sh as a dedicated user. */

@@ -27,8 +27,7 @@ export interface PendingRegistration {
  * `interrupted` says an earlier attempt's entry was there). Held: another gate's call may be in flight.
  */
 export type PendingClaim =
-  | { readonly claimed: true; readonly interrupted: boolean }
-  | { readonly claimed: false; readonly retryAfterMs: number };
+  { readonly claimed: true; readonly interrupted: boolean } | { readonly claimed: false; readonly retryAfterMs: number };
 
 /**
  * A pending entry carries a lease: its holder (one store instance: one gate's primary, for one run) and an end. While the

@@ -34,9 +34,11 @@ export async function generateGate(options: {
   serverName: string;
   homeserverUrl: string;
   genconfigArgs?: readonly string[];
+  /** Chosen beforehand when other files must name it (an nginx upstream). */
+  port?: number;
 }): Promise<Gate> {
   const dir = mkdtempSync(join(tmpdir(), 'regservice-gate-'));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const { stdout } = await promisify(execFile)(
     BIN,
     [
@@ -53,6 +55,24 @@ export async function generateGate(options: {
   );
   const registrationFile = join(dir, 'registration.yaml');
   const registration = parse(readFileSync(registrationFile, 'utf8')) as Record<string, unknown>;
+  return gateRunning(dir, port, [], { registrationFile, registration, genconfigOutput: stdout });
+}
+
+/**
+ * A second gate of the same deployment on another port, as an operator runs one on a second machine: the same
+ * run.sh (same registration, same --database), with --port given to it.
+ */
+export function sameDeploymentGate(gate: Gate, port: number): Gate {
+  const { registrationFile, registration, genconfigOutput } = gate;
+  return gateRunning(gate.dir, port, ['--port', String(port)], { registrationFile, registration, genconfigOutput });
+}
+
+function gateRunning(
+  dir: string,
+  port: number,
+  baseArgs: readonly string[],
+  made: Pick<Gate, 'registrationFile' | 'registration' | 'genconfigOutput'>,
+): Gate {
   const url = `http://127.0.0.1:${port}/regapp/1`;
   const finished: string[] = [];
   let current: DaemonProcess | undefined;
@@ -60,11 +80,9 @@ export async function generateGate(options: {
   return {
     dir,
     url,
-    registrationFile,
-    registration,
-    genconfigOutput: stdout,
+    ...made,
     async start(extraArgs = []) {
-      current = spawnDaemon(join(dir, 'run.sh'), ['--verbosity', '5', ...extraArgs], { cwd: dir });
+      current = spawnDaemon(join(dir, 'run.sh'), [...baseArgs, '--verbosity', '5', ...extraArgs], { cwd: dir });
       await waitUntilListening(current, url);
       return current;
     },

@@ -57,8 +57,13 @@ let server: Promise<PostgresServer> | undefined;
 export const postgresServer = (): Promise<PostgresServer> => (server ??= startPostgres());
 
 async function openOn(url: string, options: StoreOptions): Promise<Store> {
-  const { withPassword } = await postgresServer();
-  const store = await openPgStore({ url: withPassword(url), poolSize: 4, leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS, migrate: true });
+  const server = await postgresServer();
+  const store = await openPgStore({
+    url: server.withPassword(url),
+    poolSize: 4,
+    leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
+    migrate: true,
+  });
   return tracked(store, url);
 }
 

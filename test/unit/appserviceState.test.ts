@@ -36,79 +36,88 @@ describe('transaction log', () => {
   });
 });
 
-for (const kind of STORE_KINDS) describe(`transaction handler with a ${kind.name} store`, () => {
-  it("processes a transaction once and moves registered nodes' last seen forward", async () => {
-    const store = await kind.fresh();
-    await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
-    const handle = createTransactionHandler({
-      serverName: SERVER,
-      nodes: store.nodes,
-      transactions: store.transactions,
-      log: capturingLogger().log,
-    });
-    const at = (ms: number) => ({ type: 'm.room.message', sender: USER, origin_server_ts: ms });
-    const t1 = Date.parse('2026-02-01T00:00:00Z');
+for (const kind of STORE_KINDS)
+  describe(`transaction handler with a ${kind.name} store`, () => {
+    it("processes a transaction once and moves registered nodes' last seen forward", async () => {
+      const store = await kind.fresh();
+      await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
+      const handle = createTransactionHandler({
+        serverName: SERVER,
+        nodes: store.nodes,
+        transactions: store.transactions,
+        log: capturingLogger().log,
+      });
+      const at = (ms: number) => ({ type: 'm.room.message', sender: USER, origin_server_ts: ms });
+      const t1 = Date.parse('2026-02-01T00:00:00Z');
 
-    assert.equal(
-      await handle('1', {
-        events: [at(t1), at(t1 - 1000), { sender: `@0x${'cd'.repeat(20)}:${SERVER}` }, { sender: `@${LOCALPART}:other.org` }, null],
-      }),
-      'processed',
-    );
-    assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z');
-    assert.equal(await handle('1', { events: [at(t1 + 5000)] }), 'duplicate');
-    assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z');
-    assert.equal(await handle('2', { events: [at(t1 - 5000)] }), 'processed');
-    assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z', 'never moves back');
-    assert.equal(await store.nodes.get('0x' + 'cd'.repeat(20)), undefined, 'unknown senders create nothing');
-    await store.close();
-  });
-
-  it('acknowledges a transaction whatever one event holds: an event with an impossible time is skipped and counted', async () => {
-    const store = await kind.fresh();
-    await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
-    const logger = capturingLogger();
-    const handle = createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: logger.log });
-    const events = [
-      { sender: USER, origin_server_ts: 8.64e15 + 1 },
-      { sender: USER, origin_server_ts: -1e300 },
-      { sender: USER, origin_server_ts: Date.parse('2026-03-01T00:00:00Z') },
-    ];
-    assert.equal(await handle('odd', { events }), 'processed');
-    assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-03-01T00:00:00.000Z', 'the good event still counts');
-    assert.ok(logger.lines().some((line) => /skipped events whose origin_server_ts is not a usable time txn_id=odd skipped=2/.test(line)));
-    assert.equal(await handle('odd', { events }), 'duplicate');
-    await store.close();
-  });
-
-  it('refuses a body without an events array and does not remember its id', async () => {
-    const store = await kind.fresh();
-    const handle = createTransactionHandler({
-      serverName: SERVER,
-      nodes: store.nodes,
-      transactions: store.transactions,
-      log: capturingLogger().log,
-    });
-    for (const body of [undefined, {}, { events: {} }, []]) {
-      await assert.rejects(
-        handle('x', body),
-        (error: unknown) => error instanceof MatrixError && error.status === 400 && error.errcode === 'M_BAD_JSON',
+      assert.equal(
+        await handle('1', {
+          events: [at(t1), at(t1 - 1000), { sender: `@0x${'cd'.repeat(20)}:${SERVER}` }, { sender: `@${LOCALPART}:other.org` }, null],
+        }),
+        'processed',
       );
-    }
-    assert.equal(await store.transactions.has('x'), false);
-    await store.close();
-  });
-});
+      assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z');
+      assert.equal(await handle('1', { events: [at(t1 + 5000)] }), 'duplicate');
+      assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z');
+      assert.equal(await handle('2', { events: [at(t1 - 5000)] }), 'processed');
+      assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-02-01T00:00:00.000Z', 'never moves back');
+      assert.equal(await store.nodes.get('0x' + 'cd'.repeat(20)), undefined, 'unknown senders create nothing');
+      await store.close();
+    });
 
-for (const kind of STORE_KINDS) describe(`user query with a ${kind.name} store`, () => {
-  it('knows only nodes recorded for this server', async () => {
-    const store = await kind.fresh();
-    await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
-    const query = createUserQuery(SERVER, store.nodes);
-    assert.equal(await query(USER), true);
-    assert.equal(await query(`@${LOCALPART}:other.org`), false);
-    assert.equal(await query(`@0x${'cd'.repeat(20)}:${SERVER}`), false);
-    assert.equal(await query('@alice:hs.example.org'), false);
-    await store.close();
+    it('acknowledges a transaction whatever one event holds: an event with an impossible time is skipped and counted', async () => {
+      const store = await kind.fresh();
+      await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
+      const logger = capturingLogger();
+      const handle = createTransactionHandler({
+        serverName: SERVER,
+        nodes: store.nodes,
+        transactions: store.transactions,
+        log: logger.log,
+      });
+      const events = [
+        { sender: USER, origin_server_ts: 8.64e15 + 1 },
+        { sender: USER, origin_server_ts: -1e300 },
+        { sender: USER, origin_server_ts: Date.parse('2026-03-01T00:00:00Z') },
+      ];
+      assert.equal(await handle('odd', { events }), 'processed');
+      assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-03-01T00:00:00.000Z', 'the good event still counts');
+      assert.ok(
+        logger.lines().some((line) => /skipped events whose origin_server_ts is not a usable time txn_id=odd skipped=2/.test(line)),
+      );
+      assert.equal(await handle('odd', { events }), 'duplicate');
+      await store.close();
+    });
+
+    it('refuses a body without an events array and does not remember its id', async () => {
+      const store = await kind.fresh();
+      const handle = createTransactionHandler({
+        serverName: SERVER,
+        nodes: store.nodes,
+        transactions: store.transactions,
+        log: capturingLogger().log,
+      });
+      for (const body of [undefined, {}, { events: {} }, []]) {
+        await assert.rejects(
+          handle('x', body),
+          (error: unknown) => error instanceof MatrixError && error.status === 400 && error.errcode === 'M_BAD_JSON',
+        );
+      }
+      assert.equal(await store.transactions.has('x'), false);
+      await store.close();
+    });
   });
-});
+
+for (const kind of STORE_KINDS)
+  describe(`user query with a ${kind.name} store`, () => {
+    it('knows only nodes recorded for this server', async () => {
+      const store = await kind.fresh();
+      await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
+      const query = createUserQuery(SERVER, store.nodes);
+      assert.equal(await query(USER), true);
+      assert.equal(await query(`@${LOCALPART}:other.org`), false);
+      assert.equal(await query(`@0x${'cd'.repeat(20)}:${SERVER}`), false);
+      assert.equal(await query('@alice:hs.example.org'), false);
+      await store.close();
+    });
+  });

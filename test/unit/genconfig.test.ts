@@ -101,6 +101,26 @@ describe('planGenconfig', () => {
     assert.doesNotMatch(plan.instructions, /registration_shared_secret_path/, 'Synapse already has this secret');
   });
 
+  it('puts --database in run.sh with its password only through a file, and refuses a password in the URL', () => {
+    const url = 'postgresql://regservice@db.example.org:5432/regservice?sslmode=verify-full';
+    const plan = planGenconfig(
+      input({ database: url, 'database-password': 'pw-in-file', 'database-password-source': '/etc/regservice/db password' }),
+    );
+    const run = fileNamed(plan, 'run.sh').content;
+    assert.ok(run.includes(`  --database '${url}' \\\n`), run);
+    assert.ok(run.includes(`  --database-password-file '/etc/regservice/db password' \\\n`), run);
+    assert.doesNotMatch(run, /--datapath|pw-in-file/);
+    assert.throws(
+      () => planGenconfig(input({ database: 'postgresql://regservice:hunter2@db.example.org/regservice' })),
+      (error: unknown) => error instanceof Error && /--database-password-file/.test(error.message) && !error.message.includes('hunter2'),
+    );
+  });
+
+  it('points the registration url at nginx when several gates share a database', () => {
+    const plan = planGenconfig({ ...input({ port: '8011' }), registrationUrl: 'http://127.0.0.1:8080/regapp/1' });
+    assert.match(fileNamed(plan, 'registration.yaml').content, /^url: http:\/\/127\.0\.0\.1:8080\/regapp\/1$/m);
+  });
+
   it('points run.sh at an existing secret file instead of copying it', () => {
     const dir = tempDir('regservice-secret-');
     writeFileSync(join(dir, 'secret'), 'abc', { mode: 0o600 });
@@ -165,7 +185,7 @@ describe('nginx site and systemd unit', () => {
       [{ source: 't', values: { matrixdomain: 'hs.example.org:8448', matrixurl: 'http://127.0.0.1:8008/', port: 8010 } }],
       { requireSecrets: false },
     );
-    const site = { publicPort: 443, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
+    const site = { upstreams: [], publicPort: 443, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
     const now = new Date('2026-01-01T00:00:00Z');
     const nginx = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, now);
     assert.doesNotMatch(nginx, /\{\{/);
@@ -178,6 +198,36 @@ describe('nginx site and systemd unit', () => {
     assert.match(unit, /^User=regsvc$/m);
     assert.match(unit, /^ExecStart=\/srv\/rs\/run\.sh$/m);
     assert.match(unit, new RegExp(`^ReadWritePaths=${resolve('.matrix')}$`, 'm'));
+  });
+
+  it('render an upstream block of every gate, which nginx -t accepts, and refuse a bad gate address', () => {
+    const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org', port: 8010 } }], {
+      requireSecrets: false,
+    });
+    const site = {
+      upstreams: ['127.0.0.1:8010', '10.0.0.2:8010', '[fd00::2]:8010'],
+      publicPort: 8080,
+      publicName: 'hs.example.org',
+      user: 'r',
+      runScript: '/r',
+    };
+    const nginx = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, new Date());
+    assert.match(
+      nginx,
+      /upstream matrix_regservice \{\n {4}server 127\.0\.0\.1:8010;\n {4}server 10\.0\.0\.2:8010;\n {4}server \[fd00::2\]:8010;\n\}/,
+    );
+    assert.match(nginx, /location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/matrix_regservice;/);
+    assert.match(nginx, /server_name hs\.example\.org 127\.0\.0\.1;/);
+    const dir = tempDir('regservice-upstream-');
+    writeFileSync(join(dir, 'site.conf'), nginx);
+    const checked = checkNginxSite(dir, join(dir, 'site.conf'));
+    assert.ok(checked.ok, checked.output);
+    for (const bad of ['10.0.0.2', '10.0.0.2:0', 'a;b:1', 'host:99999']) {
+      assert.throws(
+        () => renderNginxSite(readTemplate('nginx-site.conf.template'), settings, { ...site, upstreams: [bad] }, new Date()),
+        /--upstream/,
+      );
+    }
   });
 });
 
@@ -194,7 +244,7 @@ describe('values in the nginx site and systemd unit', () => {
     const unit = renderSystemdUnit(
       readTemplate('matrix-regservice.service.template'),
       settings,
-      { publicPort: 80, publicName: 'hs.example.org', user: 'root', runScript },
+      { upstreams: [], publicPort: 80, publicName: 'hs.example.org', user: 'root', runScript },
       now,
     );
     const quoted = (path: string) => `"${path.replaceAll('%', '%%').replaceAll('$', '$$')}"`;
@@ -209,7 +259,7 @@ describe('values in the nginx site and systemd unit', () => {
   });
 
   it('refuses what cannot be quoted: a newline in the user, control characters in paths, nginx syntax in names', () => {
-    const site = { publicPort: 80, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
+    const site = { upstreams: [], publicPort: 80, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
     const unitTemplate = readTemplate('matrix-regservice.service.template');
     const siteTemplate = readTemplate('nginx-site.conf.template');
     const settings = settingsWith({});
@@ -238,7 +288,7 @@ describe('values in the nginx site and systemd unit', () => {
     const siteText = renderNginxSite(
       readTemplate('nginx-site.conf.template'),
       settings,
-      { publicPort: 8080, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' },
+      { upstreams: [], publicPort: 8080, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' },
       now,
     );
     assert.match(siteText, /location \/gates\/\(photon\)\/ \{/);

@@ -53,185 +53,191 @@ async function leftInterrupted(kind: StoreKind, entries: readonly PendingRegistr
 const node = () => signRegistration(randomPrivateKey(), SERVER);
 const isStatus = (status: number) => (error: unknown) => error instanceof MatrixError && error.status === status;
 
-for (const kind of STORE_KINDS) describe(`registration service with a ${kind.name} store`, () => {
-  it('registers a verified node and records it only after the homeserver confirmed', async () => {
-    const store = await kind.fresh();
-    const body = node();
-    let pendingDuringCall: unknown;
-    const registrar = new ScriptedRegistrar(async (newNode) => {
-      pendingDuringCall = await store.nodes.getPending(newNode.localpart);
-      assert.equal(await store.nodes.get(newNode.localpart), undefined);
-      return created(newNode);
-    });
-    const user = await service(store, registrar).register(parseRegistrationRequest(body));
-    assert.equal(user.userId, `@${body.localpart}:${SERVER}`);
-    assert.ok(pendingDuringCall !== undefined, 'a pending entry exists while the homeserver is called');
-    assert.deepEqual(await store.nodes.get(body.localpart), {
-      localpart: body.localpart,
-      userId: `@${body.localpart}:${SERVER}`,
-      displayname: body.displayname,
-      registeredAt: '2026-03-04T05:06:07.000Z',
-      answered: true,
-    });
-    assert.equal(await store.nodes.getPending(body.localpart), undefined);
-    await store.close();
-  });
-
-  it('answers a recorded node with 409 without calling the homeserver, also after reopening the store', async () => {
-    const registrar = new ScriptedRegistrar(created);
-    const body = node();
-    let store = await kind.fresh();
-    await service(store, registrar).register(parseRegistrationRequest(body));
-    store = await kind.laterRun(store);
-    await assert.rejects(service(store, registrar).register(parseRegistrationRequest(body)), isStatus(409));
-    assert.equal(registrar.calls.length, 1);
-    await store.close();
-  });
-
-  it('keeps the pending entry when the outcome is unknown, drops it on 409', async () => {
-    const store = await kind.fresh();
-    const timedOut = node();
-    await assert.rejects(
-      service(
-        store,
-        new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer'))),
-      ).register(parseRegistrationRequest(timedOut)),
-      isStatus(504),
-    );
-    assert.equal(await store.nodes.get(timedOut.localpart), undefined);
-    assert.ok((await store.nodes.getPending(timedOut.localpart)) !== undefined);
-
-    const taken = node();
-    await assert.rejects(
-      service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken')))).register(
-        parseRegistrationRequest(taken),
-      ),
-      isStatus(409),
-    );
-    assert.equal(await store.nodes.getPending(taken.localpart), undefined);
-    await store.close();
-  });
-
-  it("takes M_USER_IN_USE after an interrupted attempt as the node's own account: recorded, answered 200, then 409", async () => {
-    const store = await kind.fresh();
-    const lost = node();
-    // The first attempt timed out; the homeserver created the user after we stopped waiting.
-    await assert.rejects(
-      service(
-        store,
-        new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer'))),
-      ).register(parseRegistrationRequest(lost)),
-      isStatus(504),
-    );
-    // The retry's existence check still says no (the homeserver had not finished), and registering meets the account.
-    const svc = service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken'))));
-    const user = await svc.register(parseRegistrationRequest(lost));
-    assert.equal(user.userId, `@${lost.localpart}:${SERVER}`);
-    assert.equal(await store.nodes.getPending(lost.localpart), undefined);
-    assert.equal((await store.nodes.get(lost.localpart))?.userId, `@${lost.localpart}:${SERVER}`);
-    await assert.rejects(svc.register(parseRegistrationRequest(lost)), isStatus(409), 'answered once');
-    await store.close();
-  });
-
-  it('finishes an interrupted registration: the user exists, so the retry succeeds without registering again', async () => {
-    const body = node();
-    const userId = `@${body.localpart}:${SERVER}`;
-    const store = await leftInterrupted(kind, [
-      { localpart: body.localpart, userId, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' },
-    ]);
-    const registrar = new ScriptedRegistrar(created);
-    const user = await service(store, registrar, { exists: (id) => id === userId }).register(parseRegistrationRequest(body));
-    assert.equal(user.userId, userId);
-    assert.equal(registrar.calls.length, 0);
-    assert.equal((await store.nodes.get(body.localpart))?.answered, true);
-  });
-
-  it('retries an interrupted registration whose user does not exist', async () => {
-    const body = node();
-    const store = await leftInterrupted(kind, [
-      { localpart: body.localpart, userId: `@${body.localpart}:${SERVER}`, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' },
-    ]);
-    const registrar = new ScriptedRegistrar(created);
-    await service(store, registrar).register(parseRegistrationRequest(body));
-    assert.equal(registrar.calls.length, 1);
-    await store.close();
-  });
-
-  it('reconciles pending entries at start: confirms existing users (answered once), drops the rest, keeps the undecidable', async () => {
-    const [made, lost, unknown] = [node(), node(), node()];
-    const store = await leftInterrupted(
-      kind,
-      [made, lost, unknown].map((body) => ({
+for (const kind of STORE_KINDS)
+  describe(`registration service with a ${kind.name} store`, () => {
+    it('registers a verified node and records it only after the homeserver confirmed', async () => {
+      const store = await kind.fresh();
+      const body = node();
+      let pendingDuringCall: unknown;
+      const registrar = new ScriptedRegistrar(async (newNode) => {
+        pendingDuringCall = await store.nodes.getPending(newNode.localpart);
+        assert.equal(await store.nodes.get(newNode.localpart), undefined);
+        return created(newNode);
+      });
+      const user = await service(store, registrar).register(parseRegistrationRequest(body));
+      assert.equal(user.userId, `@${body.localpart}:${SERVER}`);
+      assert.ok(pendingDuringCall !== undefined, 'a pending entry exists while the homeserver is called');
+      assert.deepEqual(await store.nodes.get(body.localpart), {
         localpart: body.localpart,
         userId: `@${body.localpart}:${SERVER}`,
         displayname: body.displayname,
-        startedAt: '2026-01-01T00:00:00.000Z',
-      })),
-    );
-    const registrar = new ScriptedRegistrar(created);
-    const svc = service(store, registrar, {
-      exists: (userId) => {
-        if (userId.includes(unknown.localpart)) throw new MatrixError(503, 'M_UNKNOWN', 'homeserver failed: unreachable');
-        return userId.includes(made.localpart);
-      },
+        registeredAt: '2026-03-04T05:06:07.000Z',
+        answered: true,
+      });
+      assert.equal(await store.nodes.getPending(body.localpart), undefined);
+      await store.close();
     });
-    assert.deepEqual(await svc.reconcilePending(), { confirmed: 1, dropped: 1, unresolved: 1 });
-    assert.equal((await store.nodes.get(made.localpart))?.registeredAt, '2026-01-01T00:00:00.000Z');
-    assert.equal(await store.nodes.getPending(lost.localpart), undefined);
-    assert.ok((await store.nodes.getPending(unknown.localpart)) !== undefined);
 
-    const first = await svc.register(parseRegistrationRequest(made));
-    assert.equal(first.userId, `@${made.localpart}:${SERVER}`, 'the node that never got its answer gets it now');
-    await assert.rejects(svc.register(parseRegistrationRequest(made)), isStatus(409), 'once');
-    assert.equal(registrar.calls.length, 0);
-    await store.close();
-  });
-
-  it('applies the allow and deny lists to verified nodes', async () => {
-    const dir = tempDir('regservice-lists-');
-    const [allowed, denied, stranger] = [node(), node(), node()];
-    writeFileSync(
-      join(dir, 'allow'),
-      `# nodes of the pilot\n${allowed.localpart.toUpperCase().replace('0X', '0x')}\n${denied.localpart}\n`,
-    );
-    writeFileSync(join(dir, 'deny'), `${denied.localpart} # retired\n`);
-    const { policy, summary } = loadAddressPolicy({ allowFile: join(dir, 'allow'), denyFile: join(dir, 'deny') });
-    assert.match(summary, /allow list: 2 addresses; deny list: 1 addresses/);
-    const store = await kind.fresh();
-    const svc = service(store, new ScriptedRegistrar(created), { policy });
-    await svc.register(parseRegistrationRequest(allowed));
-    await assert.rejects(
-      svc.register(parseRegistrationRequest(denied)),
-      (error: unknown) => isStatus(403)(error) && /may not register/.test((error as Error).message),
-    );
-    await assert.rejects(
-      svc.register(parseRegistrationRequest(stranger)),
-      (error: unknown) => isStatus(403)(error) && /not on the list/.test((error as Error).message),
-    );
-    writeFileSync(join(dir, 'bad'), 'not-an-address\n');
-    assert.throws(() => loadAddressPolicy({ denyFile: join(dir, 'bad') }), /bad line 1: not an address/);
-    await store.close();
-  });
-
-  it('lets only one of two concurrent requests for a node reach the homeserver', async () => {
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const registrar = new ScriptedRegistrar(async (newNode) => {
-      await gate;
-      return created(newNode);
+    it('answers a recorded node with 409 without calling the homeserver, also after reopening the store', async () => {
+      const registrar = new ScriptedRegistrar(created);
+      const body = node();
+      let store = await kind.fresh();
+      await service(store, registrar).register(parseRegistrationRequest(body));
+      store = await kind.laterRun(store);
+      await assert.rejects(service(store, registrar).register(parseRegistrationRequest(body)), isStatus(409));
+      assert.equal(registrar.calls.length, 1);
+      await store.close();
     });
-    const store = await kind.fresh();
-    const svc = service(store, registrar);
-    const request = parseRegistrationRequest(node());
-    const first = svc.register(request);
-    await new Promise((resolve) => setImmediate(resolve));
-    await assert.rejects(svc.register(request), isStatus(409));
-    release();
-    await first;
-    assert.equal(registrar.calls.length, 1);
-    await store.close();
+
+    it('keeps the pending entry when the outcome is unknown, drops it on 409', async () => {
+      const store = await kind.fresh();
+      const timedOut = node();
+      await assert.rejects(
+        service(
+          store,
+          new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer'))),
+        ).register(parseRegistrationRequest(timedOut)),
+        isStatus(504),
+      );
+      assert.equal(await store.nodes.get(timedOut.localpart), undefined);
+      assert.ok((await store.nodes.getPending(timedOut.localpart)) !== undefined);
+
+      const taken = node();
+      await assert.rejects(
+        service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken')))).register(
+          parseRegistrationRequest(taken),
+        ),
+        isStatus(409),
+      );
+      assert.equal(await store.nodes.getPending(taken.localpart), undefined);
+      await store.close();
+    });
+
+    it("takes M_USER_IN_USE after an interrupted attempt as the node's own account: recorded, answered 200, then 409", async () => {
+      const store = await kind.fresh();
+      const lost = node();
+      // The first attempt timed out; the homeserver created the user after we stopped waiting.
+      await assert.rejects(
+        service(
+          store,
+          new ScriptedRegistrar(() => Promise.reject(new MatrixError(504, 'M_UNKNOWN', 'homeserver failed: no answer'))),
+        ).register(parseRegistrationRequest(lost)),
+        isStatus(504),
+      );
+      // The retry's existence check still says no (the homeserver had not finished), and registering meets the account.
+      const svc = service(store, new ScriptedRegistrar(() => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken'))));
+      const user = await svc.register(parseRegistrationRequest(lost));
+      assert.equal(user.userId, `@${lost.localpart}:${SERVER}`);
+      assert.equal(await store.nodes.getPending(lost.localpart), undefined);
+      assert.equal((await store.nodes.get(lost.localpart))?.userId, `@${lost.localpart}:${SERVER}`);
+      await assert.rejects(svc.register(parseRegistrationRequest(lost)), isStatus(409), 'answered once');
+      await store.close();
+    });
+
+    it('finishes an interrupted registration: the user exists, so the retry succeeds without registering again', async () => {
+      const body = node();
+      const userId = `@${body.localpart}:${SERVER}`;
+      const store = await leftInterrupted(kind, [
+        { localpart: body.localpart, userId, displayname: body.displayname, startedAt: '2026-01-01T00:00:00.000Z' },
+      ]);
+      const registrar = new ScriptedRegistrar(created);
+      const user = await service(store, registrar, { exists: (id) => id === userId }).register(parseRegistrationRequest(body));
+      assert.equal(user.userId, userId);
+      assert.equal(registrar.calls.length, 0);
+      assert.equal((await store.nodes.get(body.localpart))?.answered, true);
+    });
+
+    it('retries an interrupted registration whose user does not exist', async () => {
+      const body = node();
+      const store = await leftInterrupted(kind, [
+        {
+          localpart: body.localpart,
+          userId: `@${body.localpart}:${SERVER}`,
+          displayname: body.displayname,
+          startedAt: '2026-01-01T00:00:00.000Z',
+        },
+      ]);
+      const registrar = new ScriptedRegistrar(created);
+      await service(store, registrar).register(parseRegistrationRequest(body));
+      assert.equal(registrar.calls.length, 1);
+      await store.close();
+    });
+
+    it('reconciles pending entries at start: confirms existing users (answered once), drops the rest, keeps the undecidable', async () => {
+      const [made, lost, unknown] = [node(), node(), node()];
+      const store = await leftInterrupted(
+        kind,
+        [made, lost, unknown].map((body) => ({
+          localpart: body.localpart,
+          userId: `@${body.localpart}:${SERVER}`,
+          displayname: body.displayname,
+          startedAt: '2026-01-01T00:00:00.000Z',
+        })),
+      );
+      const registrar = new ScriptedRegistrar(created);
+      const svc = service(store, registrar, {
+        exists: (userId) => {
+          if (userId.includes(unknown.localpart)) throw new MatrixError(503, 'M_UNKNOWN', 'homeserver failed: unreachable');
+          return userId.includes(made.localpart);
+        },
+      });
+      assert.deepEqual(await svc.reconcilePending(), { confirmed: 1, dropped: 1, unresolved: 1 });
+      assert.equal((await store.nodes.get(made.localpart))?.registeredAt, '2026-01-01T00:00:00.000Z');
+      assert.equal(await store.nodes.getPending(lost.localpart), undefined);
+      assert.ok((await store.nodes.getPending(unknown.localpart)) !== undefined);
+
+      const first = await svc.register(parseRegistrationRequest(made));
+      assert.equal(first.userId, `@${made.localpart}:${SERVER}`, 'the node that never got its answer gets it now');
+      await assert.rejects(svc.register(parseRegistrationRequest(made)), isStatus(409), 'once');
+      assert.equal(registrar.calls.length, 0);
+      await store.close();
+    });
+
+    it('applies the allow and deny lists to verified nodes', async () => {
+      const dir = tempDir('regservice-lists-');
+      const [allowed, denied, stranger] = [node(), node(), node()];
+      writeFileSync(
+        join(dir, 'allow'),
+        `# nodes of the pilot\n${allowed.localpart.toUpperCase().replace('0X', '0x')}\n${denied.localpart}\n`,
+      );
+      writeFileSync(join(dir, 'deny'), `${denied.localpart} # retired\n`);
+      const { policy, summary } = loadAddressPolicy({ allowFile: join(dir, 'allow'), denyFile: join(dir, 'deny') });
+      assert.match(summary, /allow list: 2 addresses; deny list: 1 addresses/);
+      const store = await kind.fresh();
+      const svc = service(store, new ScriptedRegistrar(created), { policy });
+      await svc.register(parseRegistrationRequest(allowed));
+      await assert.rejects(
+        svc.register(parseRegistrationRequest(denied)),
+        (error: unknown) => isStatus(403)(error) && /may not register/.test((error as Error).message),
+      );
+      await assert.rejects(
+        svc.register(parseRegistrationRequest(stranger)),
+        (error: unknown) => isStatus(403)(error) && /not on the list/.test((error as Error).message),
+      );
+      writeFileSync(join(dir, 'bad'), 'not-an-address\n');
+      assert.throws(() => loadAddressPolicy({ denyFile: join(dir, 'bad') }), /bad line 1: not an address/);
+      await store.close();
+    });
+
+    it('lets only one of two concurrent requests for a node reach the homeserver', async () => {
+      let release: () => void = () => {};
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const registrar = new ScriptedRegistrar(async (newNode) => {
+        await gate;
+        return created(newNode);
+      });
+      const store = await kind.fresh();
+      const svc = service(store, registrar);
+      const request = parseRegistrationRequest(node());
+      const first = svc.register(request);
+      await new Promise((resolve) => setImmediate(resolve));
+      await assert.rejects(svc.register(request), isStatus(409));
+      release();
+      await first;
+      assert.equal(registrar.calls.length, 1);
+      await store.close();
+    });
   });
-});
 
 describe('openStore', () => {
   it('refuses a second open of the same datapath with a clear message', async () => {

@@ -18,7 +18,8 @@ const SERVER = 'hs.example.org';
 after(closeStores);
 
 const node = () => signRegistration(randomPrivateKey(), SERVER);
-const created = (newNode: NewNode): Promise<RegisteredUser> => Promise.resolve({ userId: `@${newNode.localpart}:${SERVER}`, homeServer: SERVER });
+const created = (newNode: NewNode): Promise<RegisteredUser> =>
+  Promise.resolve({ userId: `@${newNode.localpart}:${SERVER}`, homeServer: SERVER });
 
 /** One gate's registration service over its own store instance (its own lease holder). */
 function gate(store: Store, registrar: Registrar, exists: (userId: string) => boolean = () => false) {
@@ -124,9 +125,7 @@ describe('two gates on one PostgreSQL store', () => {
 describe('PostgreSQL schema', () => {
   it('is created once when several gates start at once, and a newer one stops the start', async () => {
     const url = await databaseUrl();
-    const stores = await Promise.all(
-      Array.from({ length: 4 }, () => openPgStore({ url, poolSize: 2, leaseMs: 1000, migrate: true })),
-    );
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openPgStore({ url, poolSize: 2, leaseMs: 1000, migrate: true })));
     await Promise.all(stores.map((store) => store.close()));
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
@@ -138,7 +137,8 @@ describe('PostgreSQL schema', () => {
     }
     await assert.rejects(
       openPgStore({ url, poolSize: 1, leaseMs: 1000, migrate: true }),
-      (error: unknown) => error instanceof StoreOpenError && error.reason === 'schema' && /newer than this matrix-regservice/.test(error.message),
+      (error: unknown) =>
+        error instanceof StoreOpenError && error.reason === 'schema' && /newer than this matrix-regservice/.test(error.message),
     );
   });
 
@@ -146,12 +146,17 @@ describe('PostgreSQL schema', () => {
     const url = await databaseUrl();
     await assert.rejects(
       openPgStore({ url, poolSize: 1, leaseMs: 1000, migrate: false }),
-      (error: unknown) => error instanceof StoreOpenError && error.reason === 'missing' && /no matrix-regservice tables/.test(error.message),
+      (error: unknown) =>
+        error instanceof StoreOpenError && error.reason === 'missing' && /no matrix-regservice tables/.test(error.message),
     );
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
     try {
-      assert.equal((await admin.query("SELECT to_regclass('regservice_schema') AS t")).rows[0].t, null, 'still empty');
+      assert.equal(
+        (await admin.query<{ t: string | null }>("SELECT to_regclass('regservice_schema') AS t")).rows[0]?.t,
+        null,
+        'still empty',
+      );
       await admin.query('CREATE TABLE regservice_schema (version integer NOT NULL)');
       await admin.query('INSERT INTO regservice_schema VALUES (0)');
     } finally {
@@ -187,7 +192,12 @@ describe('store copy', () => {
         lastSeen: '2026-02-03T04:05:06.000Z',
       });
     }
-    await source.nodes.claimPending({ localpart: c.localpart, userId: `@${c.localpart}:${SERVER}`, displayname: c.displayname, startedAt: '2026-01-01T00:00:00.000Z' });
+    await source.nodes.claimPending({
+      localpart: c.localpart,
+      userId: `@${c.localpart}:${SERVER}`,
+      displayname: c.displayname,
+      startedAt: '2026-01-01T00:00:00.000Z',
+    });
     await source.transactions.add('t1');
     await source.transactions.add('t2');
     const target = await postgres.fresh({ leaseMs: 0 });
@@ -202,7 +212,10 @@ describe('store copy', () => {
       transactions: { copied: 0, present: 2 },
     });
     assert.deepEqual(await target.nodes.get(a.localpart), { ...(await source.nodes.get(a.localpart)), answered: true });
-    assert.deepEqual((await target.nodes.listReconcilable()).map((entry) => entry.localpart), [c.localpart]);
+    assert.deepEqual(
+      (await target.nodes.listReconcilable()).map((entry) => entry.localpart),
+      [c.localpart],
+    );
     assert.equal(await target.transactions.has('t2'), true);
   });
 });

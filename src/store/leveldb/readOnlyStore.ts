@@ -5,7 +5,6 @@ import type { StoreForReading } from '../openStore.js';
 import { StoreOpenError } from '../store.js';
 import { openLevelStore, STORE_DIRECTORY } from './levelStore.js';
 
-
 /**
  * Opens the database for reading even while the service runs: LevelDB allows one process, so when
  * it is locked a copy of its files (all but LOCK) is opened instead; LevelDB recovers the copy's log.

@@ -83,9 +83,7 @@ export function createPgNodeStore(pool: pg.Pool, options: { readonly holder: str
       return (result.rowCount ?? 0) > 0;
     },
     async getPending(localpart) {
-      const { rows } = await query<PendingRow>(pool, `SELECT ${PENDING_COLUMNS} FROM regservice_pending WHERE localpart = $1`, [
-        localpart,
-      ]);
+      const { rows } = await query<PendingRow>(pool, `SELECT ${PENDING_COLUMNS} FROM regservice_pending WHERE localpart = $1`, [localpart]);
       return rows[0] === undefined ? undefined : pendingOf(rows[0]);
     },
     async claimPending(entry): Promise<PendingClaim> {

@@ -80,14 +80,18 @@ export async function requireCurrentSchema(pool: pg.Pool): Promise<void> {
   let found: number;
   try {
     const exists = await pool.query<{ present: boolean }>("SELECT to_regclass('regservice_schema') IS NOT NULL AS present");
-    const versions = exists.rows[0]?.present === true ? await pool.query<{ version: number }>('SELECT version FROM regservice_schema') : undefined;
+    const versions =
+      exists.rows[0]?.present === true ? await pool.query<{ version: number }>('SELECT version FROM regservice_schema') : undefined;
     found = versions?.rows[0]?.version ?? 0;
   } catch (error) {
     throw new StoreOpenError('unavailable', `cannot read the database's schema version: ${(error as Error).message}`);
   }
   if (found > SCHEMA_VERSION) throw newerSchema(found);
   if (found === 0) {
-    throw new StoreOpenError('missing', 'the database has no matrix-regservice tables: is --database right? (the service creates them when it first starts)');
+    throw new StoreOpenError(
+      'missing',
+      'the database has no matrix-regservice tables: is --database right? (the service creates them when it first starts)',
+    );
   }
   if (found < SCHEMA_VERSION) {
     throw new StoreOpenError(
