@@ -18,6 +18,7 @@ import { randomPrivateKey, signHashHex, signRegistration } from '../src/protocol
 import { secp256k1 as nobleCurves } from '@noble/curves/secp256k1.js';
 import { generateGate, type Gate } from '../test/support/gate.js';
 import { freePort, waitFor } from '../test/support/ports.js';
+import { PG_PASSWORD, startPostgres, type PostgresServer } from '../test/support/postgres.js';
 import { sharedSecretRegister, startSynapse, synapseAvailability, SYNAPSE_ROOT } from '../test/support/synapse.js';
 
 const SERVER = 'photon.test';
@@ -241,6 +242,17 @@ async function main(): Promise<void> {
     : undefined;
   const goBinary = goOriginal();
   const port = Number(new URL(gate.url).port);
+  // The PostgreSQL store beside LevelDB: a real server from Debian's package, as the tests start it.
+  let postgres: PostgresServer | undefined;
+  let databaseArgs: string[] = [];
+  try {
+    postgres = await startPostgres();
+    const passwordFile = join(work, 'db-password');
+    writeFileSync(passwordFile, PG_PASSWORD, { mode: 0o600 });
+    databaseArgs = ['--database', await postgres.createDatabase(), '--database-password-file', passwordFile];
+  } catch (error) {
+    note(`\nNo PostgreSQL server here (${(error as Error).message}): no PostgreSQL rows.`);
+  }
 
   const service = (args: readonly string[]) => async (): Promise<Daemon> => {
     const since = gate.mark();
@@ -291,6 +303,14 @@ async function main(): Promise<void> {
     const configs: [string, (limits: readonly string[]) => () => Promise<Daemon>][] = [
       ['this service, `--workers 1`', (limits) => service(['--workers', '1', ...limits])],
       [`this service, default workers (${cores})`, (limits) => service(limits)],
+      ...(postgres === undefined
+        ? []
+        : [
+            [`this service, default workers, PostgreSQL store`, (limits: readonly string[]) => service([...databaseArgs, ...limits])] as [
+              string,
+              (limits: readonly string[]) => () => Promise<Daemon>,
+            ],
+          ]),
       ...(goBinary === undefined
         ? []
         : [['Go original', () => go(goBinary)] as [string, (limits: readonly string[]) => () => Promise<Daemon>]]),
@@ -380,12 +400,14 @@ async function main(): Promise<void> {
         gate,
         synapse,
         service(['--rate-limit-client', '0', '--rate-limit-node', '0']),
+        postgres === undefined ? undefined : service(['--rate-limit-client', '0', '--rate-limit-node', '0', ...databaseArgs]),
         goBinary === undefined ? undefined : go(goBinary),
       );
     }
   } finally {
     await gate.stop();
     await synapse?.stop();
+    await postgres?.stop();
     rmSync(work, { recursive: true, force: true });
     rmSync(gate.dir, { recursive: true, force: true });
   }
@@ -397,6 +419,7 @@ async function registrationFigures(
   gate: Gate,
   synapse: Parameters<typeof sharedSecretRegister>[0],
   start: () => Promise<Daemon>,
+  startPg: (() => Promise<Daemon>) | undefined,
   startGo: (() => Promise<Daemon>) | undefined,
 ): Promise<void> {
   const version = execFileSync('chroot', [SYNAPSE_ROOT, 'python3', '-c', 'import synapse; print(synapse.__version__)'], {
@@ -424,6 +447,7 @@ async function registrationFigures(
   const viaService = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
   const direct = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
   const viaGo = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
+  const viaPg = Array.from({ length: count }, () => signRegistration(randomPrivateKey(), SERVER));
   const postRun =
     (url: string, bodies: readonly unknown[], what: string) =>
     async (index: number): Promise<void> => {
@@ -458,6 +482,15 @@ async function registrationFigures(
   let serviceCpu = treeCpuSeconds(daemon.pid) - cpuBefore;
   let rss = peakRss(daemon.pid);
   await daemon.stop();
+  let pgResult: { rps: number; p50: number; cpuMs: number } | undefined;
+  if (startPg !== undefined) {
+    const pgDaemon = await startPg();
+    const pgRun = postRun(`${gate.url}/register`, viaPg, 'the service on PostgreSQL');
+    const pgCpu = treeCpuSeconds(pgDaemon.pid);
+    const both = combine(await measure((index) => pgRun(index), half), await measure((index) => pgRun(index + half), half));
+    pgResult = { ...both, cpuMs: ((treeCpuSeconds(pgDaemon.pid) - pgCpu) / count) * 1000 };
+    await pgDaemon.stop();
+  }
   let goResult: { rps: number; p50: number } | undefined;
   if (startGo !== undefined) {
     const goDaemon = await startGo();
@@ -477,11 +510,15 @@ async function registrationFigures(
   const serviceResult = combine(s1, s2);
   const ratio = serviceResult.rps / directResult.rps;
   note(
-    `Synapse ${version}, ${count} registrations each, ${concurrency} at a time, in halves placed symmetrically (direct, service, ${goResult === undefined ? '' : 'Go original, Go original, '}service, direct); the service with its default workers, rate limits off (every request comes from one client here).\n`,
+    `Synapse ${version}, ${count} registrations each, ${concurrency} at a time, in halves placed symmetrically (direct, service, ${pgResult === undefined ? '' : 'service on PostgreSQL ×2, '}${goResult === undefined ? '' : 'Go original ×2, '}service, direct); the service with its default workers, rate limits off (every request comes from one client here).\n`,
   );
   note('| path | registrations/s | p50 latency | ÷ direct |\n|---|---|---|---|');
   note(`| direct shared-secret registration | ${directResult.rps} | ${directResult.p50.toFixed(1)} ms | 1.00 |`);
   note(`| through matrix-regservice | ${serviceResult.rps} | ${serviceResult.p50.toFixed(1)} ms | ${ratio.toFixed(2)} |`);
+  if (pgResult !== undefined)
+    note(
+      `| through matrix-regservice, PostgreSQL store | ${pgResult.rps} | ${pgResult.p50.toFixed(1)} ms | ${(pgResult.rps / directResult.rps).toFixed(2)} |`,
+    );
   if (goResult !== undefined)
     note(`| through the Go original | ${goResult.rps} | ${goResult.p50.toFixed(1)} ms | ${(goResult.rps / directResult.rps).toFixed(2)} |`);
   note(
@@ -490,6 +527,13 @@ async function registrationFigures(
       `The service spent ${((serviceCpu / viaService.length) * 1000).toFixed(2)} ms of CPU per registration (its whole process tree); ` +
       'Synapse, the service and the load generator share the same 2 cores here, so that CPU is taken from Synapse, which the ratio shows.',
   );
+  if (pgResult !== undefined) {
+    const pgRatio = pgResult.rps / serviceResult.rps;
+    note(
+      `\nPostgreSQL store ÷ LevelDB store: **${pgRatio.toFixed(2)}×** registrations/s (target ≥ 0.95: ${pgRatio >= 0.95 ? 'met' : 'not met'}); ` +
+        `the service's CPU per registration on PostgreSQL: ${pgResult.cpuMs.toFixed(2)} ms (PostgreSQL's own CPU, on the same cores, is not counted there).`,
+    );
+  }
 }
 
 await main();

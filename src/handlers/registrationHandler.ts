@@ -2,7 +2,7 @@ import { MatrixError, retryLater, userInUse } from '../protocol/matrixError.js';
 import { userIdFor } from '../protocol/nodeId.js';
 import type { NewNode, Registrar, RegisteredUser } from '../homeserver/registrar.js';
 import type { UserExists } from '../homeserver/userExists.js';
-import type { NodeStore } from '../store/nodeStore.js';
+import type { NodeRecord, NodeStore } from '../store/nodeStore.js';
 import type { Logger } from '../log/logger.js';
 import type { AddressPolicy } from '../access/addressLists.js';
 
@@ -51,16 +51,23 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
   async function register(request: NewNode): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
     const userId = userIdFor(localpart, deps.serverName);
-    const recorded = await nodes.get(localpart);
-    if (recorded !== undefined) {
+    const answerRecorded = async (recorded: NodeRecord): Promise<RegisteredUser> => {
       if (recorded.answered !== false) throw userInUse('this node is already registered');
       await nodes.put({ ...recorded, answered: true });
       return { userId: recorded.userId, homeServer: deps.serverName };
-    }
+    };
+    const recorded = await nodes.get(localpart);
+    if (recorded !== undefined) return answerRecorded(recorded);
     // The lease keeps every other gate from calling the homeserver for this node while this one may be.
     const claim = await nodes.claimPending({ localpart, userId, displayname, startedAt: now().toISOString() });
     if (!claim.claimed) {
       throw retryLater(503, 'M_UNKNOWN', 'a registration of this node is in progress on another gate; retry later', claim.retryAfterMs);
+    }
+    // Another gate may have confirmed the node between our first look and the claim (its pending entry gone with it).
+    const confirmedMeanwhile = await nodes.get(localpart);
+    if (confirmedMeanwhile !== undefined) {
+      await nodes.deletePending(localpart);
+      return answerRecorded(confirmedMeanwhile);
     }
     // A pending entry was there: an earlier attempt of this node's reached the homeserver, and its outcome is not known.
     const interrupted = claim.interrupted;

@@ -77,6 +77,33 @@ describe('two gates on one PostgreSQL store', () => {
     assert.equal(registrarA.calls, 1);
   });
 
+  it('never calls the homeserver for a node another gate confirmed between the first look and the claim', async () => {
+    const storeA = await postgres.fresh();
+    const storeB = await postgres.laterRun(storeA);
+    const body = node();
+    const userId = `@${body.localpart}:${SERVER}`;
+    // Gate A finishes its registration exactly while gate B is between its look at the records and its claim.
+    const racing: Store = {
+      ...storeB,
+      nodes: {
+        ...storeB.nodes,
+        claimPending: async (entry) => {
+          await storeA.nodes.confirm({
+            localpart: body.localpart,
+            userId,
+            displayname: body.displayname,
+            registeredAt: new Date().toISOString(),
+          });
+          return storeB.nodes.claimPending(entry);
+        },
+      },
+    };
+    const registrarB = countingRegistrar();
+    await assert.rejects(gate(racing, registrarB).register(parseRegistrationRequest(body)), isStatus(409));
+    assert.equal(registrarB.calls, 0);
+    assert.equal(await storeB.nodes.getPending(body.localpart), undefined, 'no pending entry left behind');
+  });
+
   it("completes a dead gate's registration on another gate once its lease is over: by reconciling, or on the node's retry", async () => {
     const [reconciled, retried] = [node(), node()];
     const storeA = await postgres.fresh({ leaseMs: 1500 });
@@ -165,6 +192,31 @@ describe('PostgreSQL schema', () => {
     await assert.rejects(
       openPgStore({ url, poolSize: 1, leaseMs: 1000, migrate: false }),
       (error: unknown) => error instanceof StoreOpenError && /no matrix-regservice tables|older than/.test(error.message),
+    );
+  });
+
+  it('reads sslmode as libpq does: prefer (the default) and allow fall back to plain text, require insists on TLS', async () => {
+    const plain = await databaseUrl(); // the test server has no TLS
+    const withMode = (mode: string | undefined) => plain.replace('sslmode=disable', mode === undefined ? '' : `sslmode=${mode}`);
+    for (const mode of [undefined, 'prefer', 'allow', 'disable']) {
+      const store = await openPgStore({ url: withMode(mode), poolSize: 1, leaseMs: 1000, migrate: true });
+      await store.check();
+      await store.close();
+    }
+    for (const mode of ['require', 'verify-full']) {
+      await assert.rejects(
+        openPgStore({ url: withMode(mode), poolSize: 1, leaseMs: 1000, migrate: true }),
+        (error: unknown) => error instanceof StoreOpenError && /does not support SSL/.test(error.message),
+        mode,
+      );
+    }
+    await assert.rejects(
+      openPgStore({ url: withMode('verify-ca'), poolSize: 1, leaseMs: 1000, migrate: true }),
+      (error: unknown) => error instanceof StoreOpenError && /verify-ca requires specifying a CA with sslrootcert/.test(error.message),
+    );
+    await assert.rejects(
+      openPgStore({ url: withMode('sometimes'), poolSize: 1, leaseMs: 1000, migrate: true }),
+      (error: unknown) => error instanceof StoreOpenError && /sslmode must be one of/.test(error.message),
     );
   });
 

@@ -89,7 +89,14 @@ function connectionFailure(url: string, error: unknown): StoreOpenError {
 export async function openPool(options: PostgresOptions): Promise<pg.Pool> {
   const problem = databaseUrlProblem(options.url);
   if (problem !== undefined) throw new StoreOpenError('unavailable', `--database ${describeDatabaseUrl(options.url)} ${problem}`);
-  const { ssl, sslmode, password, ...parsed } = parse(options.url, { useLibpqCompat: true });
+  let parsedUrl: ReturnType<typeof parse>;
+  try {
+    parsedUrl = parse(options.url, { useLibpqCompat: true });
+  } catch (error) {
+    // e.g. verify-ca without sslrootcert, or a certificate file that cannot be read: libpq refuses those too.
+    throw new StoreOpenError('unavailable', `--database ${describeDatabaseUrl(options.url)}: ${(error as Error).message}`);
+  }
+  const { ssl, sslmode, password, ...parsed } = parsedUrl;
   const mode = (typeof sslmode === 'string' ? sslmode : 'prefer') as SslMode;
   const base: pg.ClientConfig = {
     ...(parsed as pg.ClientConfig),
