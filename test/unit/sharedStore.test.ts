@@ -142,6 +142,20 @@ describe('two gates on one PostgreSQL store', () => {
     assert.ok((await limitB.consume('198.51.100.8')).allowed, 'another client has its own allowance');
     assert.ok((await storeA.createRateLimiter('node', 3).consume('198.51.100.7')).allowed, 'each limit counts apart');
 
+    // Requests of one turn are charged in one statement: still exactly the allowance, in order; across gates, in total.
+    const burst = await Promise.all(Array.from({ length: 5 }, () => limitA.consume('198.51.100.98')));
+    assert.deepEqual(
+      burst.map((decision) => decision.allowed),
+      [true, true, true, false, false],
+    );
+    const both = await Promise.all(Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? limitA : limitB).consume('198.51.100.99')));
+    assert.equal(both.filter((decision) => decision.allowed).length, 3);
+    const crowd = await Promise.all(Array.from({ length: 1200 }, (_, index) => limitA.consume(`10.1.${index >> 8}.${index & 255}`)));
+    assert.ok(
+      crowd.every((decision) => decision.allowed),
+      'a crowd of new clients, charged in batches',
+    );
+
     const handler = (store: Store) =>
       createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
     assert.equal(await handler(storeA)('txn-1', { events: [] }), 'processed');

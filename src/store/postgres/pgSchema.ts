@@ -4,7 +4,7 @@ import { inTransaction } from './pgConnection.js';
 
 /**
  * The schema, one migration per version, applied in order and never edited once released: a change is a new entry.
- * The version lives in regservice_schema (one row). The rate limiter's table has rate-limiter-flexible's layout.
+ * The version lives in regservice_schema (one row).
  */
 export const MIGRATIONS: readonly (readonly string[])[] = [
   [
