@@ -57,7 +57,7 @@ export async function query<R extends pg.QueryResultRow>(
   }
 }
 
-export function unavailableOr(error: unknown): unknown {
+function unavailableOr(error: unknown): unknown {
   return isUnavailable(error) ? storeRetryLater('the registry database is unavailable; retry later', 5000) : error;
 }
 
@@ -76,6 +76,9 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
     throw error;
   }
 }
+
+/** The server has no TLS (prefer falls back to plain text), or its pg_hba.conf wants TLS (allow falls back to TLS). */
+const TLS_REFUSAL = /does not support SSL|no encryption|SSL (off|required)/i;
 
 function connectionFailure(url: string, error: unknown): StoreOpenError {
   const message = (error as Error).message;
@@ -115,8 +118,10 @@ export async function openPool(options: PostgresOptions): Promise<pg.Pool> {
       await client.connect();
       await client.end();
     } catch (error) {
-      lastError = error;
       await client.end().catch(() => undefined);
+      // Only a refusal of the TLS choice itself tries the other one: a wrong password is a wrong password either way.
+      if (!TLS_REFUSAL.test((error as Error).message)) throw connectionFailure(options.url, error);
+      lastError = error;
       continue;
     }
     const pool = new pg.Pool({ ...base, ssl: tls, max: options.poolSize, idleTimeoutMillis: 30_000 });
