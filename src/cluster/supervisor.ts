@@ -7,11 +7,12 @@ import { IpcPeer, type Handlers } from './ipc.js';
 export const MAX_FAILED_STARTS = 3;
 
 /**
- * A small young generation (under a flood V8 otherwise grows it to 3 × 16 MB per worker) and V8's memory-over-speed
- * heuristics (a heap that grows later, collected sooner). Measured under the botnet load (npm run bench): peak RSS
- * per worker ~115 MB → ~100 MB with the first, → ~80 MB with both; refusals/s unchanged within the noise.
+ * A small young generation: under a flood V8 otherwise grows it to 3 × 16 MB per worker. Measured (npm run bench):
+ * peak RSS per worker ~115 MB → ~95 MB, refusals/s unchanged within the noise. Workers get no --optimize-for-size (the
+ * primary's run.sh flag): they are the refusal hot path, and with the primary answering them promptly their memory
+ * stays near 80 MB under the botnet load without it.
  */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=2', '--optimize-for-size'];
+const WORKER_V8_FLAGS = ['--max-semi-space-size=2'];
 
 export class StartError extends Error {}
 
