@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { parse } from 'pg-connection-string';
 import { storeRetryLater } from '../../protocol/matrixError.js';
@@ -44,14 +45,29 @@ export function isUnavailable(error: unknown): boolean {
   return true;
 }
 
-/** Runs a query; a failure a retry may cure becomes 503 with Retry-After, anything else stays a bug. */
+const statementNames = new Map<string, string>();
+
+/** The same name for the same text: PostgreSQL parses and plans each statement once per connection, not per call. */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `regservice_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/**
+ * Runs one of the service's statements (always a constant text) as a prepared statement; a failure a retry may cure
+ * becomes 503 with Retry-After, anything else stays a bug.
+ */
 export async function query<R extends pg.QueryResultRow>(
   pool: pg.Pool,
   text: string,
   values: readonly unknown[] = [],
 ): Promise<pg.QueryResult<R>> {
   try {
-    return await pool.query<R>(text, values as unknown[]);
+    return await pool.query<R>({ name: statementName(text), text, values: values as unknown[] });
   } catch (error) {
     throw unavailableOr(error);
   }
