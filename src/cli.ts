@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { loadSettings, type SettingsSources } from './config/loadSettings.js';
+import { urlPassword } from './config/databaseUrl.js';
 import { envName, OPTION_SPECS } from './config/options.js';
 import {
   describeDefault,
@@ -39,16 +40,8 @@ async function reportFailure(run: () => void | Promise<void>): Promise<void> {
 
 /** The database password, however it was given, so that no log line ever carries it. */
 function databaseSecrets(settings: Settings): string[] {
-  const fromUrl = settings.database === undefined ? '' : safeUrlPassword(settings.database);
+  const fromUrl = settings.database === undefined ? '' : urlPassword(settings.database);
   return [settings.databasePassword ?? '', fromUrl].filter((secret) => secret !== '');
-}
-
-function safeUrlPassword(url: string): string {
-  try {
-    return decodeURIComponent(new URL(url).password);
-  } catch {
-    return '';
-  }
 }
 
 function sourcesOf(command: Command): SettingsSources {

@@ -1,6 +1,6 @@
 import { databaseUrlProblem, describeDatabaseUrl } from '../config/databaseUrl.js';
 import { copyStore, type CopyCount } from '../store/copyStore.js';
-import { openStoreForReading as openLevelStoreForReading } from '../store/leveldb/readOnlyStore.js';
+import { openLevelStoreForReading } from '../store/leveldb/readOnlyStore.js';
 import { openPgStore } from '../store/postgres/pgStore.js';
 import { MatrixError } from '../protocol/matrixError.js';
 import { StoreOpenError } from '../store/store.js';

@@ -25,10 +25,15 @@ export function databaseUrlProblem(url: string): string | undefined {
   return undefined;
 }
 
-export function urlHasPassword(url: string): boolean {
+/** The password a URL carries, decoded ('' when none or unparsable): to scrub it from logs. */
+export function urlPassword(url: string): string {
   try {
-    return new URL(url).password !== '';
+    return decodeURIComponent(new URL(url).password);
   } catch {
-    return false;
+    return '';
   }
+}
+
+export function urlHasPassword(url: string): boolean {
+  return urlPassword(url) !== '';
 }

@@ -19,32 +19,40 @@ export interface CopySummary {
  * leases allow.
  */
 export async function copyStore(from: Store, to: Store): Promise<CopySummary> {
-  let nodes = { copied: 0, present: 0 };
-  for await (const record of from.nodes.list()) {
-    if ((await to.nodes.get(record.localpart)) !== undefined) {
-      nodes = { ...nodes, present: nodes.present + 1 };
+  return {
+    nodes: await copyEach(
+      from.nodes.list(),
+      (record) => to.nodes.get(record.localpart),
+      (record) => to.nodes.put(record),
+    ),
+    pending: await copyEach(
+      await from.nodes.listPending(),
+      async (entry) => (await to.nodes.get(entry.localpart)) ?? (await to.nodes.getPending(entry.localpart)),
+      async (entry) => void (await to.nodes.claimPending(entry)),
+    ),
+    transactions: await copyEach(
+      await from.transactions.ids(),
+      async (txnId) => ((await to.transactions.has(txnId)) ? txnId : undefined),
+      (txnId) => to.transactions.add(txnId),
+    ),
+  };
+}
+
+/** Writes each item the target does not hold yet (`held` finds it there), counting both. */
+async function copyEach<T>(
+  items: Iterable<T> | AsyncIterable<T>,
+  held: (item: T) => Promise<unknown>,
+  write: (item: T) => Promise<void>,
+): Promise<CopyCount> {
+  let copied = 0;
+  let present = 0;
+  for await (const item of items) {
+    if ((await held(item)) !== undefined) {
+      present += 1;
     } else {
-      await to.nodes.put(record);
-      nodes = { ...nodes, copied: nodes.copied + 1 };
+      await write(item);
+      copied += 1;
     }
   }
-  let pending = { copied: 0, present: 0 };
-  for (const entry of await from.nodes.listPending()) {
-    if ((await to.nodes.get(entry.localpart)) !== undefined || (await to.nodes.getPending(entry.localpart)) !== undefined) {
-      pending = { ...pending, present: pending.present + 1 };
-    } else {
-      await to.nodes.claimPending(entry);
-      pending = { ...pending, copied: pending.copied + 1 };
-    }
-  }
-  let transactions = { copied: 0, present: 0 };
-  for (const txnId of await from.transactions.ids()) {
-    if (await to.transactions.has(txnId)) {
-      transactions = { ...transactions, present: transactions.present + 1 };
-    } else {
-      await to.transactions.add(txnId);
-      transactions = { ...transactions, copied: transactions.copied + 1 };
-    }
-  }
-  return { nodes, pending, transactions };
+  return { copied, present };
 }

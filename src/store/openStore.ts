@@ -1,6 +1,6 @@
 import type { Settings } from '../config/settings.js';
 import { openLevelStore } from './leveldb/levelStore.js';
-import { openStoreForReading as openLevelStoreForReading } from './leveldb/readOnlyStore.js';
+import { openLevelStoreForReading } from './leveldb/readOnlyStore.js';
 import { openPgStore } from './postgres/pgStore.js';
 import type { Store } from './store.js';
 

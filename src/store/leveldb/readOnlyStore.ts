@@ -9,7 +9,7 @@ import { openLevelStore, STORE_DIRECTORY } from './levelStore.js';
  * Opens the database for reading even while the service runs: LevelDB allows one process, so when
  * it is locked a copy of its files (all but LOCK) is opened instead; LevelDB recovers the copy's log.
  */
-export async function openStoreForReading(datapath: string): Promise<StoreForReading> {
+export async function openLevelStoreForReading(datapath: string): Promise<StoreForReading> {
   try {
     const store = await openLevelStore(datapath, { create: false });
     return { store, snapshot: false, close: () => store.close() };
