@@ -17,6 +17,7 @@ import { parseSignatureHex } from '../src/protocol/signature.js';
 import { randomPrivateKey, signHashHex, signRegistration } from '../src/protocol/signRegistration.js';
 import { secp256k1 as nobleCurves } from '@noble/curves/secp256k1.js';
 import { generateGate, type Gate } from '../test/support/gate.js';
+import type { Scope } from '../test/support/scope.js';
 import { freePort, waitFor } from '../test/support/ports.js';
 import { PG_PASSWORD, startPostgres, type PostgresServer } from '../test/support/postgres.js';
 import { sharedSecretRegister, startSynapse, synapseAvailability, SYNAPSE_ROOT } from '../test/support/synapse.js';
@@ -236,9 +237,17 @@ async function main(): Promise<void> {
   const synapseOk = synapseAvailability().available && process.env.SYNAPSE_URL === undefined;
   const synapsePort = await freePort();
   const homeserverUrl = `http://127.0.0.1:${synapsePort}`;
-  const gate = await generateGate({ serverName: SERVER, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
+  // What the run starts is ended in its finally, or when the process exits.
+  const enders: (() => unknown)[] = [];
+  const scope: Scope = { after: (end) => void enders.push(end) };
+  const gate = await generateGate(scope, { serverName: SERVER, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
   const synapse = synapseOk
-    ? await startSynapse({ serverName: SERVER, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] })
+    ? await startSynapse(scope, {
+        serverName: SERVER,
+        port: synapsePort,
+        sharedSecretFile: secretFile,
+        appserviceFiles: [gate.registrationFile],
+      })
     : undefined;
   const goBinary = goOriginal();
   const port = Number(new URL(gate.url).port);
@@ -408,6 +417,7 @@ async function main(): Promise<void> {
     await gate.stop();
     await synapse?.stop();
     await postgres?.stop();
+    for (const end of enders.reverse()) await end();
     rmSync(work, { recursive: true, force: true });
     rmSync(gate.dir, { recursive: true, force: true });
   }

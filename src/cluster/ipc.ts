@@ -25,8 +25,12 @@ interface Packet {
 
 /** One end of the IPC channel between the primary and one worker. */
 export interface Channel {
-  /** `done` is called once the packet is handed to the operating system (or could not be). */
-  send(packet: Packet, done?: (error: Error | null) => void): void;
+  /**
+   * `done` is called once the packet is handed to the operating system, or with the error when it could not be (the
+   * other process is gone). Without `done`, Node emits a failed send as an 'error' event, which nobody may be
+   * listening for: every send passes it.
+   */
+  send(packet: Packet, done: (error: Error | null) => void): void;
   onMessage(listener: (message: unknown) => void): void;
 }
 
@@ -89,24 +93,20 @@ export class IpcPeer {
 
   /** The other process is gone: every open request fails with `reason`, and so does every later one. */
   close(reason: string): void {
+    if (this.closedReason !== undefined) return;
     this.closedReason = reason;
     for (const { reject } of this.pending.values()) reject(new Error(reason));
     this.pending.clear();
     this.outbox = [];
   }
 
-  /** Sends what is waiting now; resolves once it left this process (before exiting, say). */
+  get closed(): boolean {
+    return this.closedReason !== undefined;
+  }
+
+  /** Sends what is waiting now; resolves once it left this process, or could not (before exiting, say). */
   flushNow(): Promise<void> {
-    const batch = this.outbox;
-    this.outbox = [];
-    if (batch.length === 0 || this.closedReason !== undefined) return Promise.resolve();
-    return new Promise((resolve) => {
-      try {
-        this.channel.send({ regservice: batch }, () => resolve());
-      } catch {
-        resolve();
-      }
-    });
+    return new Promise((resolve) => this.flush(resolve));
   }
 
   private post(envelope: Envelope): void {
@@ -114,14 +114,26 @@ export class IpcPeer {
     if (this.outbox.length === 1) setImmediate(() => this.flush());
   }
 
-  private flush(): void {
+  /**
+   * The other process may be gone before this side has heard of it (its channel closed a moment ago): the send then
+   * fails, at once or later, and that ends this peer like any other sign that the other process is gone.
+   */
+  private flush(sent: () => void = () => {}): void {
     const batch = this.outbox;
     this.outbox = [];
-    if (batch.length === 0 || this.closedReason !== undefined) return;
+    if (batch.length === 0 || this.closedReason !== undefined) {
+      sent();
+      return;
+    }
+    const failed = (error: Error): void => this.close(`the other process cannot be reached: ${error.message}`);
     try {
-      this.channel.send({ regservice: batch });
+      this.channel.send({ regservice: batch }, (error) => {
+        if (error !== null && error !== undefined) failed(error);
+        sent();
+      });
     } catch (error) {
-      this.close(`the other process cannot be reached: ${(error as Error).message}`);
+      failed(error as Error);
+      sent();
     }
   }
 

@@ -94,16 +94,18 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     timeoutMs: settings.homeserverTimeoutMs,
   });
   const refusals = new RefusalTally();
-  const { api, registration } = createPrimaryApi({
+  const { api, registration, workerGone } = createPrimaryApi({
     settings,
     store,
-    registrar: { register: (node) => calls.run(() => metrics.timeHomeserverCall('register', () => registrar.register(node))) },
-    userExists: (userId) => calls.run(() => metrics.timeHomeserverCall('user_exists', () => userExists(userId))),
+    registrar: { register: (node) => metrics.timeHomeserverCall('register', () => registrar.register(node)) },
+    userExists: (userId) => metrics.timeHomeserverCall('user_exists', () => userExists(userId)),
+    calls: (call) => calls.run(call),
     policy: () => lists.policy,
     makeLimiter: (name, pointsPerMinute) => store.createRateLimiter(name, pointsPerMinute),
     log,
     onTransaction: metrics.transaction,
     onRefusals: (report) => refusals.merge(report),
+    refused: (outcome, client) => refusals.add(outcome, client),
   });
   const summarize = (): void => {
     if (!refusals.empty) log.info('refused requests', refusalSummaryFields(refusals.drain(), settings.refusalSummaryIntervalMs));
@@ -118,6 +120,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     handlers: primaryApiHandlers(api),
     log,
     onCrashLoop,
+    onWorkerExit: workerGone,
     stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
   });
   const metricsServer =
@@ -194,6 +197,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
         await supervisor.stop();
         clearInterval(summaries);
         clearInterval(reconciler);
+        registration.close();
         summarize();
         metricsServer?.close();
         await store.close();

@@ -1,10 +1,12 @@
 import type { AddressPolicy } from '../access/addressLists.js';
 import type { Settings } from '../config/settings.js';
 import { createRateLimits, type LimiterFactory } from '../handlers/rateLimits.js';
-import { createRegistrationService, type RegistrationService } from '../handlers/registrationHandler.js';
+import { createRegistrationService, type CallQueue, type RegistrationService } from '../handlers/registrationHandler.js';
 import { createTransactionHandler, type TransactionOutcome } from '../handlers/transactionHandler.js';
 import { createUserQuery } from '../handlers/userQuery.js';
 import type { NewNode, Registrar, RegisteredUser } from '../homeserver/registrar.js';
+import { isLoggedEach, outcomeOfError, outcomeOfUser, type Outcome } from '../handlers/registrationOutcome.js';
+import { MatrixError } from '../protocol/matrixError.js';
 import type { UserExists } from '../homeserver/userExists.js';
 import type { Logger } from '../log/logger.js';
 import type { RefusalReport } from '../log/refusalTally.js';
@@ -18,12 +20,24 @@ import type { Handlers, IpcPeer } from './ipc.js';
 export interface PrimaryApi {
   /** Charges one request to a client's allowance; throws 429 M_LIMIT_EXCEEDED when it is spent. */
   limitClient(key: string): Promise<void>;
-  /** Registers a node whose signatures verified. */
-  register(node: NewNode): Promise<RegisteredUser>;
+  /** Registers a node whose signatures verified; the primary logs its outcome. */
+  register(node: NewNode, request: RegistrationRequestInfo): Promise<RegisteredUser>;
+  /** Whether the 200 for this node reached its client (no answer). */
+  delivered(localpart: string, reached: boolean): void;
   transaction(txnId: string, body: unknown): Promise<TransactionOutcome>;
   queryUser(userId: string): Promise<boolean>;
   /** A worker's refusals since its last report; no answer. */
   reportRefusals(report: RefusalReport): void;
+}
+
+/** What the worker knows of the request a registration came in, for the primary's outcome line. */
+export interface RegistrationRequestInfo {
+  /** The client's address (or IPv6 network), as its rate limit keys it. */
+  readonly client: string;
+  /** Time the worker spent on the request before handing it over. */
+  readonly elapsedMs: number;
+  /** The worker that holds the client's connection (its cluster id; 0 in one process). */
+  readonly worker: number;
 }
 
 /** The primary's API as a worker sees it, over IPC. */
@@ -31,7 +45,12 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
   return {
     limitClient: (key) => peer.request('limitClient', [key]),
     // Only the three fields cross: nothing else a request carried reaches the primary.
-    register: ({ localpart, displayname, password }) => peer.request('register', [{ localpart, displayname, password }]),
+    register: ({ localpart, displayname, password }, { client, elapsedMs, worker }) =>
+      peer.request('register', [
+        { localpart, displayname, password },
+        { client, elapsedMs, worker },
+      ]),
+    delivered: (localpart, reached) => peer.notify('delivered', [localpart, reached]),
     transaction: (txnId, body) => peer.request('transaction', [txnId, body]),
     queryUser: (userId) => peer.request('queryUser', [userId]),
     reportRefusals: (report) => peer.notify('reportRefusals', [report]),
@@ -42,7 +61,8 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
 export function primaryApiHandlers(api: PrimaryApi): Handlers {
   return {
     limitClient: (key: string) => api.limitClient(key),
-    register: (node: NewNode) => api.register(node),
+    register: (node: NewNode, request: RegistrationRequestInfo) => api.register(node, request),
+    delivered: (localpart: string, reached: boolean) => api.delivered(localpart, reached),
     transaction: (txnId: string, body: unknown) => api.transaction(txnId, body),
     queryUser: (userId: string) => api.queryUser(userId),
     reportRefusals: (report: RefusalReport) => api.reportRefusals(report),
@@ -58,12 +78,24 @@ export interface PrimaryStateDeps {
   readonly policy: () => AddressPolicy;
   readonly makeLimiter: LimiterFactory;
   readonly log: Logger;
+  /** Every homeserver call waits its turn here. */
+  readonly calls?: CallQueue;
   readonly onTransaction?: (outcome: TransactionOutcome) => void;
+  /** A worker's report of the refusals it counted. */
   readonly onRefusals: (report: RefusalReport) => void;
+  /** A registration the primary refused (node limit, lists, known node, busy …), from `client`. */
+  readonly refused: (outcome: Outcome, client: string) => void;
 }
 
 /** The primary's answers, over its store, homeserver client and limiters. */
-export function createPrimaryApi(deps: PrimaryStateDeps): { readonly api: PrimaryApi; readonly registration: RegistrationService } {
+export interface PrimaryState {
+  readonly api: PrimaryApi;
+  readonly registration: RegistrationService;
+  /** A worker is gone: the answers it was delivering did not reach their nodes. */
+  readonly workerGone: (worker: number) => void;
+}
+
+export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
   const { settings, store, log } = deps;
   const limits = createRateLimits(
     { perClientPerMinute: settings.rateLimitClientPerMinute, perNodePerMinute: settings.rateLimitNodePerMinute },
@@ -75,9 +107,27 @@ export function createPrimaryApi(deps: PrimaryStateDeps): { readonly api: Primar
     limitNode: limits.node,
     registrar: deps.registrar,
     userExists: deps.userExists,
+    ...(deps.calls === undefined ? {} : { calls: deps.calls }),
     policy: deps.policy,
     log,
   });
+  /** The nodes whose 200 is on its way, and the worker delivering each. */
+  const delivering = new Map<string, number>();
+  const settle = (localpart: string, reached: boolean): void => {
+    if (!delivering.delete(localpart)) return;
+    registration.delivered(localpart, reached);
+  };
+  /** The one line (or, for a refusal, the count) each registration that reached the primary ends with. */
+  const logOutcome = (outcome: Outcome, fields: Record<string, string | number | undefined>, client: string): void => {
+    if (outcome === 'internal_error') {
+      log.error('registration', fields);
+    } else if (isLoggedEach(outcome)) {
+      log.info('registration', fields);
+    } else {
+      deps.refused(outcome, client);
+      log.debug('registration', fields);
+    }
+  };
   const onTransaction = createTransactionHandler({
     serverName: settings.serverName,
     nodes: store.nodes,
@@ -86,7 +136,24 @@ export function createPrimaryApi(deps: PrimaryStateDeps): { readonly api: Primar
   });
   const api: PrimaryApi = {
     limitClient: limits.client,
-    register: registration.register,
+    async register(node, { client, elapsedMs, worker }) {
+      const started = performance.now();
+      const base = { localpart: node.localpart, client, worker };
+      const durationMs = (): number => Math.round((elapsedMs + performance.now() - started) * 1000) / 1000;
+      try {
+        const user = await registration.register(node);
+        delivering.set(node.localpart, worker);
+        logOutcome(outcomeOfUser(user), { ...base, outcome: outcomeOfUser(user), status: 200, duration_ms: durationMs() }, client);
+        return user;
+      } catch (error) {
+        const known = error instanceof MatrixError ? error : undefined;
+        const outcome = outcomeOfError(known);
+        const reason = known?.message ?? `unexpected: ${(error as Error).message}`;
+        logOutcome(outcome, { ...base, outcome, status: known?.status ?? 500, reason, duration_ms: durationMs() }, client);
+        throw error;
+      }
+    },
+    delivered: settle,
     async transaction(txnId, body) {
       const outcome = await onTransaction(txnId, body);
       deps.onTransaction?.(outcome);
@@ -95,5 +162,11 @@ export function createPrimaryApi(deps: PrimaryStateDeps): { readonly api: Primar
     queryUser: createUserQuery(settings.serverName, store.nodes),
     reportRefusals: deps.onRefusals,
   };
-  return { api, registration };
+  return {
+    api,
+    registration,
+    workerGone: (worker) => {
+      for (const [localpart, by] of delivering) if (by === worker) settle(localpart, false);
+    },
+  };
 }

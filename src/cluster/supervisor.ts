@@ -1,7 +1,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Settings } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
-import { IpcPeer, type Handlers } from './ipc.js';
+import { IpcPeer, type Channel, type Handlers } from './ipc.js';
+import { WORKER_ENVIRONMENT, workerSettingsOf } from './workerSettings.js';
 
 /** Replacements that fail to start one after another before the service gives up (a crash loop). */
 export const MAX_FAILED_STARTS = 3;
@@ -29,6 +30,10 @@ export interface SupervisorOptions {
   readonly onCrashLoop: (reason: string) => void;
   /** How long workers get to finish requests in flight when stopping, before they are killed. */
   readonly stopTimeoutMs: number;
+  /** A worker exited (its cluster id): whatever it was doing for clients ended with it. */
+  readonly onWorkerExit?: (id: number) => void;
+  /** Environment variables workers get besides WORKER_ENVIRONMENT (tests' fixtures). */
+  readonly environment?: readonly string[];
 }
 
 interface Managed {
@@ -37,6 +42,25 @@ interface Managed {
   listening: boolean;
   /** Why it could not start, as the worker said. */
   failure?: string;
+}
+
+/**
+ * The environment a worker is forked with: the names allowed, each as the primary has it, and nothing else. node:cluster
+ * starts from the primary's whole environment and adds these; a name set to undefined is left out of the child's.
+ */
+function workerEnvironment(allowed: readonly string[]): Record<string, string | undefined> {
+  const keep = new Set(allowed);
+  return Object.fromEntries(Object.keys(process.env).map((name) => [name, keep.has(name) ? process.env[name] : undefined]));
+}
+
+/** The primary's end of one worker's channel. */
+export function workerChannel(worker: Worker): Channel {
+  return {
+    send: (packet, done) => {
+      worker.send(packet, undefined, done);
+    },
+    onMessage: (listener) => worker.on('message', listener),
+  };
 }
 
 const describeExit = (code: number | null, signal: string | null): string => (signal === null ? `code ${code}` : `signal ${signal}`);
@@ -102,20 +126,13 @@ export class Supervisor {
 
   private fork(): void {
     const { settings, log } = this.options;
-    const worker = cluster.fork();
-    const forWorker: Settings = {
-      ...settings,
-      sharedSecret: '',
-      adminToken: '',
-      asToken: '',
-      database: undefined,
-      databasePassword: undefined,
-    };
+    const worker = cluster.fork(workerEnvironment([...WORKER_ENVIRONMENT, ...(this.options.environment ?? [])]));
+    const forWorker = workerSettingsOf(settings);
     const managed: Managed = {
       worker,
       listening: false,
       peer: new IpcPeer(
-        { send: (packet, done) => worker.send(packet, undefined, done), onMessage: (listener) => worker.on('message', listener) },
+        workerChannel(worker),
         {
           ...this.options.handlers,
           hello: () => managed.peer.notify('start', [forWorker]),
@@ -125,6 +142,9 @@ export class Supervisor {
       ),
     };
     this.managed.add(managed);
+    // A send to a worker whose channel has just closed fails; the peer hears of it through its send callbacks, and
+    // nothing Node emits here may go unheard (an 'error' without a listener would end the primary and every worker).
+    worker.on('error', (error) => managed.peer.close(`worker ${worker.id}: ${error.message}`));
     worker.on('listening', () => {
       managed.listening = true;
       this.failedStarts = 0;
@@ -144,6 +164,7 @@ export class Supervisor {
     const { log } = this.options;
     this.managed.delete(managed);
     managed.peer.close(`worker ${worker.id} exited`);
+    this.options.onWorkerExit?.(worker.id);
     if (this.stopping) {
       if (this.managed.size === 0) this.allExited?.();
       return;

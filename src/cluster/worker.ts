@@ -1,6 +1,5 @@
 import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
-import type { Settings } from '../config/settings.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { RefusalTally } from '../log/refusalTally.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/metrics.js';
@@ -12,32 +11,47 @@ import { createClientKey } from '../http/clientKey.js';
 import { registerRoute } from '../http/registerRoute.js';
 import { IpcPeer } from './ipc.js';
 import { primaryApiOver, type PrimaryApi } from './primaryApi.js';
+import type { WorkerSettings } from './workerSettings.js';
 
 /** How often a worker hands its refusal counts to the primary, which logs them per summary interval. */
 const REPORT_INTERVAL_MS = 1000;
 
 export interface WorkerServerDeps {
-  readonly settings: Settings;
+  readonly settings: WorkerSettings;
   readonly api: PrimaryApi;
   readonly log: Logger;
   readonly metrics: WorkerMetrics;
   readonly refusals: RefusalTally;
 }
 
+export interface WorkerServer {
+  readonly server: Server;
+  /**
+   * Stops accepting connections and answers every request from now on with `Connection: close`; idle connections are
+   * closed as they become idle, so that a client on keep-alive cannot keep the worker serving. Resolves once every
+   * connection is gone: the requests in flight have been answered, or `cutAfterMs` passed and they were cut.
+   */
+  close(cutAfterMs: number): Promise<void>;
+}
+
+/** How often, while stopping, connections that have become idle are closed. */
+const IDLE_SWEEP_MS = 100;
+
 /**
  * A worker's public listener: it reads, validates, rate-limits (through the primary) and verifies;
  * verified registrations, transactions and user queries go to the primary.
  */
-export function createWorkerServer(deps: WorkerServerDeps): Server {
+export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
   const { settings, api, log } = deps;
   const listener = createRequestListener({
     basePath: settings.basePath,
-    hsToken: settings.hsToken,
+    hsTokenSha256: settings.hsTokenSha256,
     registerRoute: registerRoute({
       clientKey: createClientKey(settings.trustedProxies, settings.rateLimitIpv6Prefix),
       limitClient: settings.rateLimitClientPerMinute === 0 ? undefined : (key) => api.limitClient(key),
       verify: createRegistrationVerifier(settings.serverName, createAddressRecovery().recover),
-      register: (node) => api.register(node),
+      register: (node, request) => api.register(node, { ...request, worker: cluster.worker?.id ?? 0 }),
+      delivered: (localpart, reached) => api.delivered(localpart, reached),
       log,
       refused: (outcome, client) => deps.refusals.add(outcome, client),
       count: deps.metrics.registration,
@@ -46,16 +60,35 @@ export function createWorkerServer(deps: WorkerServerDeps): Server {
     queryUser: (userId) => api.queryUser(userId),
     log,
   });
+  let stopping = false;
   // Slow clients get clientTimeoutMs for headers and body; the check runs every second, not every 30 s.
   const server = createServer(
     { headersTimeout: settings.clientTimeoutMs, requestTimeout: settings.clientTimeoutMs, connectionsCheckingInterval: 1000 },
-    listener,
+    (req, res) => {
+      if (stopping) res.shouldKeepAlive = false;
+      listener(req, res);
+    },
   );
   server.on('clientError', answerClientError);
-  return server;
+  return {
+    server,
+    close(cutAfterMs) {
+      stopping = true;
+      return new Promise<void>((resolve) => {
+        const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+        const cut = setTimeout(() => server.closeAllConnections(), cutAfterMs);
+        server.close(() => {
+          clearInterval(sweep);
+          clearTimeout(cut);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+    },
+  };
 }
 
-function listen(server: Server, settings: Settings): Promise<void> {
+function listen(server: Server, settings: WorkerSettings): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       const reason = error.code === 'EADDRINUSE' ? 'the address is already in use' : error.message;
@@ -75,19 +108,22 @@ function listen(server: Server, settings: Settings): Promise<void> {
  */
 export function runWorker(): void {
   let log: Logger | undefined;
-  let server: Server | undefined;
+  let worker: WorkerServer | undefined;
   let stopping: Promise<void> | undefined;
-  let forceCloseAfterMs = 0;
+  let cutAfterMs = 0;
   const refusals = new RefusalTally();
   const metrics = createWorkerMetrics();
 
   const peer = new IpcPeer(
     {
-      send: (packet, done) => process.send?.(packet, undefined, {}, done),
+      send: (packet, done) => {
+        if (process.send === undefined) done(new Error('this process has no IPC channel'));
+        else process.send(packet, undefined, {}, done);
+      },
       onMessage: (listener) => process.on('message', listener),
     },
     {
-      start: (settings: Settings) => void start(settings),
+      start: (settings: WorkerSettings) => void start(settings),
       stop: () => void stop(),
       metrics: () => metrics.registry.getMetricsAsJSON(),
     },
@@ -99,12 +135,13 @@ export function runWorker(): void {
     if (!refusals.empty) api.reportRefusals(refusals.drain());
   };
 
-  async function start(settings: Settings): Promise<void> {
-    log = createLogger({ verbosity: settings.verbosity, secrets: [settings.hsToken], fields: { worker: cluster.worker?.id } });
+  async function start(settings: WorkerSettings): Promise<void> {
+    log = createLogger({ verbosity: settings.verbosity, fields: { worker: cluster.worker?.id } });
     try {
-      server = createWorkerServer({ settings, api, log, metrics, refusals });
-      forceCloseAfterMs = settings.homeserverTimeoutMs + 5000;
-      await listen(server, settings);
+      worker = createWorkerServer({ settings, api, log, metrics, refusals });
+      // A registration in flight waits at most for one homeserver call (and the primary's store around it).
+      cutAfterMs = settings.homeserverTimeoutMs + 1000;
+      await listen(worker.server, settings);
       setInterval(report, REPORT_INTERVAL_MS).unref();
     } catch (error) {
       peer.notify('failedToStart', [(error as Error).message]);
@@ -116,12 +153,7 @@ export function runWorker(): void {
   /** Stops accepting, lets requests in flight finish (cut after the homeserver timeout), reports, exits 0. */
   function stop(): Promise<void> {
     stopping ??= (async () => {
-      const active = server;
-      if (active?.listening === true) {
-        const force = setTimeout(() => active.closeAllConnections(), forceCloseAfterMs);
-        await new Promise<void>((resolve) => active.close(() => resolve()));
-        clearTimeout(force);
-      }
+      if (worker?.server.listening === true) await worker.close(cutAfterMs);
       report();
       await peer.flushNow();
       await log?.close();

@@ -5,6 +5,8 @@ import type { UserExists } from '../homeserver/userExists.js';
 import type { NodeRecord, NodeStore } from '../store/nodeStore.js';
 import type { Logger } from '../log/logger.js';
 import type { AddressPolicy } from '../access/addressLists.js';
+import { holdLease, type HeldLease } from './pendingLease.js';
+import { UnrecordedAccounts } from './unrecordedAccounts.js';
 
 /** Registers a node whose signatures were verified. */
 export type RegistrationHandler = (node: NewNode) => Promise<RegisteredUser>;
@@ -16,13 +18,28 @@ export interface ReconcileSummary {
 }
 
 export interface RegistrationService {
+  /**
+   * A 200 leaves the node's registration in progress until `delivered` says whether the answer reached the node: a
+   * concurrent request for it meanwhile is refused as one in progress.
+   */
   readonly register: RegistrationHandler;
+  /**
+   * Whether the node's 200 reached its client. Delivered: its record is marked answered (batched). Not delivered (its
+   * worker died, it hung up first): the record stays unanswered, so the node's next request gets 200 once more, not
+   * 409. Either ends the registration; so does DELIVERY_TIMEOUT_MS without word.
+   */
+  delivered(localpart: string, reached: boolean): void;
   /**
    * Resolves registrations a crash interrupted, once nobody holds their lease (any gate's): confirmed when the user
    * exists on the homeserver, else dropped.
    */
   reconcilePending(): Promise<ReconcileSummary>;
+  /** Stops the background work (records waiting for the store). */
+  close(): void;
 }
+
+/** The homeserver call queue: runs `call` once a slot is free (or refuses at once with 503 when too many wait). */
+export type CallQueue = <T>(call: () => Promise<T>) => Promise<T>;
 
 export interface RegistrationHandlerDeps {
   readonly serverName: string;
@@ -31,11 +48,19 @@ export interface RegistrationHandlerDeps {
   readonly limitNode: (localpart: string) => Promise<void>;
   readonly registrar: Registrar;
   readonly userExists: UserExists;
+  /** Every homeserver call waits its turn here; none by default (tests). */
+  readonly calls?: CallQueue;
   /** The allow/deny lists in force now (they can be reloaded). */
   readonly policy: () => AddressPolicy;
   readonly log: Logger;
   readonly now?: () => Date;
 }
+
+/** How long a 200 waits for word of its delivery before it counts as not delivered. */
+export const DELIVERY_TIMEOUT_MS = 30_000;
+
+const leaseLost = (): MatrixError =>
+  retryLater(503, 'M_UNKNOWN', 'the registration could not be started while this gate held the node; retry later', 1000);
 
 /**
  * Decides a verified request: charge the node's rate limit, consult the allow and deny lists (only
@@ -46,46 +71,91 @@ export interface RegistrationHandlerDeps {
 export function createRegistrationService(deps: RegistrationHandlerDeps): RegistrationService {
   const { nodes, log } = deps;
   const inFlight = new Set<string>();
+  /** Nodes whose 200 is on its way, and the timer that gives up waiting for word of it. */
+  const delivering = new Map<string, NodeJS.Timeout>();
   const now = deps.now ?? (() => new Date());
+  const calls: CallQueue = deps.calls ?? ((call) => call());
+  const unrecorded = new UnrecordedAccounts(nodes, log);
+  const toMarkAnswered = new Set<string>();
+
+  /** Writes the record; if the store cannot take it, answers 503 and keeps trying in the background. */
+  async function record(entry: NodeRecord): Promise<void> {
+    try {
+      await nodes.confirm(entry);
+    } catch (error) {
+      unrecorded.add(entry);
+      log.error('registered on the homeserver but the store cannot record it yet; recording it once the store answers', {
+        localpart: entry.localpart,
+        reason: (error as Error).message,
+      });
+      throw error;
+    }
+  }
 
   async function register(request: NewNode): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
     const userId = userIdFor(localpart, deps.serverName);
-    const answerRecorded = async (recorded: NodeRecord): Promise<RegisteredUser> => {
+    const answerRecorded = (recorded: NodeRecord): RegisteredUser => {
       if (recorded.answered !== false) throw userInUse('this node is already registered');
-      await nodes.put({ ...recorded, answered: true });
       return { userId: recorded.userId, homeServer: deps.serverName };
     };
     const recorded = await nodes.get(localpart);
     if (recorded !== undefined) return answerRecorded(recorded);
     // The lease keeps every other gate from calling the homeserver for this node while this one may be.
+    const claimSentAt = Date.now();
     const claim = await nodes.claimPending({ localpart, userId, displayname, startedAt: now().toISOString() });
     if (!claim.claimed) {
       throw retryLater(503, 'M_UNKNOWN', 'a registration of this node is in progress on another gate; retry later', claim.retryAfterMs);
     }
+    const lease = holdLease(nodes, localpart, claimSentAt, {
+      leaseMs: nodes.leaseMs,
+      onRenewFailure: (_localpart, error) =>
+        log.warn('cannot renew the lease of a registration in progress', { localpart, reason: (error as Error).message }),
+    });
+    try {
+      return await registerHolding(request, userId, claim.interrupted, lease);
+    } finally {
+      lease.release();
+    }
+  }
+
+  async function registerHolding(request: NewNode, userId: string, interrupted: boolean, lease: HeldLease): Promise<RegisteredUser> {
+    const { localpart, displayname } = request;
     // Another gate may have confirmed the node between our first look and the claim (its pending entry gone with it).
     const confirmedMeanwhile = await nodes.get(localpart);
     if (confirmedMeanwhile !== undefined) {
       await nodes.deletePending(localpart);
-      return answerRecorded(confirmedMeanwhile);
+      if (confirmedMeanwhile.answered !== false) throw userInUse('this node is already registered');
+      return { userId: confirmedMeanwhile.userId, homeServer: deps.serverName };
     }
-    // A pending entry was there: an earlier attempt of this node's reached the homeserver, and its outcome is not known.
-    const interrupted = claim.interrupted;
+    const unanswered = (registeredUserId: string): NodeRecord => ({
+      localpart,
+      userId: registeredUserId,
+      displayname,
+      registeredAt: now().toISOString(),
+      answered: false,
+    });
+    // `interrupted`: a pending entry of ours was there, so an earlier attempt of this node's reached the homeserver,
+    // and its outcome is not known. Only such an entry makes an existing account the node's own.
     const completeInterrupted = async (): Promise<RegisteredUser> => {
-      await nodes.confirm({ localpart, userId, displayname, registeredAt: now().toISOString(), answered: true });
+      await record(unanswered(userId));
       log.info('completed a registration that was interrupted', { localpart });
       return { userId, homeServer: deps.serverName };
     };
-    if (interrupted && (await deps.userExists(userId))) return completeInterrupted();
+    if (interrupted && (await calls(() => deps.userExists(userId)))) return completeInterrupted();
 
     let user: RegisteredUser;
     try {
-      user = await deps.registrar.register(request);
+      user = await calls(() => {
+        // The queue may have held us long; once the lease may have ended, another gate may be deciding this node.
+        if (!lease.held()) throw leaseLost();
+        return deps.registrar.register(request);
+      });
     } catch (error) {
       if (error instanceof MatrixError && error.status === 409) {
         // The earlier attempt's account, created after we stopped waiting for it: the node's own.
         if (interrupted) return completeInterrupted();
-        // Already on the homeserver before any attempt of ours: not ours.
+        // Already on the homeserver before any attempt of ours: not ours, and it keeps its 409.
         await nodes.deletePending(localpart);
       }
       // Anything else may have happened or not: it stays pending.
@@ -98,11 +168,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
         got: user.userId,
       });
     }
-    try {
-      await nodes.confirm({ localpart, userId: user.userId, displayname, registeredAt: now().toISOString(), answered: true });
-    } catch (error) {
-      log.error('registered on the homeserver but could not record it; it stays pending', { localpart, reason: (error as Error).message });
-    }
+    await record(unanswered(user.userId));
     return user;
   }
 
@@ -117,14 +183,53 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     }
   }
 
+  async function markAnswered(): Promise<void> {
+    const localparts = [...toMarkAnswered];
+    toMarkAnswered.clear();
+    try {
+      await nodes.markAnswered(localparts);
+    } catch (error) {
+      // They stay unanswered: each node's next request gets 200 once more, which is harmless.
+      log.warn('cannot mark delivered answers in the store', { count: localparts.length, reason: (error as Error).message });
+    }
+    // Only now: a request that came meanwhile would have read the record still unanswered.
+    for (const localpart of localparts) inFlight.delete(localpart);
+  }
+
+  const settle = (localpart: string, reached: boolean): void => {
+    const timer = delivering.get(localpart);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    delivering.delete(localpart);
+    if (!reached) {
+      inFlight.delete(localpart);
+      return;
+    }
+    if (toMarkAnswered.size === 0) setImmediate(() => void markAnswered());
+    toMarkAnswered.add(localpart);
+  };
+
   return {
     async register(request) {
-      await deps.limitNode(request.localpart);
-      deps.policy()(request.localpart);
-      const user = await exclusively(request.localpart, () => register(request));
-      if (user === undefined) throw userInUse('a registration of this node is already in progress');
+      const { localpart } = request;
+      await deps.limitNode(localpart);
+      deps.policy()(localpart);
+      if (inFlight.has(localpart)) throw userInUse('a registration of this node is already in progress');
+      inFlight.add(localpart);
+      let user: RegisteredUser;
+      try {
+        user = await register(request);
+      } catch (error) {
+        inFlight.delete(localpart);
+        throw error;
+      }
+      // Still in progress until the answer is known to have reached the node, or not.
+      const timer = setTimeout(() => settle(localpart, false), DELIVERY_TIMEOUT_MS);
+      timer.unref();
+      delivering.set(localpart, timer);
       return user;
     },
+    delivered: settle,
     async reconcilePending() {
       let confirmed = 0;
       let dropped = 0;
@@ -133,7 +238,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
         const outcome = await exclusively(pending.localpart, async () => {
           // Another gate may be reconciling it, or the node registering again there.
           if (!(await nodes.claimPending(pending)).claimed) return 'skipped' as const;
-          if (await deps.userExists(pending.userId)) {
+          if (await calls(() => deps.userExists(pending.userId))) {
             await nodes.confirm({
               localpart: pending.localpart,
               userId: pending.userId,
@@ -155,6 +260,10 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
         else if (outcome === 'unresolved') unresolved += 1;
       }
       return { confirmed, dropped, unresolved };
+    },
+    close() {
+      unrecorded.close();
+      for (const timer of delivering.values()) clearTimeout(timer);
     },
   };
 }

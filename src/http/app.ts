@@ -9,7 +9,8 @@ import type { RegisterRoute } from './registerRoute.js';
 
 export interface AppDeps {
   readonly basePath: string;
-  readonly hsToken: string;
+  /** SHA-256 of the hs_token, hex (hsTokenDigest). */
+  readonly hsTokenSha256: string;
   readonly registerRoute: RegisterRoute;
   readonly onTransaction: TransactionHandler;
   readonly queryUser: UserQuery;

@@ -7,7 +7,8 @@ import { methodNotAllowed, sendMatrixError } from './errorResponses.js';
 import { requireHsToken } from './hsTokenAuth.js';
 
 export interface AppserviceRouteDeps {
-  readonly hsToken: string;
+  /** SHA-256 of the hs_token, hex (hsTokenDigest). */
+  readonly hsTokenSha256: string;
   readonly onTransaction: TransactionHandler;
   readonly queryUser: UserQuery;
   readonly log: Logger;
@@ -27,7 +28,7 @@ const notFound =
  */
 export function appserviceRouter(deps: AppserviceRouteDeps): Router {
   const router = Router();
-  const auth = requireHsToken(deps.hsToken);
+  const auth = requireHsToken(deps.hsTokenSha256);
   const json = express.json({ limit: MAX_TRANSACTION_BYTES, type: () => true });
 
   const transaction: RequestHandler<{ txnId: string }> = async (req, res) => {

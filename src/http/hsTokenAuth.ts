@@ -7,6 +7,11 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }
 
+/** The hs_token as workers hold it: its SHA-256, hex. */
+export function hsTokenDigest(hsToken: string): string {
+  return digest(hsToken).toString('hex');
+}
+
 /** The hs_token from `Authorization: Bearer …` or the legacy `access_token` query parameter. */
 function presentedToken(authorization: string | undefined, query: unknown): string | undefined {
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
@@ -15,9 +20,9 @@ function presentedToken(authorization: string | undefined, query: unknown): stri
   return typeof fromQuery === 'string' && fromQuery !== '' ? fromQuery : undefined;
 }
 
-/** Lets through only requests bearing the homeserver's hs_token, compared in constant time. */
-export function requireHsToken(hsToken: string): RequestHandler {
-  const expected = digest(hsToken);
+/** Lets through only requests bearing the homeserver's hs_token (given as its digest), compared in constant time. */
+export function requireHsToken(hsTokenSha256: string): RequestHandler {
+  const expected = Buffer.from(hsTokenSha256, 'hex');
   return (req, res, next) => {
     const token = presentedToken(req.headers.authorization, req.query);
     if (token === undefined) {

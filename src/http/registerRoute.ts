@@ -1,34 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseRegistrationRequest, type RegistrationVerifier } from '../protocol/registrationRequest.js';
-import type { RegistrationHandler } from '../handlers/registrationHandler.js';
+import type { NewNode, RegisteredUser } from '../homeserver/registrar.js';
+import { isLoggedEach, outcomeOfError, outcomeOfUser, type Outcome } from '../handlers/registrationOutcome.js';
 import type { Logger } from '../log/logger.js';
-import { HomeserverError, MatrixError, StoreUnavailableError } from '../protocol/matrixError.js';
+import { MatrixError } from '../protocol/matrixError.js';
 import { isNodeLocalpart } from '../protocol/nodeId.js';
 import { sendJson, sendMatrixError, toMatrixError } from './errorResponses.js';
 import { readJsonBody } from './readJsonBody.js';
 
 /** Photon nodes' JSON bodies are a few hundred bytes; 4 KiB leaves room and bounds memory per request. */
 export const MAX_BODY_BYTES = 4096;
-
-/** The outcome an answer is counted and logged under: by the error's kind and errcode, not its status. */
-function outcomeOf(error: MatrixError): string {
-  if (error instanceof HomeserverError) return 'homeserver_error';
-  if (error instanceof StoreUnavailableError) return 'store_unavailable';
-  switch (error.errcode) {
-    case 'M_USER_IN_USE':
-      return 'already_registered';
-    case 'M_FORBIDDEN':
-      return 'forbidden';
-    case 'M_LIMIT_EXCEEDED':
-      return 'rate_limited';
-    default:
-      // Our own 503: too many registrations waiting for the homeserver, or one of this node's in progress on another gate.
-      return error.status === 503 ? 'busy' : 'invalid';
-  }
-}
-
-/** Outcomes that stay one log line each; every other answer is a refusal, counted and summarized. */
-const LOGGED_EACH = new Set(['registered', 'password_reset', 'homeserver_error', 'store_unavailable', 'internal_error']);
 
 export type RegisterRoute = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -38,12 +19,17 @@ export interface RegisterRouteDeps {
   /** Charges the client's allowance (throws 429); undefined when there is no per-client limit. */
   readonly limitClient: ((key: string) => Promise<void>) | undefined;
   readonly verify: RegistrationVerifier;
-  /** Registers a node whose signatures verified. */
-  readonly register: RegistrationHandler;
+  /**
+   * Registers a node whose signatures verified. From here on the primary decides, and it writes the outcome's log
+   * line (or counts the refusal): this route logs only what ends before it.
+   */
+  readonly register: (node: NewNode, request: { readonly client: string; readonly elapsedMs: number }) => Promise<RegisteredUser>;
+  /** Whether the node's 200 went to its connection whole (reached), or the client was gone first. */
+  readonly delivered: (localpart: string, reached: boolean) => void;
   readonly log: Logger;
-  /** A refused request (invalid, forbidden, rate-limited, already registered, …) from `client`. */
-  readonly refused: (outcome: string, client: string) => void;
-  readonly count?: (outcome: string) => void;
+  /** A request refused before it reached the primary (invalid, forbidden, rate-limited, …), from `client`. */
+  readonly refused: (outcome: Outcome, client: string) => void;
+  readonly count?: (outcome: Outcome) => void;
 }
 
 /**
@@ -56,10 +42,10 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
   const count = deps.count ?? (() => {});
 
   async function respond(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const client = deps.clientKey(req);
     let localpart: string | undefined;
-    const durationMs = (): number => Number((process.hrtime.bigint() - started) / 1000n) / 1000;
+    let handedOver = false;
     try {
       // The per-client limit comes before reading the body, so a flood costs as little as possible.
       if (limitClient !== undefined) await limitClient(client);
@@ -68,10 +54,19 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       localpart = isNodeLocalpart(claimed) ? claimed : undefined;
       const request = parseRegistrationRequest(body);
       verify(request);
-      const user = await register(request);
-      const outcome = user.passwordReset === true ? 'password_reset' : 'registered';
-      count(outcome);
-      log.info('registration', { localpart, outcome, status: 200, duration_ms: durationMs() });
+      handedOver = true;
+      const user = await register(request, { client, elapsedMs: performance.now() - started });
+      count(outcomeOfUser(user));
+      // 'finish': the whole answer went to the connection. A client that hung up first gets 'close' alone, and the
+      // node's record stays unanswered: its next request gets this 200 again (so it does when this worker dies now).
+      let finished = false;
+      res.once('finish', () => {
+        finished = true;
+        deps.delivered(request.localpart, true);
+      });
+      res.once('close', () => {
+        if (!finished) deps.delivered(request.localpart, false);
+      });
       sendJson(res, 200, {
         user_id: user.userId,
         home_server: user.homeServer,
@@ -80,27 +75,27 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       });
     } catch (error) {
       const known = toMatrixError(error);
-      if (known === undefined) {
-        log.error('unexpected error while handling a registration', { reason: (error as Error)?.message ?? String(error) });
-      }
-      const matrixError = known ?? new MatrixError(500, 'M_UNKNOWN', 'internal error');
-      const outcome = known === undefined ? 'internal_error' : outcomeOf(matrixError);
+      const outcome = outcomeOfError(known);
       count(outcome);
-      const fields = {
-        localpart,
-        client,
-        outcome,
-        status: matrixError.status,
-        reason: known === undefined ? undefined : matrixError.message,
-        duration_ms: durationMs(),
-      };
-      if (LOGGED_EACH.has(outcome)) {
-        log.info('registration', fields);
-      } else {
-        refused(outcome, client);
-        log.debug('registration', fields);
+      if (!handedOver) {
+        const matrixError = known ?? new MatrixError(500, 'M_UNKNOWN', 'internal error');
+        const fields = {
+          localpart,
+          client,
+          outcome,
+          status: matrixError.status,
+          reason: known === undefined ? `unexpected: ${(error as Error)?.message ?? String(error)}` : matrixError.message,
+          duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+        };
+        if (outcome === 'internal_error') log.error('registration', fields);
+        else if (isLoggedEach(outcome)) log.info('registration', fields);
+        else {
+          refused(outcome, client);
+          log.debug('registration', fields);
+        }
       }
       if (res.headersSent) return;
+      const matrixError = known ?? new MatrixError(500, 'M_UNKNOWN', 'internal error');
       // A body we stopped reading must not be parsed as the next request on this connection.
       if (matrixError.status === 413) res.shouldKeepAlive = false;
       sendMatrixError(res, matrixError);

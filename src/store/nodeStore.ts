@@ -34,6 +34,8 @@ export type PendingClaim =
  * lease is live only its holder may claim the entry; once it has ended, or its holder is known to be gone, anyone may.
  */
 export interface NodeStore {
+  /** How long a claim's lease lasts, from the moment the store takes it. */
+  readonly leaseMs: number;
   get(localpart: string): Promise<NodeRecord | undefined>;
   put(record: NodeRecord): Promise<void>;
   /** Moves lastSeen forward to `when` for a recorded node; false when the node is not recorded. */
@@ -44,9 +46,16 @@ export interface NodeStore {
    * the node's entry, unless another holder's lease is live.
    */
   claimPending(pending: PendingRegistration): Promise<PendingClaim>;
+  /**
+   * Extends this holder's lease on the node's entry by the lease's length from now; false when the lease is no longer
+   * this holder's (another took the entry over, or it was dropped).
+   */
+  renewPending(localpart: string): Promise<boolean>;
   deletePending(localpart: string): Promise<void>;
   /** Records the node and drops its pending entry in one atomic write. */
   confirm(record: NodeRecord): Promise<void>;
+  /** The nodes' answers reached them: their records are answered (recorded nodes only; others are ignored). */
+  markAnswered(localparts: readonly string[]): Promise<void>;
   listPending(): Promise<PendingRegistration[]>;
   /** Pending entries nobody holds a live lease on: interrupted attempts, to reconcile. */
   listReconcilable(): Promise<PendingRegistration[]>;

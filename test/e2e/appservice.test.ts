@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { stringify } from 'yaml';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
@@ -16,6 +17,7 @@ const skip = ownSynapseSkip();
 const serverName = 'photon.test';
 
 describe('application-service protocol and the admin-api backend against a real Synapse', { skip }, () => {
+  const scope = suiteScope();
   let secretDir: string;
   let synapse: RunningSynapse;
   let shared: Gate;
@@ -37,14 +39,14 @@ describe('application-service protocol and the admin-api backend against a real 
     const port = await freePort();
     const homeserverUrl = `http://127.0.0.1:${port}`;
 
-    shared = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
-    admin = await generateGate({
+    shared = await generateGate(scope, { serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
+    admin = await generateGate(scope, {
       serverName,
       homeserverUrl,
       genconfigArgs: ['--id', 'regservice-admin', '--backend', 'admin-api', '--admin-token-file', adminTokenFile, '--allow-password-reset'],
     });
     // The homeserver's copy of this registration carries another hs_token: its ping must fail visibly.
-    wrong = await generateGate({
+    wrong = await generateGate(scope, {
       serverName,
       homeserverUrl,
       genconfigArgs: ['--id', 'regservice-wrong', '--sharesecret-file', secretFile],
@@ -59,7 +61,7 @@ describe('application-service protocol and the admin-api backend against a real 
       }),
     );
 
-    synapse = await startSynapse({
+    synapse = await startSynapse(scope, {
       serverName,
       port,
       sharedSecretFile: secretFile,
@@ -104,7 +106,9 @@ describe('application-service protocol and the admin-api backend against a real 
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     assert.equal((await passwordLogin(synapse.url, legacy.localpart, legacy.password)).status, 200);
     assert.equal((await passwordLogin(synapse.url, legacy.localpart, 'old-scheme-password')).status, 403);
-    await admin.waitForLog(new RegExp(`localpart=${legacy.localpart} outcome=password_reset status=200`));
+    await admin.waitForLog(
+      new RegExp(`localpart=${legacy.localpart} client=127\\.0\\.0\\.1 worker=\\d+ outcome=password_reset status=200`),
+    );
   });
 
   it('receives the transaction Synapse sends when a registered node speaks, and marks the node seen', async () => {
@@ -172,6 +176,7 @@ describe('application-service protocol and the admin-api backend against a real 
 });
 
 describe('appservice backend against a real Synapse', { skip }, () => {
+  const scope = suiteScope();
   let secretDir: string;
   let synapse: RunningSynapse;
   let gate: Gate;
@@ -181,8 +186,8 @@ describe('appservice backend against a real Synapse', { skip }, () => {
     const secretFile = join(secretDir, 'shared_secret');
     writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
     const port = await freePort();
-    gate = await generateGate({ serverName, homeserverUrl: `http://127.0.0.1:${port}`, genconfigArgs: ['--backend', 'appservice'] });
-    synapse = await startSynapse({ serverName, port, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
+    gate = await generateGate(scope, { serverName, homeserverUrl: `http://127.0.0.1:${port}`, genconfigArgs: ['--backend', 'appservice'] });
+    synapse = await startSynapse(scope, { serverName, port, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
     await gate.start();
   });
 

@@ -1,24 +1,25 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
 import { freePort } from '../support/ports.js';
+import { tempDir } from '../support/tempDir.js';
 
 const BIN = new URL('../../bin/matrix-regservice', import.meta.url).pathname;
 
 function run(args: readonly string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(BIN, args, { cwd }, (error, stdout, stderr) =>
+    // A command that should have exited but serves instead is killed, and the test fails on its status.
+    execFile(BIN, args, { cwd, timeout: 60_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) =>
       resolve({ code: error === null ? 0 : Number((error as { code?: number }).code), stdout, stderr }),
     );
   });
 }
 
 function deployment(): { dir: string; args: string[] } {
-  const dir = mkdtempSync(join(tmpdir(), 'regservice-cli-'));
+  const dir = tempDir('regservice-cli-');
   writeFileSync(join(dir, 'secret'), 'a-shared-secret\n', { mode: 0o600 });
   writeFileSync(
     join(dir, 'registration.yaml'),
@@ -61,7 +62,7 @@ describe('the built CLI', () => {
     }
   });
 
-  it('serves under a registration url whose path has parentheses', async () => {
+  it('serves under a registration url whose path has parentheses', async (t) => {
     const { args, dir } = deployment();
     writeFileSync(
       join(dir, 'registration.yaml'),
@@ -69,13 +70,13 @@ describe('the built CLI', () => {
       { mode: 0o600 },
     );
     const port = await freePort();
-    const daemon = spawnDaemon(BIN, [...args, '--port', String(port)]);
+    const daemon = spawnDaemon(t, BIN, [...args, '--port', String(port)]);
     await waitUntilListening(daemon, `http://127.0.0.1:${port}/gate(1)`);
     assert.equal(await daemon.stop(), 0);
   });
 
   it('users on a mistyped datapath says there is none, exits 1 and creates nothing; it needs no --matrixdomain', async () => {
-    const typo = join(mkdtempSync(join(tmpdir(), 'regservice-typo-')), 'dta');
+    const typo = join(tempDir('regservice-typo-'), 'dta');
     for (const action of ['count', 'list']) {
       const result = await run(['users', action, '--datapath', typo]);
       assert.equal(result.code, 1, result.stderr);
@@ -85,7 +86,7 @@ describe('the built CLI', () => {
   });
 
   it('genconfig --patch-homeserver on a file it cannot patch safely writes nothing and says what to add by hand', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regservice-patch-'));
+    const dir = tempDir('regservice-patch-');
     const homeserver = join(dir, 'homeserver.yaml');
     const text =
       'server_name: example.org\nregistration_shared_secret: "x"\napp_service_config_files:\n  - /etc/a.yaml\napp_service_config_files:\n  - /etc/b.yaml\n';
@@ -109,10 +110,10 @@ describe('the built CLI', () => {
     assert.match(result.stderr, /unknown option '--matrixdomian'/);
   });
 
-  it('runs until SIGTERM and exits 0; warns about a secret on argv', async () => {
+  it('runs until SIGTERM and exits 0; warns about a secret on argv', async (t) => {
     const { args } = deployment();
     const port = await freePort();
-    const daemon = spawnDaemon(BIN, [...args, '--port', String(port), '--hstoken', 'argv-hs-token']);
+    const daemon = spawnDaemon(t, BIN, [...args, '--port', String(port), '--hstoken', 'argv-hs-token']);
     await waitUntilListening(daemon, `http://127.0.0.1:${port}/regapp/1`);
     assert.equal(await daemon.stop('SIGTERM'), 0);
     const count = await run([...args, 'users', 'count']);
@@ -123,10 +124,10 @@ describe('the built CLI', () => {
     assert.doesNotMatch(daemon.output(), /argv-hs-token/);
   });
 
-  it('refuses a second instance on the same datapath, and a port in use, with a clear message', async () => {
+  it('refuses a second instance on the same datapath, and a port in use, with a clear message', async (t) => {
     const { args } = deployment();
     const port = await freePort();
-    const first = spawnDaemon(BIN, [...args, '--port', String(port)]);
+    const first = spawnDaemon(t, BIN, [...args, '--port', String(port)]);
     await waitUntilListening(first, `http://127.0.0.1:${port}/regapp/1`);
 
     const second = await run([...args, '--port', String(await freePort())]);
@@ -142,7 +143,7 @@ describe('the built CLI', () => {
   });
 
   it('genconfig refuses to overwrite without --force', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regservice-gen-'));
+    const dir = tempDir('regservice-gen-');
     assert.equal((await run(['genconfig', '--matrixdomain', 'example.org'], dir)).code, 0);
     const again = await run(['genconfig', '--matrixdomain', 'example.org'], dir);
     assert.equal(again.code, 1);
@@ -156,10 +157,10 @@ describe('the built CLI', () => {
 });
 
 describe('the built CLI with a damaged database', () => {
-  it('exits 1 naming the corrupt database and what to do, without a stack trace', async () => {
+  it('exits 1 naming the corrupt database and what to do, without a stack trace', async (t) => {
     const { args, dir } = deployment();
     const port = await freePort();
-    const daemon = spawnDaemon(BIN, [...args, '--port', String(port)]);
+    const daemon = spawnDaemon(t, BIN, [...args, '--port', String(port)]);
     await waitUntilListening(daemon, `http://127.0.0.1:${port}/regapp/1`);
     assert.equal(await daemon.stop(), 0);
     const store = join(dir, 'data', 'regservice.leveldb');

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { passwordLogin } from '../support/matrixClient.js';
@@ -48,6 +49,7 @@ describe(
   'the service on every core: a primary and its workers, against a real Synapse',
   { skip: availability.available ? false : availability.reason },
   () => {
+    const scope = suiteScope();
     let secretDir: string;
     let synapse: RunningSynapse | undefined;
     let gate: Gate;
@@ -59,9 +61,9 @@ describe(
       writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
       const synapsePort = await freePort();
       homeserverUrl = process.env.SYNAPSE_URL ?? `http://127.0.0.1:${synapsePort}`;
-      gate = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
+      gate = await generateGate(scope, { serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
       if (process.env.SYNAPSE_URL === undefined) {
-        synapse = await startSynapse({
+        synapse = await startSynapse(scope, {
           serverName,
           port: synapsePort,
           sharedSecretFile: secretFile,
@@ -88,7 +90,7 @@ describe(
       }
       if (availableParallelism() > 1) {
         const workers = new Set(
-          [...gate.output().matchAll(/ info registration .*outcome=registered.* worker=(\d+)/g)].map((match) => match[1]),
+          [...gate.output().matchAll(/ info registration .* worker=(\d+) outcome=registered/g)].map((match) => match[1]),
         );
         assert.ok(workers.size > 1, `registrations served by more than one worker: ${[...workers].join(',')}`);
       }

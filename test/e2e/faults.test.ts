@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
@@ -18,6 +19,7 @@ const serverName = 'photon.test';
 const REGISTER = '/_synapse/admin/v1/register';
 
 describe('faults between the service and a real Synapse', { skip }, () => {
+  const scope = suiteScope();
   let secretDir: string;
   let secretFile: string;
   let synapsePort: number;
@@ -55,13 +57,13 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     writeFileSync(denyFile, '# nobody yet\n');
     synapsePort = await freePort();
     const synapseUrl = `http://127.0.0.1:${synapsePort}`;
-    proxy = await startFaultProxy(synapseUrl);
-    direct = await generateGate({
+    proxy = await startFaultProxy(scope, synapseUrl);
+    direct = await generateGate(scope, {
       serverName,
       homeserverUrl: synapseUrl,
       genconfigArgs: ['--id', 'direct', '--sharesecret-file', secretFile],
     });
-    faulty = await generateGate({
+    faulty = await generateGate(scope, {
       serverName,
       homeserverUrl: proxy.url,
       genconfigArgs: ['--id', 'faulty', '--sharesecret-file', secretFile],
@@ -86,7 +88,7 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     assert.equal(down.body.retry_after_ms, 5000);
     await direct.waitForLog(/the homeserver could not reach us/);
 
-    synapse = await startSynapse({
+    synapse = await startSynapse(scope, {
       serverName,
       port: synapsePort,
       sharedSecretFile: secretFile,

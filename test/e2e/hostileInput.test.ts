@@ -5,6 +5,7 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { childrenOf } from '../support/processTree.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { hostileRequests, type RawRequest } from '../support/hostileRequests.js';
@@ -46,6 +47,7 @@ function rssKb(pid: number): number {
 }
 
 describe('hostile input against the running service and a real Synapse', { skip }, () => {
+  const scope = suiteScope();
   let secretDir: string;
   let synapse: RunningSynapse;
   let gate: Gate;
@@ -61,8 +63,12 @@ describe('hostile input against the running service and a real Synapse', { skip 
     const secretFile = join(secretDir, 'shared_secret');
     writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
     const port = await freePort();
-    gate = await generateGate({ serverName, homeserverUrl: `http://127.0.0.1:${port}`, genconfigArgs: ['--sharesecret-file', secretFile] });
-    synapse = await startSynapse({ serverName, port, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
+    gate = await generateGate(scope, {
+      serverName,
+      homeserverUrl: `http://127.0.0.1:${port}`,
+      genconfigArgs: ['--sharesecret-file', secretFile],
+    });
+    synapse = await startSynapse(scope, { serverName, port, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
     adminToken = await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex'));
     // No rate limits: every request must reach validation, not stop at a 429.
     await gate.start(['--verbosity', '3', '--rate-limit-client', '0', '--rate-limit-node', '0']);

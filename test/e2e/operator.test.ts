@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { addressOfPrivateKey, registerNode } from '../../src/index.js';
 import { randomPrivateKey } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
@@ -26,6 +27,7 @@ function run(file: string, args: readonly string[], cwd: string): Promise<{ code
 }
 
 describe('a deployment as the operator makes it: Synapse and the service behind real nginx', { skip }, () => {
+  const scope = suiteScope();
   let work: string;
   let synapse: RunningSynapse;
   let gate: Gate;
@@ -46,7 +48,7 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
       join(work, 'homeserver.yaml'),
       `# the operator's homeserver.yaml\nserver_name: "${serverName}"\nlisteners:\n  - port: ${synapsePort}\n    bind_addresses: ['127.0.0.1']\n    type: http\n    resources:\n      - names: [client]\nregistration_shared_secret_path: ${secretFile}\nenable_registration: false\n`,
     );
-    gate = await generateGate({
+    gate = await generateGate(scope, {
       serverName,
       homeserverUrl: `http://127.0.0.1:${synapsePort}`,
       genconfigArgs: [
@@ -66,9 +68,14 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     assert.match(patched, /^# the operator's homeserver.yaml/, 'comments kept');
     assert.ok(patched.includes(gate.registrationFile));
 
-    synapse = await startSynapse({ serverName, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
+    synapse = await startSynapse(scope, {
+      serverName,
+      port: synapsePort,
+      sharedSecretFile: secretFile,
+      appserviceFiles: [gate.registrationFile],
+    });
     await gate.start(['--metrics-port', String(metricsPort)]);
-    nginx = await startNginx(join(work, 'nginx'), join(work, 'site.conf'), publicPort);
+    nginx = await startNginx(scope, join(work, 'nginx'), join(work, 'site.conf'), publicPort);
     publicUrl = `http://127.0.0.1:${publicPort}`;
     metricsUrl = `http://127.0.0.1:${metricsPort}`;
   });

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { adminGetUser, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
@@ -14,6 +15,7 @@ const availability = synapseAvailability();
 if (!availability.available) process.stderr.write(`skipping real-Synapse tests: ${availability.reason}\n`);
 
 describe('registration gate against a real Synapse', { skip: availability.available ? false : availability.reason }, () => {
+  const scope = suiteScope();
   const serverName = 'photon.test';
   let secretDir: string;
   let synapse: RunningSynapse;
@@ -34,13 +36,13 @@ describe('registration gate against a real Synapse', { skip: availability.availa
     const homeserverUrl = process.env.SYNAPSE_URL ?? `http://127.0.0.1:${synapsePort}`;
 
     // As an operator: genconfig in the deployment directory, then load its registration into Synapse.
-    deployment = await generateGate({ serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
+    deployment = await generateGate(scope, { serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
     assert.match(deployment.genconfigOutput, /app_service_config_files/);
     work = deployment.dir;
     gate = deployment.url;
     secrets.push(sharedSecret, String(deployment.registration.as_token), String(deployment.registration.hs_token));
 
-    synapse = await startSynapse({
+    synapse = await startSynapse(scope, {
       serverName,
       port: synapsePort,
       sharedSecretFile: secretFile,
@@ -161,7 +163,12 @@ describe('registration gate against a real Synapse', { skip: availability.availa
 
   it('logs one line per outcome and never a secret or password, even at verbosity 5', async () => {
     const log = deployment.output();
-    assert.match(log, new RegExp(`registration localpart=${registered.localpart} outcome=registered status=200 duration_ms=`));
+    assert.match(
+      log,
+      new RegExp(
+        `info registration localpart=${registered.localpart} client=127\\.0\\.0\\.1 worker=\\d+ outcome=registered status=200 duration_ms=`,
+      ),
+    );
     assert.match(log, /outcome=forbidden status=403/);
     assert.match(log, /outcome=already_registered status=409/);
     for (const secret of [...secrets, registered.password]) assert.ok(!log.includes(secret), 'a secret reached the log');

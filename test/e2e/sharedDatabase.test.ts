@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { promisify } from 'node:util';
 import { addressOfPrivateKey, registerNode } from '../../src/index.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
@@ -23,6 +24,7 @@ const serverName = 'shared.regservice.test';
 const run = promisify(execFile);
 
 describe('two gates on one PostgreSQL, behind real nginx, in front of a real Synapse', { skip }, () => {
+  const scope = suiteScope();
   let work: string;
   let postgres: PostgresServer;
   let databaseUrl: string;
@@ -71,8 +73,8 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     const [synapsePort, publicPort, portA, portB] = [await freePort(), await freePort(), await freePort(), await freePort()];
     metricsPorts.push(await freePort(), await freePort());
     const synapseUrl = `http://127.0.0.1:${synapsePort}`;
-    proxy = await startFaultProxy(synapseUrl);
-    gateA = await generateGate({
+    proxy = await startFaultProxy(scope, synapseUrl);
+    gateA = await generateGate(scope, {
       serverName,
       homeserverUrl: synapseUrl,
       port: portA,
@@ -95,16 +97,16 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
         `127.0.0.1:${portB}`,
       ],
     });
-    gateB = sameDeploymentGate(gateA, portB);
+    gateB = sameDeploymentGate(scope, gateA, portB);
     assert.equal(gateA.registration.url, `http://127.0.0.1:${publicPort}/regapp/1`, 'the homeserver reaches the gates through nginx');
-    synapse = await startSynapse({
+    synapse = await startSynapse(scope, {
       serverName,
       port: synapsePort,
       sharedSecretFile: secretFile,
       appserviceFiles: [gateA.registrationFile],
     });
     await Promise.all([startA(), startB()]);
-    nginx = await startNginx(join(work, 'nginx'), join(work, 'site.conf'), publicPort);
+    nginx = await startNginx(scope, join(work, 'nginx'), join(work, 'site.conf'), publicPort);
     publicUrl = `http://127.0.0.1:${publicPort}`;
   });
 
@@ -135,8 +137,8 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
       assert.equal(node.userId, `@${addressOfPrivateKey(key)}:${serverName}`);
     }
     // nginx spreads requests over both gates (round robin).
-    assert.match(gateA.output(), /registration localpart=0x[0-9a-f]{40} outcome=registered/);
-    assert.match(gateB.output(), /registration localpart=0x[0-9a-f]{40} outcome=registered/);
+    assert.match(gateA.output(), /registration localpart=0x[0-9a-f]{40} client=\S+ worker=\d+ outcome=registered/);
+    assert.match(gateB.output(), /registration localpart=0x[0-9a-f]{40} client=\S+ worker=\d+ outcome=registered/);
     const { stdout } = await cli(['users', 'list']);
     for (const key of keys) assert.ok(stdout.includes(addressOfPrivateKey(key)), stdout);
   });

@@ -1,5 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { waitFor } from './ports.js';
+import type { Scope } from './scope.js';
+
+/** Daemons still running: killed when the test process exits, whatever ended it (the after hooks come first). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
 
 /** The daemon as an operator runs it: a real process, its output kept for assertions. */
 export interface DaemonProcess {
@@ -10,7 +17,9 @@ export interface DaemonProcess {
   exited(): Promise<number | null>;
 }
 
+/** Starts the daemon; `scope` stops it (SIGTERM, then SIGKILL after 10 s) when the test or suite ends. */
 export function spawnDaemon(
+  scope: Scope,
   command: string,
   args: readonly string[],
   options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
@@ -20,10 +29,23 @@ export function spawnDaemon(
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exit = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      running.delete(child);
+      resolve(code);
+    }),
+  );
+  scope.after(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exit;
+    clearTimeout(killer);
+  });
   return {
     child,
     output: () => output,

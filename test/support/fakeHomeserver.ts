@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Scope } from './scope.js';
 
 export interface FakeRequest {
   readonly method: string;
@@ -16,7 +17,7 @@ export interface FakeHomeserver {
   close(): Promise<void>;
 }
 
-export async function startFakeHomeserver(route: FakeRoute): Promise<FakeHomeserver> {
+export async function startFakeHomeserver(scope: Scope, route: FakeRoute): Promise<FakeHomeserver> {
   const requests: FakeRequest[] = [];
   const server: Server = createServer((req: IncomingMessage, res) => {
     let body = '';
@@ -29,15 +30,14 @@ export async function startFakeHomeserver(route: FakeRoute): Promise<FakeHomeser
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }));
+  scope.after(close);
+  return { url: `http://127.0.0.1:${port}`, requests, close };
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Scope } from './scope.js';
 
 /** What the proxy does with one request on its way to the homeserver. */
 export type Fault =
@@ -41,7 +42,7 @@ async function forward(target: string, req: IncomingMessage, body: Buffer): Prom
 }
 
 /** An HTTP proxy in front of the real homeserver that injects faults on demand. */
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
+export async function startFaultProxy(scope: Scope, target: string): Promise<FaultProxy> {
   const sockets = new Set<Socket>();
   const proxy: FaultProxy = {
     url: '',
@@ -78,13 +79,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     socket.on('close', () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  Object.assign(proxy, {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  });
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }));
+  scope.after(close);
+  Object.assign(proxy, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close });
   return proxy;
 }

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { spawnDaemon, waitUntilListening, type DaemonProcess } from './daemonProcess.js';
 import { freePort, waitFor } from './ports.js';
+import type { Scope } from './scope.js';
 
 export const BIN = new URL('../../bin/matrix-regservice', import.meta.url).pathname;
 
@@ -30,13 +31,17 @@ export interface Gate {
   mark(): number;
 }
 
-export async function generateGate(options: {
-  serverName: string;
-  homeserverUrl: string;
-  genconfigArgs?: readonly string[];
-  /** Chosen beforehand when other files must name it (an nginx upstream). */
-  port?: number;
-}): Promise<Gate> {
+/** Makes the deployment; `scope` stops whatever daemon it runs when the test or suite ends. */
+export async function generateGate(
+  scope: Scope,
+  options: {
+    serverName: string;
+    homeserverUrl: string;
+    genconfigArgs?: readonly string[];
+    /** Chosen beforehand when other files must name it (an nginx upstream). */
+    port?: number;
+  },
+): Promise<Gate> {
   const dir = mkdtempSync(join(tmpdir(), 'regservice-gate-'));
   const port = options.port ?? (await freePort());
   const { stdout } = await promisify(execFile)(
@@ -55,19 +60,20 @@ export async function generateGate(options: {
   );
   const registrationFile = join(dir, 'registration.yaml');
   const registration = parse(readFileSync(registrationFile, 'utf8')) as Record<string, unknown>;
-  return gateRunning(dir, port, [], { registrationFile, registration, genconfigOutput: stdout });
+  return gateRunning(scope, dir, port, [], { registrationFile, registration, genconfigOutput: stdout });
 }
 
 /**
  * A second gate of the same deployment on another port, as an operator runs one on a second machine: the same
  * run.sh (same registration, same --database), with --port given to it.
  */
-export function sameDeploymentGate(gate: Gate, port: number): Gate {
+export function sameDeploymentGate(scope: Scope, gate: Gate, port: number): Gate {
   const { registrationFile, registration, genconfigOutput } = gate;
-  return gateRunning(gate.dir, port, ['--port', String(port)], { registrationFile, registration, genconfigOutput });
+  return gateRunning(scope, gate.dir, port, ['--port', String(port)], { registrationFile, registration, genconfigOutput });
 }
 
 function gateRunning(
+  scope: Scope,
   dir: string,
   port: number,
   baseArgs: readonly string[],
@@ -82,7 +88,7 @@ function gateRunning(
     url,
     ...made,
     async start(extraArgs = []) {
-      current = spawnDaemon(join(dir, 'run.sh'), [...baseArgs, '--verbosity', '5', ...extraArgs], { cwd: dir });
+      current = spawnDaemon(scope, join(dir, 'run.sh'), [...baseArgs, '--verbosity', '5', ...extraArgs], { cwd: dir });
       await waitUntilListening(current, url);
       return current;
     },

@@ -13,6 +13,8 @@ import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 import type { Store } from '../../src/store/store.js';
 import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
 import { capturingLogger } from './capturingLogger.js';
+import type { Scope } from './scope.js';
+import { workerSettingsOf } from '../../src/cluster/workerSettings.js';
 
 export const IN_PROCESS_SERVER = 'hs.example.org';
 export const IN_PROCESS_HS_TOKEN = 'hs-token-in-process';
@@ -36,6 +38,7 @@ export interface InProcessGate {
  * is a stand-in that records what it was asked to create.
  */
 export async function startInProcessGate(
+  scope: Scope,
   options: { settings?: RawSettings; policy?: AddressPolicy; registrar?: Registrar } = {},
 ): Promise<InProcessGate> {
   const settings = resolveSettings([
@@ -61,7 +64,7 @@ export async function startInProcessGate(
   };
   const logger = capturingLogger([IN_PROCESS_HS_TOKEN]);
   const refusals = new RefusalTally();
-  const { api } = createPrimaryApi({
+  const { api, registration } = createPrimaryApi({
     settings,
     store,
     registrar,
@@ -70,10 +73,26 @@ export async function startInProcessGate(
     makeLimiter: (_name, points) => createMemoryRateLimiter(points),
     log: logger.log,
     onRefusals: (report) => refusals.merge(report),
+    refused: (outcome, client) => refusals.add(outcome, client),
   });
-  const server = createWorkerServer({ settings, api, log: logger.log, metrics: createWorkerMetrics(), refusals });
+  const { server } = createWorkerServer({
+    settings: workerSettingsOf(settings),
+    api,
+    log: logger.log,
+    metrics: createWorkerMetrics(),
+    refusals,
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  server.unref(); // a failed assertion that skips close() must not keep the test process alive
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      registration.close();
+      await store.close();
+      rmSync(datapath, { recursive: true, force: true });
+    })());
+  scope.after(close);
   return {
     base: `http://127.0.0.1:${(server.address() as AddressInfo).port}${settings.basePath}`,
     settings,
@@ -81,10 +100,6 @@ export async function startInProcessGate(
     registered,
     refusals,
     lines: logger.lines,
-    async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await store.close();
-      rmSync(datapath, { recursive: true, force: true });
-    },
+    close,
   };
 }

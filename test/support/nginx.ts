@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from './ports.js';
+import type { Scope } from './scope.js';
 
 export interface RunningNginx {
   stop(): Promise<void>;
@@ -44,10 +45,20 @@ http {
 }
 
 /** Runs nginx in the foreground with the rendered site included in a minimal main config. */
-export async function startNginx(dir: string, siteFile: string, port: number): Promise<RunningNginx> {
+export async function startNginx(scope: Scope, dir: string, siteFile: string, port: number): Promise<RunningNginx> {
   const { ok, conf, output } = checkNginxSite(dir, siteFile);
   if (!ok) throw new Error(`nginx -t failed:\n${output}`);
   const child = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGQUIT');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(killer);
+  };
+  scope.after(stop);
+  process.once('exit', () => child.kill('SIGKILL'));
   const errorLog = (): string => {
     try {
       return readFileSync(join(dir, 'error.log'), 'utf8');
@@ -64,13 +75,5 @@ export async function startNginx(dir: string, siteFile: string, port: number): P
     10_000,
     () => (child.exitCode !== null ? `nginx exited ${child.exitCode}: ${errorLog()}` : undefined),
   );
-  return {
-    errorLog,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGQUIT');
-      await exited;
-    },
-  };
+  return { errorLog, stop };
 }

@@ -3,6 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { basename, join } from 'node:path';
 import { sharedSecretMac } from '../../src/protocol/sharedSecretMac.js';
 import { freePort, waitFor } from './ports.js';
+import type { Scope } from './scope.js';
 
 /**
  * A real Synapse for the end-to-end tests: run from a Debian chroot built by
@@ -120,7 +121,8 @@ async function waitUntilServing(url: string, child: ChildProcess | undefined, lo
   );
 }
 
-export async function startSynapse(config: SynapseConfig): Promise<RunningSynapse> {
+/** Starts a Synapse; `scope` stops it when the test or suite ends. */
+export async function startSynapse(scope: Scope, config: SynapseConfig): Promise<RunningSynapse> {
   const sharedSecret = readFileSync(config.sharedSecretFile, 'utf8').trim();
   if (process.env.SYNAPSE_URL !== undefined) {
     const url = process.env.SYNAPSE_URL.replace(/\/+$/, '');
@@ -165,7 +167,7 @@ export async function startSynapse(config: SynapseConfig): Promise<RunningSynaps
   };
   const url = `http://127.0.0.1:${port}`;
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.pid !== undefined) {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       process.kill(-child.pid, 'SIGTERM');
       const timer = setTimeout(() => child.pid !== undefined && process.kill(-child.pid, 'SIGKILL'), 10_000);
@@ -174,12 +176,12 @@ export async function startSynapse(config: SynapseConfig): Promise<RunningSynaps
     }
     rmSync(hostDir, { recursive: true, force: true });
   };
-  try {
-    await waitUntilServing(url, child, log);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
+  scope.after(stop);
+  // The last resort, when the test process ends without its after hooks (killed by the test runner's timeout).
+  process.once('exit', () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+  });
+  await waitUntilServing(url, child, log);
   return { url, serverName: config.serverName, sharedSecret, log, stop };
 }
 

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { createAdminApiRegistrar } from '../../src/homeserver/adminApiRegistrar.js';
 import { createAppserviceRegistrar } from '../../src/homeserver/appserviceRegistrar.js';
 import { pingThroughHomeserver } from '../../src/homeserver/appservicePing.js';
@@ -8,12 +9,10 @@ import { sendJson, startFakeHomeserver, type FakeHomeserver, type FakeRoute } fr
 
 const node = { localpart: '0x' + '12'.repeat(20), password: 'ab'.repeat(65), displayname: '1212-' + 'cd'.repeat(65) };
 const userId = `@${node.localpart}:hs`;
-const servers: FakeHomeserver[] = [];
-after(async () => Promise.all(servers.map((server) => server.close())));
+const scope = suiteScope();
 
 async function fake(route: FakeRoute): Promise<FakeHomeserver> {
-  const server = await startFakeHomeserver(route);
-  servers.push(server);
+  const server = await startFakeHomeserver(scope, route);
   return server;
 }
 

@@ -1,12 +1,17 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
+import cluster from 'node:cluster';
 import { IpcPeer, type Channel, type Handlers } from '../../src/cluster/ipc.js';
+import { workerChannel } from '../../src/cluster/supervisor.js';
 import { primaryApiHandlers, primaryApiOver, type PrimaryApi } from '../../src/cluster/primaryApi.js';
 import { clientKeyOf } from '../../src/http/clientKey.js';
 import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
 import { HomeserverError, MatrixError, retryLater } from '../../src/protocol/matrixError.js';
 import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
 import { waitFor } from '../support/ports.js';
+
+/** A worker that says hello and exits at once, before the primary can answer. */
+const EXITING_FIXTURE = new URL('../support/exitingWorker.mjs', import.meta.url).pathname;
 
 /** Two peers joined like a primary and a worker, messages passing through JSON as on the real channel. */
 function connectedPeers(a: Handlers, b: Handlers): { left: IpcPeer; right: IpcPeer; packets: () => number } {
@@ -40,6 +45,7 @@ describe('IPC between the primary and a worker', () => {
         if (node.localpart === 'down') throw new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer');
         return { userId: `@${node.localpart}:hs`, homeServer: 'hs' };
       },
+      delivered: () => {},
       transaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',
       reportRefusals: (report) => reports.push(report),
@@ -49,7 +55,7 @@ describe('IPC between the primary and a worker', () => {
     const api = primaryApiOver(right);
     const before = packets();
     const [user, known, unknown, outcome] = await Promise.all([
-      api.register({ localpart: '0xab', displayname: 'ab-…', password: 'p' }),
+      api.register({ localpart: '0xab', displayname: 'ab-…', password: 'p' }, { client: '203.0.113.9', elapsedMs: 1, worker: 1 }),
       api.queryUser('@known:hs'),
       api.queryUser('@other:hs'),
       api.transaction('t1', { events: [] }),
@@ -70,7 +76,7 @@ describe('IPC between the primary and a worker', () => {
     });
     await api.limitClient('anyone');
     await assert.rejects(
-      api.register({ localpart: 'down', displayname: 'x', password: 'p' }),
+      api.register({ localpart: 'down', displayname: 'x', password: 'p' }, { client: '203.0.113.9', elapsedMs: 1, worker: 1 }),
       (error: unknown) => error instanceof HomeserverError && error.status === 504,
     );
 
@@ -101,6 +107,41 @@ describe('IPC between the primary and a worker', () => {
     await assert.rejects(open, /worker 3 exited/);
     await assert.rejects(right.request('boom', []), /worker 3 exited/);
     release();
+  });
+
+  it('ends the peer, never the process, when a send fails at once or later (the other process just went away)', async () => {
+    for (const fails of ['at once', 'later'] as const) {
+      const channel: Channel = {
+        send(_packet, done) {
+          const error = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+          if (fails === 'at once') throw error;
+          setImmediate(() => done(error));
+        },
+        onMessage: () => {},
+      };
+      const peer = new IpcPeer(channel, {}, () => {});
+      const open = peer.request('anything', []);
+      peer.notify('note', []);
+      await assert.rejects(open, /the other process cannot be reached: write EPIPE/);
+      assert.equal(peer.closed, true);
+      await assert.rejects(peer.request('later', []), /cannot be reached/);
+      await peer.flushNow();
+    }
+  });
+
+  it('survives a note and a reply to a real worker whose channel has just closed', async () => {
+    // The order the primary met on Node 24.22 at start-up: the worker is gone, its channel closed, and a note (start,
+    // stop) or a reply is still on its way to it. A send without a callback would emit 'error' on the Worker here.
+    cluster.setupPrimary({ exec: EXITING_FIXTURE, args: [], serialization: 'json' });
+    for (let round = 0; round < 5; round++) {
+      const worker = cluster.fork();
+      const peer = new IpcPeer(workerChannel(worker), { hello: () => 'welcome' }, () => {});
+      const hello = new Promise<void>((resolve) => worker.once('message', () => resolve()));
+      await hello;
+      await new Promise<void>((resolve) => (worker.isDead() ? resolve() : worker.once('exit', () => resolve())));
+      peer.notify('start', [{}]);
+      await waitFor('the failed send to close the peer', async () => (peer.closed ? true : undefined), 5000);
+    }
   });
 });
 

@@ -11,9 +11,9 @@ import { closeStores, postgresServer } from '../support/storeKinds.js';
 import { openPgStore } from '../../src/store/postgres/pgStore.js';
 
 describe('doctor --public-url', () => {
-  it('checks the path of the registration url, not a fixed /regapp/1', async () => {
+  it('checks the path of the registration url, not a fixed /regapp/1', async (t) => {
     const url = 'http://127.0.0.1:1/gates/photon-1';
-    const gate = await startInProcessGate({ settings: { 'appservice-url': url } });
+    const gate = await startInProcessGate(t, { settings: { 'appservice-url': url } });
     const publicUrl = gate.base.replace('/gates/photon-1', '');
     const datapath = tempDir('regservice-doctor-');
     const settings = resolveSettings([

@@ -2,7 +2,6 @@ import { strict as assert } from 'node:assert';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { RegistrationHandler } from '../../src/handlers/registrationHandler.js';
 import { createServer } from 'node:http';
 import { createRequestListener } from '../../src/http/app.js';
 import { registerRoute } from '../../src/http/registerRoute.js';
@@ -14,6 +13,10 @@ import { CallLimiter } from '../../src/homeserver/callLimiter.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { requestJson } from '../support/matrixClient.js';
 import { capturingLogger } from '../support/capturingLogger.js';
+import { waitFor } from '../support/ports.js';
+import type { NewNode, RegisteredUser } from '../../src/homeserver/registrar.js';
+import type { Outcome } from '../../src/handlers/registrationOutcome.js';
+import { hsTokenDigest } from '../../src/http/hsTokenAuth.js';
 
 const HS_TOKEN = 'hs-token-value';
 const node = signRegistration(randomPrivateKey(), 'hs.example.org');
@@ -21,20 +24,24 @@ const node = signRegistration(randomPrivateKey(), 'hs.example.org');
 describe('HTTP layer', () => {
   let server: Server;
   let base: string;
-  let outcome: RegistrationHandler = async () => ({ userId: '@u:hs', homeServer: 'hs' });
+  let outcome: (node: NewNode) => Promise<RegisteredUser> = async () => ({ userId: '@u:hs', homeServer: 'hs' });
   const logger = capturingLogger([HS_TOKEN]);
+  const counted: Outcome[] = [];
+  const delivered: [string, boolean][] = [];
 
   before(async () => {
     const listener = createRequestListener({
       basePath: '/regapp/1',
-      hsToken: HS_TOKEN,
+      hsTokenSha256: hsTokenDigest(HS_TOKEN),
       registerRoute: registerRoute({
         clientKey: () => '127.0.0.1',
         limitClient: undefined,
         verify: createRegistrationVerifier('hs.example.org', createAddressRecovery().recover),
         register: (request) => outcome(request),
+        delivered: (localpart, reached) => delivered.push([localpart, reached]),
         log: logger.log,
         refused: () => {},
+        count: (what) => counted.push(what),
       }),
       onTransaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',
@@ -84,36 +91,57 @@ describe('HTTP layer', () => {
   });
 
   it('counts a homeserver failure as homeserver_error and a full queue as busy, whatever their status', async () => {
-    const cases: [() => Promise<never>, string][] = [
-      [() => Promise.reject(homeserverFailed('it answered HTTP 500')), 'outcome=homeserver_error status=502'],
-      [() => Promise.reject(new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer')), 'outcome=homeserver_error status=504'],
-      [() => new CallLimiter(0, 0).run(async () => Promise.reject(new Error('never called'))), 'outcome=busy status=503'],
+    const cases: [() => Promise<never>, Outcome, number][] = [
+      [() => Promise.reject(homeserverFailed('it answered HTTP 500')), 'homeserver_error', 502],
+      [() => Promise.reject(new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer')), 'homeserver_error', 504],
+      [() => new CallLimiter(0, 0).run(async () => Promise.reject(new Error('never called'))), 'busy', 503],
     ];
-    for (const [failure, expected] of cases) {
+    for (const [failure, expected, status] of cases) {
       outcome = failure;
-      const before = logger.lines().length;
-      await requestJson('POST', `${base}/register`, node);
-      assert.ok(
-        logger
-          .lines()
-          .slice(before)
-          .some((line) => line.includes(expected)),
-        `${expected} in ${logger.lines().slice(before).join('\n')}`,
-      );
+      counted.length = 0;
+      assert.equal((await requestJson('POST', `${base}/register`, node)).status, status);
+      assert.deepEqual(counted, [expected]);
     }
   });
 
-  it('answers an unexpected failure with 500 M_UNKNOWN, logs it, and keeps serving', async () => {
+  it('answers an unexpected failure with 500 M_UNKNOWN, counts it, and keeps serving', async () => {
     outcome = async () => {
       throw new TypeError('boom');
     };
+    counted.length = 0;
     const answer = await requestJson('POST', `${base}/register`, node);
     assert.equal(answer.status, 500);
     assert.deepEqual(answer.body, { errcode: 'M_UNKNOWN', error: 'internal error' });
-    assert.ok(logger.lines().some((line) => /unexpected error .*boom/.test(line)));
-    assert.ok(logger.lines().some((line) => /outcome=internal_error status=500/.test(line)));
+    assert.deepEqual(counted, ['internal_error']);
     outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
     assert.equal((await requestJson('POST', `${base}/register`, node)).status, 200);
+  });
+
+  it('says a 200 reached the node once it went to the connection whole, and that it did not when the client hung up first', async () => {
+    delivered.length = 0;
+    outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
+    assert.equal((await requestJson('POST', `${base}/register`, node)).status, 200);
+    await waitFor('word of the delivery', async () => (delivered.length === 1 ? true : undefined), 5000);
+    assert.deepEqual(delivered, [[node.localpart, true]]);
+
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let reached: () => void = () => {};
+    const handedOver = new Promise<void>((resolve) => (reached = resolve));
+    outcome = async () => {
+      reached();
+      await held;
+      return { userId: '@u:hs', homeServer: 'hs' };
+    };
+    const aborter = new AbortController();
+    const request = fetch(`${base}/register`, { method: 'POST', body: JSON.stringify(node), signal: aborter.signal }).catch(() => 'gone');
+    await handedOver;
+    aborter.abort();
+    assert.equal(await request, 'gone');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    release();
+    await waitFor('word of the failed delivery', async () => (delivered.length === 2 ? true : undefined), 5000);
+    assert.deepEqual(delivered[1], [node.localpart, false], 'the answer nobody received');
   });
 
   it('refuses bad bodies before the handler', async () => {
@@ -201,7 +229,7 @@ describe('HTTP layer', () => {
     const basePath = '/reg(app)/[1]+:x*';
     const listener = createRequestListener({
       basePath,
-      hsToken: HS_TOKEN,
+      hsTokenSha256: hsTokenDigest(HS_TOKEN),
       registerRoute: (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"route":"register"}'),
       onTransaction: async () => 'processed',
       queryUser: async () => true,
@@ -228,10 +256,17 @@ describe('HTTP layer', () => {
     assert.equal(answer.body.errcode, 'M_NOT_JSON');
   });
 
-  it('logs one line per registration outcome without the password', () => {
+  it('logs, at debug, what it refused before handing a request over, and never the password', () => {
     const lines = logger.lines().filter((line) => / registration /.test(line));
-    assert.ok(lines.some((line) => line.includes(`localpart=${node.localpart} outcome=registered status=200`)));
-    assert.ok(lines.some((line) => /outcome=invalid status=413 reason="request body is too large"/.test(line)));
+    assert.ok(
+      lines.every((line) => !/outcome=(registered|homeserver_error|busy)/.test(line)),
+      'the primary logs what it decided',
+    );
+    assert.ok(
+      lines.some((line) =>
+        /debug registration client=127\.0\.0\.1 outcome=invalid status=413 reason="request body is too large"/.test(line),
+      ),
+    );
     assert.ok(lines.some((line) => /outcome=invalid status=400 reason="request body is not valid JSON"/.test(line)));
     for (const line of logger.lines()) {
       assert.ok(!line.includes(node.password), 'password in a log line');

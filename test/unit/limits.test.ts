@@ -85,8 +85,8 @@ const forgedFor = (victim: { localpart: string; displayname: string }) => ({
 describe('rate limits', () => {
   const nodes = Array.from({ length: 6 }, sign);
 
-  it('limits each client address, taken from X-Forwarded-For only when the peer is a trusted proxy', async () => {
-    const gate = await startInProcessGate({ settings: limitsOf(3, 0) });
+  it('limits each client address, taken from X-Forwarded-For only when the peer is a trusted proxy', async (t) => {
+    const gate = await startInProcessGate(t, { settings: limitsOf(3, 0) });
     for (const node of nodes.slice(0, 3)) assert.equal((await post(gate.base, node, '203.0.113.7')).status, 200);
     const limited = await post(gate.base, nodes[3], '203.0.113.7');
     assert.equal(limited.status, 429);
@@ -96,7 +96,7 @@ describe('rate limits', () => {
     assert.equal((await post(gate.base, nodes[3], '198.51.100.1')).status, 200, 'another client is not limited');
     await gate.close();
 
-    const untrusted = await startInProcessGate({ settings: limitsOf(3, 0, { 'trusted-proxies': '192.0.2.1' }) });
+    const untrusted = await startInProcessGate(t, { settings: limitsOf(3, 0, { 'trusted-proxies': '192.0.2.1' }) });
     for (const [index, node] of nodes.slice(0, 3).entries()) {
       assert.equal((await post(untrusted.base, node, `203.0.113.${index}`)).status, 200);
     }
@@ -104,8 +104,8 @@ describe('rate limits', () => {
     await untrusted.close();
   });
 
-  it('limits each verified node address, and a limit of 0 turns a limit off', async () => {
-    const gate = await startInProcessGate({ settings: limitsOf(0, 2) });
+  it('limits each verified node address, and a limit of 0 turns a limit off', async (t) => {
+    const gate = await startInProcessGate(t, { settings: limitsOf(0, 2) });
     const node = nodes[0]!;
     await gate.store.nodes.put({
       localpart: node.localpart,
@@ -120,8 +120,8 @@ describe('rate limits', () => {
     await gate.close();
   });
 
-  it('never charges a forged request to the node it names: the victim registers at once', async () => {
-    const gate = await startInProcessGate({ settings: limitsOf(1000, 10) });
+  it('never charges a forged request to the node it names: the victim registers at once', async (t) => {
+    const gate = await startInProcessGate(t, { settings: limitsOf(1000, 10) });
     const victim = sign();
     for (let i = 0; i < 30; i++) {
       const forged = await post(gate.base, forgedFor(victim), '203.0.113.66');
@@ -138,8 +138,8 @@ describe('rate limits', () => {
     await gate.close();
   });
 
-  it('limits IPv6 clients per /64 by default, per the configured prefix otherwise', async () => {
-    const per64 = await startInProcessGate({ settings: limitsOf(2, 0) });
+  it('limits IPv6 clients per /64 by default, per the configured prefix otherwise', async (t) => {
+    const per64 = await startInProcessGate(t, { settings: limitsOf(2, 0) });
     assert.equal((await post(per64.base, sign(), '2001:db8:1:2::1')).status, 200);
     assert.equal((await post(per64.base, sign(), '2001:db8:1:2:ffff::9')).status, 200);
     assert.equal(
@@ -153,7 +153,7 @@ describe('rate limits', () => {
     assert.equal((await post(per64.base, sign(), '203.0.113.5')).status, 429, 'an IPv4-mapped address is the IPv4 client');
     await per64.close();
 
-    const per128 = await startInProcessGate({ settings: limitsOf(2, 0, { 'rate-limit-ipv6-prefix': 128 }) });
+    const per128 = await startInProcessGate(t, { settings: limitsOf(2, 0, { 'rate-limit-ipv6-prefix': 128 }) });
     for (const address of ['2001:db8::1', '2001:db8::2', '2001:db8::3'])
       assert.equal((await post(per128.base, sign(), address)).status, 200);
     await per128.close();
@@ -161,7 +161,7 @@ describe('rate limits', () => {
 });
 
 describe('allow and deny lists after the signatures', () => {
-  it('gives a forged request the same answer whether or not its address is on a list', async () => {
+  it('gives a forged request the same answer whether or not its address is on a list', async (t) => {
     const listed = sign();
     const stranger = sign();
     const dir = tempDir('regservice-lists-');
@@ -170,7 +170,7 @@ describe('allow and deny lists after the signatures', () => {
     const answers = new Map<string, string>();
     for (const which of ['deny', 'allow'] as const) {
       const { policy } = loadAddressPolicy(which === 'deny' ? { denyFile: join(dir, 'deny') } : { allowFile: join(dir, 'allow') });
-      const gate = await startInProcessGate({ settings: limitsOf(0, 0), policy });
+      const gate = await startInProcessGate(t, { settings: limitsOf(0, 0), policy });
       for (const [name, victim] of [
         ['listed', listed],
         ['stranger', stranger],
@@ -184,7 +184,7 @@ describe('allow and deny lists after the signatures', () => {
     assert.equal(new Set(answers.values()).size, 1, `one answer for every forged request: ${JSON.stringify([...answers])}`);
 
     const { policy } = loadAddressPolicy({ denyFile: join(dir, 'deny') });
-    const gate = await startInProcessGate({ settings: limitsOf(0, 0), policy });
+    const gate = await startInProcessGate(t, { settings: limitsOf(0, 0), policy });
     const denied = await post(gate.base, listed);
     assert.equal(denied.status, 403);
     assert.match(String(denied.body.error), /may not register/);
@@ -195,8 +195,8 @@ describe('allow and deny lists after the signatures', () => {
 });
 
 describe('refusal summaries', () => {
-  it('counts refusals per outcome and client instead of logging each at info', async () => {
-    const gate = await startInProcessGate({ settings: limitsOf(3, 0) });
+  it('counts refusals per outcome and client instead of logging each at info', async (t) => {
+    const gate = await startInProcessGate(t, { settings: limitsOf(3, 0) });
     for (let i = 0; i < 4; i++) await post(gate.base, forgedFor(sign()), '203.0.113.9');
     await post(gate.base, { localpart: 12 }, '198.51.100.3');
     const report = gate.refusals.drain();

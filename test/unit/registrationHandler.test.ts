@@ -4,16 +4,17 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { tempDir } from '../support/tempDir.js';
 import { loadAddressPolicy, type AddressPolicy } from '../../src/access/addressLists.js';
-import { createRegistrationService } from '../../src/handlers/registrationHandler.js';
+import { createRegistrationService, type CallQueue, type RegistrationService } from '../../src/handlers/registrationHandler.js';
 import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { parseRegistrationRequest } from '../../src/protocol/registrationRequest.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
-import type { PendingRegistration } from '../../src/store/nodeStore.js';
+import type { NodeStore, PendingRegistration } from '../../src/store/nodeStore.js';
 import { StoreOpenError, type Store } from '../../src/store/store.js';
 import { closeStores, STORE_KINDS, type StoreKind } from '../support/storeKinds.js';
 import { capturingLogger } from '../support/capturingLogger.js';
+import { waitFor } from '../support/ports.js';
 
 const SERVER = 'hs.example.org';
 
@@ -29,18 +30,38 @@ class ScriptedRegistrar implements Registrar {
 const created = (node: NewNode): Promise<RegisteredUser> => Promise.resolve({ userId: `@${node.localpart}:${SERVER}`, homeServer: SERVER });
 const allowEveryone: AddressPolicy = () => {};
 
-function service(store: Store, registrar: Registrar, options: { exists?: (userId: string) => boolean; policy?: AddressPolicy } = {}) {
-  return createRegistrationService({
+interface ServiceOptions {
+  exists?: (userId: string) => boolean;
+  policy?: AddressPolicy;
+  calls?: CallQueue;
+  nodes?: NodeStore;
+}
+
+function service(store: Store, registrar: Registrar, options: ServiceOptions = {}) {
+  const made = createRegistrationService({
     serverName: SERVER,
-    nodes: store.nodes,
+    nodes: options.nodes ?? store.nodes,
     limitNode: async () => {},
     registrar,
+    ...(options.calls === undefined ? {} : { calls: options.calls }),
     userExists: async (userId) => options.exists?.(userId) ?? false,
     policy: () => options.policy ?? allowEveryone,
     log: capturingLogger().log,
     now: () => new Date('2026-03-04T05:06:07Z'),
   });
+  services.push(made);
+  return made;
 }
+const services: RegistrationService[] = [];
+after(() => services.forEach((made) => made.close()));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A homeserver queue that holds every call `ms` before it runs. */
+const slowQueue =
+  (ms: number): CallQueue =>
+  async (call) => {
+    await sleep(ms);
+    return call();
+  };
 
 after(closeStores);
 
@@ -64,17 +85,22 @@ for (const kind of STORE_KINDS)
         assert.equal(await store.nodes.get(newNode.localpart), undefined);
         return created(newNode);
       });
-      const user = await service(store, registrar).register(parseRegistrationRequest(body));
+      const svc = service(store, registrar);
+      const user = await svc.register(parseRegistrationRequest(body));
       assert.equal(user.userId, `@${body.localpart}:${SERVER}`);
       assert.ok(pendingDuringCall !== undefined, 'a pending entry exists while the homeserver is called');
-      assert.deepEqual(await store.nodes.get(body.localpart), {
+      const expected = {
         localpart: body.localpart,
         userId: `@${body.localpart}:${SERVER}`,
         displayname: body.displayname,
         registeredAt: '2026-03-04T05:06:07.000Z',
-        answered: true,
-      });
+        answered: false,
+      };
+      assert.deepEqual(await store.nodes.get(body.localpart), expected, 'recorded before the answer is sent, unanswered');
       assert.equal(await store.nodes.getPending(body.localpart), undefined);
+      svc.delivered(body.localpart, true);
+      await waitFor('the record marked answered', async () => ((await store.nodes.get(body.localpart))?.answered ? true : undefined), 5000);
+      assert.deepEqual(await store.nodes.get(body.localpart), { ...expected, answered: true });
       await store.close();
     });
 
@@ -83,6 +109,7 @@ for (const kind of STORE_KINDS)
       const body = node();
       let store = await kind.fresh();
       await service(store, registrar).register(parseRegistrationRequest(body));
+      await store.nodes.markAnswered([body.localpart]);
       store = await kind.laterRun(store);
       await assert.rejects(service(store, registrar).register(parseRegistrationRequest(body)), isStatus(409));
       assert.equal(registrar.calls.length, 1);
@@ -130,6 +157,7 @@ for (const kind of STORE_KINDS)
       assert.equal(user.userId, `@${lost.localpart}:${SERVER}`);
       assert.equal(await store.nodes.getPending(lost.localpart), undefined);
       assert.equal((await store.nodes.get(lost.localpart))?.userId, `@${lost.localpart}:${SERVER}`);
+      await store.nodes.markAnswered([lost.localpart]);
       await assert.rejects(svc.register(parseRegistrationRequest(lost)), isStatus(409), 'answered once');
       await store.close();
     });
@@ -144,7 +172,7 @@ for (const kind of STORE_KINDS)
       const user = await service(store, registrar, { exists: (id) => id === userId }).register(parseRegistrationRequest(body));
       assert.equal(user.userId, userId);
       assert.equal(registrar.calls.length, 0);
-      assert.equal((await store.nodes.get(body.localpart))?.answered, true);
+      assert.equal((await store.nodes.get(body.localpart))?.answered, false, 'answered once its 200 is delivered');
     });
 
     it('retries an interrupted registration whose user does not exist', async () => {
@@ -188,7 +216,12 @@ for (const kind of STORE_KINDS)
 
       const first = await svc.register(parseRegistrationRequest(made));
       assert.equal(first.userId, `@${made.localpart}:${SERVER}`, 'the node that never got its answer gets it now');
-      await assert.rejects(svc.register(parseRegistrationRequest(made)), isStatus(409), 'once');
+      await assert.rejects(svc.register(parseRegistrationRequest(made)), isStatus(409), 'a second request while the 200 is on its way');
+      svc.delivered(made.localpart, false);
+      assert.equal((await svc.register(parseRegistrationRequest(made))).userId, first.userId, 'again: the 200 did not reach it');
+      svc.delivered(made.localpart, true);
+      await waitFor('the record marked answered', async () => ((await store.nodes.get(made.localpart))?.answered ? true : undefined), 5000);
+      await assert.rejects(svc.register(parseRegistrationRequest(made)), isStatus(409), 'once delivered, 409');
       assert.equal(registrar.calls.length, 0);
       await store.close();
     });
@@ -217,6 +250,51 @@ for (const kind of STORE_KINDS)
       writeFileSync(join(dir, 'bad'), 'not-an-address\n');
       assert.throws(() => loadAddressPolicy({ denyFile: join(dir, 'bad') }), /bad line 1: not an address/);
       await store.close();
+    });
+
+    it('renews its lease while a registration waits in the homeserver queue: nobody may reconcile the node meanwhile', async () => {
+      const store = await kind.fresh({ leaseMs: 600 });
+      const body = node();
+      const registrar = new ScriptedRegistrar(created);
+      const registering = service(store, registrar, { calls: slowQueue(1500) }).register(parseRegistrationRequest(body));
+      await sleep(1100);
+      const reconcilable = (await store.nodes.listReconcilable()).map((entry) => entry.localpart);
+      assert.ok(!reconcilable.includes(body.localpart), 'the lease was renewed past its first end');
+      assert.equal((await registering).userId, `@${body.localpart}:${SERVER}`);
+      assert.equal(registrar.calls.length, 1);
+    });
+
+    it('makes no homeserver call once its lease is gone: taken over, or not renewed while the store was down', async () => {
+      const store = await kind.fresh({ leaseMs: 600 });
+      for (const renewal of [async () => false, async () => Promise.reject(new Error('connection refused'))]) {
+        const body = node();
+        const registrar = new ScriptedRegistrar(created);
+        const nodes: NodeStore = { ...store.nodes, renewPending: renewal };
+        await assert.rejects(
+          service(store, registrar, { calls: slowQueue(1000), nodes }).register(parseRegistrationRequest(body)),
+          (error: unknown) => isStatus(503)(error) && /could not be started/.test((error as Error).message),
+        );
+        assert.equal(registrar.calls.length, 0);
+        assert.ok((await store.nodes.getPending(body.localpart)) !== undefined, 'the entry stays for whoever holds it now');
+      }
+    });
+
+    it('records an account the homeserver created as soon as the store answers again, and answers 503 meanwhile', async () => {
+      const store = await kind.fresh();
+      const body = node();
+      let down = true;
+      const nodes: NodeStore = {
+        ...store.nodes,
+        confirm: (record) =>
+          down ? Promise.reject(new MatrixError(503, 'M_UNKNOWN', 'the registry database is unavailable')) : store.nodes.confirm(record),
+      };
+      const svc = service(store, new ScriptedRegistrar(created), { nodes });
+      await assert.rejects(svc.register(parseRegistrationRequest(body)), isStatus(503));
+      assert.equal(await store.nodes.get(body.localpart), undefined);
+      down = false;
+      const recorded = await waitFor('the record', async () => store.nodes.get(body.localpart), 10_000);
+      assert.equal(recorded.answered, false, 'the node was told to retry: its retry gets 200 once');
+      assert.equal((await svc.register(parseRegistrationRequest(body))).userId, `@${body.localpart}:${SERVER}`);
     });
 
     it('lets only one of two concurrent requests for a node reach the homeserver', async () => {

@@ -1,18 +1,17 @@
 import { strict as assert } from 'node:assert';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { suiteScope } from '../support/scope.js';
 import { createSharedSecretRegistrar } from '../../src/homeserver/sharedSecretRegistrar.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 import { sharedSecretMac } from '../../src/protocol/sharedSecretMac.js';
 import { freePort } from '../support/ports.js';
-import { sendJson, startFakeHomeserver, type FakeHomeserver, type FakeRoute } from '../support/fakeHomeserver.js';
+import { sendJson, startFakeHomeserver, type FakeRoute } from '../support/fakeHomeserver.js';
 
 const node = { localpart: '0x' + '12'.repeat(20), password: 'ab'.repeat(65), displayname: '1212-' + 'cd'.repeat(65) };
-const servers: FakeHomeserver[] = [];
-after(async () => Promise.all(servers.map((server) => server.close())));
+const scope = suiteScope();
 
 async function registrarFor(route: FakeRoute, timeoutMs = 2000) {
-  const server = await startFakeHomeserver(route);
-  servers.push(server);
+  const server = await startFakeHomeserver(scope, route);
   return {
     server,
     registrar: createSharedSecretRegistrar({ homeserverUrl: server.url, serverName: 'hs', sharedSecret: 'shh', timeoutMs, login: false }),

@@ -72,6 +72,7 @@ describe('two gates on one PostgreSQL store', () => {
     );
     release();
     await first;
+    await storeA.nodes.markAnswered([request.localpart]); // its answer was delivered
     await assert.rejects(gate(storeB, registrarB).register(request), isStatus(409));
     assert.equal(registrarB.calls, 0);
     assert.equal(registrarA.calls, 1);
@@ -114,8 +115,10 @@ describe('two gates on one PostgreSQL store', () => {
       onSynapse.add(`@${newNode.localpart}:${SERVER}`);
       return new Promise<RegisteredUser>(() => {});
     });
-    void gate(storeA, dying).register(parseRegistrationRequest(reconciled));
-    void gate(storeA, dying).register(parseRegistrationRequest(retried));
+    // A dead gate renews nothing: its leases run out.
+    const deadA: Store = { ...storeA, nodes: { ...storeA.nodes, renewPending: () => new Promise<boolean>(() => {}) } };
+    void gate(deadA, dying).register(parseRegistrationRequest(reconciled));
+    void gate(deadA, dying).register(parseRegistrationRequest(retried));
     while (dying.calls < 2) await new Promise((resolve) => setTimeout(resolve, 5));
 
     const registrarB = countingRegistrar();

@@ -1,45 +1,69 @@
 import { strict as assert } from 'node:assert';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { tempDir } from '../support/tempDir.js';
 import { MAX_FAILED_STARTS, StartError, Supervisor } from '../../src/cluster/supervisor.js';
+import { WORKER_ENVIRONMENT } from '../../src/cluster/workerSettings.js';
 import { resolveSettings } from '../../src/config/settings.js';
 import { capturingLogger } from '../support/capturingLogger.js';
 import { waitFor } from '../support/ports.js';
 
 const FIXTURE = new URL('../support/fixtureWorker.mjs', import.meta.url).pathname;
+const EXITING_FIXTURE = new URL('../support/exitingWorker.mjs', import.meta.url).pathname;
 const settings = resolveSettings([
   { source: 'test', values: { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h' } },
 ]).settings;
 
-function supervisor(count: number, onCrashLoop: (reason: string) => void = () => {}) {
+function supervisor(count: number, onCrashLoop: (reason: string) => void = () => {}, exec = FIXTURE) {
   const logger = capturingLogger();
-  return {
-    logger,
-    supervisor: new Supervisor({ count, exec: FIXTURE, settings, handlers: {}, log: logger.log, onCrashLoop, stopTimeoutMs: 5000 }),
-  };
+  const workers = new Supervisor({
+    count,
+    exec,
+    settings,
+    handlers: {},
+    log: logger.log,
+    onCrashLoop,
+    stopTimeoutMs: 5000,
+    environment: ['FIXTURE_FAIL_FILE'],
+  });
+  return { logger, supervisor: workers };
+}
+
+/** The pids of the first `count` workers the supervisor logged as listening, once it has logged that many. */
+function listeningWorkers(lines: () => readonly string[], count: number): Promise<number[]> {
+  return waitFor(
+    `${count} worker pids`,
+    async () => {
+      const pids = lines()
+        .filter((line) => /worker listening/.test(line))
+        .map((line) => Number(/pid=(\d+)/.exec(line)?.[1]));
+      return pids.length === count ? pids : undefined;
+    },
+    5000,
+  );
 }
 
 describe('Supervisor with real worker processes (node:cluster)', () => {
   const dir = tempDir('regservice-supervisor-');
   const failFile = join(dir, 'fail');
   process.env.FIXTURE_FAIL_FILE = failFile;
+  const running: Supervisor[] = [];
+  after(async () => {
+    for (const workers of running) await workers.stop();
+  });
+  const started = (made: ReturnType<typeof supervisor>): ReturnType<typeof supervisor> => {
+    running.push(made.supervisor);
+    return made;
+  };
 
   it('replaces a worker that dies, and stops the service when replacements keep failing to start', async () => {
     let crashLoop: string | undefined;
-    const { supervisor: workers, logger } = supervisor(2, (reason) => (crashLoop = reason));
+    const { supervisor: workers, logger } = started(supervisor(2, (reason) => (crashLoop = reason)));
     await workers.start();
     assert.equal(workers.listening, 2);
 
-    const pids = await waitFor(
-      'two worker pids',
-      async () => {
-        const lines = logger.lines().filter((line) => /worker listening/.test(line));
-        return lines.length === 2 ? lines.map((line) => Number(/pid=(\d+)/.exec(line)?.[1])) : undefined;
-      },
-      5000,
-    );
+    const pids = await listeningWorkers(logger.lines, 2);
     process.kill(pids[0]!, 'SIGKILL');
     await waitFor(
       'a replacement',
@@ -59,7 +83,7 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
 
   it('fails the start with the reason a worker gave, and stop() ends every worker', async () => {
     writeFileSync(failFile, '');
-    const { supervisor: failing } = supervisor(2);
+    const { supervisor: failing } = started(supervisor(2));
     await assert.rejects(
       failing.start(),
       (error: unknown) => error instanceof StartError && error.message === 'the fixture was told to fail',
@@ -67,10 +91,60 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
     await failing.stop();
     rmSync(failFile);
 
-    const { supervisor: healthy } = supervisor(3);
+    const { supervisor: healthy } = started(supervisor(3));
     await healthy.start();
     await healthy.stop();
     assert.equal(healthy.listening, 0);
-    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('survives workers that exit while its answers are on their way to them, and says why the start failed', async () => {
+    // Each worker says hello and exits at once: the primary's answer (start) meets a channel that just closed.
+    for (let round = 0; round < 5; round++) {
+      const { supervisor: workers } = started(supervisor(4, () => {}, EXITING_FIXTURE));
+      await assert.rejects(workers.start(), (error: unknown) => error instanceof StartError && /before it listened/.test(error.message));
+      await workers.stop();
+    }
+  });
+
+  it("starts workers with an allow-listed environment: none of the primary's secrets, whatever their name", async () => {
+    const planted = {
+      MATRIX_REGSERVICE_SHARESECRET: 'planted-shared-secret',
+      PGPASSWORD: 'planted-database-password',
+      MATRIX_REGSERVICE_CONFIG: '/etc/regservice/secret-config.yaml',
+      SOME_OPERATOR_TOKEN: 'planted-operator-token',
+    };
+    Object.assign(process.env, planted);
+    try {
+      const { supervisor: workers, logger } = started(supervisor(2));
+      await workers.start();
+      const pids = await listeningWorkers(logger.lines, 2);
+      for (const pid of pids) {
+        const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+        const names = environ
+          .split('\0')
+          .filter(Boolean)
+          .map((entry) => entry.split('=')[0]);
+        for (const value of Object.values(planted)) assert.ok(!environ.includes(value), `${value} reached worker ${pid}`);
+        // Node adds the cluster's and the IPC channel's own.
+        const allowed = new Set([
+          ...WORKER_ENVIRONMENT,
+          'FIXTURE_FAIL_FILE',
+          'NODE_UNIQUE_ID',
+          'NODE_CHANNEL_FD',
+          'NODE_CHANNEL_SERIALIZATION_MODE',
+        ]);
+        assert.deepEqual(
+          names.filter((name) => !allowed.has(name ?? '')),
+          [],
+          'only allowed names',
+        );
+        assert.ok(names.includes('NODE_UNIQUE_ID') && names.includes('FIXTURE_FAIL_FILE'));
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        for (const value of Object.values(planted)) assert.ok(!cmdline.includes(value));
+      }
+      await workers.stop();
+    } finally {
+      for (const name of Object.keys(planted)) delete process.env[name];
+    }
   });
 });

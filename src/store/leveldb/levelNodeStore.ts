@@ -35,6 +35,7 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
     return entries;
   };
   return {
+    leaseMs: options.leaseMs,
     get,
     put: (record) => nodes.put(record.localpart, record),
     async touch(localpart, when) {
@@ -53,12 +54,24 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
       await pending.put(entry.localpart, stored);
       return { claimed: true, interrupted };
     },
+    async renewPending(localpart) {
+      const stored = await getStored(localpart);
+      if (stored?.holder !== options.holder) return false;
+      await pending.put(localpart, { ...stored, leaseUntil: now() + options.leaseMs });
+      return true;
+    },
     deletePending: (localpart) => pending.del(localpart),
     async confirm(record) {
       await nodes.db.batch([
         { type: 'put', sublevel: nodes, key: record.localpart, value: record },
         { type: 'del', sublevel: pending, key: record.localpart },
       ]);
+    },
+    async markAnswered(localparts) {
+      const records = await nodes.getMany([...localparts]);
+      const unanswered = records.filter((record): record is NodeRecord => (record as NodeRecord | undefined)?.answered === false);
+      if (unanswered.length === 0) return;
+      await nodes.batch(unanswered.map((record) => ({ type: 'put', key: record.localpart, value: { ...record, answered: true } })));
     },
     async *list() {
       for await (const value of nodes.values()) yield value as NodeRecord;

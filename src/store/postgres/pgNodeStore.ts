@@ -68,6 +68,7 @@ const CLAIM = `WITH previous AS (SELECT lease_until FROM regservice_pending WHER
 /** Node records and pending entries in PostgreSQL, shared by every gate; leases use the database's clock. */
 export function createPgNodeStore(pool: pg.Pool, options: { readonly holder: string; readonly leaseMs: number }): NodeStore {
   return {
+    leaseMs: options.leaseMs,
     async get(localpart) {
       const { rows } = await query<NodeRow>(pool, `SELECT ${NODE_COLUMNS} FROM regservice_nodes WHERE localpart = $1`, [localpart]);
       return rows[0] === undefined ? undefined : recordOf(rows[0]);
@@ -99,12 +100,24 @@ export function createPgNodeStore(pool: pg.Pool, options: { readonly holder: str
       if (row?.claimed === true) return { claimed: true, interrupted: row.existed };
       return { claimed: false, retryAfterMs: Math.max(1000, Number(row?.remaining_ms ?? 1000)) };
     },
+    async renewPending(localpart) {
+      const result = await query(
+        pool,
+        "UPDATE regservice_pending SET lease_until = now() + $3 * interval '1 millisecond' WHERE localpart = $1 AND holder = $2",
+        [localpart, options.holder, options.leaseMs],
+      );
+      return (result.rowCount ?? 0) > 0;
+    },
     async deletePending(localpart) {
       await query(pool, 'DELETE FROM regservice_pending WHERE localpart = $1', [localpart]);
     },
     async confirm(record) {
       // One statement, so one transaction: the record appears and the pending entry goes together.
       await query(pool, `WITH gone AS (DELETE FROM regservice_pending WHERE localpart = $1) ${UPSERT_NODE}`, nodeValues(record));
+    },
+    async markAnswered(localparts) {
+      if (localparts.length === 0) return;
+      await query(pool, 'UPDATE regservice_nodes SET answered = true WHERE localpart = ANY($1) AND NOT answered', [[...localparts]]);
     },
     async listPending() {
       const { rows } = await query<PendingRow>(pool, `SELECT ${PENDING_COLUMNS} FROM regservice_pending ORDER BY localpart`);
