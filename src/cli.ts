@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { loadSettings, type SettingsSources } from './config/loadSettings.js';
-import { urlPassword } from './config/databaseUrl.js';
+import { urlSecrets } from './config/databaseUrl.js';
 import { envName, OPTION_SPECS } from './config/options.js';
 import {
   describeDefault,
@@ -40,8 +40,8 @@ async function reportFailure(run: () => void | Promise<void>): Promise<void> {
 
 /** The database password, however it was given, so that no log line ever carries it. */
 function databaseSecrets(settings: Settings): string[] {
-  const fromUrl = settings.database === undefined ? '' : urlPassword(settings.database);
-  return [settings.databasePassword ?? '', fromUrl].filter((secret) => secret !== '');
+  const fromUrl = settings.database === undefined ? [] : urlSecrets(settings.database);
+  return [settings.databasePassword ?? '', ...fromUrl].filter((secret) => secret !== '');
 }
 
 function sourcesOf(command: Command): SettingsSources {
@@ -139,9 +139,12 @@ export function buildProgram(): Command {
       "Synapse's homeserver.yaml to take server_name, shared secret and client listener from (default ./homeserver.yaml if present)",
     )
     .option('--patch-homeserver', 'apply the needed homeserver.yaml changes (keeps comments, writes a backup)', false)
-    .option('--nginx <file>', 'also write an nginx site for this deployment')
+    .option('--nginx-location <file>', 'also write the nginx location nodes register through, to include in your own server block')
+    .option('--nginx <file>', 'also write a whole nginx site (a server block for Synapse and the service) for this deployment')
+    .option('--tls-certificate <file>', 'with --nginx: the site speaks TLS with this certificate (full chain)')
+    .option('--tls-key <file>', "with --nginx: the certificate's private key")
     .option('--systemd <file>', 'also write a hardened systemd unit for this deployment')
-    .option('--public-port <port>', 'public port of the nginx site', '80')
+    .option('--public-port <port>', 'public port of the nginx site (default 443 with TLS, else 80)')
     .option('--public-name <name>', 'server_name of the nginx site (default: the matrix domain)')
     .option('--systemd-user <user>', 'system user of the systemd unit', 'matrix-regservice')
     .option(
@@ -149,6 +152,11 @@ export function buildProgram(): Command {
       'a gate behind nginx, once per gate sharing --database: renders an upstream block, and the registration url points at it',
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
+    )
+    .option(
+      '--appservice-port <port>',
+      'with --upstream: the loopback port of the nginx server through which Synapse reaches the gates',
+      '8019',
     )
     .action((options: GenconfigOptions, command: Command) =>
       reportFailure(() => runGenconfig(options, (fallback) => settingsOrExit(command, { requireSecrets: false }, fallback), process)),

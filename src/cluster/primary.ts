@@ -11,6 +11,7 @@ import { createUserExists } from '../homeserver/userExists.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
 import { openServiceStore } from '../store/openStore.js';
 import { createMetricsServer } from '../http/metricsServer.js';
+import { UNNAMED_CLIENTS_WARNING } from '../http/clientKey.js';
 import { aggregateMetrics, createPrimaryMetrics, type MetricsSnapshot } from '../metrics/metrics.js';
 import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
@@ -108,7 +109,12 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     refused: (outcome, client) => refusals.add(outcome, client),
   });
   const summarize = (): void => {
-    if (!refusals.empty) log.info('refused requests', refusalSummaryFields(refusals.drain(), settings.refusalSummaryIntervalMs));
+    if (refusals.empty) return;
+    const report = refusals.drain();
+    const interval = settings.refusalSummaryIntervalMs;
+    if (Object.keys(report.outcomes).length > 0) log.info('refused requests', refusalSummaryFields(report, interval));
+    if (report.unnamedClients !== undefined)
+      log.warn(UNNAMED_CLIENTS_WARNING, { requests: report.unnamedClients, interval_s: interval / 1000 });
   };
   const summaries = setInterval(summarize, settings.refusalSummaryIntervalMs);
   summaries.unref();

@@ -113,6 +113,8 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
   });
   /** The nodes whose 200 is on its way, and the worker delivering each. */
   const delivering = new Map<string, number>();
+  /** Workers that exited: an answer finished for one of them afterwards reaches nobody. */
+  const gone = new Set<number>();
   const settle = (localpart: string, reached: boolean): void => {
     if (!delivering.delete(localpart)) return;
     registration.delivered(localpart, reached);
@@ -143,6 +145,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       try {
         const user = await registration.register(node);
         delivering.set(node.localpart, worker);
+        if (gone.has(worker)) settle(node.localpart, false);
         logOutcome(outcomeOfUser(user), { ...base, outcome: outcomeOfUser(user), status: 200, duration_ms: durationMs() }, client);
         return user;
       } catch (error) {
@@ -166,6 +169,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
     api,
     registration,
     workerGone: (worker) => {
+      gone.add(worker);
       for (const [localpart, by] of delivering) if (by === worker) settle(localpart, false);
     },
   };

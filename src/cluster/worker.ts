@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { createLogger, type Logger } from '../log/logger.js';
 import { RefusalTally } from '../log/refusalTally.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/metrics.js';
@@ -48,6 +48,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
     hsTokenSha256: settings.hsTokenSha256,
     registerRoute: registerRoute({
       clientKey: createClientKey(settings.trustedProxies, settings.rateLimitIpv6Prefix),
+      unnamedClient: () => deps.refusals.unnamedClient(),
       limitClient: settings.rateLimitClientPerMinute === 0 ? undefined : (key) => api.limitClient(key),
       verify: createRegistrationVerifier(settings.serverName, createAddressRecovery().recover),
       register: (node, request) => api.register(node, { ...request, worker: cluster.worker?.id ?? 0 }),
@@ -61,11 +62,17 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
     log,
   });
   let stopping = false;
+  /** Answers not sent yet: once stopping, each goes out with Connection: close. */
+  const answering = new Set<ServerResponse>();
   // Slow clients get clientTimeoutMs for headers and body; the check runs every second, not every 30 s.
   const server = createServer(
     { headersTimeout: settings.clientTimeoutMs, requestTimeout: settings.clientTimeoutMs, connectionsCheckingInterval: 1000 },
     (req, res) => {
       if (stopping) res.shouldKeepAlive = false;
+      else {
+        answering.add(res);
+        res.once('close', () => answering.delete(res));
+      }
       listener(req, res);
     },
   );
@@ -74,6 +81,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
     server,
     close(cutAfterMs) {
       stopping = true;
+      for (const res of answering) if (!res.headersSent) res.shouldKeepAlive = false;
       return new Promise<void>((resolve) => {
         const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
         const cut = setTimeout(() => server.closeAllConnections(), cutAfterMs);

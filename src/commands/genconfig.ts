@@ -8,11 +8,11 @@ import {
   GenconfigError,
   planGenconfig,
   readTemplate,
-  renderNginxSite,
   renderSystemdUnit,
   RUN_FILE,
   writeGenconfig,
 } from '../genconfig/genconfig.js';
+import { registrationUrlThroughNginx, renderNginxSite, renderNginxSnippet, type NginxTemplates } from '../genconfig/nginxSite.js';
 import { EXIT_BAD_SETTINGS, EXIT_FAILURE, failCommand, type Output } from './commandFailure.js';
 
 export interface GenconfigOptions {
@@ -22,8 +22,14 @@ export interface GenconfigOptions {
   readonly homeserverConfig?: string | undefined;
   readonly patchHomeserver: boolean;
   readonly nginx?: string | undefined;
+  /** A location snippet to include in the operator's own server block. */
+  readonly nginxLocation?: string | undefined;
+  readonly tlsCertificate?: string | undefined;
+  readonly tlsKey?: string | undefined;
+  readonly appservicePort: string;
   readonly systemd?: string | undefined;
-  readonly publicPort: string;
+  /** Default: 443 with TLS, else 80. */
+  readonly publicPort?: string | undefined;
   readonly publicName?: string | undefined;
   readonly systemdUser: string;
   /** host:port of each gate behind nginx (several gates sharing one --database). */
@@ -59,13 +65,35 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
   };
   const { settings, warnings } = settingsFor(deploymentDefaults);
   for (const warning of warnings) out.stderr.write(`warning: ${warning}\n`);
-  const publicPort = Number(options.publicPort);
-  if (!Number.isInteger(publicPort) || publicPort < 1 || publicPort > 65535)
-    failCommand(`--public-port must be a port, got "${options.publicPort}"`, EXIT_BAD_SETTINGS);
+  const port = (value: string, flag: string): number => {
+    const number = Number(value);
+    if (!Number.isInteger(number) || number < 1 || number > 65535) failCommand(`${flag} must be a port, got "${value}"`, EXIT_BAD_SETTINGS);
+    return number;
+  };
+  if ((options.tlsCertificate === undefined) !== (options.tlsKey === undefined)) {
+    failCommand('--tls-certificate and --tls-key go together: give both, or neither for plain HTTP', EXIT_BAD_SETTINGS);
+  }
+  const tls =
+    options.tlsCertificate === undefined || options.tlsKey === undefined
+      ? undefined
+      : { certificate: resolve(options.tlsCertificate), key: resolve(options.tlsKey) };
+  if (tls !== undefined && options.nginx === undefined)
+    failCommand('--tls-certificate and --tls-key are for the site --nginx FILE writes', EXIT_BAD_SETTINGS);
+  const publicPort = port(options.publicPort ?? (tls === undefined ? '80' : '443'), '--public-port');
+  if (tls === undefined && publicPort === 443) {
+    out.stderr.write('warning: --public-port 443 without --tls-certificate and --tls-key: the site serves plain HTTP there\n');
+  }
   const upstreams = options.upstream;
   if (upstreams.length > 0 && options.nginx === undefined) {
-    failCommand('--upstream lists the gates of an nginx upstream block: give --nginx FILE too', EXIT_BAD_SETTINGS);
+    failCommand('--upstream lists the gates of an nginx upstream block: give --nginx FILE too (a whole site)', EXIT_BAD_SETTINGS);
   }
+  const nginxOptions = {
+    upstreams,
+    publicPort,
+    publicName: options.publicName ?? settings.serverName.replace(/:\d+$/, ''),
+    tls,
+    appservicePort: port(options.appservicePort, '--appservice-port'),
+  };
   if (upstreams.length > 1 && settings.database === undefined) {
     out.stderr.write('warning: several gates without --database each keep their own LevelDB registry and limits\n');
   }
@@ -73,25 +101,28 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
     ...defaultGenconfigInput(settings, options.out),
     appserviceId: options.id,
     // Several gates: the homeserver reaches them through nginx's upstream, so its transactions fail over too.
-    registrationUrl: upstreams.length > 0 ? `http://127.0.0.1:${publicPort}${settings.basePath}` : undefined,
+    registrationUrl: upstreams.length > 0 ? registrationUrlThroughNginx(settings, nginxOptions) : undefined,
   };
   try {
     const plan = planGenconfig(input);
-    const site = {
-      upstreams,
-      publicPort,
-      publicName: options.publicName ?? settings.serverName.replace(/:\d+$/, ''),
-      user: options.systemdUser,
-      runScript: join(input.outDir, RUN_FILE),
+    const site = { user: options.systemdUser, runScript: join(input.outDir, RUN_FILE) };
+    const templates: NginxTemplates = {
+      site: readTemplate('nginx-site.conf.template'),
+      location: readTemplate('nginx-location.conf.template'),
+      snippet: readTemplate('nginx-snippet.conf.template'),
+      appservice: readTemplate('nginx-appservice.conf.template'),
     };
     const files = [
       ...plan.files,
       ...(options.nginx === undefined
         ? []
+        : [{ name: resolve(options.nginx), content: renderNginxSite(templates, settings, nginxOptions, input.now), mode: 0o644 }]),
+      ...(options.nginxLocation === undefined
+        ? []
         : [
             {
-              name: resolve(options.nginx),
-              content: renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, input.now),
+              name: resolve(options.nginxLocation),
+              content: renderNginxSnippet(templates, settings, resolve(options.nginxLocation), input.now),
               mode: 0o644,
             },
           ]),

@@ -1,39 +1,60 @@
 /** libpq's sslmode values. */
 const SSL_MODES: readonly string[] = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
 
-/** The URL without its password, for logs and messages. */
-export function describeDatabaseUrl(url: string): string {
+/**
+ * Query parameters that carry a secret, as libpq reads a URL: the password (its other way of giving one) and the
+ * passphrase of the client key. Each is treated as the password in the URL's userinfo is: masked, warned of, refused
+ * in run.sh.
+ */
+const SECRET_PARAMETERS: readonly string[] = ['password', 'sslpassword'];
+const MASK = '***';
+
+function parsed(url: string): URL | undefined {
   try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
+    return new URL(url);
   } catch {
-    return 'postgresql://(unparsable URL)';
+    return undefined;
   }
+}
+
+/** The URL without its secrets, for logs and messages. */
+export function describeDatabaseUrl(url: string): string {
+  const parts = parsed(url);
+  if (parts === undefined) return 'postgresql://(unparsable URL)';
+  if (parts.password !== '') parts.password = MASK;
+  for (const name of SECRET_PARAMETERS) if (parts.searchParams.has(name)) parts.searchParams.set(name, MASK);
+  return parts.toString().replaceAll(encodeURIComponent(MASK), MASK);
 }
 
 /** A URL the service accepts as --database, or the reason it does not. */
 export function databaseUrlProblem(url: string): string | undefined {
   if (!/^postgres(ql)?:\/\//.test(url)) return 'must be a postgresql:// URL';
-  let mode: string | null;
-  try {
-    mode = new URL(url).searchParams.get('sslmode');
-  } catch {
-    return 'is not a URL';
-  }
+  const parts = parsed(url);
+  if (parts === undefined) return 'is not a URL';
+  const mode = parts.searchParams.get('sslmode');
   if (mode !== null && !SSL_MODES.includes(mode)) return `sslmode must be one of ${SSL_MODES.join(', ')}, got "${mode}"`;
+  if (parts.searchParams.has('passfile')) {
+    return 'names a passfile, which this service does not read: put the password alone in a file (mode 0600) and give --database-password-file FILE';
+  }
   return undefined;
 }
 
-/** The password a URL carries, decoded ('' when none or unparsable): to scrub it from logs. */
-export function urlPassword(url: string): string {
-  try {
-    return decodeURIComponent(new URL(url).password);
-  } catch {
-    return '';
-  }
+/** The secrets a URL carries, decoded (none when unparsable): to scrub them from every log line. */
+export function urlSecrets(url: string): string[] {
+  const parts = parsed(url);
+  if (parts === undefined) return [];
+  const secrets = [parts.password === '' ? '' : decodeURIComponent(parts.password)];
+  for (const name of SECRET_PARAMETERS) secrets.push(...parts.searchParams.getAll(name));
+  return secrets.filter((secret) => secret !== '');
 }
 
+/** Whether the URL gives the user's password, in its userinfo or as ?password=. */
+export function urlGivesPassword(url: string): boolean {
+  const parts = parsed(url);
+  return parts !== undefined && (parts.password !== '' || (parts.searchParams.get('password') ?? '') !== '');
+}
+
+/** Whether the URL carries a password (in its userinfo or as a parameter) or another secret. */
 export function urlHasPassword(url: string): boolean {
-  return urlPassword(url) !== '';
+  return urlSecrets(url).length > 0;
 }

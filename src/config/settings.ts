@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import proxyaddr from 'proxy-addr';
 import { normalizeHomeserverUrl } from './homeserverUrl.js';
-import { databaseUrlProblem, describeDatabaseUrl, urlHasPassword } from './databaseUrl.js';
+import { databaseUrlProblem, describeDatabaseUrl, urlGivesPassword, urlHasPassword } from './databaseUrl.js';
 import { OPTION_SPECS, type SettingKey } from './options.js';
 
 export type Verbosity = 0 | 1 | 2 | 3 | 4 | 5;
@@ -259,12 +259,12 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
   if (database !== undefined && database !== '') {
     const problem = databaseUrlProblem(database);
     if (problem !== undefined) problems.push(`database ${describeDatabaseUrl(database)} ${problem}`);
-    if (urlHasPassword(database) && pick('database-password') !== undefined) {
+    if (urlGivesPassword(database) && pick('database-password') !== undefined) {
       problems.push('database: give the password either in the URL or in --database-password-file, not both');
     }
     if (urlHasPassword(database) && pick('database')?.source === COMMAND_LINE) {
       warnings.push(
-        '--database has a password in it, on the command line where other local users can read it; use --database-password-file',
+        '--database has a password or another secret in it (user:password@, ?password= or ?sslpassword=), on the command line where other local users can read it; use --database-password-file',
       );
     }
   }

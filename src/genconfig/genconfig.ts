@@ -1,14 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { photonUserRegex, renderRegistration, type AppserviceRegistration } from '../config/registrationFile.js';
 import type { Settings } from '../config/settings.js';
-import { connectHost, localServiceUrl } from '../config/connectAddress.js';
+import { localServiceUrl } from '../config/connectAddress.js';
 import { describeDatabaseUrl, urlHasPassword } from '../config/databaseUrl.js';
 import { BIN_PATH, PACKAGE_ROOT } from '../packageRoot.js';
 import { GenconfigError } from './genconfigError.js';
 import { renderTemplate, shellQuote } from './template.js';
-import { nginxWord, systemdPath, systemdUserName } from './unitValues.js';
+import { systemdPath, systemdUserName } from './unitValues.js';
 
 export { GenconfigError } from './genconfigError.js';
 
@@ -54,7 +65,7 @@ function storeFlags(settings: Settings): string {
   if (settings.database === undefined) return `  --datapath ${shellQuote(resolve(settings.datapath))} \\\n`;
   if (urlHasPassword(settings.database)) {
     throw new GenconfigError(
-      `--database ${describeDatabaseUrl(settings.database)} has a password in it: run.sh is readable, so put the password in a file (mode 0600) and give --database-password-file FILE`,
+      `--database ${describeDatabaseUrl(settings.database)} has a password or another secret in it (user:password@, ?password= or ?sslpassword=): run.sh is readable, so put the password in a file (mode 0600) and give --database-password-file FILE`,
     );
   }
   const passwordFile =
@@ -136,51 +147,14 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   return { files, instructions, registrationFile: registrationPath, newSecretFile };
 }
 
-export interface SiteOptions {
-  /** host:port of every gate behind nginx, when there are several; empty: this gate alone. */
-  readonly upstreams: readonly string[];
-  readonly publicPort: number;
-  readonly publicName: string;
+/** What the systemd unit names. */
+export interface UnitOptions {
   readonly user: string;
   readonly runScript: string;
 }
 
-function origin(url: string): string {
-  const parsed = new URL(url);
-  return `${parsed.protocol}//${parsed.host}`;
-}
-
-/** The nginx site: /_matrix and /_synapse/client to Synapse, the registration url's path to this service, on one public port. */
-export function renderNginxSite(template: string, settings: Settings, site: SiteOptions, now: Date): string {
-  const several = site.upstreams.length > 0;
-  const servers = site.upstreams.map((upstream) => `    server ${upstreamAddress(upstream)};\n`).join('');
-  return renderTemplate(template, {
-    DATE: now.toISOString(),
-    SERVER_NAME: settings.serverName,
-    PUBLIC_PORT: String(site.publicPort),
-    // The homeserver reaches the gates through this site at 127.0.0.1 (the registration url), so that name is served too.
-    PUBLIC_NAME: `${nginxWord(site.publicName, '--public-name')}${several ? ' 127.0.0.1' : ''}`,
-    BASE_PATH: nginxWord(settings.basePath, 'the registration url path'),
-    HOMESERVER_ORIGIN: origin(settings.homeserverUrl),
-    SERVICE_ORIGIN: several ? `http://${UPSTREAM_NAME}` : `http://${connectHost(settings.host)}:${settings.port}`,
-    UPSTREAM_BLOCK: several
-      ? `\n# The gates sharing one PostgreSQL database: a request one cannot take (down, refusing connections) goes to the next.\nupstream ${UPSTREAM_NAME} {\n${servers}}\n`
-      : '',
-  });
-}
-
-const UPSTREAM_NAME = 'matrix_regservice';
-
-/** host:port (or [v6]:port) of a gate, as nginx's upstream server line takes it. */
-export function upstreamAddress(value: string): string {
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[2]);
-  if (match === null || port < 1 || port > 65535) throw new GenconfigError(`--upstream must be host:port, got ${JSON.stringify(value)}`);
-  return nginxWord(value, '--upstream');
-}
-
 /** The hardened systemd unit running run.sh as a dedicated user. */
-export function renderSystemdUnit(template: string, settings: Settings, site: SiteOptions, now: Date): string {
+export function renderSystemdUnit(template: string, settings: Settings, site: UnitOptions, now: Date): string {
   return renderTemplate(template, {
     DATE: now.toISOString(),
     SERVER_NAME: settings.serverName,
@@ -195,19 +169,51 @@ export function readTemplate(name: string): string {
   return readFileSync(join(PACKAGE_ROOT, 'templates', name), 'utf8');
 }
 
-/** Writes the files (names relative to `outDir`, or absolute); refuses to replace any existing file unless `force`, and then writes none. */
+/** Why a file cannot be written where it is to go, checked before anything is written; undefined when it can. */
+function unwritable(path: string, force: boolean, creatable: ReadonlySet<string>): string | undefined {
+  if (existsSync(path)) {
+    if (!force) return `refusing to overwrite ${path} (use --force)`;
+    if (!statSync(path).isFile()) return `${path} is not a file`;
+  }
+  const dir = dirname(path);
+  if (creatable.has(dir)) return undefined;
+  if (!existsSync(dir)) return `cannot write ${path}: the directory ${dir} does not exist`;
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    return `cannot write ${path}: the directory ${dir} is not writable`;
+  }
+  return undefined;
+}
+
+/**
+ * Writes the files (names relative to `outDir`, or absolute), all or none: every target is checked first (existing
+ * files are replaced only with `force`; every directory but `outDir` must exist), then each is written beside its
+ * target and renamed into place once all were written. A failure leaves no file changed and no new one behind.
+ */
 export function writeGenconfig(plan: Pick<GenconfigPlan, 'files'>, outDir: string, force: boolean): string[] {
   const paths = plan.files.map((file) => resolve(outDir, file.name));
-  const existing = paths.filter((path) => existsSync(path));
-  if (existing.length > 0 && !force) {
-    throw new GenconfigError(`refusing to overwrite ${existing.join(', ')} (use --force)`);
+  const problems = [
+    ...new Set(paths.map((path) => unwritable(path, force, new Set([resolve(outDir)]))).filter((problem) => problem !== undefined)),
+  ];
+  if (problems.length > 0)
+    throw new GenconfigError(problems.length === 1 ? problems[0]! : `nothing was written:\n  - ${problems.join('\n  - ')}`);
+  const madeOutDir = !existsSync(outDir);
+  const staged: string[] = [];
+  try {
+    mkdirSync(outDir, { recursive: true });
+    plan.files.forEach((file, index) => {
+      const temporary = `${paths[index] as string}.genconfig-${process.pid}`;
+      writeFileSync(temporary, file.content, { mode: file.mode });
+      chmodSync(temporary, file.mode);
+      staged.push(temporary);
+    });
+  } catch (error) {
+    for (const temporary of staged) rmSync(temporary, { force: true });
+    if (madeOutDir) rmSync(outDir, { recursive: true, force: true });
+    throw new GenconfigError(`nothing was written: ${(error as Error).message}`);
   }
-  mkdirSync(outDir, { recursive: true });
-  plan.files.forEach((file, index) => {
-    const path = paths[index] as string;
-    writeFileSync(path, file.content, { mode: file.mode });
-    chmodSync(path, file.mode); // writeFileSync keeps the mode of a file it replaces
-  });
+  staged.forEach((temporary, index) => renameSync(temporary, paths[index] as string));
   return paths;
 }
 

@@ -15,7 +15,7 @@ export interface AppserviceRouteDeps {
 }
 
 /** Synapse sends at most 100 events of at most 64 KiB each in one transaction. */
-const MAX_TRANSACTION_BYTES = 8 * 1024 * 1024;
+export const MAX_TRANSACTION_BYTES = 8 * 1024 * 1024;
 
 const notFound =
   (message: string): RequestHandler =>

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { isIPv4 } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import proxyaddr from 'proxy-addr';
 
@@ -23,8 +23,46 @@ export function clientKeyOf(address: string, ipv6Prefix: number): string {
   return `${ipaddr.fromByteArray(bytes).toString()}/${ipv6Prefix}`;
 }
 
-/** The client's key for a request: X-Forwarded-For believed only from `trustedProxies` (proxy-addr syntax). */
-export function createClientKey(trustedProxies: string, ipv6Prefix: number): (req: IncomingMessage) => string {
+/**
+ * The one client-address rule every limit and log uses: the client is the peer's address; or, when the peer is a
+ * trusted proxy, the right-most X-Forwarded-For entry that is not itself a trusted proxy, if that entry is a valid IP
+ * address; otherwise the address of the last trusted proxy reached. `hops` are the header's entries, right-most first.
+ */
+export function clientAddressOf(peer: string, hops: readonly string[], trusted: (address: string, index: number) => boolean): string {
+  let client = peer;
+  for (let index = 0; index < hops.length && trusted(client, index); index++) {
+    const next = (hops[index] ?? '').trim();
+    if (isIP(next) === 0) return client;
+    client = next;
+  }
+  return client;
+}
+
+/** X-Forwarded-For's entries, right-most first (several headers count as one list, as proxies append). */
+function forwardedHops(header: string | string[] | undefined): string[] {
+  if (header === undefined) return [];
+  return (Array.isArray(header) ? header.join(',') : header).split(',').reverse();
+}
+
+/** What the service says, once per summary interval, of requests whose proxy named no client. */
+export const UNNAMED_CLIENTS_WARNING =
+  'registration requests came through a trusted proxy without a client address (X-Forwarded-For): they all count as one ' +
+  'client, the proxy, in every limit; add "proxy_set_header X-Forwarded-For $remote_addr;" to the nginx location of /regapp/1';
+
+export interface ClientOfRequest {
+  /** The client's rate-limit key: its address, or its IPv6 network. */
+  readonly key: string;
+  /** No client was named: the address is a trusted proxy's own (it sent no usable X-Forwarded-For). */
+  readonly unnamedByProxy: boolean;
+}
+
+/** The client of a request, by the rule above, with proxies as --trusted-proxies names them (proxy-addr's syntax). */
+export function createClientKey(trustedProxies: string, ipv6Prefix: number): (req: IncomingMessage) => ClientOfRequest {
   const trust = proxyaddr.compile(trustedProxies.split(',').map((entry) => entry.trim()));
-  return (req) => clientKeyOf(proxyaddr(req, trust), ipv6Prefix);
+  return (req) => {
+    const peer = req.socket.remoteAddress ?? '';
+    const hops = forwardedHops(req.headers['x-forwarded-for']);
+    const address = clientAddressOf(peer, hops, trust);
+    return { key: clientKeyOf(address, ipv6Prefix), unnamedByProxy: trust(address, hops.length) };
+  };
 }

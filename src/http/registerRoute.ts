@@ -7,6 +7,7 @@ import { MatrixError } from '../protocol/matrixError.js';
 import { isNodeLocalpart } from '../protocol/nodeId.js';
 import { sendJson, sendMatrixError, toMatrixError } from './errorResponses.js';
 import { readJsonBody } from './readJsonBody.js';
+import type { ClientOfRequest } from './clientKey.js';
 
 /** Photon nodes' JSON bodies are a few hundred bytes; 4 KiB leaves room and bounds memory per request. */
 export const MAX_BODY_BYTES = 4096;
@@ -14,8 +15,10 @@ export const MAX_BODY_BYTES = 4096;
 export type RegisterRoute = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface RegisterRouteDeps {
-  /** The client's rate-limit key (its address, or IPv6 network). */
-  readonly clientKey: (req: IncomingMessage) => string;
+  /** The client of a request (its rate-limit key: its address, or IPv6 network), by the client-address rule. */
+  readonly clientKey: (req: IncomingMessage) => ClientOfRequest;
+  /** A request came through a trusted proxy that named no client: it counts as the proxy. */
+  readonly unnamedClient?: () => void;
   /** Charges the client's allowance (throws 429); undefined when there is no per-client limit. */
   readonly limitClient: ((key: string) => Promise<void>) | undefined;
   readonly verify: RegistrationVerifier;
@@ -43,7 +46,8 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
 
   async function respond(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const client = deps.clientKey(req);
+    const { key: client, unnamedByProxy } = deps.clientKey(req);
+    if (unnamedByProxy) deps.unnamedClient?.();
     let localpart: string | undefined;
     let handedOver = false;
     try {
@@ -59,6 +63,10 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       count(outcomeOfUser(user));
       // 'finish': the whole answer went to the connection. A client that hung up first gets 'close' alone, and the
       // node's record stays unanswered: its next request gets this 200 again (so it does when this worker dies now).
+      if (res.destroyed || res.socket === null || res.socket.destroyed) {
+        deps.delivered(request.localpart, false);
+        return;
+      }
       let finished = false;
       res.once('finish', () => {
         finished = true;

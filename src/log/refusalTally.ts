@@ -5,6 +5,8 @@ export interface RefusalReport {
   readonly outcomes: Readonly<Record<string, number>>;
   /** [client, refusals], most first. */
   readonly topClients: readonly (readonly [string, number])[];
+  /** Requests (refused or not) that came through a trusted proxy naming no client: each counted as the proxy. */
+  readonly unnamedClients?: number;
 }
 
 /** Distinct clients remembered per interval; past that a flood from ever-new addresses costs no more memory. */
@@ -22,13 +24,20 @@ const OTHER_CLIENTS = 'others';
 export class RefusalTally {
   private outcomes = new Map<string, number>();
   private clients = new Map<string, number>();
+  private unnamed = 0;
 
   add(outcome: string, client: string, count = 1): void {
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
     this.countClient(client, count);
   }
 
+  /** A request came through a trusted proxy that named no client. */
+  unnamedClient(count = 1): void {
+    this.unnamed += count;
+  }
+
   merge(report: RefusalReport): void {
+    this.unnamed += report.unnamedClients ?? 0;
     for (const [outcome, count] of Object.entries(report.outcomes)) this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
     for (const [client, count] of report.topClients) this.countClient(client, count);
   }
@@ -40,7 +49,7 @@ export class RefusalTally {
   }
 
   get empty(): boolean {
-    return this.outcomes.size === 0;
+    return this.outcomes.size === 0 && this.unnamed === 0;
   }
 
   /** The counts so far, `top` clients of them; starts a new interval. */
@@ -50,12 +59,18 @@ export class RefusalTally {
     const report: RefusalReport = {
       outcomes: Object.fromEntries(this.outcomes),
       topClients: [...named.slice(0, top), ...(unnamed > 0 ? [[OTHER_CLIENTS, unnamed] as const] : [])],
+      ...(this.unnamed > 0 ? { unnamedClients: this.unnamed } : {}),
     };
     this.outcomes = new Map();
     this.clients = new Map();
+    this.unnamed = 0;
     return report;
   }
 }
+
+/** A client as the summary names it: `=`, `,` and anything else a log reader would split on are %-escaped. */
+const escapeClient = (client: string): string =>
+  client.replace(/[=,%\s"\\]/g, (char) => `%${char.charCodeAt(0).toString(16).padStart(2, '0')}`);
 
 /** The one line an interval's refusals become: `refused requests interval_s=10 total=… forbidden=… top_clients=a=3,b=2`. */
 export function refusalSummaryFields(report: RefusalReport, intervalMs: number): LogFields {
@@ -65,6 +80,6 @@ export function refusalSummaryFields(report: RefusalReport, intervalMs: number):
     interval_s: intervalMs / 1000,
     total,
     ...Object.fromEntries(Object.entries(report.outcomes).sort(([a], [b]) => a.localeCompare(b))),
-    top_clients: named.map(([client, count]) => `${client}=${count}`).join(','),
+    top_clients: named.map(([client, count]) => `${escapeClient(client)}=${count}`).join(','),
   };
 }

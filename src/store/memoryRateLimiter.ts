@@ -1,11 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { ALLOWED, WINDOW_MS, type RateLimiter } from './rateLimiter.js';
-
-/**
- * Keys remembered at once. A flood from more distinct clients than this in one minute evicts the least
- * recently seen, which then start a fresh allowance: memory stays bounded (about 10 MB) whatever the flood.
- */
-export const MAX_REMEMBERED_KEYS = 100_000;
+import { ALLOWED, MAX_REMEMBERED_KEYS, WINDOW_MS, type RateLimiter } from './rateLimiter.js';
 
 /**
  * An allowance of `pointsPerMinute` per key in this process's memory: a fixed one-minute window from a key's first

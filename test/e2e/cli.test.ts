@@ -104,6 +104,20 @@ describe('the built CLI', () => {
     assert.equal(readFileSync(homeserver, 'utf8'), text);
   });
 
+  it('masks a database password given as ?password= or ?sslpassword= in what it prints, and refuses a passfile', async () => {
+    const url = 'postgresql://regservice@127.0.0.1:1/regservice?sslmode=disable&password=planted-db-secret&sslpassword=planted-key-secret';
+    const users = await run(['users', 'count', '--database', url]);
+    assert.equal(users.code, 1, users.stderr);
+    assert.match(
+      users.stderr,
+      /cannot connect to the database postgresql:\/\/regservice@127\.0\.0\.1:1\/regservice\?sslmode=disable&password=\*\*\*&sslpassword=\*\*\*/,
+    );
+    assert.doesNotMatch(users.stderr, /planted/);
+    const passfile = await run(['users', 'count', '--database', 'postgresql://regservice@127.0.0.1:1/regservice?passfile=/root/.pgpass']);
+    assert.equal(passfile.code, 2, passfile.stderr);
+    assert.match(passfile.stderr, /passfile, which this service does not read/);
+  });
+
   it('rejects an unknown flag', async () => {
     const result = await run(['--matrixdomian', 'x']);
     assert.notEqual(result.code, 0);

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { request } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,7 +9,8 @@ import { suiteScope } from '../support/scope.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { passwordLogin } from '../support/matrixClient.js';
-import { alive, childrenOf } from '../support/processTree.js';
+import { alive, childrenOf, memoryHolds } from '../support/processTree.js';
+import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
 
@@ -51,13 +52,15 @@ describe(
   () => {
     const scope = suiteScope();
     let secretDir: string;
+    let secretFile: string;
     let synapse: RunningSynapse | undefined;
     let gate: Gate;
     let homeserverUrl: string;
+    let proxy: FaultProxy;
 
     before(async () => {
       secretDir = mkdtempSync(join(tmpdir(), 'regservice-cluster-'));
-      const secretFile = join(secretDir, 'shared_secret');
+      secretFile = join(secretDir, 'shared_secret');
       writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
       const synapsePort = await freePort();
       homeserverUrl = process.env.SYNAPSE_URL ?? `http://127.0.0.1:${synapsePort}`;
@@ -70,6 +73,7 @@ describe(
           appserviceFiles: [gate.registrationFile],
         });
       }
+      proxy = await startFaultProxy(scope, homeserverUrl);
     });
 
     after(async () => {
@@ -162,6 +166,101 @@ describe(
       assert.equal(await code, 0);
       assert.deepEqual(workers.filter(alive), [], 'no worker outlives the primary');
       assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
+    });
+
+    it('keeps every secret out of the workers: not in their environment, arguments or memory', async () => {
+      await gate.start();
+      await gate.waitForLog(/ping succeeded/);
+      const primary = gate.process()?.child.pid as number;
+      const registration = gate.registration as { as_token: string; hs_token: string };
+      const sharedSecret = readFileSync(secretFile, 'utf8').trim();
+      // The workers have served Synapse's pings and transactions, which present the hs_token: only its digest is theirs.
+      for (const worker of childrenOf(primary)) {
+        const environ = readFileSync(`/proc/${worker}/environ`, 'utf8') + readFileSync(`/proc/${worker}/cmdline`, 'utf8');
+        for (const secret of [sharedSecret, registration.as_token, registration.hs_token]) assert.ok(!environ.includes(secret));
+        if (process.getuid?.() === 0) assert.deepEqual(memoryHolds(worker, [sharedSecret, registration.as_token]), [], `worker ${worker}`);
+      }
+      if (process.getuid?.() === 0) {
+        assert.deepEqual(
+          memoryHolds(primary, [sharedSecret, registration.as_token]).sort(),
+          [sharedSecret, registration.as_token].sort(),
+          'the scan finds what the primary holds',
+        );
+      }
+    });
+
+    it("completes a registration whose worker was killed mid-way: one outcome line, from the primary, and the node's retry gets 200 once", async () => {
+      await gate.stop();
+      await gate.start(['--matrixurl', proxy.url]);
+      const primary = gate.process()?.child.pid as number;
+      const node = sign();
+      proxy.fault = (method, path) => (method === 'POST' && path === '/_synapse/admin/v1/register' ? 'slow' : 'pass');
+      const lost = postFresh(`${gate.url}/register`, node, '198.51.100.77').catch(() => 'connection lost');
+      await waitFor(
+        'the homeserver call',
+        async () => (proxy.seen.includes('POST /_synapse/admin/v1/register') ? true : undefined),
+        10_000,
+      );
+      for (const worker of childrenOf(primary)) process.kill(worker, 'SIGKILL');
+      assert.equal(await lost, 'connection lost');
+      const line = new RegExp(
+        `info registration localpart=${node.localpart} client=198\\.51\\.100\\.77 worker=\\d+ outcome=registered status=200`,
+      );
+      await gate.waitForLog(line, 10_000);
+      proxy.fault = () => 'pass';
+      await waitFor('replacement workers', async () => (childrenOf(primary).length === availableParallelism() ? true : undefined), 10_000);
+      await waitFor(
+        'the gate to answer again',
+        async () => (await postFresh(`${gate.url}/register`, {}).then((answer) => answer.status === 400)) || undefined,
+        10_000,
+      );
+      assert.equal([...gate.output().matchAll(new RegExp(line.source, 'g'))].length, 1, 'one outcome line for the lost answer');
+      const retry = await postFresh(`${gate.url}/register`, node, '198.51.100.77');
+      assert.equal(retry.status, 200, JSON.stringify(retry.body));
+      assert.equal(retry.body.user_id, `@${node.localpart}:${serverName}`);
+      await waitFor(
+        'the answer marked delivered',
+        async () => ((await postFresh(`${gate.url}/register`, node)).status === 409 ? true : undefined),
+        5000,
+      );
+      assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
+    });
+
+    it('stops on SIGTERM under keep-alive load: answers with Connection: close and exits while the load goes on', async () => {
+      const primary = gate.process()?.child.pid as number;
+      const workers = childrenOf(primary);
+      const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+      let loading = true;
+      let closes = 0;
+      const body = JSON.stringify(forged());
+      const loop = async (): Promise<void> => {
+        while (loading) {
+          await new Promise<void>((resolve) => {
+            const req = request(
+              `${gate.url}/register`,
+              { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+              (res) => {
+                if (res.headers.connection === 'close') closes += 1;
+                res.resume();
+                res.on('end', resolve);
+              },
+            );
+            req.on('error', () => setTimeout(resolve, 10));
+            req.end(body);
+          });
+        }
+      };
+      const load = Promise.all(Array.from({ length: 8 }, loop));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const code = await gate.stop('SIGTERM');
+      const stillLoading = loading;
+      loading = false;
+      await load;
+      agent.destroy();
+      assert.equal(code, 0);
+      assert.equal(stillLoading, true, 'the service stopped while clients kept their connections busy');
+      assert.ok(closes > 0, 'answers during the stop said Connection: close');
+      assert.deepEqual(workers.filter(alive), [], 'no worker outlives the primary');
     });
 
     it('ends the workers when the primary is killed', async () => {

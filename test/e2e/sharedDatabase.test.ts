@@ -12,7 +12,7 @@ import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegis
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
 import { BIN, generateGate, sameDeploymentGate, type Gate } from '../support/gate.js';
-import { passwordLogin, requestJson } from '../support/matrixClient.js';
+import { createRoomAndSay, passwordLogin, requestJson } from '../support/matrixClient.js';
 import { nginxAvailability, startNginx, type RunningNginx } from '../support/nginx.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { PG_PASSWORD, startPostgres, type PostgresServer } from '../support/postgres.js';
@@ -70,7 +70,13 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     writeFileSync(passwordFile, `${PG_PASSWORD}\n`, { mode: 0o600 });
     const secretFile = join(work, 'shared_secret');
     writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
-    const [synapsePort, publicPort, portA, portB] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const [synapsePort, publicPort, appservicePort, portA, portB] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     metricsPorts.push(await freePort(), await freePort());
     const synapseUrl = `http://127.0.0.1:${synapsePort}`;
     proxy = await startFaultProxy(scope, synapseUrl);
@@ -91,6 +97,8 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
         join(work, 'site.conf'),
         '--public-port',
         String(publicPort),
+        '--appservice-port',
+        String(appservicePort),
         '--upstream',
         `127.0.0.1:${portA}`,
         '--upstream',
@@ -98,7 +106,11 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
       ],
     });
     gateB = sameDeploymentGate(scope, gateA, portB);
-    assert.equal(gateA.registration.url, `http://127.0.0.1:${publicPort}/regapp/1`, 'the homeserver reaches the gates through nginx');
+    assert.equal(
+      gateA.registration.url,
+      `http://127.0.0.1:${appservicePort}/regapp/1`,
+      "the homeserver reaches the gates through nginx's loopback server",
+    );
     synapse = await startSynapse(scope, {
       serverName,
       port: synapsePort,
@@ -175,6 +187,30 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     assert.equal((await registerAt(gateB, forged, '203.0.113.10')).status, 403, 'another client is not limited');
   });
 
+  it('takes a transaction over 4 KiB from Synapse through nginx: a 5 KB message in a room with a node', async () => {
+    const body = signRegistration(randomPrivateKey(), serverName);
+    assert.equal((await requestJson('POST', `${publicUrl}/regapp/1/register`, body)).status, 200);
+    const login = await passwordLogin(publicUrl, body.localpart, body.password);
+    const marks = [gateA.mark(), gateB.mark()];
+    await createRoomAndSay(publicUrl, String(login.body.access_token), 'x'.repeat(5000));
+    await waitFor(
+      'the transaction with the 5 KB message at a gate',
+      async () =>
+        [gateA, gateB].some((gate, index) =>
+          /transaction processed txn_id=\S+ events=\d+ nodes_seen=1/.test(gate.output().slice(marks[index])),
+        )
+          ? true
+          : undefined,
+      30_000,
+    );
+    assert.doesNotMatch(nginx.errorLog(), /client intended to send too large body/);
+    assert.equal(
+      (await requestJson('POST', `${publicUrl}/regapp/1/transactions/1`, { events: [] })).status,
+      404,
+      'the application-service routes are not public',
+    );
+  });
+
   it('processes a transaction delivered to one gate and replayed to the other once', async () => {
     const txnId = `txn-${randomBytes(4).toString('hex')}`;
     const token = String(gateA.registration.hs_token);
@@ -213,6 +249,7 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
   });
 
   it('answers 503 with Retry-After while PostgreSQL restarts, and recovers without a restart of the gates', async () => {
+    const since = gateA.mark();
     await postgres.stop();
     try {
       const body = signRegistration(randomPrivateKey(), serverName);
@@ -222,6 +259,17 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
         assert.ok(answer.headers.get('retry-after') !== null);
         assert.equal(answer.body.errcode, 'M_UNKNOWN');
       }
+      // Requests during the outage, forged and empty ones too, are counted, not logged one by one.
+      for (let index = 0; index < 30; index++) await registerAt(gateA, {}, `192.0.2.${100 + index}`);
+      const summarized = (): number =>
+        [
+          ...gateA
+            .output()
+            .slice(since)
+            .matchAll(/info refused requests .*store_unavailable=(\d+)/g),
+        ].reduce((sum, match) => sum + Number(match[1]), 0);
+      await waitFor('the outage in the refusal summaries', async () => (summarized() >= 31 ? true : undefined), 25_000);
+      assert.doesNotMatch(gateA.output().slice(since), / info registration .*outcome=store_unavailable/);
       const ready = await fetch(`http://127.0.0.1:${metricsPorts[1]}/ready`);
       assert.equal(ready.status, 503);
       assert.equal(((await ready.json()) as { store: string }).store, 'unreachable');

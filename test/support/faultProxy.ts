@@ -14,7 +14,9 @@ export type Fault =
   /** Keep the request from the homeserver, never answering. */
   | 'hold-request'
   /** Let the homeserver act on the request, then never pass its answer on. */
-  | 'hold-response';
+  | 'hold-response'
+  /** Let the homeserver act on the request, and pass its answer on a second and a half later. */
+  | 'slow';
 
 export interface FaultProxy {
   readonly url: string;
@@ -68,7 +70,11 @@ export async function startFaultProxy(scope: Scope, target: string): Promise<Fau
             proxy.heldAnswers.push(answer.status);
             return;
           }
-          res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(answer.body);
+          const pass = (): void => {
+            res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(answer.body);
+          };
+          if (fault === 'slow') setTimeout(pass, 1500);
+          else pass();
         },
         () => req.socket.destroy(),
       );

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 
 /** The direct children of a process (the service's workers, for its primary). */
 export function childrenOf(pid: number): number[] {
@@ -19,4 +20,34 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Which of `needles` a process's memory holds, read through /proc/PID/maps and /proc/PID/mem (root only): every
+ * readable private or anonymous mapping, as ASCII and as UTF-16 (V8 keeps strings either way).
+ */
+export function memoryHolds(pid: number, needles: readonly string[]): string[] {
+  const forms = needles.map((needle) => ({ needle, ascii: Buffer.from(needle, 'latin1'), utf16: Buffer.from(needle, 'utf16le') }));
+  const found = new Set<string>();
+  const mem = openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+      const match = /^([0-9a-f]+)-([0-9a-f]+) (r)[-w][-x]p \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (match === null || /\[(vvar|vsyscall|vdso)\]/.test(match[4] ?? '')) continue;
+      const start = Number.parseInt(match[1] as string, 16);
+      const length = Number.parseInt(match[2] as string, 16) - start;
+      for (let offset = 0; offset < length; offset += 64 * 1024 * 1024) {
+        const chunk = Buffer.alloc(Math.min(64 * 1024 * 1024, length - offset));
+        try {
+          readSync(mem, chunk, 0, chunk.length, start + offset);
+        } catch {
+          continue; // a guard page or a mapping gone meanwhile
+        }
+        for (const { needle, ascii, utf16 } of forms) if (chunk.includes(ascii) || chunk.includes(utf16)) found.add(needle);
+      }
+    }
+  } finally {
+    closeSync(mem);
+  }
+  return [...found];
 }

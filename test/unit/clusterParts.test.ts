@@ -4,7 +4,8 @@ import cluster from 'node:cluster';
 import { IpcPeer, type Channel, type Handlers } from '../../src/cluster/ipc.js';
 import { workerChannel } from '../../src/cluster/supervisor.js';
 import { primaryApiHandlers, primaryApiOver, type PrimaryApi } from '../../src/cluster/primaryApi.js';
-import { clientKeyOf } from '../../src/http/clientKey.js';
+import proxyaddr from 'proxy-addr';
+import { clientAddressOf, clientKeyOf } from '../../src/http/clientKey.js';
 import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
 import { HomeserverError, MatrixError, retryLater } from '../../src/protocol/matrixError.js';
 import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
@@ -156,6 +157,21 @@ describe('client keys for rate limits', () => {
     assert.equal(clientKeyOf('2001:db8:1:2:3:4:5:6', 128), '2001:db8:1:2:3:4:5:6');
     assert.equal(clientKeyOf('2001:DB8::1', 128), '2001:db8::1');
   });
+
+  it('takes the client from X-Forwarded-For only behind a trusted proxy, and only a valid IP address', () => {
+    const trust = proxyaddr.compile(['loopback', '10.0.0.0/8']);
+    const of = (peer: string, header: string) => clientAddressOf(peer, header.split(',').reverse(), trust);
+    assert.equal(of('198.51.100.9', '203.0.113.7'), '198.51.100.9', 'from anyone else the header is ignored');
+    assert.equal(of('127.0.0.1', '203.0.113.7'), '203.0.113.7');
+    assert.equal(of('127.0.0.1', '2001:db8::7'), '2001:db8::7');
+    assert.equal(of('127.0.0.1', 'not-an-address'), '127.0.0.1', "a non-IP entry: the proxy's own address");
+    assert.equal(of('127.0.0.1', 'x'.repeat(300)), '127.0.0.1');
+    assert.equal(of('127.0.0.1', '203.0.113.7:5555'), '127.0.0.1', 'an address with a port is not an IP address');
+    assert.equal(of('127.0.0.1', '192.0.2.66, 203.0.113.7'), '203.0.113.7', "the right-most untrusted entry, not a client's own");
+    assert.equal(of('127.0.0.1', '198.51.100.1, 10.0.0.2'), '198.51.100.1', 'through a chain of trusted proxies');
+    assert.equal(of('127.0.0.1', 'junk, 10.0.0.2'), '10.0.0.2', 'the last trusted proxy reached');
+    assert.equal(of('127.0.0.1', '10.0.0.3, 10.0.0.2'), '10.0.0.3', 'every hop trusted: the left-most');
+  });
 });
 
 describe('refusal tally', () => {
@@ -178,6 +194,12 @@ describe('refusal tally', () => {
     primary.merge({ outcomes: { forbidden: 1 }, topClients: [['203.0.113.1', 1]] });
     const fields = refusalSummaryFields(primary.drain(), 10_000);
     assert.deepEqual(fields, { interval_s: 10, total: 9, forbidden: 6, invalid: 1, rate_limited: 2, top_clients: '203.0.113.1=6' });
+  });
+
+  it('escapes what a reader of top_clients would split on', () => {
+    const tally = new RefusalTally();
+    tally.add('forbidden', 'a=b,c d');
+    assert.equal(refusalSummaryFields(tally.drain(), 10_000).top_clients, 'a%3db%2cc%20d=1');
   });
 
   it('remembers a bounded number of clients: a flood from ever-new addresses is counted, not stored', () => {

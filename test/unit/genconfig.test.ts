@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { tempDir } from '../support/tempDir.js';
@@ -11,11 +11,11 @@ import {
   defaultGenconfigInput,
   planGenconfig,
   readTemplate,
-  renderNginxSite,
   renderSystemdUnit,
   writeGenconfig,
   type GenconfigInput,
 } from '../../src/genconfig/genconfig.js';
+import { registrationUrlThroughNginx, renderNginxSite, renderNginxSnippet, type NginxTemplates } from '../../src/genconfig/nginxSite.js';
 import { renderTemplate, shellQuote } from '../../src/genconfig/template.js';
 import { checkNginxSite } from '../support/nginx.js';
 
@@ -110,10 +110,17 @@ describe('planGenconfig', () => {
     assert.ok(run.includes(`  --database '${url}' \\\n`), run);
     assert.ok(run.includes(`  --database-password-file '/etc/regservice/db password' \\\n`), run);
     assert.doesNotMatch(run, /--datapath|pw-in-file/);
-    assert.throws(
-      () => planGenconfig(input({ database: 'postgresql://regservice:hunter2@db.example.org/regservice' })),
-      (error: unknown) => error instanceof Error && /--database-password-file/.test(error.message) && !error.message.includes('hunter2'),
-    );
+    for (const secretUrl of [
+      'postgresql://regservice:hunter2@db.example.org/regservice',
+      'postgresql://regservice@db.example.org/regservice?password=hunter2',
+      'postgresql://regservice@db.example.org/regservice?sslmode=verify-full&sslpassword=hunter2',
+    ]) {
+      assert.throws(
+        () => planGenconfig(input({ database: secretUrl })),
+        (error: unknown) => error instanceof Error && /--database-password-file/.test(error.message) && !error.message.includes('hunter2'),
+        secretUrl,
+      );
+    }
   });
 
   it('points the registration url at nginx when several gates share a database', () => {
@@ -179,54 +186,102 @@ describe('planGenconfig per backend', () => {
   });
 });
 
+const templates: NginxTemplates = {
+  site: readTemplate('nginx-site.conf.template'),
+  location: readTemplate('nginx-location.conf.template'),
+  snippet: readTemplate('nginx-snippet.conf.template'),
+  appservice: readTemplate('nginx-appservice.conf.template'),
+};
+const plainSite = { upstreams: [], publicPort: 80, publicName: 'hs.example.org', appservicePort: 8019 };
+
+/** nginx -t on a rendered site (or, for a snippet, a server block including it). */
+function nginxAccepts(text: string, asSnippet = false): void {
+  if (spawnSync('nginx', ['-v']).error !== undefined && process.env.CI !== 'true') return; // nginx not installed here
+  const dir = tempDir('regservice-nginx-t-');
+  const file = join(dir, asSnippet ? 'snippet.conf' : 'site.conf');
+  writeFileSync(file, text);
+  if (asSnippet) {
+    writeFileSync(
+      join(dir, 'site.conf'),
+      `server {\n  listen 8081;\n  server_name hs.example.org;\n  location /_matrix { proxy_pass http://127.0.0.1:8008; }\n  include ${file};\n}\n`,
+    );
+  }
+  const check = checkNginxSite(dir, join(dir, 'site.conf'));
+  assert.ok(check.ok, check.output);
+}
+
 describe('nginx site and systemd unit', () => {
-  it('render every placeholder for the deployment', () => {
+  it('render every placeholder for the deployment; only /register is public, with its 4k limit', () => {
     const { settings } = resolveSettings(
       [{ source: 't', values: { matrixdomain: 'hs.example.org:8448', matrixurl: 'http://127.0.0.1:8008/', port: 8010 } }],
       { requireSecrets: false },
     );
-    const site = { upstreams: [], publicPort: 443, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
     const now = new Date('2026-01-01T00:00:00Z');
-    const nginx = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, now);
+    const nginx = renderNginxSite(templates, settings, plainSite, now);
     assert.doesNotMatch(nginx, /\{\{/);
-    assert.match(nginx, /listen 443;/);
+    assert.match(nginx, /listen 80;\n {4}listen \[::\]:80;/);
+    assert.doesNotMatch(nginx, /ssl/);
     assert.match(nginx, /server_name hs\.example\.org;/);
     assert.match(nginx, /location ~ \^\(\/_matrix\|\/_synapse\/client\) \{\n\s+proxy_pass http:\/\/127\.0\.0\.1:8008;/);
-    assert.match(nginx, /location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/127\.0\.0\.1:8010;/);
-    const unit = renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, site, now);
+    assert.match(nginx, /location = \/regapp\/1\/register \{\n\s+proxy_pass http:\/\/127\.0\.0\.1:8010;/);
+    assert.match(nginx, /proxy_set_header X-Forwarded-For \$remote_addr;\n\s+client_max_body_size 4k;/);
+    assert.doesNotMatch(nginx, /location \/regapp\/1\/ /, 'the application-service routes are not public');
+    nginxAccepts(nginx);
+    const unit = renderSystemdUnit(
+      readTemplate('matrix-regservice.service.template'),
+      settings,
+      { user: 'regsvc', runScript: '/srv/rs/run.sh' },
+      now,
+    );
     assert.doesNotMatch(unit, /\{\{/);
     assert.match(unit, /^User=regsvc$/m);
     assert.match(unit, /^ExecStart=\/srv\/rs\/run\.sh$/m);
     assert.match(unit, new RegExp(`^ReadWritePaths=${resolve('.matrix')}$`, 'm'));
   });
 
-  it('render an upstream block of every gate, which nginx -t accepts, and refuse a bad gate address', () => {
+  it('speaks TLS when given a certificate and key, whatever the port', () => {
+    const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org' } }], { requireSecrets: false });
+    const tls = { certificate: '/etc/letsencrypt/live/hs/fullchain.pem', key: '/etc/letsencrypt/live/hs/privkey.pem' };
+    const nginx = renderNginxSite(templates, settings, { ...plainSite, publicPort: 443, tls }, new Date());
+    assert.match(nginx, /listen 443 ssl;\n {4}listen \[::\]:443 ssl;/);
+    assert.match(
+      nginx,
+      /ssl_certificate \/etc\/letsencrypt\/live\/hs\/fullchain\.pem;\n {4}ssl_certificate_key \/etc\/letsencrypt\/live\/hs\/privkey\.pem;/,
+    );
+    const plain443 = renderNginxSite(templates, settings, { ...plainSite, publicPort: 443 }, new Date());
+    assert.match(plain443, /listen 443;/, 'no certificate, no TLS: the port alone turns nothing on');
+  });
+
+  it('writes a location snippet to include in the server block the operator already has', () => {
     const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org', port: 8010 } }], {
       requireSecrets: false,
     });
-    const site = {
-      upstreams: ['127.0.0.1:8010', '10.0.0.2:8010', '[fd00::2]:8010'],
-      publicPort: 8080,
-      publicName: 'hs.example.org',
-      user: 'r',
-      runScript: '/r',
-    };
-    const nginx = renderNginxSite(readTemplate('nginx-site.conf.template'), settings, site, new Date());
+    const snippet = renderNginxSnippet(templates, settings, '/etc/nginx/snippets/regservice.conf', new Date());
+    assert.doesNotMatch(snippet, /\{\{|server \{|listen /);
+    assert.match(snippet, /include \/etc\/nginx\/snippets\/regservice\.conf;/);
+    assert.match(snippet, /location = \/regapp\/1\/register \{\n\s+proxy_pass http:\/\/127\.0\.0\.1:8010;/);
+    nginxAccepts(snippet, true);
+  });
+
+  it('render an upstream block of every gate and a loopback server for Synapse without the 4k limit, which nginx -t accepts', () => {
+    const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org', port: 8010 } }], {
+      requireSecrets: false,
+    });
+    const site = { ...plainSite, upstreams: ['127.0.0.1:8010', '10.0.0.2:8010', '[fd00::2]:8010'], publicPort: 8080, appservicePort: 8019 };
+    const nginx = renderNginxSite(templates, settings, site, new Date());
     assert.match(
       nginx,
       /upstream matrix_regservice \{\n {4}server 127\.0\.0\.1:8010;\n {4}server 10\.0\.0\.2:8010;\n {4}server \[fd00::2\]:8010;\n\}/,
     );
-    assert.match(nginx, /location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/matrix_regservice;/);
-    assert.match(nginx, /server_name hs\.example\.org 127\.0\.0\.1;/);
-    const dir = tempDir('regservice-upstream-');
-    writeFileSync(join(dir, 'site.conf'), nginx);
-    const checked = checkNginxSite(dir, join(dir, 'site.conf'));
-    assert.ok(checked.ok, checked.output);
+    assert.match(nginx, /location = \/regapp\/1\/register \{\n\s+proxy_pass http:\/\/matrix_regservice;/);
+    assert.match(
+      nginx,
+      /server \{\n {4}listen 127\.0\.0\.1:8019;\n[^}]*location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/matrix_regservice;\n\s+proxy_http_version 1\.1;\n\s+proxy_request_buffering off;\n\s+client_max_body_size 8m;/,
+    );
+    assert.equal(registrationUrlThroughNginx(settings, site), 'http://127.0.0.1:8019/regapp/1');
+    nginxAccepts(nginx);
     for (const bad of ['10.0.0.2', '10.0.0.2:0', 'a;b:1', 'host:99999']) {
-      assert.throws(
-        () => renderNginxSite(readTemplate('nginx-site.conf.template'), settings, { ...site, upstreams: [bad] }, new Date()),
-        /--upstream/,
-      );
+      assert.throws(() => renderNginxSite(templates, settings, { ...site, upstreams: [bad] }, new Date()), /--upstream/);
     }
   });
 });
@@ -241,12 +296,7 @@ describe('values in the nginx site and systemd unit', () => {
     const runScript = join(out, 'run.sh');
     writeFileSync(runScript, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
     const settings = settingsWith({ datapath: join(out, 'state dir') });
-    const unit = renderSystemdUnit(
-      readTemplate('matrix-regservice.service.template'),
-      settings,
-      { upstreams: [], publicPort: 80, publicName: 'hs.example.org', user: 'root', runScript },
-      now,
-    );
+    const unit = renderSystemdUnit(readTemplate('matrix-regservice.service.template'), settings, { user: 'root', runScript }, now);
     const quoted = (path: string) => `"${path.replaceAll('%', '%%').replaceAll('$', '$$')}"`;
     assert.match(unit, new RegExp(`^ExecStart=${escapeForRegex(quoted(runScript))}$`, 'm'));
     assert.match(unit, new RegExp(`^ReadWritePaths=${escapeForRegex(quoted(join(out, 'state dir')))}$`, 'm'));
@@ -259,9 +309,8 @@ describe('values in the nginx site and systemd unit', () => {
   });
 
   it('refuses what cannot be quoted: a newline in the user, control characters in paths, nginx syntax in names', () => {
-    const site = { upstreams: [], publicPort: 80, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' };
+    const site = { user: 'regsvc', runScript: '/srv/rs/run.sh' };
     const unitTemplate = readTemplate('matrix-regservice.service.template');
-    const siteTemplate = readTemplate('nginx-site.conf.template');
     const settings = settingsWith({});
     assert.throws(
       () => renderSystemdUnit(unitTemplate, settings, { ...site, user: 'regsvc\nExecStartPre=/bin/evil' }, now),
@@ -277,7 +326,7 @@ describe('values in the nginx site and systemd unit', () => {
     );
     for (const name of ['hs.example.org; location / { return 200; }', 'a{', 'a b', 'a#b', '$host']) {
       assert.throws(
-        () => renderNginxSite(siteTemplate, settings, { ...site, publicName: name }, now),
+        () => renderNginxSite(templates, settings, { ...plainSite, publicName: name }, now),
         /--public-name .* cannot go into an nginx site/,
       );
     }
@@ -285,18 +334,9 @@ describe('values in the nginx site and systemd unit', () => {
 
   it('routes the registration url path, and nginx -t accepts the site', () => {
     const settings = settingsWith({ 'appservice-url': 'http://127.0.0.1:8009/gates/(photon)' });
-    const siteText = renderNginxSite(
-      readTemplate('nginx-site.conf.template'),
-      settings,
-      { upstreams: [], publicPort: 8080, publicName: 'hs.example.org', user: 'regsvc', runScript: '/srv/rs/run.sh' },
-      now,
-    );
-    assert.match(siteText, /location \/gates\/\(photon\)\/ \{/);
-    if (spawnSync('nginx', ['-v']).error !== undefined && process.env.CI !== 'true') return; // nginx not installed here
-    const dir = tempDir('regservice-nginx-t-');
-    writeFileSync(join(dir, 'site.conf'), siteText);
-    const check = checkNginxSite(dir, join(dir, 'site.conf'));
-    assert.ok(check.ok, check.output);
+    const siteText = renderNginxSite(templates, settings, { ...plainSite, publicPort: 8080 }, now);
+    assert.match(siteText, /location = \/gates\/\(photon\)\/register \{/);
+    nginxAccepts(siteText);
   });
 });
 
@@ -316,5 +356,16 @@ describe('writeGenconfig', () => {
     assert.match(readFileSync(join(dir, 'run.sh'), 'utf8'), /--port 9999/);
     assert.equal(statSync(join(dir, 'run.sh')).mode & 0o777, 0o755);
     assert.ok(existsSync(join(dir, 'registration_shared_secret')));
+  });
+
+  it('writes all or nothing: a file whose directory is missing stops it before anything is written', () => {
+    const parent = tempDir('regservice-allornothing-');
+    const out = join(parent, 'deployment');
+    const plan = planGenconfig(input({}, out));
+    const files = [...plan.files, { name: join(parent, 'no-such-dir', 'site.conf'), content: 'server {}\n', mode: 0o644 }];
+    assert.throws(() => writeGenconfig({ files }, out, false), /the directory .*no-such-dir does not exist/);
+    assert.deepEqual(readdirSync(parent), [], 'not even the output directory');
+    writeGenconfig(plan, out, false);
+    assert.deepEqual(readdirSync(out).sort(), ['registration.yaml', 'registration_shared_secret', 'run.sh']);
   });
 });

@@ -6,6 +6,7 @@ import { tempDir } from '../support/tempDir.js';
 import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
 import { loadSettings } from '../../src/config/loadSettings.js';
 import { COMMAND_LINE, resolveSettings, SettingsError, type SettingsLayer } from '../../src/config/settings.js';
+import { databaseUrlProblem, describeDatabaseUrl, urlHasPassword, urlSecrets } from '../../src/config/databaseUrl.js';
 
 const required = { matrixdomain: 'example.org', sharesecret: 'sss', astoken: 'aaaa', hstoken: 'hhhh' };
 
@@ -234,5 +235,27 @@ describe('loadSettings', () => {
       environment: {},
     });
     assert.ok(warnings.some((warning) => /readable by other users \(mode 644\)/.test(warning)));
+  });
+});
+
+describe('database URLs', () => {
+  it('treat ?password= and ?sslpassword= as the password in the userinfo is: masked, found, warned of', () => {
+    const url = 'postgresql://regservice@db.example.org/regservice?sslmode=require&password=hunter2&sslpassword=key%20pass';
+    assert.equal(
+      describeDatabaseUrl(url),
+      'postgresql://regservice@db.example.org/regservice?sslmode=require&password=***&sslpassword=***',
+    );
+    assert.equal(describeDatabaseUrl('postgresql://u:hunter2@h/d'), 'postgresql://u:***@h/d');
+    assert.deepEqual(urlSecrets(url).sort(), ['hunter2', 'key pass']);
+    assert.equal(urlHasPassword('postgresql://u@h/d?sslmode=disable'), false);
+    const { warnings } = resolveSettings([
+      { source: COMMAND_LINE, values: { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h', database: url } },
+    ]);
+    assert.ok(warnings.some((warning) => /--database has a password or another secret in it/.test(warning)));
+    assert.ok(warnings.every((warning) => !warning.includes('hunter2')));
+  });
+
+  it('refuse a passfile, which node-postgres would silently ignore', () => {
+    assert.match(String(databaseUrlProblem('postgresql://u@h/d?passfile=/home/u/.pgpass')), /does not read: .*--database-password-file/);
   });
 });

@@ -4,12 +4,15 @@ import pg from 'pg';
 import { createRegistrationService } from '../../src/handlers/registrationHandler.js';
 import { createTransactionHandler } from '../../src/handlers/transactionHandler.js';
 import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
-import { MatrixError } from '../../src/protocol/matrixError.js';
+import { MatrixError, StoreUnavailableError } from '../../src/protocol/matrixError.js';
 import { parseRegistrationRequest } from '../../src/protocol/registrationRequest.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { copyStore } from '../../src/store/copyStore.js';
 import { openPgStore } from '../../src/store/postgres/pgStore.js';
 import { SCHEMA_VERSION } from '../../src/store/postgres/pgSchema.js';
+import { query } from '../../src/store/postgres/pgConnection.js';
+import { createPgRateLimiter, RATE_LIMIT_TABLE } from '../../src/store/postgres/pgRateLimiter.js';
+import { waitFor } from '../support/ports.js';
 import { StoreOpenError, type Store } from '../../src/store/store.js';
 import { capturingLogger } from '../support/capturingLogger.js';
 import { closeStores, levelDb, postgres, postgresServer } from '../support/storeKinds.js';
@@ -46,6 +49,9 @@ function countingRegistrar(answer: (node: NewNode) => Promise<RegisteredUser> = 
 }
 
 const isStatus = (status: number) => (error: unknown) => error instanceof MatrixError && error.status === status;
+
+/** A gate's store on the database at `url` (migrated). */
+const openGate = (url: string): Promise<Store> => openPgStore({ url, poolSize: 4, leaseMs: 60_000, migrate: true });
 
 async function databaseUrl(): Promise<string> {
   const server = await postgresServer();
@@ -163,6 +169,76 @@ describe('two gates on one PostgreSQL store', () => {
       createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });
     assert.equal(await handler(storeA)('txn-1', { events: [] }), 'processed');
     assert.equal(await handler(storeB)('txn-1', { events: [] }), 'duplicate');
+  });
+});
+
+describe('PostgreSQL rate limits under load', () => {
+  it('never deadlocks: two gates charging the same clients in opposite orders, over and over', async () => {
+    const url = await databaseUrl();
+    const [storeA, storeB] = [await openGate(url), await openGate(url)];
+    const clients = Array.from({ length: 300 }, (_, index) => `203.0.${index >> 8}.${index & 255}`);
+    const [limitA, limitB] = [storeA.createRateLimiter('client', 1_000_000), storeB.createRateLimiter('client', 1_000_000)];
+    const failures: unknown[] = [];
+    for (let round = 0; round < 10; round++) {
+      const charges = [
+        ...clients.map((client) => limitA.consume(client)),
+        ...[...clients].reverse().map((client) => limitB.consume(client)),
+        ...clients.slice(150).map((client) => limitA.consume(client)),
+      ];
+      for (const result of await Promise.allSettled(charges)) if (result.status === 'rejected') failures.push(result.reason);
+    }
+    assert.deepEqual(failures, []);
+    await Promise.all([storeA.close(), storeB.close()]);
+  });
+
+  it('retries a statement that lost a deadlock or a serialization conflict, and answers 503 when it keeps losing', async () => {
+    const url = await databaseUrl();
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    try {
+      await pool.query(`CREATE SEQUENCE attempts;
+        CREATE FUNCTION conflict(code text, times int) RETURNS int LANGUAGE plpgsql AS $$
+        BEGIN
+          IF nextval('attempts') <= times THEN RAISE EXCEPTION 'chosen as the deadlock victim' USING ERRCODE = code; END IF;
+          RETURN 1;
+        END $$`);
+      const { rows } = await query<{ conflict: number }>(pool, 'SELECT conflict($1, $2)', ['40P01', 2]);
+      assert.equal(rows[0]?.conflict, 1, 'the third try went through');
+      await pool.query("SELECT setval('attempts', 1, false)");
+      await assert.rejects(query(pool, 'SELECT conflict($1, $2)', ['40001', 100]), (error: unknown) => {
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        assert.equal(error.status, 503);
+        assert.ok(Number(error.headers['Retry-After']) >= 1);
+        return true;
+      });
+      const tries = await pool.query<{ last_value: string }>('SELECT last_value FROM attempts');
+      assert.equal(tries.rows[0]?.last_value, '4', 'once and three retries');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('keeps at most its cap of clients in the table, within one window too: the oldest windows go first', async () => {
+    const url = await databaseUrl();
+    const store = await openGate(url);
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      const limiter = createPgRateLimiter(pool, 'client', 60, { maxKeys: 1000 });
+      const rows = async (): Promise<number> =>
+        (await pool.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM ${RATE_LIMIT_TABLE} WHERE key LIKE 'client:%'`)).rows[0]
+          ?.rows ?? 0;
+      for (let wave = 0; wave < 5; wave++) {
+        const decisions = await Promise.all(
+          Array.from({ length: 1000 }, (_, index) => limiter.consume(`2001:db8:${wave}:${index.toString(16)}::/64`)),
+        );
+        assert.ok(decisions.every((decision) => decision.allowed));
+        await waitFor('the table back under its cap', async () => ((await rows()) <= 1000 ? true : undefined), 10_000);
+      }
+      const latest = await pool.query<{ key: string }>(`SELECT key FROM ${RATE_LIMIT_TABLE} WHERE key = 'client:2001:db8:4:3e7::/64'`);
+      assert.equal(latest.rows.length, 1, 'the newest clients are kept');
+    } finally {
+      await pool.end();
+      await store.close();
+    }
   });
 });
 

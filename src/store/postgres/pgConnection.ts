@@ -38,12 +38,25 @@ function tlsAttempts(mode: SslMode, verifying: Tls): readonly Tls[] {
   }
 }
 
-/** A failure that a retry may cure: the server is down, restarting, overloaded, or the connection broke. */
+const sqlState = (error: unknown): string | undefined => {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+};
+
+/**
+ * A failure that a retry may cure: the server is down, restarting, overloaded, the connection broke, or the statement
+ * was chosen to end a deadlock or a serialization conflict (class 40).
+ */
 export function isUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return /^(08|53|57|58)/.test(code);
-  return true;
+  const code = sqlState(error);
+  return code === undefined || /^(08|40|53|57|58)/.test(code);
 }
+
+/** Deadlock detected, serialization failure: the statement was rolled back whole, and running it again is safe. */
+const isConflict = (error: unknown): boolean => sqlState(error) === '40P01' || sqlState(error) === '40001';
+
+/** Tries after the first, for a statement that lost a deadlock or a serialization conflict. */
+const CONFLICT_RETRIES = 3;
 
 const statementNames = new Map<string, string>();
 
@@ -66,14 +79,19 @@ export async function query<R extends pg.QueryResultRow>(
   text: string,
   values: readonly unknown[] = [],
 ): Promise<pg.QueryResult<R>> {
-  try {
-    return await pool.query<R>({ name: statementName(text), text, values: values as unknown[] });
-  } catch (error) {
-    throw unavailableOr(error);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await pool.query<R>({ name: statementName(text), text, values: values as unknown[] });
+    } catch (error) {
+      if (!isConflict(error) || attempt === CONFLICT_RETRIES) throw unavailableOr(error);
+      // Each statement is its own transaction: a little random wait, and the two sides rarely meet again.
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * (attempt + 1)));
+    }
   }
 }
 
 function unavailableOr(error: unknown): unknown {
+  if (isConflict(error)) return storeRetryLater('the registry database is busy; retry later', 1000);
   return isUnavailable(error) ? storeRetryLater('the registry database is unavailable; retry later', 5000) : error;
 }
 
