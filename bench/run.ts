@@ -263,12 +263,14 @@ async function main(): Promise<void> {
     note(`\nNo PostgreSQL server here (${(error as Error).message}): no PostgreSQL rows.`);
   }
 
-  const service = (args: readonly string[]) => async (): Promise<Daemon> => {
-    const since = gate.mark();
-    const daemon = await gate.start(['--verbosity', '3', ...args]);
-    await gate.waitForLog(/matrix-regservice listening/, 20_000, since);
-    return { pid: daemon.child.pid as number, port, stop: async () => void (await gate.stop()) };
-  };
+  const service =
+    (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
+    async (): Promise<Daemon> => {
+      const since = gate.mark();
+      const daemon = await gate.start(['--verbosity', '3', ...args], env);
+      await gate.waitForLog(/matrix-regservice listening/, 20_000, since);
+      return { pid: daemon.child.pid as number, port, stop: async () => void (await gate.stop()) };
+    };
   const go = (binary: string) => async (): Promise<Daemon> => {
     const goPort = await freePort();
     const dir = mkdtempSync(join(work, 'go-'));
@@ -312,6 +314,11 @@ async function main(): Promise<void> {
     const configs: [string, (limits: readonly string[]) => () => Promise<Daemon>][] = [
       ['this service, `--workers 1`', (limits) => service(['--workers', '1', ...limits])],
       [`this service, default workers (${cores})`, (limits) => service(limits)],
+      // The measurement behind the workers' V8 flags (supervisor.ts): the setting the service does not use, beside it.
+      [
+        'this service, default workers, workers also `--optimize-for-size`',
+        (limits) => service(limits, { NODE_OPTIONS: `--import ${resolve('bench/workersOptimizeForSize.mjs')}` }),
+      ],
       ...(postgres === undefined
         ? []
         : [

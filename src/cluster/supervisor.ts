@@ -8,12 +8,25 @@ import { WORKER_ENVIRONMENT, workerSettingsOf } from './workerSettings.js';
 export const MAX_FAILED_STARTS = 3;
 
 /**
- * A small young generation: under a flood V8 otherwise grows it to 3 × 16 MB per worker. Measured (npm run bench):
- * peak RSS per worker ~115 MB → ~95 MB, refusals/s unchanged within the noise. Workers get no --optimize-for-size (the
- * primary's run.sh flag): they are the refusal hot path, and with the primary answering them promptly their memory
- * stays near 80 MB under the botnet load without it.
+ * The workers' V8 flags, measured under a flood of forged requests from ever-new addresses (npm run bench, and side by
+ * side by hand: BENCHMARKS.md). A small young generation: V8 otherwise grows it to 3 × 16 MB per worker (peak RSS
+ * ~115 → ~95 MB). A slow-growing old generation (heap grows by 10% before the next full collection, not ~2×): peak
+ * RSS ~105 → ~80 MB, refusals/s unchanged within the noise.
  */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=2'];
+const WORKER_V8_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percent=10'];
+
+/**
+ * The primary's own V8 flags that workers do not get, though node:cluster would pass on everything the primary was
+ * started with (run.sh gives the primary --optimize-for-size): it keeps worker memory as low as the flags above do,
+ * but costs the workers, the refusal hot path, about 5% of their refusals in the open case and 15% under the botnet
+ * load (BENCHMARKS.md, "workers also --optimize-for-size").
+ */
+const PRIMARY_ONLY_FLAGS: ReadonlySet<string> = new Set(['--optimize-for-size']);
+
+/** What a worker's Node is started with: the primary's flags but the primary-only ones, and the workers' own. */
+export function workerExecArgv(primaryExecArgv: readonly string[]): string[] {
+  return [...primaryExecArgv.filter((flag) => !PRIMARY_ONLY_FLAGS.has(flag)), ...WORKER_V8_FLAGS];
+}
 
 export class StartError extends Error {}
 
@@ -79,7 +92,7 @@ export class Supervisor {
   private startup: { listening(): void; failed(reason: string): void } | undefined;
 
   constructor(private readonly options: SupervisorOptions) {
-    cluster.setupPrimary({ exec: options.exec, args: [], serialization: 'json', execArgv: [...process.execArgv, ...WORKER_V8_FLAGS] });
+    cluster.setupPrimary({ exec: options.exec, args: [], serialization: 'json', execArgv: workerExecArgv(process.execArgv) });
   }
 
   /** Forks every worker; resolves once all listen, rejects with the reason when one cannot start. */

@@ -1,15 +1,17 @@
 import type { Settings } from '../config/settings.js';
-import { openLevelStore } from './leveldb/levelStore.js';
-import { openLevelStoreForReading } from './leveldb/readOnlyStore.js';
-import { openPgStore } from './postgres/pgStore.js';
 import type { Store } from './store.js';
+
+// Each store's modules are loaded only when that store is opened: a LevelDB gate never carries node-postgres, nor a
+// PostgreSQL gate LevelDB's addon.
+const levelDb = () => import('./leveldb/levelStore.js');
+const postgres = () => import('./postgres/pgStore.js');
 
 export type StoreSettings = Pick<Settings, 'datapath' | 'database' | 'databasePassword' | 'databasePool' | 'pendingLeaseMs'>;
 
 /** The service's store: PostgreSQL when --database is given (created and migrated), else LevelDB under --datapath. */
-export function openServiceStore(settings: StoreSettings, onIdleError?: (error: Error) => void): Promise<Store> {
-  if (settings.database === undefined) return openLevelStore(settings.datapath, { leaseMs: settings.pendingLeaseMs });
-  return openPgStore({
+export async function openServiceStore(settings: StoreSettings, onIdleError?: (error: Error) => void): Promise<Store> {
+  if (settings.database === undefined) return (await levelDb()).openLevelStore(settings.datapath, { leaseMs: settings.pendingLeaseMs });
+  return (await postgres()).openPgStore({
     url: settings.database,
     password: settings.databasePassword,
     poolSize: settings.databasePool,
@@ -28,8 +30,10 @@ export interface StoreForReading {
 
 /** For commands that read (users, doctor): never creates a database, never migrates one. */
 export async function openStoreForReading(settings: StoreSettings): Promise<StoreForReading> {
-  if (settings.database === undefined) return openLevelStoreForReading(settings.datapath);
-  const store = await openPgStore({
+  if (settings.database === undefined) return (await import('./leveldb/readOnlyStore.js')).openLevelStoreForReading(settings.datapath);
+  const store = await (
+    await postgres()
+  ).openPgStore({
     url: settings.database,
     password: settings.databasePassword,
     poolSize: 1,

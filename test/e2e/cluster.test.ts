@@ -175,8 +175,14 @@ describe(
       const registration = gate.registration as { as_token: string; hs_token: string };
       const sharedSecret = readFileSync(secretFile, 'utf8').trim();
       // The workers have served Synapse's pings and transactions, which present the hs_token: only its digest is theirs.
+      assert.ok(readFileSync(`/proc/${primary}/cmdline`, 'utf8').includes('--optimize-for-size'), "run.sh's flag for the primary");
       for (const worker of childrenOf(primary)) {
-        const environ = readFileSync(`/proc/${worker}/environ`, 'utf8') + readFileSync(`/proc/${worker}/cmdline`, 'utf8');
+        const cmdline = readFileSync(`/proc/${worker}/cmdline`, 'utf8');
+        assert.ok(
+          !cmdline.includes('--optimize-for-size') && cmdline.includes('--max-semi-space-size=2'),
+          'the workers have their own V8 flags',
+        );
+        const environ = readFileSync(`/proc/${worker}/environ`, 'utf8') + cmdline;
         for (const secret of [sharedSecret, registration.as_token, registration.hs_token]) assert.ok(!environ.includes(secret));
         if (process.getuid?.() === 0) assert.deepEqual(memoryHolds(worker, [sharedSecret, registration.as_token]), [], `worker ${worker}`);
       }

@@ -18,7 +18,8 @@ export interface Gate {
   readonly registrationFile: string;
   readonly registration: Readonly<Record<string, unknown>>;
   readonly genconfigOutput: string;
-  start(extraArgs?: readonly string[]): Promise<DaemonProcess>;
+  /** ./run.sh with `extraArgs`, and `env` added to the environment. */
+  start(extraArgs?: readonly string[], env?: NodeJS.ProcessEnv): Promise<DaemonProcess>;
   /** SIGTERM (or `signal`); resolves to the exit code, null when a signal killed it. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** The running daemon process, if any. */
@@ -87,8 +88,8 @@ function gateRunning(
     dir,
     url,
     ...made,
-    async start(extraArgs = []) {
-      current = spawnDaemon(scope, join(dir, 'run.sh'), [...baseArgs, '--verbosity', '5', ...extraArgs], { cwd: dir });
+    async start(extraArgs = [], env = {}) {
+      current = spawnDaemon(scope, join(dir, 'run.sh'), [...baseArgs, '--verbosity', '5', ...extraArgs], { cwd: dir, env });
       await waitUntilListening(current, url);
       return current;
     },
