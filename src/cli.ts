@@ -1,4 +1,7 @@
+import { createWriteStream } from 'node:fs';
 import { Command, Option } from 'commander';
+import { ignoredGoFlagsWarning, translateGoArgv } from './goOriginal/goFlags.js';
+import { loadSettingsForGoRunScript } from './goOriginal/goSettings.js';
 import { loadSettings, type SettingsSources } from './config/loadSettings.js';
 import { urlSecrets } from './config/databaseUrl.js';
 import { envName, OPTION_SPECS } from './config/options.js';
@@ -67,12 +70,32 @@ function settingsOrExit(command: Command, options?: ResolveOptions, fallback?: S
   }
 }
 
-async function runDaemon(command: Command): Promise<void> {
-  const { settings, warnings } = settingsOrExit(command);
+/** The daemon's and doctor's settings: a run.sh of the Go original's works too (src/goOriginal/). */
+function serviceSettingsOrExit(command: Command): ReturnType<typeof loadSettings> {
+  try {
+    return loadSettingsForGoRunScript(sourcesOf(command), { requireSecrets: true }, process.cwd());
+  } catch (error) {
+    if (error instanceof SettingsError) fail(error.message, EXIT_BAD_SETTINGS);
+    throw error;
+  }
+}
+
+/** Where log lines go: standard error, or the --logfile (appended; the Go original's flag). */
+function logStream(settings: Settings): NodeJS.WritableStream | undefined {
+  if (settings.logfile === undefined) return undefined;
+  process.stderr.write(`matrix-regservice: logging to ${settings.logfile}\n`);
+  return createWriteStream(settings.logfile, { flags: 'a', mode: 0o640 });
+}
+
+async function runDaemon(command: Command, context: ProgramContext): Promise<void> {
+  const { settings, warnings } = serviceSettingsOrExit(command);
+  const stream = logStream(settings);
   const log = createLogger({
     verbosity: settings.verbosity,
     secrets: [settings.sharedSecret, settings.adminToken, settings.asToken, settings.hsToken, ...databaseSecrets(settings)],
+    ...(stream === undefined ? {} : { stream }),
   });
+  if (context.ignoredGoFlags.length > 0) log.warn(ignoredGoFlagsWarning(context.ignoredGoFlags));
   for (const warning of warnings) log.warn(warning);
   process.on('unhandledRejection', (reason) => {
     log.error('unhandled promise rejection', { reason: reason instanceof Error ? reason.message : String(reason) });
@@ -112,7 +135,13 @@ async function runDaemon(command: Command): Promise<void> {
   if (signalled) await stopAndExit(0);
 }
 
-export function buildProgram(): Command {
+/** What parsing the command line learned before commander saw it. */
+interface ProgramContext {
+  /** The Go original's diagnostic flags that were given (and are ignored). */
+  ignoredGoFlags: readonly string[];
+}
+
+export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): Command {
   const program = new Command('matrix-regservice')
     .description('Registration gate for a Matrix homeserver: registers @0x<address>:<server_name> for holders of the key')
     .version(packageVersion())
@@ -125,7 +154,7 @@ export function buildProgram(): Command {
     );
   }
   program.addOption(new Option('--config <file>', `YAML file of the same settings [env ${envName('config')}]`));
-  program.action(async (_options, command: Command) => runDaemon(command));
+  program.action(async (_options, command: Command) => runDaemon(command, context));
 
   program
     .command('genconfig')
@@ -137,7 +166,15 @@ export function buildProgram(): Command {
       '--homeserver-config <file>',
       "Synapse's homeserver.yaml to take server_name, shared secret and client listener from (default ./homeserver.yaml if present)",
     )
-    .option('--patch-homeserver', 'apply the needed homeserver.yaml changes (keeps comments, writes a backup)', false)
+    .option(
+      '--patch-homeserver',
+      "apply Synapse's changes: homeserver.yaml edited in place (with a backup), or in Debian's layout a conf.d file of ours",
+      false,
+    )
+    .option(
+      '--synapse-workdir <dir>',
+      "Synapse's working directory, for relative paths in its configuration (default /var/lib/matrix-synapse with conf.d, else homeserver.yaml's directory)",
+    )
     .option('--nginx-location <file>', 'also write the nginx location nodes register through, to include in your own server block')
     .option('--nginx <file>', 'also write a whole nginx site (a server block for Synapse and the service) for this deployment')
     .option('--tls-certificate <file>', 'with --nginx: the site speaks TLS with this certificate (full chain)')
@@ -207,7 +244,7 @@ export function buildProgram(): Command {
 }
 
 async function runDoctorCommand(command: Command, publicUrl: string | undefined): Promise<void> {
-  const { settings, warnings } = settingsOrExit(command);
+  const { settings, warnings } = serviceSettingsOrExit(command);
   for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
   const { formatCheck, runDoctor } = await import('./commands/doctor.js');
   const results = await runDoctor(settings, publicUrl);
@@ -231,6 +268,18 @@ async function runUsers(command: Command, action: string, address: string | unde
   }
 }
 
+/** Every long flag of the program and its subcommands, as the Go original's flag package would also take them with one dash. */
+function longFlagsOf(command: Command): string[] {
+  return [
+    ...command.options.map((option) => option.long?.replace(/^--/, '')).filter((flag): flag is string => flag !== undefined),
+    ...command.commands.flatMap(longFlagsOf),
+  ];
+}
+
 export async function main(argv: readonly string[] = process.argv): Promise<void> {
-  await buildProgram().parseAsync([...argv]);
+  const context: ProgramContext = { ignoredGoFlags: [] };
+  const program = buildProgram(context);
+  const translated = translateGoArgv(argv.slice(2), longFlagsOf(program));
+  context.ignoredGoFlags = translated.ignored;
+  await program.parseAsync([...argv.slice(0, 2), ...translated.argv]);
 }

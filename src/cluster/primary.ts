@@ -16,6 +16,7 @@ import { aggregateMetrics, createPrimaryMetrics, type MetricsSnapshot } from '..
 import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
 import { StartError, Supervisor } from './supervisor.js';
+import { refusalLineShare } from './workerSettings.js';
 
 export { StartError } from './supervisor.js';
 
@@ -94,7 +95,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     asToken: settings.asToken,
     timeoutMs: settings.homeserverTimeoutMs,
   });
-  const refusals = new RefusalTally();
+  const refusals = new RefusalTally(refusalLineShare(settings.workers));
   const { api, registration, workerGone } = createPrimaryApi({
     settings,
     store,
@@ -107,6 +108,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     onTransaction: metrics.transaction,
     onRefusals: (report) => refusals.merge(report),
     refused: (outcome, client) => refusals.add(outcome, client),
+    refusalLine: () => refusals.lineAllowed(),
   });
   const summarize = (): void => {
     if (refusals.empty) return;

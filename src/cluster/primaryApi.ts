@@ -85,6 +85,8 @@ export interface PrimaryStateDeps {
   readonly onRefusals: (report: RefusalReport) => void;
   /** A registration the primary refused (node limit, lists, known node, busy …), from `client`. */
   readonly refused: (outcome: Outcome, client: string) => void;
+  /** Whether a refusal's own line may be written now (the service writes a few a second; the rest are counted). */
+  readonly refusalLine: () => boolean;
 }
 
 /** The primary's answers, over its store, homeserver client and limiters. */
@@ -127,7 +129,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       log.info('registration', fields);
     } else {
       deps.refused(outcome, client);
-      log.debug('registration', fields);
+      if (log.enabled('debug') && deps.refusalLine()) log.debug('registration', fields);
     }
   };
   const onTransaction = createTransactionHandler({

@@ -23,9 +23,11 @@ const WORKER_V8_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percent=10']
  */
 const PRIMARY_ONLY_FLAGS: ReadonlySet<string> = new Set(['--optimize-for-size']);
 
-/** What a worker's Node is started with: the primary's flags but the primary-only ones, and the workers' own. */
+/** What a worker's Node is started with: the primary's flags but the primary-only ones and those the workers set. */
 export function workerExecArgv(primaryExecArgv: readonly string[]): string[] {
-  return [...primaryExecArgv.filter((flag) => !PRIMARY_ONLY_FLAGS.has(flag)), ...WORKER_V8_FLAGS];
+  const nameOf = (flag: string): string => flag.split('=')[0] ?? flag;
+  const own = new Set(WORKER_V8_FLAGS.map(nameOf));
+  return [...primaryExecArgv.filter((flag) => !PRIMARY_ONLY_FLAGS.has(flag) && !own.has(nameOf(flag))), ...WORKER_V8_FLAGS];
 }
 
 export class StartError extends Error {}

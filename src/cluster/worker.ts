@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { createWriteStream } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { createLogger, type Logger } from '../log/logger.js';
 import { RefusalTally } from '../log/refusalTally.js';
@@ -49,6 +50,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
     registerRoute: registerRoute({
       clientKey: createClientKey(settings.trustedProxies, settings.rateLimitIpv6Prefix),
       unnamedClient: () => deps.refusals.unnamedClient(),
+      refusalLine: () => deps.refusals.lineAllowed(),
       limitClient: settings.rateLimitClientPerMinute === 0 ? undefined : (key) => api.limitClient(key),
       verify: createRegistrationVerifier(settings.serverName, createAddressRecovery().recover),
       register: (node, request) => api.register(node, { ...request, worker: cluster.worker?.id ?? 0 }),
@@ -119,7 +121,7 @@ export function runWorker(): void {
   let worker: WorkerServer | undefined;
   let stopping: Promise<void> | undefined;
   let cutAfterMs = 0;
-  const refusals = new RefusalTally();
+  let refusals = new RefusalTally();
   const metrics = createWorkerMetrics();
 
   const peer = new IpcPeer(
@@ -144,7 +146,12 @@ export function runWorker(): void {
   };
 
   async function start(settings: WorkerSettings): Promise<void> {
-    log = createLogger({ verbosity: settings.verbosity, fields: { worker: cluster.worker?.id } });
+    refusals = new RefusalTally(settings.refusalLinesPerSecond);
+    log = createLogger({
+      verbosity: settings.verbosity,
+      fields: { worker: cluster.worker?.id },
+      ...(settings.logfile === undefined ? {} : { stream: createWriteStream(settings.logfile, { flags: 'a', mode: 0o640 }) }),
+    });
     try {
       worker = createWorkerServer({ settings, api, log, metrics, refusals });
       // A registration in flight waits at most for one homeserver call (and the primary's store around it).

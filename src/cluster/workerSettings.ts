@@ -1,5 +1,11 @@
 import type { Settings } from '../config/settings.js';
 import { hsTokenDigest } from '../http/hsTokenAuth.js';
+import { REFUSAL_LINES_PER_SECOND } from '../log/lineBudget.js';
+
+/** Each process's share of the per-refusal lines the service writes a second: the workers' and the primary's. */
+export function refusalLineShare(workers: number): number {
+  return REFUSAL_LINES_PER_SECOND / (workers + 1);
+}
 
 /**
  * What a worker is started with: only what serving the listener needs, named one by one (an allow-list, so that a
@@ -12,11 +18,15 @@ export interface WorkerSettings {
   readonly port: number;
   readonly basePath: string;
   readonly verbosity: Settings['verbosity'];
+  /** Log lines go to this file (appended) instead of standard error. */
+  readonly logfile: string | undefined;
   readonly hsTokenSha256: string;
   readonly trustedProxies: string;
   readonly rateLimitClientPerMinute: number;
   readonly rateLimitIpv6Prefix: number;
   readonly clientTimeoutMs: number;
+  /** This worker's share of the per-refusal lines the service writes a second. */
+  readonly refusalLinesPerSecond: number;
   /** How long requests in flight may take when stopping, before their connections are cut. */
   readonly homeserverTimeoutMs: number;
 }
@@ -28,11 +38,13 @@ export function workerSettingsOf(settings: Settings): WorkerSettings {
     port: settings.port,
     basePath: settings.basePath,
     verbosity: settings.verbosity,
+    logfile: settings.logfile,
     hsTokenSha256: hsTokenDigest(settings.hsToken),
     trustedProxies: settings.trustedProxies,
     rateLimitClientPerMinute: settings.rateLimitClientPerMinute,
     rateLimitIpv6Prefix: settings.rateLimitIpv6Prefix,
     clientTimeoutMs: settings.clientTimeoutMs,
+    refusalLinesPerSecond: refusalLineShare(settings.workers),
     homeserverTimeoutMs: settings.homeserverTimeoutMs,
   };
 }

@@ -3,20 +3,25 @@ import { join } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { localServiceUrl } from '../config/connectAddress.js';
 import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
-import { callHomeserver, errcodeOf, errorTextOf } from '../homeserver/homeserverCall.js';
+import { callHomeserver, errcodeOf, errorTextOf, type HomeserverAnswer } from '../homeserver/homeserverCall.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
 import { describeDatabaseUrl } from '../config/databaseUrl.js';
 import { openLevelStore, STORE_DIRECTORY } from '../store/leveldb/levelStore.js';
 import { openStoreForReading } from '../store/openStore.js';
 import { StoreOpenError } from '../store/store.js';
+import { namespaceIsWide, WIDE_NAMESPACE_WARNING } from '../config/registrationFile.js';
+import { sharedSecretMac } from '../protocol/sharedSecretMac.js';
+import { CLIENT_ADDRESS_HEADER } from '../http/clientKey.js';
 
 export interface CheckResult {
   readonly ok: boolean;
   readonly what: string;
   readonly detail: string;
+  /** Works, but the operator should change something: printed WARN, and doctor still passes. */
+  readonly warning?: true;
 }
 
-type Check = () => Promise<CheckResult>;
+type Check = () => Promise<CheckResult[]>;
 
 const TIMEOUT_MS = 5000;
 
@@ -34,33 +39,105 @@ async function checkHomeserver(settings: Settings): Promise<CheckResult> {
   }
 }
 
-async function checkBackendAccess(settings: Settings): Promise<CheckResult> {
-  try {
-    if (settings.backend === 'shared-secret') {
-      const what = 'shared-secret registration endpoint present';
-      const answer = await callHomeserver({
-        method: 'GET',
-        url: `${settings.homeserverUrl}/_synapse/admin/v1/register`,
-        timeoutMs: TIMEOUT_MS,
-      });
-      return typeof answer.body.nonce === 'string'
-        ? { ok: true, what, detail: 'GET /_synapse/admin/v1/register gives a nonce' }
-        : { ok: false, what, detail: `HTTP ${answer.status} ${errorTextOf(answer)}: set registration_shared_secret in homeserver.yaml` };
-    }
-    const token = settings.backend === 'admin-api' ? settings.adminToken : settings.asToken;
-    const what = settings.backend === 'admin-api' ? 'admin token accepted' : 'as_token accepted';
-    const answer = await callHomeserver({
-      method: 'GET',
-      url: `${settings.homeserverUrl}/_matrix/client/v3/account/whoami`,
-      accessToken: token,
-      timeoutMs: TIMEOUT_MS,
-    });
-    return answer.status === 200
-      ? { ok: true, what, detail: `acts as ${String(answer.body.user_id)}` }
-      : { ok: false, what, detail: `HTTP ${answer.status} ${errcodeOf(answer)}` };
-  } catch (error) {
-    return { ok: false, what: `${settings.backend} backend usable`, detail: failure(error) };
+/**
+ * Proves the shared secret without creating a user: Synapse checks the MAC before the user name, so a correctly signed
+ * registration of a name it cannot take (with a space) is refused for the name (400 M_INVALID_USERNAME), and one
+ * signed with another secret for the MAC (403 "HMAC incorrect"). No user is created either way.
+ */
+async function checkSharedSecret(settings: Settings): Promise<CheckResult> {
+  const what = "the shared secret is Synapse's registration_shared_secret";
+  const endpoint = `${settings.homeserverUrl}/_synapse/admin/v1/register`;
+  const nonceAnswer = await callHomeserver({ method: 'GET', url: endpoint, timeoutMs: TIMEOUT_MS });
+  const nonce = nonceAnswer.body.nonce;
+  if (typeof nonce !== 'string') {
+    return {
+      ok: false,
+      what,
+      detail: `GET ${endpoint}: HTTP ${nonceAnswer.status} ${errorTextOf(nonceAnswer)}: set registration_shared_secret in homeserver.yaml`,
+    };
   }
+  const probe = { nonce, username: 'matrix-regservice doctor', password: 'not a password', admin: false };
+  const answer = await callHomeserver({
+    method: 'POST',
+    url: endpoint,
+    body: { ...probe, mac: sharedSecretMac(settings.sharedSecret, probe) },
+    timeoutMs: TIMEOUT_MS,
+  });
+  if (answer.status === 400 && errcodeOf(answer) === 'M_INVALID_USERNAME') {
+    return { ok: true, what, detail: 'Synapse accepted its MAC (a probe with an impossible user name, so no user was created)' };
+  }
+  if (answer.status === 403) {
+    return {
+      ok: false,
+      what,
+      detail: `Synapse refused its MAC (${errorTextOf(answer)}): every registration would get 502; --sharesecret-file must hold Synapse's registration_shared_secret`,
+    };
+  }
+  return { ok: false, what, detail: `unexpected answer to the probe: HTTP ${answer.status} ${errcodeOf(answer)} ${errorTextOf(answer)}` };
+}
+
+/** Whom the homeserver takes `token` for. */
+function whoamiWith(settings: Settings, token: string): Promise<HomeserverAnswer> {
+  return callHomeserver({
+    method: 'GET',
+    url: `${settings.homeserverUrl}/_matrix/client/v3/account/whoami`,
+    accessToken: token,
+    timeoutMs: TIMEOUT_MS,
+  });
+}
+
+/** The admin token belongs to a server admin: whoami, then an admin-only call about that very user. */
+async function checkAdminToken(settings: Settings): Promise<CheckResult> {
+  const what = "the admin token is a server admin's";
+  const whoami = await whoamiWith(settings, settings.adminToken);
+  if (whoami.status !== 200)
+    return { ok: false, what, detail: `whoami: HTTP ${whoami.status} ${errcodeOf(whoami)}: the token is not accepted` };
+  const userId = String(whoami.body.user_id);
+  const admin = await callHomeserver({
+    method: 'GET',
+    url: `${settings.homeserverUrl}/_synapse/admin/v2/users/${encodeURIComponent(userId)}`,
+    accessToken: settings.adminToken,
+    timeoutMs: TIMEOUT_MS,
+  });
+  return admin.status === 200
+    ? { ok: true, what, detail: `acts as ${userId}, a server admin` }
+    : { ok: false, what, detail: `${userId} is not a server admin (admin API: HTTP ${admin.status} ${errcodeOf(admin)})` };
+}
+
+/** The as_token (every backend asks whoami with it) is this application service's. */
+async function checkAsToken(settings: Settings): Promise<CheckResult> {
+  const what = 'the as_token is accepted';
+  const answer = await whoamiWith(settings, settings.asToken);
+  return answer.status === 200
+    ? { ok: true, what, detail: `acts as ${String(answer.body.user_id)}` }
+    : {
+        ok: false,
+        what,
+        detail: `HTTP ${answer.status} ${errcodeOf(answer)}: Synapse has not loaded this registration, or its as_token differs`,
+      };
+}
+
+async function checkBackendAccess(settings: Settings): Promise<CheckResult[]> {
+  const backendCheck =
+    settings.backend === 'shared-secret' ? checkSharedSecret : settings.backend === 'admin-api' ? checkAdminToken : undefined;
+  const checks = [...(backendCheck === undefined ? [] : [backendCheck]), checkAsToken];
+  const results: CheckResult[] = [];
+  for (const check of checks) {
+    try {
+      results.push(await check(settings));
+    } catch (error) {
+      results.push({ ok: false, what: `${settings.backend} backend usable`, detail: failure(error) });
+    }
+  }
+  return results;
+}
+
+function checkNamespace(settings: Settings): CheckResult {
+  const what = "the registration's user namespace covers Photon nodes only";
+  if (settings.appserviceUserRegexes.length === 0) return { ok: true, what, detail: 'no registration named' };
+  return namespaceIsWide(settings.appserviceUserRegexes, settings.serverName)
+    ? { ok: true, warning: true, what, detail: WIDE_NAMESPACE_WARNING }
+    : { ok: true, what, detail: settings.appserviceUserRegexes.join(', ') };
 }
 
 async function checkPing(settings: Settings): Promise<CheckResult> {
@@ -145,23 +222,58 @@ async function checkPublicUrl(publicUrl: string, basePath: string): Promise<Chec
   } catch (error) {
     matrix = { ok: false, what: `${base}/_matrix routes to the homeserver`, detail: failure(error) };
   }
-  return [regapp, matrix];
+  return [regapp, await checkForwardedFor(base, basePath), matrix];
+}
+
+/** An address no client has (TEST-NET-1): if the service takes a request carrying it for that client, the proxy passed it. */
+const MADE_UP_CLIENT = '192.0.2.83';
+
+/**
+ * Whether the proxy sets the client's address itself: a request through the public URL carrying a made-up
+ * X-Forwarded-For, and the service's answer names the client it took it for. The made-up one means the proxy passes what
+ * a client sends, so anyone can claim any address and dodge every limit.
+ */
+async function checkForwardedFor(base: string, basePath: string): Promise<CheckResult> {
+  const what = 'the proxy sets the client address (X-Forwarded-For) itself';
+  try {
+    const response = await fetch(`${base}${basePath}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': MADE_UP_CLIENT },
+      body: '{}',
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    await response.body?.cancel();
+    const seen = response.headers.get(CLIENT_ADDRESS_HEADER);
+    if (seen === null) return { ok: false, what, detail: 'no answer from matrix-regservice there naming the client' };
+    if (seen === MADE_UP_CLIENT) {
+      return {
+        ok: false,
+        what,
+        detail:
+          `the service took a request for ${MADE_UP_CLIENT}, the X-Forwarded-For doctor made up: the proxy passes on what clients ` +
+          'send, so anyone can claim any address and dodge every limit; in nginx add "proxy_set_header X-Forwarded-For $remote_addr;"',
+      };
+    }
+    return { ok: true, what, detail: `the service saw this machine as ${seen}, not the made-up ${MADE_UP_CLIENT}` };
+  } catch (error) {
+    return { ok: false, what, detail: failure(error) };
+  }
 }
 
 /** Every check, in order; the caller prints them and exits non-zero on any failure. */
 export async function runDoctor(settings: Settings, publicUrl: string | undefined): Promise<CheckResult[]> {
   const checks: Check[] = [
-    () => checkHomeserver(settings),
+    async () => [await checkHomeserver(settings)],
     () => checkBackendAccess(settings),
-    () => checkPing(settings),
-    () => (settings.database === undefined ? checkDatapath(settings) : checkDatabase(settings, settings.database)),
+    async () => [await checkPing(settings), checkNamespace(settings)],
+    async () => [settings.database === undefined ? await checkDatapath(settings) : await checkDatabase(settings, settings.database)],
   ];
   const results: CheckResult[] = [];
-  for (const check of checks) results.push(await check());
+  for (const check of checks) results.push(...(await check()));
   if (publicUrl !== undefined) results.push(...(await checkPublicUrl(publicUrl, settings.basePath)));
   return results;
 }
 
 export function formatCheck(result: CheckResult): string {
-  return `${result.ok ? 'ok  ' : 'FAIL'}  ${result.what}: ${result.detail}`;
+  return `${result.ok ? (result.warning === true ? 'WARN' : 'ok  ') : 'FAIL'}  ${result.what}: ${result.detail}`;
 }

@@ -1,8 +1,10 @@
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { DEFAULTS, type ResolvedSettings, type SettingsLayer } from '../config/settings.js';
-import { readHomeserverFacts } from '../genconfig/homeserverConfig.js';
-import { planHomeserverPatch, type HomeserverChange } from '../genconfig/homeserverPatch.js';
+import { configValue, readHomeserverFacts, readSynapseConfig, type SynapseConfig } from '../genconfig/homeserverConfig.js';
+import { planHomeserverUpdate } from '../genconfig/homeserverChanges.js';
+import type { HomeserverChange } from '../genconfig/homeserverPatch.js';
+import { findGoRegistration } from '../goOriginal/goRegistration.js';
 import {
   defaultGenconfigInput,
   GenconfigError,
@@ -34,29 +36,38 @@ export interface GenconfigOptions {
   readonly systemdUser: string;
   /** host:port of each gate behind nginx (several gates sharing one --database). */
   readonly upstream: readonly string[];
+  /** Synapse's working directory, from which it resolves relative paths in its configuration. */
+  readonly synapseWorkdir?: string | undefined;
+}
+
+/** Synapse's working directory under Debian's unit, from which it resolves relative paths in its configuration. */
+const DEBIAN_SYNAPSE_WORKDIR = '/var/lib/matrix-synapse';
+
+function readConfigOrFail(path: string): SynapseConfig {
+  try {
+    return readSynapseConfig(path);
+  } catch (error) {
+    failCommand(
+      `cannot read the homeserver config ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      EXIT_BAD_SETTINGS,
+    );
+  }
 }
 
 /**
- * `genconfig`: reads homeserver.yaml when there is one, plans every file and the homeserver.yaml patch, checks them all,
- * then writes. `settingsFor` resolves the settings with what homeserver.yaml gave as the lowest layer.
+ * `genconfig`: reads Synapse's configuration when there is one (homeserver.yaml, and conf.d in Debian's layout), plans
+ * every file and Synapse's changes, checks them all, then writes all or nothing. `settingsFor` resolves the settings
+ * with what Synapse's configuration gave as the lowest layer.
  */
 export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: SettingsLayer) => ResolvedSettings, out: Output): void {
   const homeserverConfig = options.homeserverConfig ?? (existsSync('homeserver.yaml') ? 'homeserver.yaml' : undefined);
-  let homeserverText: string | undefined;
+  const config = homeserverConfig === undefined ? undefined : readConfigOrFail(resolve(homeserverConfig));
   let fallback: SettingsLayer | undefined;
-  if (homeserverConfig !== undefined) {
-    const path = resolve(homeserverConfig);
-    try {
-      homeserverText = readFileSync(path, 'utf8');
-      const facts = readHomeserverFacts(homeserverText, dirname(path));
-      fallback = { source: `homeserver.yaml ${path}`, values: facts.settings };
-      out.stdout.write(`Read ${path}: ${facts.found.join('; ') || 'nothing this service uses'}\n`);
-    } catch (error) {
-      failCommand(
-        `cannot read the homeserver config ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-        EXIT_BAD_SETTINGS,
-      );
-    }
+  if (config !== undefined) {
+    const facts = readHomeserverFacts((key) => configValue(config, key), dirname(config.homeserverYaml.path));
+    const read = [config.homeserverYaml.path, ...config.confFiles.map((file) => file.path)].join(', ');
+    fallback = { source: `Synapse's configuration ${read}`, values: facts.settings };
+    out.stdout.write(`Read ${read}: ${facts.found.join('; ') || 'nothing this service uses'}\n`);
   }
   // The state directory defaults to the deployment directory, next to run.sh, not to where genconfig ran.
   const deploymentDefaults: SettingsLayer = {
@@ -87,6 +98,9 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
   if (upstreams.length > 0 && options.nginx === undefined) {
     failCommand('--upstream lists the gates of an nginx upstream block: give --nginx FILE too (a whole site)', EXIT_BAD_SETTINGS);
   }
+  if (upstreams.length > 1 && settings.database === undefined) {
+    out.stderr.write('warning: several gates without --database each keep their own LevelDB registry and limits\n');
+  }
   const nginxOptions = {
     upstreams,
     publicPort,
@@ -94,14 +108,20 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
     tls,
     appservicePort: port(options.appservicePort, '--appservice-port'),
   };
-  if (upstreams.length > 1 && settings.database === undefined) {
-    out.stderr.write('warning: several gates without --database each keep their own LevelDB registry and limits\n');
+  // Run where the Go original's genconfig ran (Synapse's config directory), keep its registration's id and tokens:
+  // Synapse and the Go original's run.sh hold them.
+  const goRegistration = [process.cwd(), ...(config === undefined ? [] : [dirname(config.homeserverYaml.path)])]
+    .map((dir) => findGoRegistration(dir, settings.serverName))
+    .find((found) => found !== undefined);
+  if (goRegistration !== undefined) {
+    out.stdout.write(`Keeping the id and tokens of the Go original's registration ${goRegistration.path}\n`);
   }
   const input = {
     ...defaultGenconfigInput(settings, options.out),
     appserviceId: options.id,
     // Several gates: the homeserver reaches them through nginx's upstream, so its transactions fail over too.
     registrationUrl: upstreams.length > 0 ? registrationUrlThroughNginx(settings, nginxOptions) : undefined,
+    keep: goRegistration,
   };
   try {
     const plan = planGenconfig(input);
@@ -112,6 +132,42 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
       snippet: readTemplate('nginx-snippet.conf.template'),
       appservice: readTemplate('nginx-appservice.conf.template'),
     };
+    const update =
+      config === undefined
+        ? undefined
+        : planHomeserverUpdate(config, {
+            registration: {
+              file: plan.registrationFile,
+              id: plan.registration.id,
+              url: plan.registration.url,
+              asToken: plan.registration.as_token,
+              hsToken: plan.registration.hs_token,
+            },
+            sharedSecretFile: plan.newSecretFile,
+            bases: [
+              ...new Set([
+                dirname(config.homeserverYaml.path),
+                options.synapseWorkdir !== undefined
+                  ? resolve(options.synapseWorkdir)
+                  : config.confDir !== undefined
+                    ? DEBIAN_SYNAPSE_WORKDIR
+                    : dirname(config.homeserverYaml.path),
+              ]),
+            ],
+            now: input.now,
+          });
+    const byHand = (changes: readonly HomeserverChange[]): string =>
+      changes.map((change) => `  ${change.describe.replaceAll('\n', '\n  ')}`).join('\n');
+    // Synapse's configuration is checked before anything is written: a file that cannot be patched safely leaves no trace.
+    if (update?.kind === 'refused' && options.patchHomeserver) {
+      failCommand(
+        `cannot patch ${update.where} safely; nothing was written:\n${update.problems.map((problem) => `  - ${problem}`).join('\n')}\n` +
+          `Fix that and run again, or run without --patch-homeserver and add by hand:\n${byHand(update.changes)}`,
+        EXIT_FAILURE,
+      );
+    }
+    const patching = update?.kind === 'write' && options.patchHomeserver ? update : undefined;
+    const backup = patching?.inPlace === true ? `${patching.path}.bak-${input.now.toISOString().replace(/[:.]/g, '')}` : undefined;
     const files = [
       ...plan.files,
       ...(options.nginx === undefined
@@ -135,43 +191,34 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
               mode: 0o644,
             },
           ]),
+      ...(patching === undefined
+        ? []
+        : [
+            ...(backup === undefined || config === undefined ? [] : [{ name: backup, content: config.homeserverYaml.text, mode: 0o600 }]),
+            { name: patching.path, content: patching.text, mode: 0o644, replaces: true, inPlace: patching.inPlace },
+          ]),
     ];
-    // homeserver.yaml is checked before anything is written: a file that cannot be patched safely leaves no trace.
-    const path = homeserverConfig === undefined ? undefined : resolve(homeserverConfig);
-    const patch =
-      homeserverText === undefined
-        ? undefined
-        : planHomeserverPatch(homeserverText, { registrationFile: plan.registrationFile, sharedSecretFile: plan.newSecretFile });
-    const byHand = (changes: readonly HomeserverChange[]): string =>
-      changes.map((change) => `  ${change.describe.replaceAll('\n', '\n  ')}`).join('\n');
-    if (patch !== undefined && !patch.ok && options.patchHomeserver) {
-      failCommand(
-        `cannot patch ${path} safely; nothing was written:\n${patch.problems.map((problem) => `  - ${problem}`).join('\n')}\n` +
-          `Fix that and run again, or run without --patch-homeserver and add by hand:\n${byHand(patch.changes)}`,
-        EXIT_FAILURE,
-      );
-    }
     const written = writeGenconfig({ files }, input.outDir, options.force);
     out.stdout.write(`Wrote ${written.join(', ')}\n`);
-    if (patch === undefined || path === undefined) {
+    if (update === undefined) {
       out.stdout.write(plan.instructions);
       return;
     }
-    if (patch.changes.length === 0) {
-      out.stdout.write(`${path} already has what this deployment needs.\n`);
-    } else if (options.patchHomeserver && patch.ok) {
-      const backup = `${path}.bak-${input.now.toISOString().replace(/[:.]/g, '')}`;
-      copyFileSync(path, backup);
-      writeFileSync(path, patch.text);
+    if (update.kind === 'none') {
+      out.stdout.write(`Synapse's configuration already has what this deployment needs (${update.where}).\n`);
+    } else if (patching !== undefined) {
       out.stdout.write(
-        `Patched ${path} (backup: ${backup}):\n${byHand(patch.changes)}\nRestart Synapse, then start the service: ${site.runScript}\n`,
+        `${patching.inPlace ? `Patched ${patching.path} (backup: ${backup})` : `Added ${patching.path} for Synapse`}:\n${byHand(patching.changes)}\n` +
+          `Restart Synapse, then start the service: ${site.runScript}\n`,
       );
       return;
     } else {
-      const caveat = patch.ok ? '' : ` (--patch-homeserver cannot: ${patch.problems.join('; ')})`;
-      out.stdout.write(
-        `Add to ${path}${patch.ok ? ' (or run again with --patch-homeserver)' : caveat}, then restart Synapse:\n${byHand(patch.changes)}\n`,
-      );
+      const target = update.kind === 'write' ? (update.inPlace ? update.path : `a file ${update.path}`) : update.where;
+      const caveat =
+        update.kind === 'refused'
+          ? ` (--patch-homeserver cannot: ${update.problems.join('; ')})`
+          : ' (or run again with --patch-homeserver)';
+      out.stdout.write(`Add to ${target}${caveat}, then restart Synapse:\n${byHand(update.changes)}\n`);
     }
     out.stdout.write(`Then start the service: ${site.runScript}\n`);
   } catch (error) {

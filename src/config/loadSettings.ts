@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isSettingKey, OPTION_SPECS } from './options.js';
-import { parseRegistration } from './registrationFile.js';
+import { namespaceIsWide, parseRegistration, WIDE_NAMESPACE_WARNING } from './registrationFile.js';
 import { parseYamlQuietly } from './yamlText.js';
 import {
   COMMAND_LINE,
@@ -76,7 +76,13 @@ function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion
         const parsed = parseRegistration(text);
         expansion.layers.push({
           source: `registration ${path}`,
-          values: { astoken: parsed.as_token, hstoken: parsed.hs_token, 'appservice-id': parsed.id, 'appservice-url': parsed.url },
+          values: {
+            astoken: parsed.as_token,
+            hstoken: parsed.hs_token,
+            'appservice-id': parsed.id,
+            'appservice-url': parsed.url,
+            'appservice-user-regexes': parsed.userRegexes.join('\n'),
+          },
         });
       } catch (error) {
         expansion.problems.push(`registration ${path} ${(error as Error).message}`);
@@ -141,5 +147,7 @@ export function loadSettings(sources: SettingsSources, options?: ResolveOptions)
     throw new SettingsError([...expansion.problems, ...error.problems]);
   }
   if (expansion.problems.length > 0) throw new SettingsError(expansion.problems);
-  return { settings: resolved.settings, warnings: [...expansion.warnings, ...resolved.warnings] };
+  const { settings } = resolved;
+  const wide = settings.serverName !== '' && namespaceIsWide(settings.appserviceUserRegexes, settings.serverName);
+  return { settings, warnings: [...expansion.warnings, ...resolved.warnings, ...(wide ? [WIDE_NAMESPACE_WARNING] : [])] };
 }

@@ -61,6 +61,7 @@ export const OPTION_SPECS = [
   { key: 'astoken', kind: 'secret', argName: '<token>', description: 'as_token (prefer --registration)' },
   { key: 'hstoken', kind: 'secret', argName: '<token>', description: 'hs_token (prefer --registration)' },
   { key: 'verbosity', kind: 'integer', argName: '<0-5>', description: 'log level: 0 critical, 1 error, 2 warn, 3 info, 4 debug, 5 trace' },
+  { key: 'logfile', kind: 'path', argName: '<file>', description: 'append log lines to this file instead of standard error' },
   { key: 'homeserver-timeout', kind: 'integer', argName: '<seconds>', description: 'timeout of one homeserver call' },
   {
     key: 'trusted-proxies',

@@ -17,9 +17,12 @@ export interface AppserviceRegistration {
   readonly rate_limited: boolean;
 }
 
-export type RegistrationSecrets = Pick<AppserviceRegistration, 'id' | 'url' | 'as_token' | 'hs_token'>;
+export type RegistrationSecrets = Pick<AppserviceRegistration, 'id' | 'url' | 'as_token' | 'hs_token'> & {
+  /** The user namespace regexes (namespaces.users[].regex). */
+  readonly userRegexes: readonly string[];
+};
 
-/** Reads id, url, as_token and hs_token; throws with the name of what is missing. */
+/** Reads id, url, as_token and hs_token (and the user namespaces); throws with the name of what is missing. */
 export function parseRegistration(text: string): RegistrationSecrets {
   const doc = parseYamlQuietly(text);
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
@@ -31,8 +34,31 @@ export function parseRegistration(text: string): RegistrationSecrets {
     if (typeof value !== 'string' || value.trim() === '') throw new Error(`has no ${key}`);
     return value.trim();
   };
-  return { id: read('id'), url: read('url'), as_token: read('as_token'), hs_token: read('hs_token') };
+  const namespaces = fields.namespaces as { users?: unknown } | undefined;
+  const users = Array.isArray(namespaces?.users) ? (namespaces.users as { regex?: unknown }[]) : [];
+  const userRegexes = users.map((entry) => entry.regex).filter((regex): regex is string => typeof regex === 'string');
+  return { id: read('id'), url: read('url'), as_token: read('as_token'), hs_token: read('hs_token'), userRegexes };
 }
+
+/**
+ * Whether a user namespace takes in users other than Photon nodes (the Go original's `@.*` does): Synapse then asks the
+ * service about every unknown user in it and sends it their events. Synapse applies each regex with Python's re.match,
+ * anchored at the start; a regex JavaScript cannot read counts as wide.
+ */
+export function namespaceIsWide(regexes: readonly string[], serverName: string): boolean {
+  return regexes.some((regex) => {
+    try {
+      return new RegExp(`^(?:${regex})`).test(`@alice:${serverName}`);
+    } catch {
+      return true;
+    }
+  });
+}
+
+/** What the service says of a wide namespace, at start and in doctor. */
+export const WIDE_NAMESPACE_WARNING =
+  "the registration's user namespace takes in every user (the Go original's '@.*'): Synapse asks this service about " +
+  `every unknown user and sends it every event on the server; narrow it to ^@0x[0-9a-f]{40}:<domain>$ (README: Moving from the Go original)`;
 
 /** A regex source matching `text` literally (Python `re` and JavaScript agree on these escapes). */
 export function escapeRegex(text: string): string {

@@ -37,6 +37,10 @@ export interface Settings {
   readonly asToken: string;
   readonly hsToken: string;
   readonly appserviceId: string | undefined;
+  /** The registration's user namespace regexes (empty without a registration). */
+  readonly appserviceUserRegexes: readonly string[];
+  /** Log lines go to this file (appended) instead of standard error. */
+  readonly logfile: string | undefined;
   /** Path prefix of every route, from the registration `url` (default /regapp/1). */
   readonly basePath: string;
   readonly verbosity: Verbosity;
@@ -66,6 +70,8 @@ export type RawValue = string | number | boolean;
 export type InternalKey =
   | 'appservice-id'
   | 'appservice-url'
+  /** The registration's user namespace regexes, one a line. */
+  | 'appservice-user-regexes'
   | 'sharesecret-source'
   | 'admin-token'
   | 'admin-token-source'
@@ -124,7 +130,7 @@ export function describeDefault(key: SettingKey): string | undefined {
 export class SettingsError extends Error {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
-    super(`invalid settings:\n  - ${problems.join('\n  - ')}`);
+    super(problems.length === 1 ? `invalid settings: ${problems[0]}` : `invalid settings:\n  - ${problems.join('\n  - ')}`);
     this.name = 'SettingsError';
     this.problems = problems;
   }
@@ -288,6 +294,10 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     asToken: text('astoken', required('as_token of the application service: --registration registration.yaml')),
     hsToken: text('hstoken', required('hs_token of the application service: --registration registration.yaml')),
     appserviceId: pick('appservice-id') === undefined ? undefined : text('appservice-id', undefined),
+    appserviceUserRegexes: String(pick('appservice-user-regexes')?.value ?? '')
+      .split('\n')
+      .filter((regex) => regex !== ''),
+    logfile: optionalPath('logfile'),
     basePath,
     verbosity,
     homeserverTimeoutMs,

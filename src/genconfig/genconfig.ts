@@ -27,11 +27,16 @@ export interface GeneratedFile {
   readonly name: string;
   readonly content: string;
   readonly mode: number;
+  /** Replaced without --force: a file genconfig edits (homeserver.yaml) or owns (its conf.d file). */
+  readonly replaces?: boolean;
+  /** Written into the existing file, which keeps its owner and mode (homeserver.yaml): not replaced by a new one. */
+  readonly inPlace?: boolean;
 }
 
 export interface GenconfigPlan {
   readonly files: readonly GeneratedFile[];
   readonly registrationFile: string;
+  readonly registration: AppserviceRegistration;
   /** A shared-secret file genconfig made up, which the homeserver must be told to read. */
   readonly newSecretFile: string | undefined;
   /** What the operator must add to homeserver.yaml and do next. */
@@ -54,6 +59,11 @@ export interface GenconfigInput {
    * one url per application service, so its transactions fail over too). Defaults to this gate's own address.
    */
   readonly registrationUrl?: string | undefined;
+  /**
+   * The id and tokens to keep: the Go original's registration, which Synapse and the Go original's run.sh already hold.
+   * Fresh ones otherwise.
+   */
+  readonly keep?: { readonly id: string; readonly asToken: string; readonly hsToken: string } | undefined;
 }
 
 export const REGISTRATION_FILE = 'registration.yaml';
@@ -105,10 +115,10 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   }
 
   const registration: AppserviceRegistration = {
-    id: input.appserviceId ?? `matrix-regservice-${settings.serverName}`,
+    id: input.appserviceId ?? input.keep?.id ?? `matrix-regservice-${settings.serverName}`,
     url: input.registrationUrl ?? localServiceUrl(settings),
-    as_token: input.randomToken(),
-    hs_token: input.randomToken(),
+    as_token: input.keep?.asToken ?? input.randomToken(),
+    hs_token: input.keep?.hsToken ?? input.randomToken(),
     sender_localpart: 'regservice',
     namespaces: {
       // Synapse refuses shared-secret registration inside an exclusive namespace (M_EXCLUSIVE);
@@ -144,7 +154,7 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
     `    - ${registrationPath}\n` +
     secretNote +
     `Then start the service: ${join(outDir, RUN_FILE)}\n`;
-  return { files, instructions, registrationFile: registrationPath, newSecretFile };
+  return { files, instructions, registrationFile: registrationPath, registration, newSecretFile };
 }
 
 /** What the systemd unit names. */
@@ -170,10 +180,18 @@ export function readTemplate(name: string): string {
 }
 
 /** Why a file cannot be written where it is to go, checked before anything is written; undefined when it can. */
-function unwritable(path: string, force: boolean, creatable: ReadonlySet<string>): string | undefined {
+function unwritable(path: string, file: GeneratedFile, force: boolean, creatable: ReadonlySet<string>): string | undefined {
   if (existsSync(path)) {
-    if (!force) return `refusing to overwrite ${path} (use --force)`;
+    if (!force && file.replaces !== true) return `refusing to overwrite ${path} (use --force)`;
     if (!statSync(path).isFile()) return `${path} is not a file`;
+    if (file.inPlace === true) {
+      try {
+        accessSync(path, constants.W_OK);
+        return undefined;
+      } catch {
+        return `cannot write ${path}: it is not writable by this user`;
+      }
+    }
   }
   const dir = dirname(path);
   if (creatable.has(dir)) return undefined;
@@ -194,7 +212,11 @@ function unwritable(path: string, force: boolean, creatable: ReadonlySet<string>
 export function writeGenconfig(plan: Pick<GenconfigPlan, 'files'>, outDir: string, force: boolean): string[] {
   const paths = plan.files.map((file) => resolve(outDir, file.name));
   const problems = [
-    ...new Set(paths.map((path) => unwritable(path, force, new Set([resolve(outDir)]))).filter((problem) => problem !== undefined)),
+    ...new Set(
+      paths
+        .map((path, index) => unwritable(path, plan.files[index]!, force, new Set([resolve(outDir)])))
+        .filter((problem) => problem !== undefined),
+    ),
   ];
   if (problems.length > 0)
     throw new GenconfigError(problems.length === 1 ? problems[0]! : `nothing was written:\n  - ${problems.join('\n  - ')}`);
@@ -203,17 +225,23 @@ export function writeGenconfig(plan: Pick<GenconfigPlan, 'files'>, outDir: strin
   try {
     mkdirSync(outDir, { recursive: true });
     plan.files.forEach((file, index) => {
+      if (file.inPlace === true) return;
       const temporary = `${paths[index] as string}.genconfig-${process.pid}`;
       writeFileSync(temporary, file.content, { mode: file.mode });
       chmodSync(temporary, file.mode);
-      staged.push(temporary);
+      staged[index] = temporary;
     });
   } catch (error) {
-    for (const temporary of staged) rmSync(temporary, { force: true });
+    for (const temporary of staged) if (temporary !== undefined) rmSync(temporary, { force: true });
     if (madeOutDir) rmSync(outDir, { recursive: true, force: true });
     throw new GenconfigError(`nothing was written: ${(error as Error).message}`);
   }
-  staged.forEach((temporary, index) => renameSync(temporary, paths[index] as string));
+  plan.files.forEach((file, index) => {
+    const path = paths[index] as string;
+    const temporary = staged[index];
+    if (temporary !== undefined) renameSync(temporary, path);
+    else if (file.inPlace === true) writeFileSync(path, file.content);
+  });
   return paths;
 }
 

@@ -6,6 +6,17 @@ export interface WantedHomeserverConfig {
   readonly registrationFile: string;
   /** A shared-secret file genconfig made, which Synapse must be told to read (when it has no secret yet). */
   readonly sharedSecretFile?: string | undefined;
+  /**
+   * Whether an entry of app_service_config_files is already this deployment's registration (by another path, or the Go
+   * original's with the same id and tokens): then none is added. By default, only the same path.
+   */
+  readonly isOurs?: (entry: string) => boolean;
+}
+
+/** Whether `listed` (app_service_config_files as Synapse reads it) already has this deployment's registration. */
+export function listsOurs(listed: unknown, wanted: WantedHomeserverConfig): boolean {
+  const isOurs = wanted.isOurs ?? ((entry: string) => entry === wanted.registrationFile);
+  return Array.isArray(listed) && listed.some((entry) => typeof entry === 'string' && isOurs(entry));
 }
 
 export interface HomeserverChange {
@@ -69,8 +80,7 @@ function changesNeeded(doc: Document.Parsed, wanted: WantedHomeserverConfig): Ho
   const changes: HomeserverChange[] = [];
   if (pyYamlValue(doc, 'enable_registration') !== false)
     changes.push({ key: 'enable_registration', describe: 'enable_registration: false' });
-  const listed = pyYamlValue(doc, 'app_service_config_files');
-  if (!(Array.isArray(listed) && listed.includes(wanted.registrationFile))) {
+  if (!listsOurs(pyYamlValue(doc, 'app_service_config_files'), wanted)) {
     changes.push({ key: 'app_service_config_files', describe: `app_service_config_files:\n  - ${wanted.registrationFile}` });
   }
   const hasSecret = pairsOf(doc, 'registration_shared_secret').length > 0 || pairsOf(doc, 'registration_shared_secret_path').length > 0;
@@ -202,7 +212,6 @@ function verify(original: string, patched: string, wanted: WantedHomeserverConfi
     if (!isDeepStrictEqual(pyYamlValue(after, key), pyYamlValue(before, key))) problems.push(`patching would change ${key}`);
   }
   if (pyYamlValue(after, 'enable_registration') !== false) problems.push('patching would not disable enable_registration');
-  const files = pyYamlValue(after, 'app_service_config_files');
-  if (!Array.isArray(files) || !files.includes(wanted.registrationFile)) problems.push('patching would not list the registration file');
+  if (!listsOurs(pyYamlValue(after, 'app_service_config_files'), wanted)) problems.push('patching would not list the registration file');
   return problems.length === 0 ? { ok: true, changes, text: patched } : { ok: false, changes, problems };
 }

@@ -18,15 +18,11 @@ export interface ReconcileSummary {
 }
 
 export interface RegistrationService {
-  /**
-   * A 200 leaves the node's registration in progress until `delivered` says whether the answer reached the node: a
-   * concurrent request for it meanwhile is refused as one in progress.
-   */
   readonly register: RegistrationHandler;
   /**
-   * Whether the node's 200 reached its client. Delivered: its record is marked answered (batched). Not delivered (its
-   * worker died, it hung up first): the record stays unanswered, so the node's next request gets 200 once more, not
-   * 409. Either ends the registration; so does DELIVERY_TIMEOUT_MS without word.
+   * Whether the node's 200 reached its client. The record is written answered, as the 200 is on its way; one that did
+   * not reach it (its worker died, it hung up first) makes the record unanswered again (batched), so that the node's
+   * next request gets 200 once more, never a 409 for its own account.
    */
   delivered(localpart: string, reached: boolean): void;
   /**
@@ -56,9 +52,6 @@ export interface RegistrationHandlerDeps {
   readonly now?: () => Date;
 }
 
-/** How long a 200 waits for word of its delivery before it counts as not delivered. */
-export const DELIVERY_TIMEOUT_MS = 30_000;
-
 const leaseLost = (): MatrixError =>
   retryLater(503, 'M_UNKNOWN', 'the registration could not be started while this gate held the node; retry later', 1000);
 
@@ -71,12 +64,10 @@ const leaseLost = (): MatrixError =>
 export function createRegistrationService(deps: RegistrationHandlerDeps): RegistrationService {
   const { nodes, log } = deps;
   const inFlight = new Set<string>();
-  /** Nodes whose 200 is on its way, and the timer that gives up waiting for word of it. */
-  const delivering = new Map<string, NodeJS.Timeout>();
   const now = deps.now ?? (() => new Date());
   const calls: CallQueue = deps.calls ?? ((call) => call());
   const unrecorded = new UnrecordedAccounts(nodes, log);
-  const toMarkAnswered = new Set<string>();
+  const toMarkUnanswered = new Set<string>();
 
   /** Writes the record; if the store cannot take it, answers 503 and keeps trying in the background. */
   async function record(entry: NodeRecord): Promise<void> {
@@ -95,8 +86,9 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
   async function register(request: NewNode): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
     const userId = userIdFor(localpart, deps.serverName);
-    const answerRecorded = (recorded: NodeRecord): RegisteredUser => {
+    const answerRecorded = async (recorded: NodeRecord): Promise<RegisteredUser> => {
       if (recorded.answered !== false) throw userInUse('this node is already registered');
+      await nodes.put({ ...recorded, answered: true });
       return { userId: recorded.userId, homeServer: deps.serverName };
     };
     const recorded = await nodes.get(localpart);
@@ -126,19 +118,21 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     if (confirmedMeanwhile !== undefined) {
       await nodes.deletePending(localpart);
       if (confirmedMeanwhile.answered !== false) throw userInUse('this node is already registered');
+      await nodes.put({ ...confirmedMeanwhile, answered: true });
       return { userId: confirmedMeanwhile.userId, homeServer: deps.serverName };
     }
-    const unanswered = (registeredUserId: string): NodeRecord => ({
+    // Written answered, as the 200 is on its way: a 200 that does not reach the node makes it unanswered again.
+    const answered = (registeredUserId: string): NodeRecord => ({
       localpart,
       userId: registeredUserId,
       displayname,
       registeredAt: now().toISOString(),
-      answered: false,
+      answered: true,
     });
     // `interrupted`: a pending entry of ours was there, so an earlier attempt of this node's reached the homeserver,
     // and its outcome is not known. Only such an entry makes an existing account the node's own.
     const completeInterrupted = async (): Promise<RegisteredUser> => {
-      await record(unanswered(userId));
+      await record(answered(userId));
       log.info('completed a registration that was interrupted', { localpart });
       return { userId, homeServer: deps.serverName };
     };
@@ -168,7 +162,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
         got: user.userId,
       });
     }
-    await record(unanswered(user.userId));
+    await record(answered(user.userId));
     return user;
   }
 
@@ -183,53 +177,33 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     }
   }
 
-  async function markAnswered(): Promise<void> {
-    const localparts = [...toMarkAnswered];
-    toMarkAnswered.clear();
+  async function markUnanswered(): Promise<void> {
+    const localparts = [...toMarkUnanswered];
+    toMarkUnanswered.clear();
     try {
-      await nodes.markAnswered(localparts);
+      await nodes.markUnanswered(localparts);
+      log.info('answers that did not reach their nodes: each gets its 200 on its next request', { count: localparts.length });
     } catch (error) {
-      // They stay unanswered: each node's next request gets 200 once more, which is harmless.
-      log.warn('cannot mark delivered answers in the store', { count: localparts.length, reason: (error as Error).message });
+      log.error('cannot record answers that did not reach their nodes: their next requests get 409', {
+        count: localparts.length,
+        reason: (error as Error).message,
+      });
     }
-    // Only now: a request that came meanwhile would have read the record still unanswered.
-    for (const localpart of localparts) inFlight.delete(localpart);
   }
-
-  const settle = (localpart: string, reached: boolean): void => {
-    const timer = delivering.get(localpart);
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    delivering.delete(localpart);
-    if (!reached) {
-      inFlight.delete(localpart);
-      return;
-    }
-    if (toMarkAnswered.size === 0) setImmediate(() => void markAnswered());
-    toMarkAnswered.add(localpart);
-  };
 
   return {
     async register(request) {
-      const { localpart } = request;
-      await deps.limitNode(localpart);
-      deps.policy()(localpart);
-      if (inFlight.has(localpart)) throw userInUse('a registration of this node is already in progress');
-      inFlight.add(localpart);
-      let user: RegisteredUser;
-      try {
-        user = await register(request);
-      } catch (error) {
-        inFlight.delete(localpart);
-        throw error;
-      }
-      // Still in progress until the answer is known to have reached the node, or not.
-      const timer = setTimeout(() => settle(localpart, false), DELIVERY_TIMEOUT_MS);
-      timer.unref();
-      delivering.set(localpart, timer);
+      await deps.limitNode(request.localpart);
+      deps.policy()(request.localpart);
+      const user = await exclusively(request.localpart, () => register(request));
+      if (user === undefined) throw userInUse('a registration of this node is already in progress');
       return user;
     },
-    delivered: settle,
+    delivered(localpart, reached) {
+      if (reached) return;
+      if (toMarkUnanswered.size === 0) setImmediate(() => void markUnanswered());
+      toMarkUnanswered.add(localpart);
+    },
     async reconcilePending() {
       let confirmed = 0;
       let dropped = 0;
@@ -263,7 +237,6 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     },
     close() {
       unrecorded.close();
-      for (const timer of delivering.values()) clearTimeout(timer);
     },
   };
 }

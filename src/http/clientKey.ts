@@ -44,6 +44,9 @@ function forwardedHops(header: string | string[] | undefined): string[] {
   return (Array.isArray(header) ? header.join(',') : header).split(',').reverse();
 }
 
+/** The answer header that names the client a /register request was taken for (doctor checks the proxy with it). */
+export const CLIENT_ADDRESS_HEADER = 'x-regservice-client';
+
 /** What the service says, once per summary interval, of requests whose proxy named no client. */
 export const UNNAMED_CLIENTS_WARNING =
   'registration requests came through a trusted proxy without a client address (X-Forwarded-For): they all count as one ' +

@@ -7,7 +7,7 @@ import { MatrixError } from '../protocol/matrixError.js';
 import { isNodeLocalpart } from '../protocol/nodeId.js';
 import { sendJson, sendMatrixError, toMatrixError } from './errorResponses.js';
 import { readJsonBody } from './readJsonBody.js';
-import type { ClientOfRequest } from './clientKey.js';
+import { CLIENT_ADDRESS_HEADER, type ClientOfRequest } from './clientKey.js';
 
 /** Photon nodes' JSON bodies are a few hundred bytes; 4 KiB leaves room and bounds memory per request. */
 export const MAX_BODY_BYTES = 4096;
@@ -32,6 +32,8 @@ export interface RegisterRouteDeps {
   readonly log: Logger;
   /** A request refused before it reached the primary (invalid, forbidden, rate-limited, …), from `client`. */
   readonly refused: (outcome: Outcome, client: string) => void;
+  /** Whether a refusal's own line may be written now (the service writes a few a second; the rest are counted). */
+  readonly refusalLine: () => boolean;
   readonly count?: (outcome: Outcome) => void;
 }
 
@@ -48,6 +50,8 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
     const started = performance.now();
     const { key: client, unnamedByProxy } = deps.clientKey(req);
     if (unnamedByProxy) deps.unnamedClient?.();
+    // Which client the service took this request for, by the client-address rule: doctor checks the proxy with it.
+    res.setHeader(CLIENT_ADDRESS_HEADER, client);
     let localpart: string | undefined;
     let handedOver = false;
     try {
@@ -99,7 +103,7 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
         else if (isLoggedEach(outcome)) log.info('registration', fields);
         else {
           refused(outcome, client);
-          log.debug('registration', fields);
+          if (log.enabled('debug') && deps.refusalLine()) log.debug('registration', fields);
         }
       }
       if (res.headersSent) return;

@@ -12,6 +12,8 @@ export interface Logger {
   info(message: string, fields?: LogFields): void;
   debug(message: string, fields?: LogFields): void;
   trace(message: string, fields?: LogFields): void;
+  /** Whether lines of `level` are written at this verbosity. */
+  enabled(level: LogLevel): boolean;
   close(): Promise<void>;
 }
 
@@ -75,6 +77,7 @@ export function createLogger(options: LoggerOptions): Logger {
     info: at('info'),
     debug: at('debug'),
     trace: at('trace'),
+    enabled: (level) => LOG_LEVELS[level] <= threshold,
     close: () =>
       new Promise<void>((resolve) => {
         winstonLogger.on('finish', () => resolve());

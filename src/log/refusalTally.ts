@@ -1,3 +1,4 @@
+import { LineBudget, REFUSAL_LINES_PER_SECOND } from './lineBudget.js';
 import type { LogFields } from './logger.js';
 
 /** Refused requests of one interval: counts per outcome and the clients that sent the most. */
@@ -7,6 +8,8 @@ export interface RefusalReport {
   readonly topClients: readonly (readonly [string, number])[];
   /** Requests (refused or not) that came through a trusted proxy naming no client: each counted as the proxy. */
   readonly unnamedClients?: number;
+  /** Refusals whose own line (--verbosity 4 and 5) was not written: past the service's budget of lines a second. */
+  readonly unlogged?: number;
 }
 
 /** Distinct clients remembered per interval; past that a flood from ever-new addresses costs no more memory. */
@@ -25,6 +28,20 @@ export class RefusalTally {
   private outcomes = new Map<string, number>();
   private clients = new Map<string, number>();
   private unnamed = 0;
+  private unloggedLines = 0;
+  private readonly lines: LineBudget;
+
+  /** `linesPerSecond`: this process's share of the per-refusal lines the service writes a second. */
+  constructor(linesPerSecond = REFUSAL_LINES_PER_SECOND) {
+    this.lines = new LineBudget(linesPerSecond);
+  }
+
+  /** Whether a refusal's own line may be written now; if not, it is counted in the summary instead. */
+  lineAllowed(): boolean {
+    if (this.lines.take()) return true;
+    this.unloggedLines += 1;
+    return false;
+  }
 
   add(outcome: string, client: string, count = 1): void {
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
@@ -38,6 +55,7 @@ export class RefusalTally {
 
   merge(report: RefusalReport): void {
     this.unnamed += report.unnamedClients ?? 0;
+    this.unloggedLines += report.unlogged ?? 0;
     for (const [outcome, count] of Object.entries(report.outcomes)) this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
     for (const [client, count] of report.topClients) this.countClient(client, count);
   }
@@ -60,7 +78,9 @@ export class RefusalTally {
       outcomes: Object.fromEntries(this.outcomes),
       topClients: [...named.slice(0, top), ...(unnamed > 0 ? [[OTHER_CLIENTS, unnamed] as const] : [])],
       ...(this.unnamed > 0 ? { unnamedClients: this.unnamed } : {}),
+      ...(this.unloggedLines > 0 ? { unlogged: this.unloggedLines } : {}),
     };
+    this.unloggedLines = 0;
     this.outcomes = new Map();
     this.clients = new Map();
     this.unnamed = 0;
@@ -81,5 +101,6 @@ export function refusalSummaryFields(report: RefusalReport, intervalMs: number):
     total,
     ...Object.fromEntries(Object.entries(report.outcomes).sort(([a], [b]) => a.localeCompare(b))),
     top_clients: named.map(([client, count]) => `${escapeClient(client)}=${count}`).join(','),
+    ...(report.unlogged === undefined ? {} : { unlogged: report.unlogged }),
   };
 }

@@ -118,6 +118,36 @@ describe('the built CLI', () => {
     assert.match(passfile.stderr, /passfile, which this service does not read/);
   });
 
+  it("takes the Go original's flags: one dash, its diagnostic flags ignored with one warning, and --logfile", async (t) => {
+    const { args, dir } = deployment();
+    const port = await freePort();
+    const logfile = join(dir, 'regservice.log');
+    const goStyle = [
+      ...args,
+      '-port',
+      String(port),
+      '-verbosity',
+      '4',
+      '-debug',
+      '-pprof',
+      '-pprofport',
+      '6060',
+      '-vmodule',
+      'rest=5',
+      '-logfile',
+      logfile,
+    ].map((arg) => arg.replace(/^--/, '-'));
+    const daemon = spawnDaemon(t, BIN, goStyle);
+    await waitUntilListening(daemon, `http://127.0.0.1:${port}/regapp/1`);
+    await fetch(`http://127.0.0.1:${port}/regapp/1/register`, { method: 'POST', body: '{}' });
+    assert.equal(await daemon.stop(), 0);
+    assert.match(daemon.output(), /logging to .*regservice\.log/);
+    const log = readFileSync(logfile, 'utf8');
+    assert.match(log, /warn ignoring the Go original's diagnostic flags --debug, --pprof, --pprofport, --vmodule/);
+    assert.match(log, /info matrix-regservice listening/);
+    assert.match(log, /debug registration client=127\.0\.0\.1 outcome=invalid status=400 .* worker=\d+/, "the workers' lines too");
+  });
+
   it('rejects an unknown flag', async () => {
     const result = await run(['--matrixdomian', 'x']);
     assert.notEqual(result.code, 0);

@@ -57,6 +57,21 @@ describe(
     let gate: Gate;
     let homeserverUrl: string;
     let proxy: FaultProxy;
+    /** The refusal summary lines since `since`, once they count `refusals` in all. */
+    const summariesCovering = (refusals: number, since: number): Promise<string[]> =>
+      waitFor(
+        `summary lines covering all ${refusals} refusals`,
+        async () => {
+          const lines = [
+            ...gate
+              .output()
+              .slice(since)
+              .matchAll(/ info refused requests interval_s=1 total=(\d+).*/g),
+          ];
+          return lines.reduce((sum, match) => sum + Number(match[1]), 0) === refusals ? lines.map((match) => match[0]) : undefined;
+        },
+        15_000,
+      );
 
     before(async () => {
       secretDir = mkdtempSync(join(tmpdir(), 'regservice-cluster-'));
@@ -111,24 +126,35 @@ describe(
       assert.deepEqual(answers, [...Array<number>(5).fill(403), ...Array<number>(7).fill(429)]);
       assert.equal((await postFresh(`${gate.url}/register`, forged(), '203.0.113.51')).status, 403, 'another client has its own allowance');
 
-      const summaries = await waitFor(
-        'summary lines covering all 13 refusals',
-        async () => {
-          const lines = [
-            ...gate
-              .output()
-              .slice(since)
-              .matchAll(/ info refused requests interval_s=1 total=(\d+).*/g),
-          ];
-          return lines.reduce((sum, match) => sum + Number(match[1]), 0) === 13 ? lines.map((match) => match[0]) : undefined;
-        },
-        10_000,
-      );
+      const summaries = await summariesCovering(13, since);
       assert.ok(
         summaries.some((line) => /top_clients="?203\.0\.113\.50=/.test(line)),
         summaries.join('\n'),
       );
       assert.doesNotMatch(gate.output().slice(since), / registration .*outcome=forbidden/, 'no line per refusal at the default verbosity');
+    });
+
+    it("at verbosity 5, as the Go original's run.sh has it, writes at most 10 refusal lines a second and counts the rest", async () => {
+      await gate.stop();
+      await gate.start(['--verbosity', '5', '--rate-limit-client', '0', '--refusal-summary-interval', '1']);
+      const since = gate.mark();
+      const started = Date.now();
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          for (let i = 0; i < 50; i++) await postFresh(`${gate.url}/register`, forged(), '203.0.113.60');
+        }),
+      );
+      const seconds = Math.ceil((Date.now() - started) / 1000) + 1;
+      const counted = await summariesCovering(400, since);
+      const written = [
+        ...gate
+          .output()
+          .slice(since)
+          .matchAll(/ debug registration .*outcome=forbidden/g),
+      ].length;
+      const unlogged = counted.reduce((sum, line) => sum + Number(/unlogged=(\d+)/.exec(line)?.[1] ?? 0), 0);
+      assert.ok(written <= 10 * (seconds + 1), `${written} refusal lines in about ${seconds} s`);
+      assert.equal(written + unlogged, 400, 'every refusal is either written or counted as unlogged');
     });
 
     it('replaces a worker killed with -9, and registrations go on', async () => {

@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +13,7 @@ import { generateGate, type Gate } from '../support/gate.js';
 import { passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
 import { nginxAvailability, startNginx, type RunningNginx } from '../support/nginx.js';
 import { freePort } from '../support/ports.js';
+import { installedPackage, type InstalledPackage } from '../support/installedPackage.js';
 import { ownSynapseSkip, startSynapse, type RunningSynapse } from '../support/synapse.js';
 
 const nginxReady = nginxAvailability();
@@ -34,6 +36,11 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
   let nginx: RunningNginx;
   let publicUrl: string;
   let metricsUrl: string;
+  let installed: InstalledPackage;
+  /** The other nginx forms, beside the whole site: the snippet in the operator's own server block, the Go README's location, TLS. */
+  let snippetUrl: string;
+  let goReadmeUrl: string;
+  let tlsUrl: string;
   const registered: string[] = [];
 
   before(async () => {
@@ -48,9 +55,11 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
       join(work, 'homeserver.yaml'),
       `# the operator's homeserver.yaml\nserver_name: "${serverName}"\nlisteners:\n  - port: ${synapsePort}\n    bind_addresses: ['127.0.0.1']\n    type: http\n    resources:\n      - names: [client]\nregistration_shared_secret_path: ${secretFile}\nenable_registration: false\n`,
     );
+    installed = await installedPackage();
     gate = await generateGate(scope, {
       serverName,
       homeserverUrl: `http://127.0.0.1:${synapsePort}`,
+      bin: installed.bin,
       genconfigArgs: [
         '--homeserver-config',
         join(work, 'homeserver.yaml'),
@@ -74,10 +83,64 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
       sharedSecretFile: secretFile,
       appserviceFiles: [gate.registrationFile],
     });
-    await gate.start(['--metrics-port', String(metricsPort)]);
-    nginx = await startNginx(scope, join(work, 'nginx'), join(work, 'site.conf'), publicPort);
+    await gate.start(['--metrics-port', String(metricsPort), '--refusal-summary-interval', '1']);
+
+    // The other forms, from the installed command: a location for the operator's own server block, and a TLS site.
+    const gatePort = String(new URL(gate.url).port);
+    const [snippetPort, goPort, tlsPort] = [await freePort(), await freePort(), await freePort()];
+    const forms = join(work, 'forms');
+    const snippet = join(work, 'regservice-location.conf');
+    const base = ['genconfig', '--out', forms, '--force', '--matrixdomain', serverName, '--matrixurl', synapse.url, '--port', gatePort];
+    assert.equal((await run(installed.bin, [...base, '--nginx-location', snippet], work)).code, 0);
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        `/CN=${serverName}`,
+        '-keyout',
+        join(work, 'tls.key'),
+        '-out',
+        join(work, 'tls.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const tls = await run(
+      installed.bin,
+      [
+        ...base,
+        '--nginx',
+        join(work, 'tls-site.conf'),
+        '--tls-certificate',
+        join(work, 'tls.crt'),
+        '--tls-key',
+        join(work, 'tls.key'),
+        '--public-port',
+        String(tlsPort),
+      ],
+      work,
+    );
+    assert.equal(tls.code, 0, tls.stderr);
+    writeFileSync(
+      join(work, 'all-sites.conf'),
+      `include ${join(work, 'site.conf')};\ninclude ${join(work, 'tls-site.conf')};\n` +
+        // The operator's own server block for Synapse, which includes genconfig's location.
+        `server {\n  listen ${snippetPort};\n  server_name ${serverName};\n  location /_matrix { proxy_pass http://127.0.0.1:${synapsePort}; }\n  include ${snippet};\n}\n` +
+        // The Go original's README: /regapp/1 passed on as it comes, X-Forwarded-For included.
+        `server {\n  listen ${goPort};\n  server_name localhost;\n  location /_matrix { proxy_pass http://127.0.0.1:${synapsePort}; }\n  location /regapp/1 { proxy_pass http://127.0.0.1:${gatePort}; }\n}\n`,
+    );
+    nginx = await startNginx(scope, join(work, 'nginx'), join(work, 'all-sites.conf'), publicPort);
     publicUrl = `http://127.0.0.1:${publicPort}`;
     metricsUrl = `http://127.0.0.1:${metricsPort}`;
+    snippetUrl = `http://127.0.0.1:${snippetPort}`;
+    goReadmeUrl = `http://127.0.0.1:${goPort}`;
+    tlsUrl = `https://127.0.0.1:${tlsPort}`;
   });
 
   after(async () => {
@@ -85,6 +148,13 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     if (gate !== undefined) await gate.stop();
     if (synapse !== undefined) await synapse.stop();
     for (const dir of [work, gate?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('wrote run.sh for the installed package (npm pack, npm install -g), which the unit runs', () => {
+    const runSh = readFileSync(join(gate.dir, 'run.sh'), 'utf8');
+    const installedBin = realpathSync(installed.bin);
+    assert.ok(runSh.includes(installedBin), `run.sh runs ${installedBin}:\n${runSh}`);
+    assert.ok(!runSh.includes(new URL('../..', import.meta.url).pathname), 'not the checkout');
   });
 
   it('wrote a hardened systemd unit that runs run.sh as a dedicated user', () => {
@@ -130,10 +200,54 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     assert.equal(again.code, 0, 'an already registered node still logs in');
   });
 
+  it('serves registration through each nginx form: the location in your own server block, and a TLS site', async () => {
+    const key = randomPrivateKey();
+    const node = await registerNode({ privateKey: key, homeserverUrl: snippetUrl, serverName });
+    assert.equal(node.userId, `@${addressOfPrivateKey(key)}:${serverName}`);
+    registered.push(addressOfPrivateKey(key));
+    const overTls = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpsRequest(
+        `${tlsUrl}/regapp/1/register`,
+        {
+          method: 'POST',
+          ca: readFileSync(join(work, 'tls.crt')),
+          servername: serverName,
+          headers: { 'content-type': 'application/json' },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end('{}');
+    });
+    assert.equal(overTls.status, 400, overTls.body);
+    assert.match(overTls.body, /M_MISSING_PARAM/);
+  });
+
+  it("behind the Go README's nginx, which names no client: a warning with the line to add, and doctor's FAIL", async () => {
+    const since = gate.mark();
+    const node = await registerNode({ privateKey: randomPrivateKey(), homeserverUrl: goReadmeUrl, serverName });
+    registered.push(node.userId.slice(1, 43));
+    await gate.waitForLog(
+      /warn registration requests came through a trusted proxy without a client address .*proxy_set_header X-Forwarded-For \$remote_addr;/,
+      15_000,
+      since,
+    );
+    const doctor = await run(join(gate.dir, 'run.sh'), ['doctor', '--public-url', goReadmeUrl], gate.dir);
+    assert.equal(doctor.code, 1, doctor.stdout);
+    assert.match(
+      doctor.stdout,
+      /FAIL {2}the proxy sets the client address \(X-Forwarded-For\) itself: the service took a request for 192\.0\.2\.83, the X-Forwarded-For doctor made up/,
+    );
+  });
+
   it('serves metrics, health and readiness on the metrics port only', async () => {
     const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
-    assert.match(metrics, /regservice_registrations_total\{outcome="registered"\} 2/);
-    assert.match(metrics, /regservice_homeserver_call_seconds_count\{call="register",result="ok"\} 2/);
+    assert.match(metrics, /regservice_registrations_total\{outcome="registered"\} 4/);
+    assert.match(metrics, /regservice_homeserver_call_seconds_count\{call="register",result="ok"\} 4/);
     assert.match(metrics, /regservice_homeserver_calls_in_flight 0/);
     assert.match(metrics, /regservice_transactions_total/);
     assert.equal((await fetch(`${metricsUrl}/health`)).status, 200);
@@ -148,7 +262,7 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     const runSh = join(gate.dir, 'run.sh');
     const count = await run(runSh, ['users', 'count'], gate.dir);
     assert.equal(count.code, 0, count.stderr);
-    assert.equal(count.stdout.trim(), '2');
+    assert.equal(count.stdout.trim(), String(registered.length));
     assert.match(count.stderr, /reading a snapshot/);
     const show = await run(runSh, ['users', 'show', registered[0] as string], gate.dir);
     assert.equal((JSON.parse(show.stdout) as { userId: string }).userId, `@${registered[0]}:${serverName}`);
@@ -170,12 +284,28 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     const good = await run(runSh, ['doctor', '--public-url', publicUrl], gate.dir);
     assert.equal(good.code, 0, good.stdout + good.stderr);
     assert.match(good.stdout, /ok {4}homeserver .* reachable: client-server API versions/);
-    assert.match(good.stdout, /ok {4}shared-secret registration endpoint present/);
+    assert.match(good.stdout, /ok {4}the shared secret is Synapse's registration_shared_secret: Synapse accepted its MAC/);
+    assert.match(good.stdout, /ok {4}the as_token is accepted: acts as @regservice:photon\.test/);
+    assert.match(good.stdout, /ok {4}the registration's user namespace covers Photon nodes only/);
+    assert.match(
+      good.stdout,
+      /ok {4}the proxy sets the client address \(X-Forwarded-For\) itself: the service saw this machine as 127\.0\.0\.1/,
+    );
     assert.match(good.stdout, /ok {4}homeserver loaded our registration and reaches us/);
     assert.match(good.stdout, /ok {4}datapath .*: in use by the service answering/);
     assert.match(good.stdout, /ok {4}http:\/\/127\.0\.0\.1:\d+\/regapp\/1 routes to matrix-regservice/);
     assert.match(good.stdout, /ok {4}http:\/\/127\.0\.0\.1:\d+\/_matrix routes to the homeserver/);
     assert.match(good.stdout, /All checks passed/);
+
+    // A wrong secret: every registration would get 502, and doctor says so without creating a user.
+    const wrongSecret = join(work, 'wrong-secret');
+    writeFileSync(wrongSecret, 'not-the-secret', { mode: 0o600 });
+    const wrong = await run(runSh, ['doctor', '--sharesecret-file', wrongSecret], gate.dir);
+    assert.equal(wrong.code, 1, wrong.stdout);
+    assert.match(
+      wrong.stdout,
+      /FAIL {2}the shared secret is Synapse's registration_shared_secret: Synapse refused its MAC \(HMAC incorrect\)/,
+    );
 
     assert.equal(await gate.stop(), 0);
     const bad = await run(runSh, ['doctor', '--public-url', publicUrl], gate.dir);

@@ -5,7 +5,13 @@ import type { Scope } from './scope.js';
 /** Daemons still running: killed when the test process exits, whatever ended it (the after hooks come first). */
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
+  for (const child of running) {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      child.kill('SIGKILL'); // not a group leader
+    }
+  }
 });
 
 /** The daemon as an operator runs it: a real process, its output kept for assertions. */
@@ -17,18 +23,37 @@ export interface DaemonProcess {
   exited(): Promise<number | null>;
 }
 
+/** Resolves once no process of the group is left (the shell went first; what it started follows). */
+async function groupGone(pgid: number): Promise<void> {
+  for (let waited = 0; waited < 15_000; waited += 50) {
+    try {
+      process.kill(-pgid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  process.kill(-pgid, 'SIGKILL');
+}
+
 /** Starts the daemon; `scope` stops it (SIGTERM, then SIGKILL after 10 s) when the test or suite ends. */
 export function spawnDaemon(
   scope: Scope,
   command: string,
   args: readonly string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  /** group: a process group of its own, signalled whole (a run.sh that does not exec, as the Go original's). */
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; group?: boolean } = {},
 ): DaemonProcess {
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.group === true,
   });
+  const sendSignal = (name: NodeJS.Signals): void => {
+    if (options.group === true && child.pid !== undefined) process.kill(-child.pid, name);
+    else child.kill(name);
+  };
   running.add(child);
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -41,8 +66,8 @@ export function spawnDaemon(
   );
   scope.after(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    sendSignal('SIGTERM');
+    const killer = setTimeout(() => sendSignal('SIGKILL'), 10_000);
     await exit;
     clearTimeout(killer);
   });
@@ -51,8 +76,10 @@ export function spawnDaemon(
     output: () => output,
     exited: () => exit,
     async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exit;
+      if (child.exitCode === null && child.signalCode === null) sendSignal(signal);
+      const code = await exit;
+      if (options.group === true && child.pid !== undefined) await groupGone(child.pid);
+      return code;
     },
   };
 }

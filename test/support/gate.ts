@@ -41,12 +41,14 @@ export async function generateGate(
     genconfigArgs?: readonly string[];
     /** Chosen beforehand when other files must name it (an nginx upstream). */
     port?: number;
+    /** The matrix-regservice command genconfig is run as (default this checkout's bin/): run.sh names its install. */
+    bin?: string;
   },
 ): Promise<Gate> {
   const dir = mkdtempSync(join(tmpdir(), 'regservice-gate-'));
   const port = options.port ?? (await freePort());
   const { stdout } = await promisify(execFile)(
-    BIN,
+    options.bin ?? BIN,
     [
       'genconfig',
       '--matrixdomain',

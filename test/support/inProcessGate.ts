@@ -74,6 +74,7 @@ export async function startInProcessGate(
     log: logger.log,
     onRefusals: (report) => refusals.merge(report),
     refused: (outcome, client) => refusals.add(outcome, client),
+    refusalLine: () => refusals.lineAllowed(),
   });
   const { server } = createWorkerServer({
     settings: workerSettingsOf(settings),

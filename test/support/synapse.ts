@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { sharedSecretMac } from '../../src/protocol/sharedSecretMac.js';
 import { freePort, waitFor } from './ports.js';
 import type { Scope } from './scope.js';
@@ -49,15 +49,23 @@ export interface SynapseConfig {
   readonly port?: number;
   /** More homeserver.yaml lines, e.g. privacy settings a test runs under. */
   readonly extraConfig?: string;
+  /** Files to put in Synapse's config directory (which is also its working directory), by name. */
+  readonly files?: Readonly<Record<string, string>>;
+  /** app_service_config_files entries as written, e.g. a path relative to Synapse's working directory. */
+  readonly appserviceEntries?: readonly string[];
 }
 
 export interface RunningSynapse {
   readonly url: string;
+  /** Synapse's config and working directory, as this host sees it (chroot mode only). */
+  readonly hostDir: string;
   readonly serverName: string;
   readonly sharedSecret: string;
   /** Synapse's own log so far (chroot mode only). */
   log(): string;
   stop(): Promise<void>;
+  /** Stops Synapse and starts it again on the homeserver.yaml in hostDir as it is now (chroot mode only). */
+  restart(): Promise<void>;
 }
 
 function homeserverYaml(dir: string, serverName: string, port: number, appserviceFiles: readonly string[], extraConfig = ''): string {
@@ -79,7 +87,7 @@ database:
     database: ${dir}/homeserver.db
 media_store_path: ${dir}/media_store
 signing_key_path: ${dir}/signing.key
-registration_shared_secret_path: ${dir}/registration_shared_secret
+registration_shared_secret_path: registration_shared_secret  # relative: Synapse runs in its config directory
 macaroon_secret_key: "test-macaroon"
 form_secret: "test-form"
 enable_registration: false
@@ -131,8 +139,10 @@ export async function startSynapse(scope: Scope, config: SynapseConfig): Promise
       url,
       serverName: process.env.SYNAPSE_SERVER_NAME ?? config.serverName,
       sharedSecret: process.env.SYNAPSE_SHARED_SECRET ?? sharedSecret,
+      hostDir: '',
       log: () => '',
       stop: async () => {},
+      restart: async () => {},
     };
   }
 
@@ -143,30 +153,41 @@ export async function startSynapse(scope: Scope, config: SynapseConfig): Promise
     copyFileSync(file, join(hostDir, `appservice-${index}.yaml`));
     return `${dir}/appservice-${index}.yaml`;
   });
+  for (const [name, content] of Object.entries(config.files ?? {})) writeFileSync(join(hostDir, name), content);
   const port = config.port ?? (await freePort());
-  writeFileSync(join(hostDir, 'homeserver.yaml'), homeserverYaml(dir, config.serverName, port, appserviceFiles, config.extraConfig));
+  const entries = [...appserviceFiles, ...(config.appserviceEntries ?? [])];
+  writeFileSync(join(hostDir, 'homeserver.yaml'), homeserverYaml(dir, config.serverName, port, entries, config.extraConfig));
   writeFileSync(join(hostDir, 'log.yaml'), LOG_YAML(dir));
 
-  const python = `chroot "$R" python3 -m synapse.app.homeserver -c ${dir}/homeserver.yaml`;
+  // Run from its config directory, as the Go original's README has it: relative app_service_config_files resolve there.
+  const python = `chroot "$R" sh -c 'cd ${dir} && exec python3 -m synapse.app.homeserver -c ${dir}/homeserver.yaml "$@"' synapse`;
   // A private mount namespace: /proc and /dev inside the chroot vanish with the process.
   const script = `mount -t proc proc "$R/proc" && mount --rbind /dev "$R/dev" && ${python} --generate-keys && exec ${python}`;
-  const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], {
-    env: { ...process.env, R: SYNAPSE_ROOT },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
   let output = '';
-  const collect = (chunk: Buffer): void => {
-    output = (output + chunk.toString()).slice(-20_000);
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
   const log = (): string => {
     const file = join(hostDir, 'homeserver.log');
     return output + (existsSync(file) ? readFileSync(file, 'utf8') : '');
   };
   const url = `http://127.0.0.1:${port}`;
-  const stop = async (): Promise<void> => {
+  const launch = (): ChildProcess => {
+    const started = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], {
+      env: { ...process.env, R: SYNAPSE_ROOT },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const collect = (chunk: Buffer): void => {
+      output = (output + chunk.toString()).slice(-20_000);
+    };
+    started.stdout?.on('data', collect);
+    started.stderr?.on('data', collect);
+    // The last resort, when the test process ends without its after hooks (killed by the test runner's timeout).
+    process.once('exit', () => {
+      if (started.exitCode === null && started.signalCode === null && started.pid !== undefined) process.kill(-started.pid, 'SIGKILL');
+    });
+    return started;
+  };
+  let child = launch();
+  const halt = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       process.kill(-child.pid, 'SIGTERM');
@@ -174,15 +195,19 @@ export async function startSynapse(scope: Scope, config: SynapseConfig): Promise
       await exited;
       clearTimeout(timer);
     }
+  };
+  const stop = async (): Promise<void> => {
+    await halt();
     rmSync(hostDir, { recursive: true, force: true });
   };
   scope.after(stop);
-  // The last resort, when the test process ends without its after hooks (killed by the test runner's timeout).
-  process.once('exit', () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-  });
   await waitUntilServing(url, child, log);
-  return { url, serverName: config.serverName, sharedSecret, log, stop };
+  const restart = async (): Promise<void> => {
+    await halt();
+    child = launch();
+    await waitUntilServing(url, child, log);
+  };
+  return { url, hostDir, serverName: config.serverName, sharedSecret, log, stop, restart };
 }
 
 export interface SharedSecretUser {
@@ -245,5 +270,56 @@ export function readConfigWithSynapse(text: string): { accepted: boolean; output
     };
   } finally {
     rmSync(hostDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Has the chroot's Synapse read a Debian-style configuration, homeserver.yaml and conf.d/ given as two --config-path
+ * arguments as the package's unit gives them, and returns what it made of `keys` (`synapse.config read`, e.g.
+ * `appservice.app_service_config_files`). `files` are the configuration's files by relative path; the signing key is
+ * generated aside (a conf.d file of the check's own names it).
+ */
+export function readDebianConfigWithSynapse(
+  files: Readonly<Record<string, string>>,
+  keys: readonly string[],
+  /** Files the configuration names by this host's absolute paths: copied to the same paths in the chroot meanwhile. */
+  named: readonly string[] = [],
+): Record<string, string> {
+  const hostDir = join(SYNAPSE_ROOT, CONFIG_CHECK_DIR);
+  rmSync(hostDir, { recursive: true, force: true });
+  mkdirSync(join(hostDir, 'conf.d'), { recursive: true });
+  const mirrored = named.map((path) => join(SYNAPSE_ROOT, path));
+  try {
+    named.forEach((path, index) => {
+      mkdirSync(dirname(mirrored[index] as string), { recursive: true });
+      copyFileSync(path, mirrored[index] as string);
+    });
+    for (const [name, content] of Object.entries(files)) writeFileSync(join(hostDir, name), content);
+    writeFileSync(join(hostDir, 'conf.d', '00-check.yaml'), `signing_key_path: ${CONFIG_CHECK_DIR}/signing.key\n`);
+    const paths = ['--config-path', `${CONFIG_CHECK_DIR}/homeserver.yaml`, '--config-path', `${CONFIG_CHECK_DIR}/conf.d/`];
+    const inChroot = (args: readonly string[]) => spawnSync('chroot', [SYNAPSE_ROOT, ...args], { encoding: 'utf8' });
+    const keysMade = inChroot(['python3', '-m', 'synapse.app.homeserver', ...paths, '--generate-keys']);
+    if (keysMade.status !== 0) throw new Error(`Synapse refused the configuration:\n${keysMade.stdout}${keysMade.stderr}`);
+    const values: Record<string, string> = {};
+    for (const key of keys) {
+      const read = inChroot([
+        'python3',
+        '-m',
+        'synapse.config',
+        'read',
+        key,
+        '-c',
+        `${CONFIG_CHECK_DIR}/homeserver.yaml`,
+        '-c',
+        `${CONFIG_CHECK_DIR}/conf.d/`,
+      ]);
+      if (read.status !== 0 || !/Config parses OK!/.test(read.stdout))
+        throw new Error(`Synapse could not read ${key}:\n${read.stdout}${read.stderr}`);
+      values[key] = read.stdout.split(`${key}: `)[1]?.trim() ?? '';
+    }
+    return values;
+  } finally {
+    rmSync(hostDir, { recursive: true, force: true });
+    for (const path of mirrored) rmSync(path, { force: true });
   }
 }

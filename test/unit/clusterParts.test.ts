@@ -7,6 +7,7 @@ import { primaryApiHandlers, primaryApiOver, type PrimaryApi } from '../../src/c
 import proxyaddr from 'proxy-addr';
 import { clientAddressOf, clientKeyOf } from '../../src/http/clientKey.js';
 import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
+import { LineBudget } from '../../src/log/lineBudget.js';
 import { HomeserverError, MatrixError, retryLater } from '../../src/protocol/matrixError.js';
 import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
 import { waitFor } from '../support/ports.js';
@@ -232,5 +233,24 @@ describe('in-memory rate limiter', () => {
     assert.equal((await limiter.consume('first')).allowed, false);
     for (let i = 0; i < 100; i++) await limiter.consume(`flood-${i}`);
     assert.deepEqual(await limiter.consume('first'), { allowed: true }, 'evicted, so a fresh allowance');
+  });
+});
+
+describe('refusal lines a second', () => {
+  it('allows its share, one second at most at once, and counts the rest in the summary', () => {
+    let now = 0;
+    const budget = new LineBudget(10 / 3, () => now);
+    const first = Array.from({ length: 10 }, () => budget.take()).filter(Boolean).length;
+    assert.equal(first, 3, "a second's worth at most at once");
+    now += 3000;
+    assert.equal(Array.from({ length: 20 }, () => budget.take()).filter(Boolean).length, 3, "no more saved up than a second's");
+    const tally = new RefusalTally(2);
+    for (let i = 0; i < 5; i++) {
+      tally.add('forbidden', '203.0.113.9');
+      tally.lineAllowed();
+    }
+    const fields = refusalSummaryFields(tally.drain(), 1000);
+    assert.equal(fields.unlogged, 3);
+    assert.equal(fields.total, 5);
   });
 });

@@ -65,6 +65,7 @@ describe('planGenconfig', () => {
       url: 'http://127.0.0.1:8010/regapp/1',
       as_token: 'token2',
       hs_token: 'token3',
+      userRegexes: ['^@0x[0-9a-f]{40}:transport01\\.example\\.org$'],
     });
     assert.equal(doc.rate_limited, false);
     const users = (doc.namespaces as { users: { exclusive: boolean; regex: string }[] }).users;

@@ -1,7 +1,19 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { readHomeserverFacts } from '../../src/genconfig/homeserverConfig.js';
-import { planHomeserverPatch } from '../../src/genconfig/homeserverPatch.js';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { configValue, readHomeserverFacts, readSynapseConfig } from '../../src/genconfig/homeserverConfig.js';
+import { planHomeserverUpdate } from '../../src/genconfig/homeserverChanges.js';
+import { parseLikePyYaml, planHomeserverPatch, pyYamlValue } from '../../src/genconfig/homeserverPatch.js';
+import type { OurRegistration } from '../../src/genconfig/registrationEntries.js';
+import { tempDir } from '../support/tempDir.js';
+
+/** What readHomeserverFacts reads of one homeserver.yaml. */
+const factsOf = (text: string, dir: string) => {
+  const doc = parseLikePyYaml(text);
+  return readHomeserverFacts((key) => pyYamlValue(doc, key), dir);
+};
 
 const HOMESERVER = `# Synapse configuration
 server_name: "transport01.example.org"  # public name
@@ -24,7 +36,7 @@ app_service_config_files:
 
 describe('readHomeserverFacts', () => {
   it('takes server_name, the shared secret file and the client listener', () => {
-    const facts = readHomeserverFacts(HOMESERVER, '/etc/matrix-synapse');
+    const facts = factsOf(HOMESERVER, '/etc/matrix-synapse');
     assert.deepEqual(facts.settings, {
       matrixdomain: 'transport01.example.org',
       'sharesecret-file': '/etc/matrix-synapse/secrets/shared',
@@ -33,13 +45,156 @@ describe('readHomeserverFacts', () => {
   });
 
   it('takes an inline secret as a value (to go into a file) and never reports it', () => {
-    const facts = readHomeserverFacts(
+    const facts = factsOf(
       'server_name: a.org\nregistration_shared_secret: "s3cr3t"\nlisteners:\n  - {port: 443, tls: true, type: http, bind_addresses: ["::1"], resources: [{names: [client]}]}\n',
       '/x',
     );
     assert.equal(facts.settings.sharesecret, 's3cr3t');
     assert.equal(facts.settings.matrixurl, 'https://[::1]:443');
     assert.ok(!facts.found.join(' ').includes('s3cr3t'));
+  });
+});
+
+describe("Debian's package layout", () => {
+  // The listeners of Debian's /etc/matrix-synapse/homeserver.yaml (matrix-synapse package): the TLS one first.
+  const DEBIAN_LISTENERS = `listeners:
+  - port: 8448
+    bind_addresses:
+      - '::1'
+      - '127.0.0.1'
+    type: http
+    tls: true
+    x_forwarded: false
+    resources:
+      - names: [client]
+        compress: true
+      - names: [federation]
+        compress: false
+  - port: 8008
+    tls: false
+    bind_addresses:
+      - '::1'
+      - '127.0.0.1'
+    type: http
+    x_forwarded: false
+    resources:
+      - names: [client]
+        compress: true
+      - names: [federation]
+        compress: false
+`;
+
+  it('chooses a plain-HTTP client listener on loopback, and says which and why', () => {
+    const facts = factsOf(DEBIAN_LISTENERS, '/etc/matrix-synapse');
+    assert.equal(facts.settings.matrixurl, 'http://127.0.0.1:8008');
+    assert.ok(
+      facts.found.includes('client listener http://127.0.0.1:8008 (plain HTTP on loopback; chosen over TLS on port 8448)'),
+      facts.found.join('; '),
+    );
+  });
+
+  it('reads conf.d after homeserver.yaml in name order, each top-level key replacing the one before', () => {
+    const dir = tempDir('regservice-debian-');
+    writeFileSync(join(dir, 'homeserver.yaml'), `${DEBIAN_LISTENERS}app_service_config_files: [/etc/a.yaml]\nenable_registration: true\n`);
+    mkdirSync(join(dir, 'conf.d'));
+    writeFileSync(join(dir, 'conf.d', 'server_name.yaml'), 'server_name: debian.example.org\n');
+    writeFileSync(join(dir, 'conf.d', 'report_stats.yaml'), 'report_stats: false\n');
+    writeFileSync(join(dir, 'conf.d', 'bridges.yaml'), 'app_service_config_files:\n  - /etc/matrix-synapse/bridge.yaml\n');
+    writeFileSync(join(dir, 'conf.d', 'notes.txt'), 'not yaml: ignored\n');
+    const config = readSynapseConfig(join(dir, 'homeserver.yaml'));
+    assert.deepEqual(
+      config.confFiles.map((file) => file.path.slice(dir.length)),
+      ['/conf.d/bridges.yaml', '/conf.d/report_stats.yaml', '/conf.d/server_name.yaml'],
+    );
+    assert.equal(configValue(config, 'server_name'), 'debian.example.org');
+    assert.deepEqual(configValue(config, 'app_service_config_files'), ['/etc/matrix-synapse/bridge.yaml']);
+    assert.equal(configValue(config, 'enable_registration'), true);
+  });
+
+  it("writes the changes into a conf.d file of its own that sorts last and carries the whole list, leaving the package's files alone", () => {
+    const dir = tempDir('regservice-debian-');
+    writeFileSync(join(dir, 'homeserver.yaml'), 'enable_registration: true\n');
+    mkdirSync(join(dir, 'conf.d'));
+    writeFileSync(join(dir, 'conf.d', 'server_name.yaml'), 'server_name: debian.example.org\n');
+    writeFileSync(join(dir, 'conf.d', 'zzz-bridges.yaml'), 'app_service_config_files: [/etc/matrix-synapse/bridge.yaml]\n');
+    const ours: OurRegistration = {
+      file: join(dir, 'rs', 'registration.yaml'),
+      id: 'rs',
+      url: 'http://127.0.0.1:8009/regapp/1',
+      asToken: 'a',
+      hsToken: 'h',
+    };
+    const update = planHomeserverUpdate(readSynapseConfig(join(dir, 'homeserver.yaml')), {
+      registration: ours,
+      sharedSecretFile: '/etc/rs/secret',
+      bases: [dir],
+      now: new Date('2026-01-01T00:00:00Z'),
+    });
+    assert.equal(update.kind, 'write');
+    if (update.kind !== 'write') return;
+    assert.equal(update.inPlace, false);
+    assert.equal(update.path, join(dir, 'conf.d', 'zzz-matrix-regservice.yaml'), 'after zzz-bridges.yaml');
+    assert.deepEqual(parse(update.text), {
+      enable_registration: false,
+      app_service_config_files: ['/etc/matrix-synapse/bridge.yaml', ours.file],
+      registration_shared_secret_path: '/etc/rs/secret',
+    });
+  });
+});
+
+describe('this deployment among the application services', () => {
+  const setUp = () => {
+    const dir = tempDir('regservice-entries-');
+    mkdirSync(join(dir, 'rs'));
+    const ours: OurRegistration = {
+      file: join(dir, 'rs', 'registration.yaml'),
+      id: 'KEEP12ABCD-photon.test',
+      url: 'http://127.0.0.1:8009/regapp/1',
+      asToken: 'ASTOKEN',
+      hsToken: 'HSTOKEN',
+    };
+    const plan = (homeserver: string, bases = [dir]) => {
+      writeFileSync(join(dir, 'homeserver.yaml'), homeserver);
+      return planHomeserverUpdate(readSynapseConfig(join(dir, 'homeserver.yaml')), {
+        registration: ours,
+        sharedSecretFile: undefined,
+        bases,
+        now: new Date(),
+      });
+    };
+    return { dir, ours, plan };
+  };
+
+  it('never adds a second entry for a file it already lists: relative to the config directory, or through a link', () => {
+    const { dir, ours, plan } = setUp();
+    writeFileSync(ours.file, 'id: anything\n');
+    assert.equal(plan('enable_registration: false\napp_service_config_files: [rs/registration.yaml]\n').kind, 'none');
+    symlinkSync(join(dir, 'rs'), join(dir, 'link'));
+    assert.equal(plan('enable_registration: false\napp_service_config_files: [link/registration.yaml]\n').kind, 'none');
+  });
+
+  it("keeps the Go original's registration with our id and tokens, the only entry for this service", () => {
+    const { dir, plan } = setUp();
+    writeFileSync(
+      join(dir, 'registration.yaml'),
+      'id: KEEP12ABCD-photon.test\nhs_token: HSTOKEN\nas_token: ASTOKEN\nurl: http://127.0.0.1:8009/regapp/1\n',
+    );
+    assert.equal(plan('enable_registration: false\napp_service_config_files: [ registration.yaml]\n').kind, 'none');
+  });
+
+  it('refuses a relative entry it cannot place: in neither directory, or a different file in each', () => {
+    const { dir, plan } = setUp();
+    const workdir = tempDir('regservice-workdir-');
+    const missing = plan('app_service_config_files: [ registration.yaml]\n', [dir, workdir]);
+    assert.equal(missing.kind, 'refused');
+    assert.match(
+      missing.kind === 'refused' ? missing.problems.join('; ') : '',
+      /registration\.yaml is relative, and no such file is in .* or .*; write .*absolute/,
+    );
+    writeFileSync(join(dir, 'registration.yaml'), 'id: bridge-a\n');
+    writeFileSync(join(workdir, 'registration.yaml'), 'id: bridge-b\n');
+    const both = plan('app_service_config_files: [ registration.yaml]\n', [dir, workdir]);
+    assert.match(both.kind === 'refused' ? both.problems.join('; ') : '', /names different files in .*depending on where Synapse runs/);
   });
 });
 

@@ -41,6 +41,7 @@ describe('HTTP layer', () => {
         delivered: (localpart, reached) => delivered.push([localpart, reached]),
         log: logger.log,
         refused: () => {},
+        refusalLine: () => true,
         count: (what) => counted.push(what),
       }),
       onTransaction: async () => 'processed',

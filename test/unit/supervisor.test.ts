@@ -3,7 +3,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { tempDir } from '../support/tempDir.js';
-import { MAX_FAILED_STARTS, StartError, Supervisor } from '../../src/cluster/supervisor.js';
+import { MAX_FAILED_STARTS, StartError, Supervisor, workerExecArgv } from '../../src/cluster/supervisor.js';
 import { WORKER_ENVIRONMENT } from '../../src/cluster/workerSettings.js';
 import { resolveSettings } from '../../src/config/settings.js';
 import { capturingLogger } from '../support/capturingLogger.js';
@@ -146,5 +146,15 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
     } finally {
       for (const name of Object.keys(planted)) delete process.env[name];
     }
+  });
+});
+
+describe("workers' V8 flags", () => {
+  it("are the primary's but --optimize-for-size and those the workers set themselves", () => {
+    assert.deepEqual(workerExecArgv(['--max-semi-space-size=2', '--optimize-for-size', '--enable-source-maps']), [
+      '--enable-source-maps',
+      '--max-semi-space-size=2',
+      '--heap-growing-percent=10',
+    ]);
   });
 });

@@ -67,11 +67,11 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
         { type: 'del', sublevel: pending, key: record.localpart },
       ]);
     },
-    async markAnswered(localparts) {
-      const records = await nodes.getMany([...localparts]);
-      const unanswered = records.filter((record): record is NodeRecord => (record as NodeRecord | undefined)?.answered === false);
-      if (unanswered.length === 0) return;
-      await nodes.batch(unanswered.map((record) => ({ type: 'put', key: record.localpart, value: { ...record, answered: true } })));
+    async markUnanswered(localparts) {
+      const records = (await nodes.getMany([...localparts])) as (NodeRecord | undefined)[];
+      const recorded = records.filter((record): record is NodeRecord => record !== undefined);
+      if (recorded.length === 0) return;
+      await nodes.batch(recorded.map((record) => ({ type: 'put', key: record.localpart, value: { ...record, answered: false } })));
     },
     async *list() {
       for await (const value of nodes.values()) yield value as NodeRecord;

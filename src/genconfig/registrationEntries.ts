@@ -1,0 +1,68 @@
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { parseYamlQuietly } from '../config/yamlText.js';
+
+/** What this deployment's registration is, to know an entry of app_service_config_files for it whatever its path. */
+export interface OurRegistration {
+  /** Where genconfig writes it (absolute). */
+  readonly file: string;
+  readonly id: string;
+  readonly url: string;
+  readonly asToken: string;
+  readonly hsToken: string;
+}
+
+export type EntryKind =
+  | { readonly kind: 'ours'; readonly why: string }
+  | { readonly kind: 'other' }
+  /** A relative path genconfig cannot place for certain: Synapse resolves it from its working directory. */
+  | { readonly kind: 'unresolved'; readonly why: string };
+
+/** The path as the file system resolves links, for a file that may not exist yet (its directory must). */
+function realPath(path: string): string {
+  if (existsSync(path)) return realpathSync(path);
+  const dir = dirname(path);
+  return existsSync(dir) ? resolve(realpathSync(dir), basename(path)) : path;
+}
+
+function sameRegistration(path: string, ours: OurRegistration): string | undefined {
+  let doc: unknown;
+  try {
+    doc = parseYamlQuietly(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof doc !== 'object' || doc === null) return undefined;
+  const fields = doc as Record<string, unknown>;
+  if (fields.id === ours.id) return `it has this deployment's id ${ours.id}`;
+  if (fields.as_token === ours.asToken || fields.hs_token === ours.hsToken) return "it has this deployment's tokens";
+  if (fields.url === ours.url) return `it has this deployment's url ${ours.url}`;
+  return undefined;
+}
+
+/**
+ * Whether an entry of app_service_config_files is this deployment's registration: the same file (by any path: relative
+ * to homeserver.yaml's directory or to Synapse's working directory, or through a link), or a registration with our url,
+ * id or tokens (the Go original's, whose id and tokens genconfig keeps). `bases` are the directories a relative entry
+ * may be relative to; one that exists under two of them as different files cannot be placed for certain.
+ */
+export function classifyEntry(entry: string, bases: readonly string[], ours: OurRegistration): EntryKind {
+  const candidates = isAbsolute(entry) ? [entry] : [...new Set(bases.map((base) => resolve(base, entry)))];
+  const existing = candidates.filter((path) => existsSync(path));
+  const target = realPath(ours.file);
+  if (candidates.some((path) => realPath(path) === target)) return { kind: 'ours', why: `it is ${ours.file}` };
+  const places = new Set(existing.map(realPath));
+  if (!isAbsolute(entry) && places.size !== 1) {
+    const where = bases.join(' or ');
+    return {
+      kind: 'unresolved',
+      why:
+        places.size === 0
+          ? `${entry} is relative, and no such file is in ${where}`
+          : `${entry} is relative, and names different files in ${where}, depending on where Synapse runs`,
+    };
+  }
+  const file = existing[0];
+  const why = file === undefined ? undefined : sameRegistration(file, ours);
+  return why === undefined ? { kind: 'other' } : { kind: 'ours', why: `${file}: ${why}` };
+}
