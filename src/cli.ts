@@ -159,7 +159,21 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
   program
     .command('genconfig')
     .description('write registration.yaml (0600) and run.sh (0755) for this deployment')
-    .option('--out <dir>', 'directory to write to', '.')
+    .option('--out <dir>', 'directory to write to (default: the current one; with --container, /var/lib/matrix-regservice)')
+    .option(
+      '--container',
+      "the compose deployment: run in this service's image with Synapse's volume at /data; writes regservice.yaml for the image, " +
+        'a copy of the registration into /data, and patches /data/homeserver.yaml (README: Running with Docker)',
+      false,
+    )
+    .option(
+      '--registration-url <url>',
+      "where Synapse reaches the service: registration.yaml's url (with --container, http://regservice:8009/regapp/1)",
+    )
+    .option(
+      '--synapse-registration <file>',
+      'with --container: where Synapse reads its copy of the registration, as Synapse sees the path (/data/matrix-regservice.yaml)',
+    )
     .option('--force', 'overwrite existing files', false)
     .option('--id <id>', 'application-service id, unique on the homeserver (default matrix-regservice-<matrixdomain>)')
     .option(

@@ -5,6 +5,7 @@ import { configValue, readHomeserverFacts, readSynapseConfig, type SynapseConfig
 import { planHomeserverUpdate } from '../genconfig/homeserverChanges.js';
 import type { HomeserverChange } from '../genconfig/homeserverPatch.js';
 import { findGoRegistration } from '../goOriginal/goRegistration.js';
+import { containerDefaults, containerFiles } from '../container/containerDeployment.js';
 import {
   defaultGenconfigInput,
   GenconfigError,
@@ -18,7 +19,8 @@ import { registrationUrlThroughNginx, renderNginxSite, renderNginxSnippet, type 
 import { EXIT_BAD_SETTINGS, EXIT_FAILURE, failCommand, type Output } from './commandFailure.js';
 
 export interface GenconfigOptions {
-  readonly out: string;
+  /** Default: the current directory (with --container, the image's /var/lib/matrix-regservice). */
+  readonly out?: string | undefined;
   readonly force: boolean;
   readonly id?: string | undefined;
   readonly homeserverConfig?: string | undefined;
@@ -38,6 +40,12 @@ export interface GenconfigOptions {
   readonly upstream: readonly string[];
   /** Synapse's working directory, from which it resolves relative paths in its configuration. */
   readonly synapseWorkdir?: string | undefined;
+  /** The compose deployment's defaults: run in this service's image, with Synapse's volume at /data. */
+  readonly container: boolean;
+  /** Where Synapse reaches the service (registration.yaml's url), when not this gate's own address. */
+  readonly registrationUrl?: string | undefined;
+  /** With --container: where Synapse reads its copy of the registration, as Synapse sees the path. */
+  readonly synapseRegistration?: string | undefined;
 }
 
 /** Synapse's working directory under Debian's unit, from which it resolves relative paths in its configuration. */
@@ -59,8 +67,15 @@ function readConfigOrFail(path: string): SynapseConfig {
  * every file and Synapse's changes, checks them all, then writes all or nothing. `settingsFor` resolves the settings
  * with what Synapse's configuration gave as the lowest layer.
  */
-export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: SettingsLayer) => ResolvedSettings, out: Output): void {
-  const homeserverConfig = options.homeserverConfig ?? (existsSync('homeserver.yaml') ? 'homeserver.yaml' : undefined);
+export function runGenconfig(given: GenconfigOptions, settingsFor: (fallback: SettingsLayer) => ResolvedSettings, out: Output): void {
+  const container = given.container ? containerDefaults() : undefined;
+  const options = {
+    ...given,
+    out: given.out ?? container?.out ?? '.',
+    patchHomeserver: given.patchHomeserver || container !== undefined,
+  };
+  const homeserverConfig =
+    options.homeserverConfig ?? container?.homeserverConfig ?? (existsSync('homeserver.yaml') ? 'homeserver.yaml' : undefined);
   const config = homeserverConfig === undefined ? undefined : readConfigOrFail(resolve(homeserverConfig));
   let fallback: SettingsLayer | undefined;
   if (config !== undefined) {
@@ -71,8 +86,11 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
   }
   // The state directory defaults to the deployment directory, next to run.sh, not to where genconfig ran.
   const deploymentDefaults: SettingsLayer = {
-    source: fallback?.source ?? 'genconfig defaults',
-    values: { datapath: join(resolve(options.out), DEFAULTS.datapath), ...fallback?.values },
+    source:
+      container === undefined
+        ? (fallback?.source ?? 'genconfig defaults')
+        : `genconfig --container, then ${fallback?.source ?? 'defaults'}`,
+    values: { datapath: join(resolve(options.out), DEFAULTS.datapath), ...fallback?.values, ...container?.settings },
   };
   const { settings, warnings } = settingsFor(deploymentDefaults);
   for (const warning of warnings) out.stderr.write(`warning: ${warning}\n`);
@@ -120,11 +138,15 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
     ...defaultGenconfigInput(settings, options.out),
     appserviceId: options.id,
     // Several gates: the homeserver reaches them through nginx's upstream, so its transactions fail over too.
-    registrationUrl: upstreams.length > 0 ? registrationUrlThroughNginx(settings, nginxOptions) : undefined,
+    registrationUrl:
+      options.registrationUrl ??
+      (upstreams.length > 0 ? registrationUrlThroughNginx(settings, nginxOptions) : container?.options.registrationUrl),
     keep: goRegistration,
   };
   try {
     const plan = planGenconfig(input);
+    const synapseRegistration =
+      container === undefined ? undefined : resolve(options.synapseRegistration ?? container.options.synapseRegistration);
     const site = { user: options.systemdUser, runScript: join(input.outDir, RUN_FILE) };
     const templates: NginxTemplates = {
       site: readTemplate('nginx-site.conf.template'),
@@ -137,7 +159,8 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
         ? undefined
         : planHomeserverUpdate(config, {
             registration: {
-              file: plan.registrationFile,
+              // In containers, the copy Synapse reads, by the path it sees.
+              file: synapseRegistration ?? plan.registrationFile,
               id: plan.registration.id,
               url: plan.registration.url,
               asToken: plan.registration.as_token,
@@ -169,7 +192,9 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
     const patching = update?.kind === 'write' && options.patchHomeserver ? update : undefined;
     const backup = patching?.inPlace === true ? `${patching.path}.bak-${input.now.toISOString().replace(/[:.]/g, '')}` : undefined;
     const files = [
-      ...plan.files,
+      ...(container === undefined || synapseRegistration === undefined
+        ? plan.files
+        : containerFiles(plan, settings, { registrationUrl: plan.registration.url, synapseRegistration }, input.now)),
       ...(options.nginx === undefined
         ? []
         : [{ name: resolve(options.nginx), content: renderNginxSite(templates, settings, nginxOptions, input.now), mode: 0o644 }]),
@@ -200,6 +225,7 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
     ];
     const written = writeGenconfig({ files }, input.outDir, options.force);
     out.stdout.write(`Wrote ${written.join(', ')}\n`);
+    const start = container === undefined ? site.runScript : 'docker compose up -d (the image reads regservice.yaml)';
     if (update === undefined) {
       out.stdout.write(plan.instructions);
       return;
@@ -209,7 +235,7 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
     } else if (patching !== undefined) {
       out.stdout.write(
         `${patching.inPlace ? `Patched ${patching.path} (backup: ${backup})` : `Added ${patching.path} for Synapse`}:\n${byHand(patching.changes)}\n` +
-          `Restart Synapse, then start the service: ${site.runScript}\n`,
+          `Restart Synapse, then start the service: ${start}\n`,
       );
       return;
     } else {
@@ -220,7 +246,7 @@ export function runGenconfig(options: GenconfigOptions, settingsFor: (fallback: 
           : ' (or run again with --patch-homeserver)';
       out.stdout.write(`Add to ${target}${caveat}, then restart Synapse:\n${byHand(update.changes)}\n`);
     }
-    out.stdout.write(`Then start the service: ${site.runScript}\n`);
+    out.stdout.write(`Then start the service: ${start}\n`);
   } catch (error) {
     if (error instanceof GenconfigError) failCommand(error.message, EXIT_FAILURE);
     throw error;

@@ -37,6 +37,8 @@ export interface GenconfigPlan {
   readonly files: readonly GeneratedFile[];
   readonly registrationFile: string;
   readonly registration: AppserviceRegistration;
+  /** The file run.sh names for the shared secret (shared-secret backend). */
+  readonly sharedSecretFile: string | undefined;
   /** A shared-secret file genconfig made up, which the homeserver must be told to read. */
   readonly newSecretFile: string | undefined;
   /** What the operator must add to homeserver.yaml and do next. */
@@ -92,6 +94,7 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   let backendFlags = '';
   let secretNote = '';
   let newSecretFile: string | undefined;
+  let sharedSecretFile: string | undefined;
   if (settings.backend === 'shared-secret') {
     let secretFile = settings.sharedSecretFile;
     if (secretFile === undefined) {
@@ -105,6 +108,7 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
           : `  registration_shared_secret_path: ${secretFile}\n`;
     }
     backendFlags = `  --sharesecret-file ${shellQuote(secretFile)} \\\n`;
+    sharedSecretFile = secretFile;
   } else if (settings.backend === 'admin-api') {
     if (settings.adminTokenFile === undefined) {
       throw new GenconfigError('the admin-api backend needs --admin-token-file FILE (a server admin access token)');
@@ -154,7 +158,7 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
     `    - ${registrationPath}\n` +
     secretNote +
     `Then start the service: ${join(outDir, RUN_FILE)}\n`;
-  return { files, instructions, registrationFile: registrationPath, registration, newSecretFile };
+  return { files, instructions, registrationFile: registrationPath, registration, newSecretFile, sharedSecretFile };
 }
 
 /** What the systemd unit names. */

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
@@ -146,6 +147,52 @@ describe('the built CLI', () => {
     assert.match(log, /warn ignoring the Go original's diagnostic flags --debug, --pprof, --pprofport, --vmodule/);
     assert.match(log, /info matrix-regservice listening/);
     assert.match(log, /debug registration client=127\.0\.0\.1 outcome=invalid status=400 .* worker=\d+/, "the workers' lines too");
+  });
+
+  it('genconfig --container writes both volumes: the config file the image runs on, and the copy Synapse reads', async () => {
+    const root = tempDir('regservice-container-');
+    const data = join(root, 'data');
+    const home = join(root, 'home');
+    mkdirSync(data);
+    mkdirSync(home);
+    // As matrixdotorg/synapse's generate writes it: the secret inline, a listener on every address.
+    writeFileSync(
+      join(data, 'homeserver.yaml'),
+      'server_name: "containers.test"\nlisteners:\n  - port: 8008\n    tls: false\n    type: http\n    x_forwarded: true\n    resources:\n      - names: [client, federation]\nregistration_shared_secret: "generated-inline"\n',
+    );
+    const result = await run([
+      'genconfig',
+      '--container',
+      '--homeserver-config',
+      join(data, 'homeserver.yaml'),
+      '--out',
+      home,
+      '--synapse-registration',
+      join(data, 'matrix-regservice.yaml'),
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const config = parse(readFileSync(join(home, 'regservice.yaml'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(config, {
+      matrixdomain: 'containers.test',
+      matrixurl: 'http://synapse:8008',
+      host: '0.0.0.0',
+      port: 8009,
+      datapath: '/var/lib/matrix-regservice/state',
+      registration: join(home, 'registration.yaml'),
+      backend: 'shared-secret',
+      'sharesecret-file': join(home, 'registration_shared_secret'),
+      'trusted-proxies': '172.28.56.10',
+      verbosity: 3,
+    });
+    assert.equal(readFileSync(join(home, 'registration_shared_secret'), 'utf8').trim(), 'generated-inline');
+    const registration = readFileSync(join(home, 'registration.yaml'), 'utf8');
+    assert.equal(readFileSync(join(data, 'matrix-regservice.yaml'), 'utf8'), registration, "Synapse's copy");
+    assert.match(registration, /^url: http:\/\/regservice:8009\/regapp\/1$/m);
+    assert.equal(statSync(join(data, 'matrix-regservice.yaml')).mode & 0o777, 0o600);
+    const patched = parse(readFileSync(join(data, 'homeserver.yaml'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(patched.app_service_config_files, [join(data, 'matrix-regservice.yaml')]);
+    assert.equal(patched.enable_registration, false);
+    assert.equal(existsSync(join(home, 'run.sh')), false, 'the image runs the config file, no run.sh');
   });
 
   it('rejects an unknown flag', async () => {
