@@ -21,6 +21,7 @@ import type { Scope } from '../test/support/scope.js';
 import { freePort, waitFor } from '../test/support/ports.js';
 import { PG_PASSWORD, startPostgres, type PostgresServer } from '../test/support/postgres.js';
 import { sharedSecretRegister, startSynapse, synapseAvailability, SYNAPSE_ROOT } from '../test/support/synapse.js';
+import { floodAddresses, registerAs, startFlood, type Attempt, type FloodTally } from '../test/support/registrationFlood.js';
 
 const SERVER = 'photon.test';
 const FORGED_COUNT = 5000;
@@ -30,6 +31,9 @@ const CLOCK_TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK'], { encoding
 const GO_ORIGINAL_GIT = process.env.GO_ORIGINAL_GIT ?? '/work/.mirror/SmartMeshFoundation+matrix-regservice/repo/.git';
 const GO_BUILD = resolve('../shared/go-original/build.sh');
 
+/** Every request here comes from one client (loopback): the request limits and account ceilings would measure themselves. */
+const NO_CEILINGS = ['ipv4', 'ipv4-24', 'ipv6-64', 'ipv6-56', 'ipv6-48'].flatMap((ceiling) => [`--accounts-per-hour-${ceiling}`, '0']);
+const NO_LIMITS = ['--rate-limit-client', '0', '--rate-limit-node', '0', ...NO_CEILINGS];
 const lines: string[] = [];
 const note = (text: string): void => {
   lines.push(text);
@@ -415,10 +419,12 @@ async function main(): Promise<void> {
       await registrationFigures(
         gate,
         synapse,
-        service(['--rate-limit-client', '0', '--rate-limit-node', '0']),
-        postgres === undefined ? undefined : service(['--rate-limit-client', '0', '--rate-limit-node', '0', ...databaseArgs]),
+        service(NO_LIMITS),
+        postgres === undefined ? undefined : service([...NO_LIMITS, ...databaseArgs]),
         goBinary === undefined ? undefined : go(goBinary),
       );
+      note('\n## 4. Legitimate nodes during a flood of valid registrations\n');
+      await floodFigures(gate, service(NO_CEILINGS));
     }
   } finally {
     await gate.stop();
@@ -551,6 +557,76 @@ async function registrationFigures(
         `the service's CPU per registration on PostgreSQL: ${pgResult.cpuMs.toFixed(2)} ms (PostgreSQL's own CPU, on the same cores, is not counted there).`,
     );
   }
+}
+
+/**
+ * Nodes from networks of their own registering while two floods (an IPv6 /56 and an IPv4 /24, each past what the
+ * homeserver slots and the default queue hold) keep Synapse at its full pace; beside the same nodes with no flood.
+ */
+async function floodFigures(gate: Gate, start: () => Promise<Daemon>): Promise<void> {
+  const SAMPLES = 150;
+  const FLOOD_LOOPS = 160;
+  const legitimate = (from: number, count: number) =>
+    Array.from({ length: count }, (_, index) => ({
+      body: signRegistration(randomPrivateKey(), SERVER),
+      client: (from + index) % 2 === 0 ? `198.18.${(from + index) % 256}.7` : `2001:db8:${(0x1000 + from + index).toString(16)}::7`,
+    }));
+  const spaced = async (nodes: ReturnType<typeof legitimate>, gapMs: number): Promise<Attempt[]> =>
+    Promise.all(
+      nodes.map(async ({ body, client }, index) => {
+        await new Promise((resolve) => setTimeout(resolve, index * gapMs));
+        return registerAs(gate.url, body, client);
+      }),
+    );
+  const daemon = await start();
+  let quiet: Attempt[];
+  let during: Attempt[];
+  let floods: FloodTally[];
+  let floodSeconds: number;
+  try {
+    quiet = await spaced(legitimate(0, 30), 100);
+    const started = [
+      startFlood({ gateUrl: gate.url, serverName: SERVER, concurrency: FLOOD_LOOPS, address: floodAddresses.ipv6Site('2001:db8:0:56') }),
+      startFlood({ gateUrl: gate.url, serverName: SERVER, concurrency: FLOOD_LOOPS, address: floodAddresses.ipv4Network('203.0.113') }),
+    ];
+    const floodStart = performance.now();
+    try {
+      await waitFor(
+        'the floods to fill the queue',
+        async () => (started.every((flood) => (flood.tally().statuses.get(503) ?? 0) > 0) ? true : undefined),
+        60_000,
+      );
+      during = await spaced(legitimate(30, SAMPLES), 80);
+    } finally {
+      floods = await Promise.all(started.map((flood) => flood.stop()));
+      floodSeconds = (performance.now() - floodStart) / 1000;
+    }
+  } finally {
+    await daemon.stop();
+  }
+  const row = (what: string, attempts: Attempt[]): string => {
+    const ms = attempts.map((attempt) => attempt.ms);
+    const first = attempts.filter((attempt) => attempt.status === 200).length;
+    return `| ${what} | ${attempts.length} | ${percentile(ms, 50).toFixed(0)} ms | ${percentile(ms, 95).toFixed(0)} ms | ${Math.max(...ms).toFixed(0)} ms | ${first} of ${attempts.length} |`;
+  };
+  const accounts = floods.reduce((sum, tally) => sum + (tally.statuses.get(200) ?? 0), 0);
+  const busy = floods.reduce((sum, tally) => sum + (tally.statuses.get(503) ?? 0), 0);
+  note(
+    `Two floods of fresh keys, correctly signed, through the trusted proxy (loopback): one from an IPv6 /56 (its 256 /64s in turn), one from an IPv4 /24, ` +
+      `${FLOOD_LOOPS} connections each (together past the ${32} homeserver slots and the ${256} queued a gate holds by default), account ceilings off so that the queue's fairness is what is measured. ` +
+      `Each legitimate node comes from a network of its own, makes one request, and is timed from request to answer; they arrive one every 80 ms during the flood, one every 100 ms without it.\n`,
+  );
+  note('| legitimate nodes | samples | p50 | p95 | max | 200 at the first try |\n|---|---|---|---|---|---|');
+  note(row('no flood', quiet));
+  note(row('during the floods', during));
+  const p95 = percentile(
+    during.map((attempt) => attempt.ms),
+    95,
+  );
+  note(
+    `\nThe floods made ${fmt(accounts)} accounts in ${floodSeconds.toFixed(0)} s (${fmt(accounts / floodSeconds)}/s: Synapse's pace with everything on these 2 cores) and got ${fmt(busy)} refusals (503 \`busy\`). ` +
+      `p95 during the floods: **${(p95 / 1000).toFixed(2)} s** (target ≤ 2 s: ${p95 <= 2000 ? 'met' : 'not met'}).`,
+  );
 }
 
 await main();

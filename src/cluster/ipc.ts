@@ -1,4 +1,4 @@
-import { HomeserverError, MatrixError, StoreUnavailableError } from '../protocol/matrixError.js';
+import { HeldBackError, HomeserverError, MatrixError, StoreUnavailableError } from '../protocol/matrixError.js';
 
 /** An error as it crosses from one process to the other: Matrix errors keep status, errcode and headers. */
 interface WireError {
@@ -10,6 +10,8 @@ interface WireError {
     readonly extra: Readonly<Record<string, string | number>>;
     /** Which dependency failed (the request was not refused), for HomeserverError and StoreUnavailableError. */
     readonly failed?: 'homeserver' | 'store';
+    /** The network a HeldBackError held back. */
+    readonly heldBack?: string;
   };
 }
 
@@ -41,14 +43,29 @@ function toWire(error: unknown): WireError {
   if (error instanceof MatrixError) {
     const { status, errcode, headers, extra } = error;
     const failed = error instanceof HomeserverError ? 'homeserver' : error instanceof StoreUnavailableError ? 'store' : undefined;
-    return { message: error.message, matrix: { status, errcode, headers, extra, ...(failed === undefined ? {} : { failed }) } };
+    const heldBack = error instanceof HeldBackError ? error.network : undefined;
+    return {
+      message: error.message,
+      matrix: {
+        status,
+        errcode,
+        headers,
+        extra,
+        ...(failed === undefined ? {} : { failed }),
+        ...(heldBack === undefined ? {} : { heldBack }),
+      },
+    };
   }
   return { message: error instanceof Error ? error.message : String(error) };
 }
 
 function fromWire(wire: WireError): Error {
   if (wire.matrix === undefined) return new Error(wire.message);
-  const { status, errcode, headers, extra, failed } = wire.matrix;
+  const { status, errcode, headers, extra, failed, heldBack } = wire.matrix;
+  if (heldBack !== undefined && (status === 429 || status === 503)) {
+    const retry = Number(extra.retry_after_ms ?? 1000);
+    return new HeldBackError(status, errcode, wire.message, heldBack, retry);
+  }
   const kind = failed === 'homeserver' ? HomeserverError : failed === 'store' ? StoreUnavailableError : MatrixError;
   return new kind(status, errcode, wire.message, { ...headers }, { ...extra });
 }

@@ -17,6 +17,7 @@ import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
 import { StartError, Supervisor } from './supervisor.js';
 import { refusalLineShare } from './workerSettings.js';
+import type { CeilingReached } from '../handlers/accountCeilings.js';
 
 export { StartError } from './supervisor.js';
 
@@ -101,16 +102,29 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     store,
     registrar: { register: (node) => metrics.timeHomeserverCall('register', () => registrar.register(node)) },
     userExists: (userId) => metrics.timeHomeserverCall('user_exists', () => userExists(userId)),
-    calls: (call) => calls.run(call),
+    calls: (call, network) => calls.run(call, network),
+    onCeilingReached: (reached) => {
+      metrics.ceilingReached(reached.ceiling);
+      if (reached.network === undefined) serviceCeiling = reached;
+    },
     policy: () => lists.policy,
-    makeLimiter: (name, pointsPerMinute) => store.createRateLimiter(name, pointsPerMinute),
+    makeLimiter: (limit) => store.createRateLimiter(limit),
     log,
     onTransaction: metrics.transaction,
     onRefusals: (report) => refusals.merge(report),
     refused: (outcome, client) => refusals.add(outcome, client),
     refusalLine: () => refusals.lineAllowed(),
   });
+  /** The service-wide ceiling reached in this interval: said once per interval, as the refusals are. */
+  let serviceCeiling: CeilingReached | undefined;
   const summarize = (): void => {
+    if (serviceCeiling !== undefined) {
+      const until = new Date(Date.now() + serviceCeiling.retryAfterMs).toISOString();
+      log.warn(`the service-wide ceiling of new accounts is reached: every new node gets 429 until ${until}`, {
+        ceiling: serviceCeiling.ceiling,
+      });
+      serviceCeiling = undefined;
+    }
     if (refusals.empty) return;
     const report = refusals.drain();
     const interval = settings.refusalSummaryIntervalMs;

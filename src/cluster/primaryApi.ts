@@ -6,7 +6,8 @@ import { createTransactionHandler, type TransactionOutcome } from '../handlers/t
 import { createUserQuery } from '../handlers/userQuery.js';
 import type { NewNode, Registrar, RegisteredUser } from '../homeserver/registrar.js';
 import { isLoggedEach, outcomeOfError, outcomeOfUser, type Outcome } from '../handlers/registrationOutcome.js';
-import { MatrixError } from '../protocol/matrixError.js';
+import { HeldBackError, MatrixError } from '../protocol/matrixError.js';
+import { createAccountCeilings, type CeilingReached } from '../handlers/accountCeilings.js';
 import type { UserExists } from '../homeserver/userExists.js';
 import type { Logger } from '../log/logger.js';
 import type { RefusalReport } from '../log/refusalTally.js';
@@ -34,6 +35,8 @@ export interface PrimaryApi {
 export interface RegistrationRequestInfo {
   /** The client's address (or IPv6 network), as its rate limit keys it. */
   readonly client: string;
+  /** The client's address, whose networks the account ceilings count. */
+  readonly address: string;
   /** Time the worker spent on the request before handing it over. */
   readonly elapsedMs: number;
   /** The worker that holds the client's connection (its cluster id; 0 in one process). */
@@ -45,10 +48,10 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
   return {
     limitClient: (key) => peer.request('limitClient', [key]),
     // Only the three fields cross: nothing else a request carried reaches the primary.
-    register: ({ localpart, displayname, password }, { client, elapsedMs, worker }) =>
+    register: ({ localpart, displayname, password }, { client, address, elapsedMs, worker }) =>
       peer.request('register', [
         { localpart, displayname, password },
-        { client, elapsedMs, worker },
+        { client, address, elapsedMs, worker },
       ]),
     delivered: (localpart, reached) => peer.notify('delivered', [localpart, reached]),
     transaction: (txnId, body) => peer.request('transaction', [txnId, body]),
@@ -80,6 +83,8 @@ export interface PrimaryStateDeps {
   readonly log: Logger;
   /** Every homeserver call waits its turn here. */
   readonly calls?: CallQueue;
+  /** A ceiling of new accounts held a registration back. */
+  readonly onCeilingReached?: (reached: CeilingReached) => void;
   readonly onTransaction?: (outcome: TransactionOutcome) => void;
   /** A worker's report of the refusals it counted. */
   readonly onRefusals: (report: RefusalReport) => void;
@@ -107,6 +112,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
     serverName: settings.serverName,
     nodes: store.nodes,
     limitNode: limits.node,
+    ceilings: createAccountCeilings(settings.accountCeilings, deps.makeLimiter, deps.onCeilingReached),
     registrar: deps.registrar,
     userExists: deps.userExists,
     ...(deps.calls === undefined ? {} : { calls: deps.calls }),
@@ -122,13 +128,13 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
     registration.delivered(localpart, reached);
   };
   /** The one line (or, for a refusal, the count) each registration that reached the primary ends with. */
-  const logOutcome = (outcome: Outcome, fields: Record<string, string | number | undefined>, client: string): void => {
+  const logOutcome = (outcome: Outcome, fields: Record<string, string | number | undefined>, client: string, heldBack?: string): void => {
     if (outcome === 'internal_error') {
       log.error('registration', fields);
     } else if (isLoggedEach(outcome)) {
       log.info('registration', fields);
     } else {
-      deps.refused(outcome, client);
+      deps.refused(outcome, heldBack ?? client);
       if (log.enabled('debug') && deps.refusalLine()) log.debug('registration', fields);
     }
   };
@@ -140,12 +146,12 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
   });
   const api: PrimaryApi = {
     limitClient: limits.client,
-    async register(node, { client, elapsedMs, worker }) {
+    async register(node, { client, address, elapsedMs, worker }) {
       const started = performance.now();
       const base = { localpart: node.localpart, client, worker };
       const durationMs = (): number => Math.round((elapsedMs + performance.now() - started) * 1000) / 1000;
       try {
-        const user = await registration.register(node);
+        const user = await registration.register(node, address);
         delivering.set(node.localpart, worker);
         if (gone.has(worker)) settle(node.localpart, false);
         logOutcome(outcomeOfUser(user), { ...base, outcome: outcomeOfUser(user), status: 200, duration_ms: durationMs() }, client);
@@ -154,7 +160,9 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
         const known = error instanceof MatrixError ? error : undefined;
         const outcome = outcomeOfError(known);
         const reason = known?.message ?? `unexpected: ${(error as Error).message}`;
-        logOutcome(outcome, { ...base, outcome, status: known?.status ?? 500, reason, duration_ms: durationMs() }, client);
+        // A registration held back for its network's sake is counted under that network, which the summary names.
+        const heldBack = error instanceof HeldBackError ? error.network : undefined;
+        logOutcome(outcome, { ...base, outcome, status: known?.status ?? 500, reason, duration_ms: durationMs() }, client, heldBack);
         throw error;
       }
     },

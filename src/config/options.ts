@@ -87,6 +87,43 @@ export const OPTION_SPECS = [
     argName: '<bits>',
     description: 'IPv6 clients are limited per network of this prefix length, 32-128',
   },
+  {
+    key: 'accounts-per-hour-ipv4',
+    kind: 'integer',
+    argName: '<n>',
+    description: 'new accounts per hour from one IPv4 address, 0 = no ceiling',
+  },
+  {
+    key: 'accounts-per-hour-ipv4-24',
+    kind: 'integer',
+    argName: '<n>',
+    description: 'new accounts per hour from one IPv4 /24, 0 = no ceiling',
+  },
+  {
+    key: 'accounts-per-hour-ipv6-64',
+    kind: 'integer',
+    argName: '<n>',
+    description: 'new accounts per hour from one IPv6 /64, 0 = no ceiling',
+  },
+  {
+    key: 'accounts-per-hour-ipv6-56',
+    kind: 'integer',
+    argName: '<n>',
+    description: 'new accounts per hour from one IPv6 /56, 0 = no ceiling',
+  },
+  {
+    key: 'accounts-per-hour-ipv6-48',
+    kind: 'integer',
+    argName: '<n>',
+    description: 'new accounts per hour from one IPv6 /48, 0 = no ceiling',
+  },
+  {
+    key: 'accounts-per-hour',
+    kind: 'integer',
+    argName: '<n>',
+    description: 'new accounts per hour on the whole service (every gate of a database), 0 = no ceiling',
+  },
+  { key: 'accounts-per-day', kind: 'integer', argName: '<n>', description: 'new accounts per day on the whole service, 0 = no ceiling' },
   { key: 'workers', kind: 'integer', argName: '<n>', description: 'worker processes serving requests' },
   {
     key: 'refusal-summary-interval',

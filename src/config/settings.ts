@@ -10,6 +10,23 @@ export type Verbosity = 0 | 1 | 2 | 3 | 4 | 5;
 export const BACKENDS = ['shared-secret', 'admin-api', 'appservice'] as const;
 export type Backend = (typeof BACKENDS)[number];
 
+/** New accounts allowed per window; 0 turns a ceiling off. */
+export interface AccountCeilingSettings {
+  /** Per IPv4 address (/32), per hour. */
+  readonly ipv4: number;
+  /** Per IPv4 /24, per hour. */
+  readonly ipv4Network: number;
+  /** Per IPv6 /64, per hour. */
+  readonly ipv6Subscriber: number;
+  /** Per IPv6 /56, per hour. */
+  readonly ipv6Site: number;
+  /** Per IPv6 /48, per hour. */
+  readonly ipv6Organization: number;
+  /** The whole service (every gate sharing a database), per hour and per day. */
+  readonly perHour: number;
+  readonly perDay: number;
+}
+
 /** The validated settings the daemon runs with. */
 export interface Settings {
   readonly serverName: string;
@@ -52,6 +69,8 @@ export interface Settings {
   readonly rateLimitNodePerMinute: number;
   /** IPv6 clients share one rate-limit allowance per network of this prefix length. */
   readonly rateLimitIpv6Prefix: number;
+  /** New accounts per hour per client network, and for the whole service per hour and day; 0: no ceiling. */
+  readonly accountCeilings: AccountCeilingSettings;
   /** Worker processes that serve the listener; the primary holds the state. */
   readonly workers: number;
   readonly refusalSummaryIntervalMs: number;
@@ -103,6 +122,14 @@ export const DEFAULTS = {
   'rate-limit-client': 60,
   'rate-limit-node': 10,
   'rate-limit-ipv6-prefix': 64,
+  // README, "Abuse controls", says why each.
+  'accounts-per-hour-ipv4': 60,
+  'accounts-per-hour-ipv4-24': 240,
+  'accounts-per-hour-ipv6-64': 60,
+  'accounts-per-hour-ipv6-56': 120,
+  'accounts-per-hour-ipv6-48': 240,
+  'accounts-per-hour': 0,
+  'accounts-per-day': 0,
   workers: availableParallelism(),
   'refusal-summary-interval': 10,
   'max-homeserver-calls': 32,
@@ -123,7 +150,7 @@ export function describeDefault(key: SettingKey): string | undefined {
   const value = (DEFAULTS as RawSettings)[key];
   if (DEFAULT_DESCRIPTIONS[key] !== undefined) return DEFAULT_DESCRIPTIONS[key];
   if (value === undefined) return undefined;
-  if (value === false || (key === 'metrics-port' && value === 0)) return 'off';
+  if (value === false || (key === 'metrics-port' && value === 0) || (key.startsWith('accounts-per-') && value === 0)) return 'off';
   return String(value);
 }
 
@@ -306,6 +333,15 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     rateLimitClientPerMinute: integer('rate-limit-client', 0, 1_000_000),
     rateLimitNodePerMinute: integer('rate-limit-node', 0, 1_000_000),
     rateLimitIpv6Prefix: integer('rate-limit-ipv6-prefix', 32, 128),
+    accountCeilings: {
+      ipv4: integer('accounts-per-hour-ipv4', 0, 10_000_000),
+      ipv4Network: integer('accounts-per-hour-ipv4-24', 0, 10_000_000),
+      ipv6Subscriber: integer('accounts-per-hour-ipv6-64', 0, 10_000_000),
+      ipv6Site: integer('accounts-per-hour-ipv6-56', 0, 10_000_000),
+      ipv6Organization: integer('accounts-per-hour-ipv6-48', 0, 10_000_000),
+      perHour: integer('accounts-per-hour', 0, 100_000_000),
+      perDay: integer('accounts-per-day', 0, 100_000_000),
+    },
     workers: integer('workers', 1, 1024),
     refusalSummaryIntervalMs: integer('refusal-summary-interval', 1, 3600) * 1000,
     maxHomeserverCalls: integer('max-homeserver-calls', 1, 10_000),

@@ -1,5 +1,5 @@
 import { retryLater } from '../protocol/matrixError.js';
-import type { RateLimiter } from '../store/rateLimiter.js';
+import { WINDOW_MS, type LimitSpec, type RateLimiter } from '../store/rateLimiter.js';
 
 export interface RateLimitSettings {
   /** Registration requests per minute from one client (address or IPv6 network); 0 turns the limit off. */
@@ -23,12 +23,20 @@ function limit(limiter: RateLimiter | undefined, what: string): (key: string) =>
   };
 }
 
-export type LimiterFactory = (name: 'client' | 'node', pointsPerMinute: number) => RateLimiter;
+export type LimiterFactory = (limit: LimitSpec) => RateLimiter;
 
 /** The two limits over limiters `makeLimiter` creates (one per limit that is not 0). */
 export function createRateLimits(settings: RateLimitSettings, makeLimiter: LimiterFactory): RateLimits {
   return {
-    client: limit(settings.perClientPerMinute === 0 ? undefined : makeLimiter('client', settings.perClientPerMinute), 'from this address'),
-    node: limit(settings.perNodePerMinute === 0 ? undefined : makeLimiter('node', settings.perNodePerMinute), 'for this node'),
+    client: limit(
+      settings.perClientPerMinute === 0
+        ? undefined
+        : makeLimiter({ name: 'client', points: settings.perClientPerMinute, windowMs: WINDOW_MS }),
+      'from this address',
+    ),
+    node: limit(
+      settings.perNodePerMinute === 0 ? undefined : makeLimiter({ name: 'node', points: settings.perNodePerMinute, windowMs: WINDOW_MS }),
+      'for this node',
+    ),
   };
 }

@@ -6,10 +6,12 @@ import type { NodeRecord, NodeStore } from '../store/nodeStore.js';
 import type { Logger } from '../log/logger.js';
 import type { AddressPolicy } from '../access/addressLists.js';
 import { holdLease, type HeldLease } from './pendingLease.js';
+import type { AccountCeilings, AccountCharge } from './accountCeilings.js';
+import { queueNetworkOf } from '../access/networks.js';
 import { UnrecordedAccounts } from './unrecordedAccounts.js';
 
-/** Registers a node whose signatures were verified. */
-export type RegistrationHandler = (node: NewNode) => Promise<RegisteredUser>;
+/** Registers a node whose signatures were verified, for the client at `clientAddress` (its address, not its key). */
+export type RegistrationHandler = (node: NewNode, clientAddress: string) => Promise<RegisteredUser>;
 
 export interface ReconcileSummary {
   readonly confirmed: number;
@@ -34,8 +36,11 @@ export interface RegistrationService {
   close(): void;
 }
 
-/** The homeserver call queue: runs `call` once a slot is free (or refuses at once with 503 when too many wait). */
-export type CallQueue = <T>(call: () => Promise<T>) => Promise<T>;
+/**
+ * The homeserver call queue: runs `call` once a slot is free (or refuses at once with 503 when too many wait), sharing
+ * the slots fairly among the `network`s calls come from.
+ */
+export type CallQueue = <T>(call: () => Promise<T>, network?: string) => Promise<T>;
 
 export interface RegistrationHandlerDeps {
   readonly serverName: string;
@@ -46,10 +51,22 @@ export interface RegistrationHandlerDeps {
   readonly userExists: UserExists;
   /** Every homeserver call waits its turn here; none by default (tests). */
   readonly calls?: CallQueue;
+  /** New accounts per client network and for the service; none by default (tests). */
+  readonly ceilings?: AccountCeilings;
   /** The allow/deny lists in force now (they can be reloaded). */
   readonly policy: () => AddressPolicy;
   readonly log: Logger;
   readonly now?: () => Date;
+}
+
+/**
+ * Whether a failed homeserver call surely created no account: the homeserver answered and refused (409, 429, 403…), or
+ * could not be reached at all. A timeout or a 5xx may have created it, and its account stays counted.
+ */
+function surelyNotCreated(error: unknown): boolean {
+  if (!(error instanceof MatrixError)) return false;
+  if (error.status === 504 || error.status === 502) return false;
+  return true;
 }
 
 const leaseLost = (): MatrixError =>
@@ -66,6 +83,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
   const inFlight = new Set<string>();
   const now = deps.now ?? (() => new Date());
   const calls: CallQueue = deps.calls ?? ((call) => call());
+  const ceilings: AccountCeilings = deps.ceilings ?? { charge: async () => ({ refund: async () => {} }) };
   const unrecorded = new UnrecordedAccounts(nodes, log);
   const toMarkUnanswered = new Set<string>();
 
@@ -83,7 +101,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     }
   }
 
-  async function register(request: NewNode): Promise<RegisteredUser> {
+  async function register(request: NewNode, clientAddress: string): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
     const userId = userIdFor(localpart, deps.serverName);
     const answerRecorded = async (recorded: NodeRecord): Promise<RegisteredUser> => {
@@ -105,13 +123,19 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
         log.warn('cannot renew the lease of a registration in progress', { localpart, reason: (error as Error).message }),
     });
     try {
-      return await registerHolding(request, userId, claim.interrupted, lease);
+      return await registerHolding(request, clientAddress, userId, claim.interrupted, lease);
     } finally {
       lease.release();
     }
   }
 
-  async function registerHolding(request: NewNode, userId: string, interrupted: boolean, lease: HeldLease): Promise<RegisteredUser> {
+  async function registerHolding(
+    request: NewNode,
+    clientAddress: string,
+    userId: string,
+    interrupted: boolean,
+    lease: HeldLease,
+  ): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
     // Another gate may have confirmed the node between our first look and the claim (its pending entry gone with it).
     const confirmedMeanwhile = await nodes.get(localpart);
@@ -136,16 +160,33 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       log.info('completed a registration that was interrupted', { localpart });
       return { userId, homeServer: deps.serverName };
     };
-    if (interrupted && (await calls(() => deps.userExists(userId)))) return completeInterrupted();
+    const network = queueNetworkOf(clientAddress);
+    if (interrupted && (await calls(() => deps.userExists(userId), network))) return completeInterrupted();
 
+    // The account is counted from here; given back below when the homeserver surely did not create it.
+    let charge: AccountCharge;
+    try {
+      charge = await ceilings.charge(clientAddress);
+    } catch (error) {
+      // Nothing reached the homeserver for this attempt: an entry of its own goes (an earlier attempt's stays).
+      if (!interrupted) await nodes.deletePending(localpart);
+      throw error;
+    }
+    let called = false;
     let user: RegisteredUser;
     try {
       user = await calls(() => {
         // The queue may have held us long; once the lease may have ended, another gate may be deciding this node.
         if (!lease.held()) throw leaseLost();
+        called = true;
         return deps.registrar.register(request);
-      });
+      }, network);
     } catch (error) {
+      if (!called || surelyNotCreated(error))
+        // The registration's own answer matters more than a count the store could not give back (it lapses with its window).
+        await charge
+          .refund()
+          .catch((refundError: Error) => log.warn('cannot give back a count of new accounts', { localpart, reason: refundError.message }));
       if (error instanceof MatrixError && error.status === 409) {
         // The earlier attempt's account, created after we stopped waiting for it: the node's own.
         if (interrupted) return completeInterrupted();
@@ -192,10 +233,10 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
   }
 
   return {
-    async register(request) {
+    async register(request, clientAddress) {
       await deps.limitNode(request.localpart);
       deps.policy()(request.localpart);
-      const user = await exclusively(request.localpart, () => register(request));
+      const user = await exclusively(request.localpart, () => register(request, clientAddress));
       if (user === undefined) throw userInUse('a registration of this node is already in progress');
       return user;
     },

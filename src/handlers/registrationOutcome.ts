@@ -1,4 +1,4 @@
-import { HomeserverError, MatrixError, StoreUnavailableError } from '../protocol/matrixError.js';
+import { HeldBackError, HomeserverError, MatrixError, StoreUnavailableError } from '../protocol/matrixError.js';
 import type { RegisteredUser } from '../homeserver/registrar.js';
 
 /** What became of a registration request, as metrics count it and logs name it. */
@@ -12,7 +12,8 @@ export type Outcome =
   | 'invalid'
   | 'rate_limited'
   | 'already_registered'
-  | 'busy';
+  | 'busy'
+  | 'account_limited';
 
 export function outcomeOfUser(user: RegisteredUser): Outcome {
   return user.passwordReset === true ? 'password_reset' : 'registered';
@@ -23,6 +24,7 @@ export function outcomeOfError(error: MatrixError | undefined): Outcome {
   if (error === undefined) return 'internal_error';
   if (error instanceof HomeserverError) return 'homeserver_error';
   if (error instanceof StoreUnavailableError) return 'store_unavailable';
+  if (error instanceof HeldBackError) return error.status === 429 ? 'account_limited' : 'busy';
   switch (error.errcode) {
     case 'M_USER_IN_USE':
       return 'already_registered';

@@ -1,12 +1,25 @@
-import { retryLater } from '../protocol/matrixError.js';
+import { HeldBackError } from '../protocol/matrixError.js';
+
+interface Waiting {
+  readonly start: () => void;
+  readonly refuse: (error: Error) => void;
+}
+
+const busy = (network: string): Error =>
+  new HeldBackError(503, 'M_UNKNOWN', 'too many registrations in progress; retry later', network === '' ? 'service' : network, 1000);
 
 /**
- * At most `maxActive` homeserver calls at once and `maxQueued` waiting; past that, refuse at once
- * with 503 and Retry-After rather than let a queue grow without bound.
+ * At most `maxActive` homeserver calls at once and `maxQueued` waiting, shared fairly among the networks calls come
+ * from (each client's /24 or /48): a free slot goes to the waiting network with the fewest calls at the homeserver
+ * (in turn, among equals), so one network's flood holds no more than its share of the slots while others wait. A full
+ * queue takes a newcomer from a network with fewer calls waiting than another by refusing (503) that other's latest:
+ * a flood cannot keep anyone else out by filling the queue. Past that, 503 with Retry-After at once.
  */
 export class CallLimiter {
   private active = 0;
-  private readonly waiting: (() => void)[] = [];
+  private waitingCount = 0;
+  /** Per network: calls at the homeserver, and calls waiting (oldest first). In Map order for turns among equals. */
+  private readonly networks = new Map<string, { active: number; waiting: Waiting[] }>();
 
   constructor(
     private readonly maxActive: number,
@@ -18,24 +31,74 @@ export class CallLimiter {
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.waitingCount;
   }
 
-  async run<T>(call: () => Promise<T>): Promise<T> {
+  async run<T>(call: () => Promise<T>, network = ''): Promise<T> {
+    const entry = this.entry(network);
     if (this.active >= this.maxActive) {
-      if (this.waiting.length >= this.maxQueued) {
-        throw retryLater(503, 'M_UNKNOWN', 'too many registrations in progress; retry later', 1000);
+      if (this.waitingCount >= this.maxQueued && !this.makeRoomFor(entry.waiting.length)) {
+        this.forget(network, entry);
+        throw busy(network);
       }
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      await new Promise<void>((start, refuse) => {
+        entry.waiting.push({ start, refuse });
+        this.waitingCount += 1;
+      });
     } else {
       this.active += 1;
+      entry.active += 1;
     }
     try {
       return await call();
     } finally {
-      const next = this.waiting.shift();
-      if (next === undefined) this.active -= 1;
-      else next(); // the slot passes straight to the next caller
+      entry.active -= 1;
+      this.active -= 1;
+      this.forget(network, entry);
+      this.startNext();
     }
+  }
+
+  private entry(network: string): { active: number; waiting: Waiting[] } {
+    let entry = this.networks.get(network);
+    if (entry === undefined) {
+      entry = { active: 0, waiting: [] };
+      this.networks.set(network, entry);
+    }
+    return entry;
+  }
+
+  private forget(network: string, entry: { active: number; waiting: Waiting[] }): void {
+    if (entry.active === 0 && entry.waiting.length === 0) this.networks.delete(network);
+  }
+
+  /** The slot just freed goes to the waiting network with the fewest calls at the homeserver, first in turn. */
+  private startNext(): void {
+    let chosen: [string, { active: number; waiting: Waiting[] }] | undefined;
+    for (const candidate of this.networks) {
+      if (candidate[1].waiting.length > 0 && (chosen === undefined || candidate[1].active < chosen[1].active)) chosen = candidate;
+    }
+    if (chosen === undefined) return;
+    const [network, entry] = chosen;
+    const next = entry.waiting.shift() as Waiting;
+    this.waitingCount -= 1;
+    this.active += 1;
+    entry.active += 1;
+    // Its turn is taken: behind every other network now, in Map order.
+    this.networks.delete(network);
+    this.networks.set(network, entry);
+    next.start();
+  }
+
+  /** Refuses the latest waiting call of the network with the most waiting, if it has more than `waiting` (the newcomer's). */
+  private makeRoomFor(waiting: number): boolean {
+    let fullest: [string, { active: number; waiting: Waiting[] }] | undefined;
+    for (const candidate of this.networks)
+      if (fullest === undefined || candidate[1].waiting.length > fullest[1].waiting.length) fullest = candidate;
+    if (fullest === undefined || fullest[1].waiting.length <= waiting + 1) return false;
+    const pushedOut = fullest[1].waiting.pop() as Waiting;
+    this.waitingCount -= 1;
+    pushedOut.refuse(busy(fullest[0]));
+    return true;
   }
 }

@@ -55,6 +55,8 @@ export const UNNAMED_CLIENTS_WARNING =
 export interface ClientOfRequest {
   /** The client's rate-limit key: its address, or its IPv6 network. */
   readonly key: string;
+  /** The client's address, by the rule (for the account ceilings, which count its networks). */
+  readonly address: string;
   /** No client was named: the address is a trusted proxy's own (it sent no usable X-Forwarded-For). */
   readonly unnamedByProxy: boolean;
 }
@@ -66,6 +68,6 @@ export function createClientKey(trustedProxies: string, ipv6Prefix: number): (re
     const peer = req.socket.remoteAddress ?? '';
     const hops = forwardedHops(req.headers['x-forwarded-for']);
     const address = clientAddressOf(peer, hops, trust);
-    return { key: clientKeyOf(address, ipv6Prefix), unnamedByProxy: trust(address, hops.length) };
+    return { key: clientKeyOf(address, ipv6Prefix), address, unnamedByProxy: trust(address, hops.length) };
   };
 }

@@ -26,7 +26,10 @@ export interface RegisterRouteDeps {
    * Registers a node whose signatures verified. From here on the primary decides, and it writes the outcome's log
    * line (or counts the refusal): this route logs only what ends before it.
    */
-  readonly register: (node: NewNode, request: { readonly client: string; readonly elapsedMs: number }) => Promise<RegisteredUser>;
+  readonly register: (
+    node: NewNode,
+    request: { readonly client: string; readonly address: string; readonly elapsedMs: number },
+  ) => Promise<RegisteredUser>;
   /** Whether the node's 200 went to its connection whole (reached), or the client was gone first. */
   readonly delivered: (localpart: string, reached: boolean) => void;
   readonly log: Logger;
@@ -48,7 +51,7 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
 
   async function respond(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const { key: client, unnamedByProxy } = deps.clientKey(req);
+    const { key: client, address, unnamedByProxy } = deps.clientKey(req);
     if (unnamedByProxy) deps.unnamedClient?.();
     // Which client the service took this request for, by the client-address rule: doctor checks the proxy with it.
     res.setHeader(CLIENT_ADDRESS_HEADER, client);
@@ -63,7 +66,7 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       const request = parseRegistrationRequest(body);
       verify(request);
       handedOver = true;
-      const user = await register(request, { client, elapsedMs: performance.now() - started });
+      const user = await register(request, { client, address, elapsedMs: performance.now() - started });
       count(outcomeOfUser(user));
       // 'finish': the whole answer went to the connection. A client that hung up first gets 'close' alone, and the
       // node's record stays unanswered: its next request gets this 200 again (so it does when this worker dies now).

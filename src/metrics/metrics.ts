@@ -13,6 +13,8 @@ export interface WorkerMetrics {
 export interface PrimaryMetrics {
   readonly registry: Registry;
   readonly transaction: (outcome: 'processed' | 'duplicate') => void;
+  /** A ceiling of new accounts held a registration back. */
+  readonly ceilingReached: (ceiling: string) => void;
   /** Times one homeserver call of kind `call` (register, user_exists). */
   timeHomeserverCall<T>(call: string, work: () => Promise<T>): Promise<T>;
 }
@@ -42,6 +44,12 @@ export function createPrimaryMetrics(load: { inFlight(): number; queued(): numbe
     labelNames: ['outcome'],
     registers: [registry],
   });
+  const ceilings = new Counter({
+    name: 'regservice_account_ceiling_refusals_total',
+    help: 'Registrations refused because a ceiling of new accounts was reached (per network, or the whole service), by ceiling',
+    labelNames: ['ceiling'],
+    registers: [registry],
+  });
   const latency = new Histogram({
     name: 'regservice_homeserver_call_seconds',
     help: 'Duration of calls to the homeserver',
@@ -68,6 +76,7 @@ export function createPrimaryMetrics(load: { inFlight(): number; queued(): numbe
   return {
     registry,
     transaction: (outcome) => transactions.inc({ outcome }),
+    ceilingReached: (ceiling) => ceilings.inc({ ceiling }),
     async timeHomeserverCall(call, work) {
       const end = latency.startTimer({ call });
       try {

@@ -44,6 +44,19 @@ export function retryLater(status: 429 | 503, errcode: string, message: string, 
   return new MatrixError(status, errcode, message, headers, extra);
 }
 
+/**
+ * A registration held back for its network's sake: an account ceiling reached (429), or the homeserver's queue shared
+ * out among networks (503). Summaries count it under `network` (or `service`), not the client.
+ */
+export class HeldBackError extends MatrixError {
+  readonly network: string;
+  constructor(status: 429 | 503, errcode: string, message: string, network: string, retryAfterMs: number) {
+    const { headers, extra } = retryAfter(retryAfterMs);
+    super(status, errcode, message, headers, extra);
+    this.network = network;
+  }
+}
+
 /** The registry database cannot be reached (PostgreSQL down or restarting): logged, never summarized. */
 export class StoreUnavailableError extends MatrixError {}
 

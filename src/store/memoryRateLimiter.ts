@@ -2,16 +2,16 @@ import { LRUCache } from 'lru-cache';
 import { ALLOWED, MAX_REMEMBERED_KEYS, WINDOW_MS, type RateLimiter } from './rateLimiter.js';
 
 /**
- * An allowance of `pointsPerMinute` per key in this process's memory: a fixed one-minute window from a key's first
- * request, in a bounded LRU cache with no timer per key.
+ * An allowance of `points` per key and window (a minute unless given) in this process's memory: a fixed window from a
+ * key's first use, in a bounded LRU cache with no timer per key.
  */
 export function createMemoryRateLimiter(
-  pointsPerMinute: number,
-  options: { readonly maxKeys?: number; readonly now?: () => number } = {},
+  points: number,
+  options: { readonly maxKeys?: number; readonly now?: () => number; readonly windowMs?: number } = {},
 ): RateLimiter {
   const used = new LRUCache<string, number>({
     max: options.maxKeys ?? MAX_REMEMBERED_KEYS,
-    ttl: WINDOW_MS,
+    ttl: options.windowMs ?? WINDOW_MS,
     noUpdateTTL: true,
     ttlAutopurge: false,
     ...(options.now === undefined ? {} : { perf: { now: options.now }, ttlResolution: 0 }),
@@ -20,7 +20,11 @@ export function createMemoryRateLimiter(
     async consume(key) {
       const count = (used.get(key) ?? 0) + 1;
       used.set(key, count);
-      return count <= pointsPerMinute ? ALLOWED : { allowed: false, retryAfterMs: Math.max(1, used.getRemainingTTL(key)) };
+      return count <= points ? ALLOWED : { allowed: false, retryAfterMs: Math.max(1, used.getRemainingTTL(key)) };
+    },
+    async refund(key) {
+      const count = used.get(key);
+      if (count !== undefined && count > 0) used.set(key, count - 1);
     },
   };
 }

@@ -1,13 +1,22 @@
 export type RateLimitDecision = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
 
-/** Counts requests per key against an allowance per minute. */
+/** Counts uses per key against an allowance per window. */
 export interface RateLimiter {
   /** Resolves with the decision; rejects (StoreUnavailableError) when the shared store cannot count. */
   consume(key: string): Promise<RateLimitDecision>;
+  /** Gives one use back to `key`'s current window: what it was charged for did not happen after all. */
+  refund(key: string): Promise<void>;
+}
+
+/** One limit: its name (keys are counted apart per name), and its allowance of `points` per window of `windowMs`. */
+export interface LimitSpec {
+  readonly name: string;
+  readonly points: number;
+  readonly windowMs: number;
 }
 
 export const ALLOWED: RateLimitDecision = { allowed: true };
-/** Every limit counts per minute. */
+/** The request limits count per minute. */
 export const WINDOW_MS = 60_000;
 
 /**

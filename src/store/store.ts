@@ -1,5 +1,5 @@
 import type { NodeStore } from './nodeStore.js';
-import type { RateLimiter } from './rateLimiter.js';
+import type { LimitSpec, RateLimiter } from './rateLimiter.js';
 import type { TransactionLog } from './transactionLog.js';
 
 /**
@@ -12,7 +12,7 @@ export interface Store {
   readonly nodes: NodeStore;
   readonly transactions: TransactionLog;
   /** A rate limiter counted where every process using this store sees it (per gate for LevelDB, shared for PostgreSQL). */
-  createRateLimiter(name: 'client' | 'node', pointsPerMinute: number): RateLimiter;
+  createRateLimiter(limit: LimitSpec): RateLimiter;
   /** Resolves when the store answers now; rejects with the reason otherwise (for /ready). */
   check(): Promise<void>;
   close(): Promise<void>;

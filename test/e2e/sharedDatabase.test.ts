@@ -38,8 +38,8 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
   const metricsPorts: number[] = [];
   const LEASE_SECONDS = 4;
 
-  // No per-node limit: 50 requests for one node must reach the lease, not the limit.
-  const GATE_ARGS = ['--pending-lease', String(LEASE_SECONDS), '--rate-limit-node', '0'];
+  // No per-node limit: 50 requests for one node must reach the lease, not the limit. A low ceiling for IPv6 /56s.
+  const GATE_ARGS = ['--pending-lease', String(LEASE_SECONDS), '--rate-limit-node', '0', '--accounts-per-hour-ipv6-56', '4'];
   const startA = () => gateA.start(['--matrixurl', proxy.url, '--metrics-port', String(metricsPorts[0]), ...GATE_ARGS]);
   const startB = () => gateB.start(['--metrics-port', String(metricsPorts[1]), ...GATE_ARGS]);
   /** Directly to one gate, as nginx would send it, from client `client` (the gates trust loopback's X-Forwarded-For). */
@@ -185,6 +185,24 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     );
     assert.equal(answers[60], 429, 'the 61st request in a minute, whichever gate it reaches');
     assert.equal((await registerAt(gateB, forged, '203.0.113.10')).status, 403, 'another client is not limited');
+  });
+
+  it('holds the ceilings of new accounts across both gates', async () => {
+    // GATE_ARGS: 4 new accounts an hour from one IPv6 /56; each from another /64 of it, on either gate.
+    const fromSite = (index: number) => `2001:db8:77:${(0x1100 + index).toString(16)}::1`;
+    for (let index = 0; index < 4; index += 1) {
+      const answer = await registerAt(index % 2 === 0 ? gateA : gateB, signRegistration(randomPrivateKey(), serverName), fromSite(index));
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    }
+    for (const gate of [gateA, gateB]) {
+      const refused = await registerAt(gate, signRegistration(randomPrivateKey(), serverName), fromSite(9));
+      assert.equal(refused.status, 429, JSON.stringify(refused.body));
+      assert.equal(refused.body.errcode, 'M_LIMIT_EXCEEDED');
+      assert.match(String(refused.body.error), /new accounts from one IPv6 \/56 this hour/);
+      assert.ok(Number(refused.headers.get('retry-after')) > 3000, `Retry-After ${refused.headers.get('retry-after')}`);
+    }
+    const elsewhere = await registerAt(gateB, signRegistration(randomPrivateKey(), serverName), '2001:db8:78::1');
+    assert.equal(elsewhere.status, 200, 'another /56 is not held back');
   });
 
   it('takes a transaction over 4 KiB from Synapse through nginx: a 5 KB message in a room with a node', async () => {

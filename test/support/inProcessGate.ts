@@ -70,7 +70,7 @@ export async function startInProcessGate(
     registrar,
     userExists: async () => false,
     policy: () => options.policy ?? (() => {}),
-    makeLimiter: (_name, points) => createMemoryRateLimiter(points),
+    makeLimiter: (limit) => createMemoryRateLimiter(limit.points, { windowMs: limit.windowMs }),
     log: logger.log,
     onRefusals: (report) => refusals.merge(report),
     refused: (outcome, client) => refusals.add(outcome, client),

@@ -57,7 +57,10 @@ describe('IPC between the primary and a worker', () => {
     const api = primaryApiOver(right);
     const before = packets();
     const [user, known, unknown, outcome] = await Promise.all([
-      api.register({ localpart: '0xab', displayname: 'ab-…', password: 'p' }, { client: '203.0.113.9', elapsedMs: 1, worker: 1 }),
+      api.register(
+        { localpart: '0xab', displayname: 'ab-…', password: 'p' },
+        { client: '203.0.113.9', address: '203.0.113.9', elapsedMs: 1, worker: 1 },
+      ),
       api.queryUser('@known:hs'),
       api.queryUser('@other:hs'),
       api.transaction('t1', { events: [] }),
@@ -78,7 +81,10 @@ describe('IPC between the primary and a worker', () => {
     });
     await api.limitClient('anyone');
     await assert.rejects(
-      api.register({ localpart: 'down', displayname: 'x', password: 'p' }, { client: '203.0.113.9', elapsedMs: 1, worker: 1 }),
+      api.register(
+        { localpart: 'down', displayname: 'x', password: 'p' },
+        { client: '203.0.113.9', address: '203.0.113.9', elapsedMs: 1, worker: 1 },
+      ),
       (error: unknown) => error instanceof HomeserverError && error.status === 504,
     );
 

@@ -34,7 +34,7 @@ describe('HTTP layer', () => {
       basePath: '/regapp/1',
       hsTokenSha256: hsTokenDigest(HS_TOKEN),
       registerRoute: registerRoute({
-        clientKey: () => ({ key: '127.0.0.1', unnamedByProxy: false }),
+        clientKey: () => ({ key: '127.0.0.1', address: '127.0.0.1', unnamedByProxy: false }),
         limitClient: undefined,
         verify: createRegistrationVerifier('hs.example.org', createAddressRecovery().recover),
         register: (request) => outcome(request),

@@ -6,7 +6,10 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadAddressPolicy } from '../../src/access/addressLists.js';
 import type { RawSettings } from '../../src/config/settings.js';
-import { MatrixError } from '../../src/protocol/matrixError.js';
+import { HeldBackError, MatrixError } from '../../src/protocol/matrixError.js';
+import { networkOf } from '../../src/access/networks.js';
+import { createAccountCeilings, type AccountCeilingSettings, type CeilingReached } from '../../src/handlers/accountCeilings.js';
+import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { IN_PROCESS_SERVER, startInProcessGate } from '../support/inProcessGate.js';
 
@@ -208,5 +211,119 @@ describe('refusal summaries', () => {
     assert.ok(!gate.lines().some((line) => / info registration /.test(line)), 'no info line per refusal');
     assert.equal(gate.lines().filter((line) => / debug registration /.test(line)).length, 5, 'one debug line each');
     await gate.close();
+  });
+});
+
+describe('the homeserver queue shared among networks', () => {
+  const held = (network: string) => (error: unknown) => error instanceof HeldBackError && error.status === 503 && error.network === network;
+
+  it("gives a freed slot to the network with the fewest calls at the homeserver, and makes room in a full queue from a flood's", async () => {
+    const limiter = new CallLimiter(2, 3);
+    const releases = new Map<string, (() => void)[]>();
+    const started: string[] = [];
+    const call = (name: string, network: string) =>
+      limiter.run(
+        () =>
+          new Promise<string>((resolve) => {
+            started.push(name);
+            releases.set(name, [() => resolve(name)]);
+          }),
+        network,
+      );
+    const flood = ['a1', 'a2', 'a3', 'a4', 'a5'].map((name) => call(name, '203.0.113.0/24'));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(started, ['a1', 'a2'], 'two at the homeserver, three waiting');
+    const pushedOut = assert.rejects(flood[4] as Promise<string>, held('203.0.113.0/24'));
+    const quiet = call('b1', '2001:db8:7::/48');
+    await pushedOut;
+    assert.equal(limiter.queued, 3, "the newcomer took the flood's latest place");
+    releases.get('a1')?.[0]?.();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(started, ['a1', 'a2', 'b1'], 'the freed slot went to the network with none at the homeserver');
+    for (const name of ['a2', 'b1']) releases.get(name)?.[0]?.();
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const name of ['a3', 'a4']) releases.get(name)?.[0]?.();
+    assert.deepEqual(await Promise.all([...flood.slice(0, 4), quiet]), ['a1', 'a2', 'a3', 'a4', 'b1']);
+  });
+
+  it('refuses a newcomer when the queue is full of networks that wait no more than it would: its own network held back', async () => {
+    const limiter = new CallLimiter(1, 1);
+    let release: () => void = () => {};
+    const first = limiter.run(() => new Promise<void>((resolve) => (release = resolve)), 'x');
+    const second = limiter.run(async () => {}, 'y');
+    await assert.rejects(
+      limiter.run(async () => {}, 'z'),
+      held('z'),
+    );
+    release();
+    await Promise.all([first, second]);
+    assert.equal(limiter.inFlight, 0);
+    assert.equal(limiter.queued, 0);
+  });
+});
+
+describe('networks', () => {
+  it('cuts an address to its network of a prefix, IPv4-mapped IPv6 as IPv4', () => {
+    assert.equal(networkOf('203.0.113.77', { ipv4: 24, ipv6: 48 }), '203.0.113.0/24');
+    assert.equal(networkOf('203.0.113.77', { ipv4: 32, ipv6: 48 }), '203.0.113.77');
+    assert.equal(networkOf('::ffff:203.0.113.77', { ipv4: 24, ipv6: 48 }), '203.0.113.0/24');
+    assert.equal(networkOf('2001:db8:1:2:3:4:5:6', { ipv4: 24, ipv6: 56 }), '2001:db8:1::/56');
+    assert.equal(networkOf('2001:db8:1:2ff:3:4:5:6', { ipv4: 24, ipv6: 56 }), '2001:db8:1:200::/56');
+  });
+});
+
+describe('ceilings of new accounts', () => {
+  const ceilings = (settings: Partial<AccountCeilingSettings>, reached: CeilingReached[] = []) =>
+    createAccountCeilings(
+      { ipv4: 0, ipv4Network: 0, ipv6Subscriber: 0, ipv6Site: 0, ipv6Organization: 0, perHour: 0, perDay: 0, ...settings },
+      (limit) => createMemoryRateLimiter(limit.points, { windowMs: limit.windowMs }),
+      (one) => void reached.push(one),
+    );
+  const limited = (network: string) => (error: unknown) =>
+    error instanceof HeldBackError &&
+    error.status === 429 &&
+    error.network === network &&
+    Number(error.headers['Retry-After']) > 60 &&
+    Number(error.headers['Retry-After']) <= 3600;
+
+  it('counts an IPv4 client in its address and its /24, and refuses at the first ceiling reached, charging nothing', async () => {
+    const reached: CeilingReached[] = [];
+    const accounts = ceilings({ ipv4: 2, ipv4Network: 3 }, reached);
+    await accounts.charge('203.0.113.1');
+    await accounts.charge('203.0.113.1');
+    await assert.rejects(accounts.charge('203.0.113.1'), limited('203.0.113.1'));
+    await accounts.charge('203.0.113.2');
+    await assert.rejects(accounts.charge('203.0.113.3'), limited('203.0.113.0/24'));
+    await accounts.charge('198.51.100.1');
+    assert.deepEqual(
+      reached.map(({ ceiling, network }) => [ceiling, network]),
+      [
+        ['accounts-ipv4', '203.0.113.1'],
+        ['accounts-ipv4-24', '203.0.113.0/24'],
+      ],
+    );
+  });
+
+  it('counts an IPv6 client in its /64, /56 and /48, and gives back what was charged for an account not created', async () => {
+    const accounts = ceilings({ ipv6Subscriber: 100, ipv6Site: 2, ipv6Organization: 100 });
+    const first = await accounts.charge('2001:db8:1:1::1');
+    await accounts.charge('2001:db8:1:2::1');
+    await assert.rejects(accounts.charge('2001:db8:1:3::1'), limited('2001:db8:1::/56'));
+    await first.refund();
+    await accounts.charge('2001:db8:1:3::1');
+    await accounts.charge('2001:db8:2::1');
+  });
+
+  it('has a ceiling for the whole service, per hour and per day, off by default', async () => {
+    const reached: CeilingReached[] = [];
+    const accounts = ceilings({ perHour: 2 }, reached);
+    await accounts.charge('203.0.113.1');
+    await accounts.charge('2001:db8::1');
+    await assert.rejects(accounts.charge('198.51.100.7'), limited('service'));
+    assert.deepEqual(
+      reached.map(({ network }) => network),
+      [undefined],
+    );
+    await ceilings({}).charge('203.0.113.1'); // nothing to count
   });
 });

@@ -6,7 +6,8 @@ import { tempDir } from '../support/tempDir.js';
 import { loadAddressPolicy, type AddressPolicy } from '../../src/access/addressLists.js';
 import { createRegistrationService, type CallQueue, type RegistrationService } from '../../src/handlers/registrationHandler.js';
 import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
-import { MatrixError } from '../../src/protocol/matrixError.js';
+import { HeldBackError, HomeserverError, MatrixError } from '../../src/protocol/matrixError.js';
+import type { AccountCeilings } from '../../src/handlers/accountCeilings.js';
 import { parseRegistrationRequest } from '../../src/protocol/registrationRequest.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
@@ -31,6 +32,7 @@ const created = (node: NewNode): Promise<RegisteredUser> => Promise.resolve({ us
 const allowEveryone: AddressPolicy = () => {};
 
 interface ServiceOptions {
+  ceilings?: AccountCeilings;
   exists?: (userId: string) => boolean;
   policy?: AddressPolicy;
   calls?: CallQueue;
@@ -44,13 +46,15 @@ function service(store: Store, registrar: Registrar, options: ServiceOptions = {
     limitNode: async () => {},
     registrar,
     ...(options.calls === undefined ? {} : { calls: options.calls }),
+    ...(options.ceilings === undefined ? {} : { ceilings: options.ceilings }),
     userExists: async (userId) => options.exists?.(userId) ?? false,
     policy: () => options.policy ?? allowEveryone,
     log: capturingLogger().log,
     now: () => new Date('2026-03-04T05:06:07Z'),
   });
   services.push(made);
-  return made;
+  // From one client, as far as these tests care.
+  return { ...made, register: (request: NewNode, address = '203.0.113.1') => made.register(request, address) };
 }
 const services: RegistrationService[] = [];
 after(() => services.forEach((made) => made.close()));
@@ -293,6 +297,48 @@ for (const kind of STORE_KINDS)
       const recorded = await waitFor('the record', async () => store.nodes.get(body.localpart), 10_000);
       assert.equal(recorded.answered, false, 'the node was told to retry: its retry gets 200 once');
       assert.equal((await svc.register(parseRegistrationRequest(body))).userId, `@${body.localpart}:${SERVER}`);
+    });
+
+    it('charges a new account to the ceilings at the claim, gives it back when the homeserver surely made none, keeps it on a timeout', async () => {
+      const store = await kind.fresh();
+      const charged: string[] = [];
+      const refunded: string[] = [];
+      let allow = true;
+      const ceilings: AccountCeilings = {
+        charge: async (address) => {
+          if (!allow)
+            throw new HeldBackError(
+              429,
+              'M_LIMIT_EXCEEDED',
+              'too many new accounts from one IPv4 /24 this hour; retry later',
+              '203.0.113.0/24',
+              60_000,
+            );
+          charged.push(address);
+          return { refund: async () => void refunded.push(address) };
+        },
+      };
+      const answers: ((node: NewNode) => Promise<RegisteredUser>)[] = [
+        () => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken')),
+        () => Promise.reject(new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer')),
+        created,
+      ];
+      const registrar = new ScriptedRegistrar((newNode) => (answers.shift() as (node: NewNode) => Promise<RegisteredUser>)(newNode));
+      const svc = service(store, registrar, { ceilings });
+      await assert.rejects(svc.register(parseRegistrationRequest(node()), '203.0.113.9'), isStatus(409));
+      await assert.rejects(svc.register(parseRegistrationRequest(node()), '203.0.113.9'), isStatus(504));
+      await svc.register(parseRegistrationRequest(node()), '203.0.113.9');
+      assert.deepEqual(charged.length, 3);
+      assert.equal(refunded.length, 1, 'only the one the homeserver refused; the timed-out one may exist');
+
+      allow = false;
+      const held = node();
+      await assert.rejects(
+        svc.register(parseRegistrationRequest(held), '203.0.113.9'),
+        (error: unknown) => error instanceof HeldBackError && error.status === 429,
+      );
+      assert.equal(registrar.calls.length, 3, 'no homeserver call');
+      assert.equal(await store.nodes.getPending(held.localpart), undefined, 'no pending entry left');
     });
 
     it('lets only one of two concurrent requests for a node reach the homeserver', async () => {

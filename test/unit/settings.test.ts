@@ -1,11 +1,12 @@
 import { strict as assert } from 'node:assert';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { tempDir } from '../support/tempDir.js';
 import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
 import { loadSettings } from '../../src/config/loadSettings.js';
-import { COMMAND_LINE, resolveSettings, SettingsError, type SettingsLayer } from '../../src/config/settings.js';
+import { COMMAND_LINE, describeDefault, resolveSettings, SettingsError, type SettingsLayer } from '../../src/config/settings.js';
+import { envName, OPTION_SPECS } from '../../src/config/options.js';
 import { databaseUrlProblem, describeDatabaseUrl, urlHasPassword, urlSecrets } from '../../src/config/databaseUrl.js';
 
 const required = { matrixdomain: 'example.org', sharesecret: 'sss', astoken: 'aaaa', hstoken: 'hhhh' };
@@ -257,5 +258,23 @@ describe('database URLs', () => {
 
   it('refuse a passfile, which node-postgres would silently ignore', () => {
     assert.match(String(databaseUrlProblem('postgresql://u@h/d?passfile=/home/u/.pgpass')), /does not read: .*--database-password-file/);
+  });
+});
+
+describe("the README's settings", () => {
+  it('names every setting by its flag, its environment variable and its default', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const rows = readme.split('\n').filter((line) => line.startsWith('| `--'));
+    for (const { key } of OPTION_SPECS) {
+      const row = rows.find((line) => line.startsWith(`| \`--${key}\` `) || line.startsWith(`| \`--${key} <`));
+      assert.ok(row !== undefined, `a table row for --${key}`);
+      assert.ok(row.includes(`\`${envName(key)}\``), `--${key}'s row names ${envName(key)}`);
+      const shown = describeDefault(key);
+      if (shown !== undefined && !['workers', 'pending-lease'].includes(key))
+        assert.ok(
+          row.includes(`\`${shown}\``) || (shown === 'off' && row.includes('| off |')),
+          `--${key}'s row shows its default ${shown}: ${row}`,
+        );
+    }
   });
 });

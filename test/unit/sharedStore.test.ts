@@ -26,7 +26,7 @@ const created = (newNode: NewNode): Promise<RegisteredUser> =>
 
 /** One gate's registration service over its own store instance (its own lease holder). */
 function gate(store: Store, registrar: Registrar, exists: (userId: string) => boolean = () => false) {
-  return createRegistrationService({
+  const made = createRegistrationService({
     serverName: SERVER,
     nodes: store.nodes,
     limitNode: async () => {},
@@ -35,6 +35,7 @@ function gate(store: Store, registrar: Registrar, exists: (userId: string) => bo
     policy: () => () => {},
     log: capturingLogger().log,
   });
+  return { ...made, register: (request: NewNode) => made.register(request, '203.0.113.1') };
 }
 
 function countingRegistrar(answer: (node: NewNode) => Promise<RegisteredUser> = created): Registrar & { calls: number } {
@@ -142,13 +143,19 @@ describe('two gates on one PostgreSQL store', () => {
   it('shares rate limits and transaction ids between gates', async () => {
     const storeA = await postgres.fresh();
     const storeB = await postgres.laterRun(storeA);
-    const [limitA, limitB] = [storeA.createRateLimiter('client', 3), storeB.createRateLimiter('client', 3)];
+    const [limitA, limitB] = [
+      storeA.createRateLimiter({ name: 'client', points: 3, windowMs: 60_000 }),
+      storeB.createRateLimiter({ name: 'client', points: 3, windowMs: 60_000 }),
+    ];
     const decisions = [await limitA.consume('198.51.100.7'), await limitB.consume('198.51.100.7'), await limitA.consume('198.51.100.7')];
     assert.ok(decisions.every((decision) => decision.allowed));
     const spent = await limitB.consume('198.51.100.7');
     assert.ok(!spent.allowed && spent.retryAfterMs > 0 && spent.retryAfterMs <= 60_000);
     assert.ok((await limitB.consume('198.51.100.8')).allowed, 'another client has its own allowance');
-    assert.ok((await storeA.createRateLimiter('node', 3).consume('198.51.100.7')).allowed, 'each limit counts apart');
+    assert.ok(
+      (await storeA.createRateLimiter({ name: 'node', points: 3, windowMs: 60_000 }).consume('198.51.100.7')).allowed,
+      'each limit counts apart',
+    );
 
     // Requests of one turn are charged in one statement: still exactly the allowance, in order; across gates, in total.
     const burst = await Promise.all(Array.from({ length: 5 }, () => limitA.consume('198.51.100.98')));
@@ -176,7 +183,10 @@ describe('PostgreSQL rate limits under load', () => {
     const url = await databaseUrl();
     const [storeA, storeB] = [await openGate(url), await openGate(url)];
     const clients = Array.from({ length: 300 }, (_, index) => `203.0.${index >> 8}.${index & 255}`);
-    const [limitA, limitB] = [storeA.createRateLimiter('client', 1_000_000), storeB.createRateLimiter('client', 1_000_000)];
+    const [limitA, limitB] = [
+      storeA.createRateLimiter({ name: 'client', points: 1_000_000, windowMs: 60_000 }),
+      storeB.createRateLimiter({ name: 'client', points: 1_000_000, windowMs: 60_000 }),
+    ];
     const failures: unknown[] = [];
     for (let round = 0; round < 10; round++) {
       const charges = [
@@ -221,7 +231,7 @@ describe('PostgreSQL rate limits under load', () => {
     const store = await openGate(url);
     const pool = new pg.Pool({ connectionString: url, max: 1 });
     try {
-      const limiter = createPgRateLimiter(pool, 'client', 60, { maxKeys: 1000 });
+      const limiter = createPgRateLimiter(pool, { name: 'client', points: 60, windowMs: 60_000 }, { maxKeys: 1000 });
       const rows = async (): Promise<number> =>
         (await pool.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM ${RATE_LIMIT_TABLE} WHERE key LIKE 'client:%'`)).rows[0]
           ?.rows ?? 0;

@@ -67,7 +67,7 @@ export async function openLevelStore(datapath: string, options: LevelStoreOption
       leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
     }),
     transactions: await createLevelTransactionLog(openSublevel(db, 'transactions')),
-    createRateLimiter: (_name, pointsPerMinute) => createMemoryRateLimiter(pointsPerMinute),
+    createRateLimiter: (limit) => createMemoryRateLimiter(limit.points, { windowMs: limit.windowMs }),
     check: async () => {
       if (db.status !== 'open') throw new Error(`the database ${path} is ${db.status}`);
     },

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { storeRetryLater } from '../../protocol/matrixError.js';
-import { ALLOWED, MAX_REMEMBERED_KEYS, WINDOW_MS, type RateLimitDecision, type RateLimiter } from '../rateLimiter.js';
+import { ALLOWED, MAX_REMEMBERED_KEYS, type LimitSpec, type RateLimitDecision, type RateLimiter } from '../rateLimiter.js';
 import { query } from './pgConnection.js';
 
 /** The table the schema's first migration creates: key, points used, expire (the window's end, ms since the epoch). */
@@ -22,7 +22,7 @@ const EVICT_DOWN_TO = 0.9;
  * in the same order, so two gates (or two batches of one) charging the same clients can never deadlock.
  */
 const CHARGE = `INSERT INTO ${RATE_LIMIT_TABLE} AS limits (key, points, expire)
-  SELECT key, points, $3::bigint + ${WINDOW_MS}
+  SELECT key, points, $3::bigint + $4::bigint
     FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS charged(key, points, position) ORDER BY position
   ON CONFLICT (key) DO UPDATE SET
     points = CASE WHEN limits.expire <= $3::bigint THEN EXCLUDED.points ELSE limits.points + EXCLUDED.points END,
@@ -58,7 +58,11 @@ export interface PgRateLimiterOptions {
  * one round trip for hundreds of clients. While the database is down nothing can be counted: 503, like every request.
  * Like the in-memory limiter, a limit keeps at most `maxKeys` clients, however many new ones a window brings.
  */
-export function createPgRateLimiter(pool: pg.Pool, name: string, pointsPerMinute: number, options: PgRateLimiterOptions = {}): RateLimiter {
+/** One use given back to a key's current window, never below zero. */
+const REFUND = `UPDATE ${RATE_LIMIT_TABLE} SET points = points - 1 WHERE key = $1 AND points > 0 AND expire > $2`;
+
+export function createPgRateLimiter(pool: pg.Pool, limit: LimitSpec, options: PgRateLimiterOptions = {}): RateLimiter {
+  const { name, points: pointsPerWindow, windowMs } = limit;
   const maxKeys = options.maxKeys ?? MAX_REMEMBERED_KEYS;
   const prefix = `${name}:`;
   const pattern = `${prefix.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
@@ -97,6 +101,7 @@ export function createPgRateLimiter(pool: pg.Pool, name: string, pointsPerMinute
         keys,
         counts,
         now,
+        windowMs,
       ]);
       for (const row of charged) {
         if (row.inserted) rows += 1;
@@ -104,7 +109,7 @@ export function createPgRateLimiter(pool: pg.Pool, name: string, pointsPerMinute
         // The batch's requests for one key were counted last, in order: the first of them is points - n + 1.
         const first = row.points - waiters.length + 1;
         const retryAfterMs = Math.max(1, Number(row.expire) - now);
-        waiters.forEach((waiter, index) => waiter.resolve(first + index <= pointsPerMinute ? ALLOWED : { allowed: false, retryAfterMs }));
+        waiters.forEach((waiter, index) => waiter.resolve(first + index <= pointsPerWindow ? ALLOWED : { allowed: false, retryAfterMs }));
         waiting.delete(row.key);
       }
       const uncounted = storeRetryLater('the rate limit could not be counted; retry later', 1000);
@@ -148,6 +153,9 @@ export function createPgRateLimiter(pool: pg.Pool, name: string, pointsPerMinute
           setImmediate(flush);
         }
       });
+    },
+    async refund(key) {
+      await query(pool, REFUND, [`${prefix}${key}`, Date.now()]);
     },
   };
 }

@@ -34,7 +34,7 @@ function pgStoreOver(pool: pg.Pool, options: PgStoreOptions): Store {
     // A holder per run: a gate that restarts does not inherit its earlier run's leases, they expire.
     nodes: createPgNodeStore(pool, { holder: randomUUID(), leaseMs: options.leaseMs }),
     transactions: createPgTransactionLog(pool),
-    createRateLimiter: (name, pointsPerMinute) => createPgRateLimiter(pool, name, pointsPerMinute),
+    createRateLimiter: (limit) => createPgRateLimiter(pool, limit),
     check: async () => {
       await query(pool, 'SELECT 1');
     },
