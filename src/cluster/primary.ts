@@ -17,7 +17,6 @@ import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
 import { StartError, Supervisor } from './supervisor.js';
 import { refusalLineShare } from './workerSettings.js';
-import type { CeilingReached } from '../handlers/accountCeilings.js';
 
 export { StartError } from './supervisor.js';
 
@@ -105,26 +104,26 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     calls: (call, network) => calls.run(call, network),
     onCeilingReached: (reached) => {
       metrics.ceilingReached(reached.ceiling);
-      if (reached.network === undefined) serviceCeiling = reached;
+      if (reached.network === undefined) serviceCeilings.set(reached.ceiling, Date.now() + reached.retryAfterMs);
     },
     policy: () => lists.policy,
     makeLimiter: (limit) => store.createRateLimiter(limit),
+    makeCeiling: (limit) => store.createCeilingCounter(limit),
     log,
     onTransaction: metrics.transaction,
     onRefusals: (report) => refusals.merge(report),
     refused: (outcome, client) => refusals.add(outcome, client),
     refusalLine: () => refusals.lineAllowed(),
   });
-  /** The service-wide ceiling reached in this interval: said once per interval, as the refusals are. */
-  let serviceCeiling: CeilingReached | undefined;
+  /** The service-wide ceilings reached in this interval, and until when: said once per interval, as the refusals are. */
+  const serviceCeilings = new Map<string, number>();
   const summarize = (): void => {
-    if (serviceCeiling !== undefined) {
-      const until = new Date(Date.now() + serviceCeiling.retryAfterMs).toISOString();
-      log.warn(`the service-wide ceiling of new accounts is reached: every new node gets 429 until ${until}`, {
-        ceiling: serviceCeiling.ceiling,
+    for (const [ceiling, until] of serviceCeilings) {
+      log.warn(`the service-wide ceiling of new accounts is reached: every new node gets 429 until ${new Date(until).toISOString()}`, {
+        ceiling,
       });
-      serviceCeiling = undefined;
     }
+    serviceCeilings.clear();
     if (refusals.empty) return;
     const report = refusals.drain();
     const interval = settings.refusalSummaryIntervalMs;

@@ -12,6 +12,8 @@ import type { UserExists } from '../homeserver/userExists.js';
 import type { Logger } from '../log/logger.js';
 import type { RefusalReport } from '../log/refusalTally.js';
 import type { Store } from '../store/store.js';
+import type { CeilingCounter } from '../store/ceilingCounter.js';
+import type { LimitSpec } from '../store/rateLimiter.js';
 import type { Handlers, IpcPeer } from './ipc.js';
 
 /**
@@ -80,6 +82,8 @@ export interface PrimaryStateDeps {
   /** The allow and deny lists in force now. */
   readonly policy: () => AddressPolicy;
   readonly makeLimiter: LimiterFactory;
+  /** The account ceilings' counters, where the limits are counted. */
+  readonly makeCeiling: (limit: LimitSpec) => CeilingCounter;
   readonly log: Logger;
   /** Every homeserver call waits its turn here. */
   readonly calls?: CallQueue;
@@ -112,7 +116,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
     serverName: settings.serverName,
     nodes: store.nodes,
     limitNode: limits.node,
-    ceilings: createAccountCeilings(settings.accountCeilings, deps.makeLimiter, deps.onCeilingReached),
+    ceilings: createAccountCeilings(settings.accountCeilings, deps.makeCeiling, deps.onCeilingReached),
     registrar: deps.registrar,
     userExists: deps.userExists,
     ...(deps.calls === undefined ? {} : { calls: deps.calls }),

@@ -1,6 +1,7 @@
 import { isIpv4Address, networkOf } from '../access/networks.js';
 import { HeldBackError } from '../protocol/matrixError.js';
-import type { LimitSpec, RateLimiter } from '../store/rateLimiter.js';
+import type { LimitSpec } from '../store/rateLimiter.js';
+import type { CeilingCounter } from '../store/ceilingCounter.js';
 import type { AccountCeilingSettings } from '../config/settings.js';
 
 export type { AccountCeilingSettings } from '../config/settings.js';
@@ -39,7 +40,7 @@ function ceilingsOf(settings: AccountCeilingSettings): Ceiling[] {
     },
     {
       limit: { name: 'accounts-day', points: settings.perDay, windowMs: DAY_MS },
-      what: 'new accounts on this service today',
+      what: 'new accounts on this service in a day',
       keyOf: () => 'service',
       serviceWide: true,
     },
@@ -61,8 +62,9 @@ export interface CeilingReached {
 
 export interface AccountCeilings {
   /**
-   * Charges one new account from `address` to every ceiling that counts it. When one is reached nothing is charged and
-   * the registration is refused: 429 with Retry-After (a HeldBackError naming the network held back).
+   * Counts one new account from `address` under every ceiling that counts it. When one is reached nothing is counted
+   * and the registration is refused: 429 with Retry-After (a HeldBackError naming the network held back). When the
+   * store cannot count, nothing stays counted either and the store's error is thrown.
    */
   charge(address: string): Promise<AccountCharge>;
 }
@@ -75,10 +77,10 @@ const NOTHING: AccountCharge = { refund: async () => {} };
  */
 export function createAccountCeilings(
   settings: AccountCeilingSettings,
-  makeLimiter: (limit: LimitSpec) => RateLimiter,
+  makeCounter: (limit: LimitSpec) => CeilingCounter,
   onReached: (reached: CeilingReached) => void = () => {},
 ): AccountCeilings {
-  const ceilings = ceilingsOf(settings).map((ceiling) => ({ ...ceiling, limiter: makeLimiter(ceiling.limit) }));
+  const ceilings = ceilingsOf(settings).map((ceiling) => ({ ...ceiling, counter: makeCounter(ceiling.limit) }));
   return {
     async charge(address) {
       const counted = ceilings.flatMap((ceiling) => {
@@ -86,16 +88,26 @@ export function createAccountCeilings(
         return key === undefined ? [] : [{ ceiling, key }];
       });
       if (counted.length === 0) return NOTHING;
-      const decisions = await Promise.all(
-        counted.map(async (charged) => ({ ...charged, ...(await charged.ceiling.limiter.consume(charged.key)) })),
-      );
-      const refundAll = async (charges: readonly (typeof counted)[number][]): Promise<void> => {
-        await Promise.all(charges.map(({ ceiling, key }) => ceiling.limiter.refund(key)));
+      const outcomes = await Promise.allSettled(counted.map(({ ceiling, key }) => ceiling.counter.take(key)));
+      const taken = counted.flatMap((charged, index) => {
+        const outcome = outcomes[index];
+        return outcome?.status === 'fulfilled' && outcome.value.taken ? [{ ...charged, window: outcome.value.window }] : [];
+      });
+      // Settled, never thrown: a unit the store could not give back lapses with its window.
+      const giveBack = async (): Promise<void> => {
+        await Promise.allSettled(taken.map(({ ceiling, key, window }) => ceiling.counter.giveBack(key, window)));
       };
-      const reached = decisions.filter((decision) => !decision.allowed);
-      if (reached.length === 0) return { refund: () => refundAll(counted) };
-      // No account for this one: every count it added goes, the one past the ceiling too (a count is an account).
-      await refundAll(decisions);
+      const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+      if (failed !== undefined) {
+        await giveBack();
+        throw failed.reason;
+      }
+      const reached = counted.flatMap((charged, index) => {
+        const outcome = outcomes[index];
+        return outcome?.status === 'fulfilled' && !outcome.value.taken ? [{ ...charged, retryAfterMs: outcome.value.retryAfterMs }] : [];
+      });
+      if (reached.length === 0) return { refund: giveBack };
+      await giveBack();
       for (const { ceiling, key, retryAfterMs } of reached)
         onReached({ ceiling: ceiling.limit.name, network: ceiling.serviceWide ? undefined : key, retryAfterMs });
       const worst = reached.reduce((a, b) => (b.retryAfterMs > a.retryAfterMs ? b : a));

@@ -8,6 +8,7 @@ import type { AddressPolicy } from '../access/addressLists.js';
 import { holdLease, type HeldLease } from './pendingLease.js';
 import type { AccountCeilings, AccountCharge } from './accountCeilings.js';
 import { queueNetworkOf } from '../access/networks.js';
+import { surelyCreatedNothing } from '../homeserver/createdNothing.js';
 import { UnrecordedAccounts } from './unrecordedAccounts.js';
 
 /** Registers a node whose signatures were verified, for the client at `clientAddress` (its address, not its key). */
@@ -57,16 +58,6 @@ export interface RegistrationHandlerDeps {
   readonly policy: () => AddressPolicy;
   readonly log: Logger;
   readonly now?: () => Date;
-}
-
-/**
- * Whether a failed homeserver call surely created no account: the homeserver answered and refused (409, 429, 403…), or
- * could not be reached at all. A timeout or a 5xx may have created it, and its account stays counted.
- */
-function surelyNotCreated(error: unknown): boolean {
-  if (!(error instanceof MatrixError)) return false;
-  if (error.status === 504 || error.status === 502) return false;
-  return true;
 }
 
 const leaseLost = (): MatrixError =>
@@ -163,15 +154,24 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     const network = queueNetworkOf(clientAddress);
     if (interrupted && (await calls(() => deps.userExists(userId), network))) return completeInterrupted();
 
+    /** Nothing of this attempt reached the homeserver: an entry of its own goes (an earlier attempt's stays). */
+    const forgetAttempt = async (): Promise<void> => {
+      if (interrupted || !lease.held()) return;
+      await nodes
+        .deletePending(localpart)
+        .catch((error: Error) => log.warn('cannot drop the pending entry of a registration refused', { localpart, reason: error.message }));
+    };
     // The account is counted from here; given back below when the homeserver surely did not create it.
     let charge: AccountCharge;
     try {
       charge = await ceilings.charge(clientAddress);
     } catch (error) {
-      // Nothing reached the homeserver for this attempt: an entry of its own goes (an earlier attempt's stays).
-      if (!interrupted) await nodes.deletePending(localpart);
+      await forgetAttempt();
       throw error;
     }
+    // The registration's own answer matters more than a count the store could not give back (it lapses with its window).
+    const giveBack = (): Promise<void> =>
+      charge.refund().catch((error: Error) => log.warn('cannot give back a count of new accounts', { localpart, reason: error.message }));
     let called = false;
     let user: RegisteredUser;
     try {
@@ -182,11 +182,9 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
         return deps.registrar.register(request);
       }, network);
     } catch (error) {
-      if (!called || surelyNotCreated(error))
-        // The registration's own answer matters more than a count the store could not give back (it lapses with its window).
-        await charge
-          .refund()
-          .catch((refundError: Error) => log.warn('cannot give back a count of new accounts', { localpart, reason: refundError.message }));
+      if (!called || surelyCreatedNothing(error)) await giveBack();
+      // Held back in the queue (or the lease gone): no trace to leave, the node's retry starts afresh.
+      if (!called) await forgetAttempt();
       if (error instanceof MatrixError && error.status === 409) {
         // The earlier attempt's account, created after we stopped waiting for it: the node's own.
         if (interrupted) return completeInterrupted();
@@ -196,6 +194,8 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       // Anything else may have happened or not: it stays pending.
       throw error;
     }
+    // A password reset made no new account.
+    if (user.passwordReset === true) await giveBack();
     if (user.warning !== undefined) log.warn(user.warning, { localpart });
     if (user.userId !== userId) {
       log.error('homeserver created a different user id than expected: is --matrixdomain its server_name?', {

@@ -3,6 +3,7 @@ import { userIdFor } from '../protocol/nodeId.js';
 import { callHomeserver, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import { refusalDetail } from './registrationAnswer.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
+import { createdNothing } from './createdNothing.js';
 
 export interface AdminApiRegistrarOptions {
   readonly homeserverUrl: string;
@@ -28,10 +29,13 @@ export function createAdminApiRegistrar(options: AdminApiRegistrarOptions): Regi
     async register(node: NewNode): Promise<RegisteredUser> {
       const userId = userIdFor(node.localpart, options.serverName);
       const url = `${options.homeserverUrl}/_synapse/admin/v2/users/${encodeURIComponent(userId)}`;
-      const existing = await callHomeserver({ method: 'GET', url, accessToken, timeoutMs });
-      if (existing.status !== 200 && existing.status !== 404) throw refused('looking the user up', existing);
+      // Nothing is created while the user is looked up.
+      const existing = await callHomeserver({ method: 'GET', url, accessToken, timeoutMs }).catch((error: Error) => {
+        throw createdNothing(error);
+      });
+      if (existing.status !== 200 && existing.status !== 404) throw createdNothing(refused('looking the user up', existing));
       const exists = existing.status === 200;
-      if (exists && !options.allowPasswordReset) throw userInUse('this node is already registered on the homeserver');
+      if (exists && !options.allowPasswordReset) throw createdNothing(userInUse('this node is already registered on the homeserver'));
 
       const answer = await callHomeserver({
         method: 'PUT',
@@ -40,7 +44,8 @@ export function createAdminApiRegistrar(options: AdminApiRegistrarOptions): Regi
         timeoutMs,
         body: { password: node.password, displayname: node.displayname, admin: false },
       });
-      if (answer.status !== 200 && answer.status !== 201) throw refused(exists ? 'the password reset' : 'the registration', answer);
+      if (answer.status !== 200 && answer.status !== 201)
+        throw createdNothing(refused(exists ? 'the password reset' : 'the registration', answer));
       const name = typeof answer.body.name === 'string' ? answer.body.name : userId;
       return { userId: name, homeServer: options.serverName, ...(exists ? { passwordReset: true } : {}) };
     },

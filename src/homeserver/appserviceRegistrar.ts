@@ -1,6 +1,7 @@
 import { commonRefusal, refusalDetail, registeredUserOf } from './registrationAnswer.js';
 import { callHomeserver, errcodeOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
+import { createdNothing } from './createdNothing.js';
 
 export interface AppserviceRegistrarOptions {
   readonly homeserverUrl: string;
@@ -38,7 +39,7 @@ export function createAppserviceRegistrar(options: AppserviceRegistrarOptions): 
         timeoutMs,
         body: { type: 'm.login.application_service', username: node.localpart, inhibit_login: false },
       });
-      if (answer.status !== 200) throw refusal(answer);
+      if (answer.status !== 200) throw createdNothing(refusal(answer));
       const user = registeredUserOf(answer, options.serverName);
       const { userId } = user;
 

@@ -11,9 +11,10 @@ const busy = (network: string): Error =>
 /**
  * At most `maxActive` homeserver calls at once and `maxQueued` waiting, shared fairly among the networks calls come
  * from (each client's /24 or /48): a free slot goes to the waiting network with the fewest calls at the homeserver
- * (in turn, among equals), so one network's flood holds no more than its share of the slots while others wait. A full
- * queue takes a newcomer from a network with fewer calls waiting than another by refusing (503) that other's latest:
- * a flood cannot keep anyone else out by filling the queue. Past that, 503 with Retry-After at once.
+ * (in turn, among equals), so a flood gets no new slot while a network with fewer waits, and is down to its share
+ * once its calls in progress end. A full queue takes a newcomer from a network with at least two fewer calls waiting
+ * than the fullest by refusing (503) the fullest one's latest: a flood cannot keep anyone else out by filling the
+ * queue. Past that, 503 with Retry-After at once.
  */
 export class CallLimiter {
   private active = 0;

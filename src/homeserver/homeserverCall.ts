@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { HomeserverError, homeserverRetryLater } from '../protocol/matrixError.js';
+import { createdNothing } from './createdNothing.js';
 
 /** A JSON answer from the homeserver with a status below 500. */
 export interface HomeserverAnswer {
@@ -29,6 +30,9 @@ function describeFailure(error: unknown): string {
   const { code, message, cause } = error as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   return cause?.code ?? code ?? cause?.message ?? message ?? String(error);
 }
+
+/** Connection failures before a request can have been sent. */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
 /** Homeserver answers are small JSON objects; a larger one is refused rather than held in memory. */
 const MAX_ANSWER_BYTES = 1024 * 1024;
@@ -91,11 +95,13 @@ export async function callHomeserver(call: HomeserverCall): Promise<HomeserverAn
       throw new HomeserverError(504, 'M_UNKNOWN', `homeserver failed: no answer within ${call.timeoutMs / 1000} s`);
     }
     if (error instanceof AnswerTooLarge) throw homeserverFailed(error.message);
-    throw homeserverRetryLater(
+    const unreachable = homeserverRetryLater(
       'M_UNKNOWN',
       `homeserver failed: unreachable (${describeFailure(error)}); retry later`,
       UNREACHABLE_RETRY_MS,
     );
+    // No connection was made: the request never reached the homeserver. A connection lost later may have delivered it.
+    throw NOT_CONNECTED.has(describeFailure(error)) ? createdNothing(unreachable) : unreachable;
   }
   let body: unknown;
   try {

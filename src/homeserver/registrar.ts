@@ -16,7 +16,10 @@ export interface RegisteredUser {
   readonly warning?: string;
 }
 
-/** A way of creating users on the homeserver (one per backend). */
+/**
+ * A way of creating users on the homeserver (one per backend). A failure after which the homeserver surely holds no
+ * account from the call is marked so (createdNothing.ts).
+ */
 export interface Registrar {
   register(node: NewNode): Promise<RegisteredUser>;
 }

@@ -3,6 +3,7 @@ import { commonRefusal, refusalDetail, registeredUserOf } from './registrationAn
 import { sharedSecretMac } from '../protocol/sharedSecretMac.js';
 import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
+import { createdNothing } from './createdNothing.js';
 
 export interface SharedSecretRegistrarOptions {
   readonly homeserverUrl: string;
@@ -64,7 +65,10 @@ export function createSharedSecretRegistrar(options: SharedSecretRegistrarOption
   return {
     async register(node: NewNode): Promise<RegisteredUser> {
       for (let attempt = 1; ; attempt++) {
-        const nonce = await fetchNonce();
+        // Whatever becomes of the nonce's request, no account comes of it.
+        const nonce = await fetchNonce().catch((error: Error) => {
+          throw createdNothing(error);
+        });
         const mac = sharedSecretMac(options.sharedSecret, {
           nonce,
           username: node.localpart,
@@ -87,7 +91,7 @@ export function createSharedSecretRegistrar(options: SharedSecretRegistrarOption
         });
         if (answer.status === 200) return registeredUserOf(answer, options.serverName);
         if (isNonceRejection(answer) && attempt < NONCE_ATTEMPTS) continue;
-        throw refusal(answer);
+        throw createdNothing(refusal(answer));
       }
     },
   };

@@ -22,9 +22,5 @@ export function createMemoryRateLimiter(
       used.set(key, count);
       return count <= points ? ALLOWED : { allowed: false, retryAfterMs: Math.max(1, used.getRemainingTTL(key)) };
     },
-    async refund(key) {
-      const count = used.get(key);
-      if (count !== undefined && count > 0) used.set(key, count - 1);
-    },
   };
 }

@@ -4,11 +4,9 @@ export type RateLimitDecision = { readonly allowed: true } | { readonly allowed:
 export interface RateLimiter {
   /** Resolves with the decision; rejects (StoreUnavailableError) when the shared store cannot count. */
   consume(key: string): Promise<RateLimitDecision>;
-  /** Gives one use back to `key`'s current window: what it was charged for did not happen after all. */
-  refund(key: string): Promise<void>;
 }
 
-/** One limit: its name (keys are counted apart per name), and its allowance of `points` per window of `windowMs`. */
+/** One limit or ceiling: its name (keys are counted apart per name), and its `points` per window of `windowMs`. */
 export interface LimitSpec {
   readonly name: string;
   readonly points: number;

@@ -1,5 +1,6 @@
 import type { NodeStore } from './nodeStore.js';
 import type { LimitSpec, RateLimiter } from './rateLimiter.js';
+import type { CeilingCounter } from './ceilingCounter.js';
 import type { TransactionLog } from './transactionLog.js';
 
 /**
@@ -13,6 +14,8 @@ export interface Store {
   readonly transactions: TransactionLog;
   /** A rate limiter counted where every process using this store sees it (per gate for LevelDB, shared for PostgreSQL). */
   createRateLimiter(limit: LimitSpec): RateLimiter;
+  /** A ceiling (of new accounts) counted where the rate limits are. */
+  createCeilingCounter(limit: LimitSpec): CeilingCounter;
   /** Resolves when the store answers now; rejects with the reason otherwise (for /ready). */
   check(): Promise<void>;
   close(): Promise<void>;

@@ -12,6 +12,7 @@ import { createWorkerMetrics } from '../../src/metrics/metrics.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 import type { Store } from '../../src/store/store.js';
 import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
+import { createMemoryCeilingCounter } from '../../src/store/memoryCeilingCounter.js';
 import { capturingLogger } from './capturingLogger.js';
 import type { Scope } from './scope.js';
 import { workerSettingsOf } from '../../src/cluster/workerSettings.js';
@@ -71,6 +72,7 @@ export async function startInProcessGate(
     userExists: async () => false,
     policy: () => options.policy ?? (() => {}),
     makeLimiter: (limit) => createMemoryRateLimiter(limit.points, { windowMs: limit.windowMs }),
+    makeCeiling: (limit) => createMemoryCeilingCounter(limit),
     log: logger.log,
     onRefusals: (report) => refusals.merge(report),
     refused: (outcome, client) => refusals.add(outcome, client),

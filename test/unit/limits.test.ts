@@ -6,10 +6,12 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadAddressPolicy } from '../../src/access/addressLists.js';
 import type { RawSettings } from '../../src/config/settings.js';
+import type { LimitSpec } from '../../src/store/rateLimiter.js';
 import { HeldBackError, MatrixError } from '../../src/protocol/matrixError.js';
 import { networkOf } from '../../src/access/networks.js';
 import { createAccountCeilings, type AccountCeilingSettings, type CeilingReached } from '../../src/handlers/accountCeilings.js';
-import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
+import { createMemoryCeilingCounter } from '../../src/store/memoryCeilingCounter.js';
+import type { CeilingCounter } from '../../src/store/ceilingCounter.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { IN_PROCESS_SERVER, startInProcessGate } from '../support/inProcessGate.js';
 
@@ -273,10 +275,14 @@ describe('networks', () => {
 });
 
 describe('ceilings of new accounts', () => {
-  const ceilings = (settings: Partial<AccountCeilingSettings>, reached: CeilingReached[] = []) =>
+  const ceilings = (
+    settings: Partial<AccountCeilingSettings>,
+    reached: CeilingReached[] = [],
+    counter: (limit: LimitSpec) => CeilingCounter = (limit) => createMemoryCeilingCounter(limit),
+  ) =>
     createAccountCeilings(
       { ipv4: 0, ipv4Network: 0, ipv6Subscriber: 0, ipv6Site: 0, ipv6Organization: 0, perHour: 0, perDay: 0, ...settings },
-      (limit) => createMemoryRateLimiter(limit.points, { windowMs: limit.windowMs }),
+      counter,
       (one) => void reached.push(one),
     );
   const limited = (network: string) => (error: unknown) =>
@@ -325,5 +331,62 @@ describe('ceilings of new accounts', () => {
       [undefined],
     );
     await ceilings({}).charge('203.0.113.1'); // nothing to count
+    const daily = ceilings({ perDay: 1 });
+    await daily.charge('203.0.113.1');
+    await assert.rejects(
+      daily.charge('2001:db8::1'),
+      (error: unknown) => error instanceof HeldBackError && error.headers['Retry-After'] === '86400',
+    );
+  });
+
+  it('counts an IPv4-mapped IPv6 client as its IPv4 address', async () => {
+    const accounts = ceilings({ ipv4: 1, ipv6Subscriber: 100 });
+    await accounts.charge('::ffff:203.0.113.5');
+    await assert.rejects(accounts.charge('203.0.113.5'), limited('203.0.113.5'));
+  });
+
+  it('leaves nothing counted when the store cannot count one of the ceilings, and still refuses when it cannot give back', async () => {
+    let failing = 'accounts-ipv4-24';
+    const flaky = (limit: LimitSpec): CeilingCounter => {
+      const real = createMemoryCeilingCounter(limit);
+      return {
+        take: async (key) => {
+          if (failing === limit.name) throw new MatrixError(503, 'M_UNKNOWN', 'the database is restarting');
+          return real.take(key);
+        },
+        giveBack: async (key, window) => {
+          if (failing === 'give-back') throw new Error('gone again');
+          return real.giveBack(key, window);
+        },
+      };
+    };
+    const accounts = ceilings({ ipv4: 3, ipv4Network: 100 }, [], flaky);
+    for (let attempt = 0; attempt < 3; attempt += 1)
+      await assert.rejects(accounts.charge('203.0.113.1'), (error: unknown) => error instanceof MatrixError && error.status === 503);
+    failing = 'none';
+    for (let account = 0; account < 3; account += 1) await accounts.charge('203.0.113.1');
+    failing = 'give-back';
+    await assert.rejects(accounts.charge('203.0.113.1'), limited('203.0.113.1'));
+  });
+});
+
+describe('ceiling counters in memory', () => {
+  it('count only what fits, give back within a window only, and start afresh with the next window', async () => {
+    let now = 1_000_000;
+    const counter = createMemoryCeilingCounter({ name: 'accounts', points: 2, windowMs: 60_000 }, { now: () => now });
+    const first = await counter.take('k');
+    const second = await counter.take('k');
+    assert.ok(first.taken && second.taken && first.window === second.window && first.window === now + 60_000);
+    const refused = await counter.take('k');
+    assert.deepEqual(refused, { taken: false, retryAfterMs: 60_000 });
+    for (let more = 0; more < 5; more += 1) await counter.take('k');
+    await counter.giveBack('k', first.window);
+    assert.ok((await counter.take('k')).taken, 'refusals were not counted: one given back is one free');
+    now += 60_000;
+    const next = await counter.take('k');
+    assert.ok(next.taken && next.window === now + 60_000);
+    await counter.giveBack('k', first.window); // the old window's: nothing to give back in this one
+    assert.ok((await counter.take('k')).taken);
+    assert.equal((await counter.take('k')).taken, false, 'still two in the new window');
   });
 });

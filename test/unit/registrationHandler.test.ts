@@ -8,6 +8,7 @@ import { createRegistrationService, type CallQueue, type RegistrationService } f
 import type { NewNode, RegisteredUser, Registrar } from '../../src/homeserver/registrar.js';
 import { HeldBackError, HomeserverError, MatrixError } from '../../src/protocol/matrixError.js';
 import type { AccountCeilings } from '../../src/handlers/accountCeilings.js';
+import { createdNothing } from '../../src/homeserver/createdNothing.js';
 import { parseRegistrationRequest } from '../../src/protocol/registrationRequest.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
@@ -319,17 +320,30 @@ for (const kind of STORE_KINDS)
         },
       };
       const answers: ((node: NewNode) => Promise<RegisteredUser>)[] = [
-        () => Promise.reject(new MatrixError(409, 'M_USER_IN_USE', 'taken')),
+        () => Promise.reject(createdNothing(new MatrixError(409, 'M_USER_IN_USE', 'taken'))),
         () => Promise.reject(new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer')),
+        () => Promise.reject(new HomeserverError(503, 'M_UNKNOWN', 'homeserver failed: unreachable (ECONNRESET)')),
+        () => Promise.reject(createdNothing(new HomeserverError(503, 'M_UNKNOWN', 'homeserver failed: unreachable (ECONNREFUSED)'))),
+        (newNode) => Promise.resolve({ userId: `@${newNode.localpart}:${SERVER}`, homeServer: SERVER, passwordReset: true }),
         created,
       ];
       const registrar = new ScriptedRegistrar((newNode) => (answers.shift() as (node: NewNode) => Promise<RegisteredUser>)(newNode));
       const svc = service(store, registrar, { ceilings });
-      await assert.rejects(svc.register(parseRegistrationRequest(node()), '203.0.113.9'), isStatus(409));
-      await assert.rejects(svc.register(parseRegistrationRequest(node()), '203.0.113.9'), isStatus(504));
-      await svc.register(parseRegistrationRequest(node()), '203.0.113.9');
-      assert.deepEqual(charged.length, 3);
-      assert.equal(refunded.length, 1, 'only the one the homeserver refused; the timed-out one may exist');
+      const outcomes: string[] = [];
+      for (let index = 0; index < 6; index += 1)
+        outcomes.push(
+          await svc.register(parseRegistrationRequest(node()), '203.0.113.9').then(
+            (user) => (user.passwordReset === true ? 'reset' : 'created'),
+            (error: MatrixError) => String(error.status),
+          ),
+        );
+      assert.deepEqual(outcomes, ['409', '504', '503', '503', 'reset', 'created']);
+      assert.deepEqual(charged.length, 6);
+      assert.equal(
+        refunded.length,
+        3,
+        'given back: refused (409), never reached (ECONNREFUSED), a password reset; kept: the timeout and the lost connection may have made one',
+      );
 
       allow = false;
       const held = node();
@@ -337,8 +351,45 @@ for (const kind of STORE_KINDS)
         svc.register(parseRegistrationRequest(held), '203.0.113.9'),
         (error: unknown) => error instanceof HeldBackError && error.status === 429,
       );
-      assert.equal(registrar.calls.length, 3, 'no homeserver call');
+      assert.equal(registrar.calls.length, 6, 'no homeserver call');
       assert.equal(await store.nodes.getPending(held.localpart), undefined, 'no pending entry left');
+    });
+
+    it('gives back the count and drops the entry of a registration the queue held back; a count it cannot give back is logged', async () => {
+      const store = await kind.fresh();
+      let refunds = 0;
+      const ceilings: AccountCeilings = {
+        charge: async () => ({
+          refund: async () => {
+            refunds += 1;
+            throw new Error('the database went away');
+          },
+        }),
+      };
+      const full: CallQueue = async () => {
+        throw new HeldBackError(503, 'M_UNKNOWN', 'too many registrations in progress; retry later', '203.0.113.0/24', 1000);
+      };
+      const registrar = new ScriptedRegistrar(created);
+      const logged = capturingLogger();
+      const svc = createRegistrationService({
+        serverName: SERVER,
+        nodes: store.nodes,
+        limitNode: async () => {},
+        registrar,
+        calls: full,
+        ceilings,
+        userExists: async () => false,
+        policy: () => allowEveryone,
+        log: logged.log,
+      });
+      services.push(svc);
+      const body = node();
+      await assert.rejects(svc.register(parseRegistrationRequest(body), '203.0.113.9'), isStatus(503));
+      assert.equal(refunds, 1);
+      assert.match(logged.lines().join('\n'), /warn cannot give back a count of new accounts .*reason="the database went away"/);
+      assert.equal(registrar.calls.length, 0);
+      assert.equal(await store.nodes.getPending(body.localpart), undefined, 'its retry is a fresh attempt, not an interrupted one');
+      await store.close();
     });
 
     it('lets only one of two concurrent requests for a node reach the homeserver', async () => {

@@ -11,7 +11,8 @@ import { copyStore } from '../../src/store/copyStore.js';
 import { openPgStore } from '../../src/store/postgres/pgStore.js';
 import { SCHEMA_VERSION } from '../../src/store/postgres/pgSchema.js';
 import { query } from '../../src/store/postgres/pgConnection.js';
-import { createPgRateLimiter, RATE_LIMIT_TABLE } from '../../src/store/postgres/pgRateLimiter.js';
+import { createPgRateLimiter } from '../../src/store/postgres/pgRateLimiter.js';
+import { RATE_LIMIT_TABLE } from '../../src/store/postgres/pgLimitTable.js';
 import { waitFor } from '../support/ports.js';
 import { StoreOpenError, type Store } from '../../src/store/store.js';
 import { capturingLogger } from '../support/capturingLogger.js';
@@ -170,6 +171,27 @@ describe('two gates on one PostgreSQL store', () => {
       crowd.every((decision) => decision.allowed),
       'a crowd of new clients, charged in batches',
     );
+
+    // A ceiling counts only what fits, across gates; a unit given back in its window is free again, never below zero.
+    const [ceilingA, ceilingB] = [
+      storeA.createCeilingCounter({ name: 'accounts-ipv4-24', points: 2, windowMs: 3_600_000 }),
+      storeB.createCeilingCounter({ name: 'accounts-ipv4-24', points: 2, windowMs: 3_600_000 }),
+    ];
+    const taken = await ceilingA.take('198.51.100.0/24');
+    assert.ok(taken.taken && taken.window > Date.now() + 3_500_000);
+    assert.ok((await ceilingB.take('198.51.100.0/24')).taken);
+    for (let more = 0; more < 3; more += 1) {
+      const refused = await (more % 2 === 0 ? ceilingA : ceilingB).take('198.51.100.0/24');
+      assert.ok(!refused.taken && refused.retryAfterMs > 3_500_000);
+    }
+    await ceilingB.giveBack('198.51.100.0/24', taken.window);
+    assert.ok((await ceilingA.take('198.51.100.0/24')).taken, 'the refusals were not counted: one given back is one free');
+    assert.equal((await ceilingB.take('198.51.100.0/24')).taken, false);
+    await ceilingA.giveBack('198.51.100.0/24', taken.window - 1); // another window's unit: nothing
+    assert.equal((await ceilingB.take('198.51.100.0/24')).taken, false);
+    for (let many = 0; many < 4; many += 1) await ceilingA.giveBack('198.51.100.0/24', taken.window);
+    assert.ok((await ceilingA.take('198.51.100.0/24')).taken && (await ceilingB.take('198.51.100.0/24')).taken, 'never below zero');
+    assert.equal((await ceilingA.take('198.51.100.0/24')).taken, false);
 
     const handler = (store: Store) =>
       createTransactionHandler({ serverName: SERVER, nodes: store.nodes, transactions: store.transactions, log: capturingLogger().log });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { randomUUID } from 'node:crypto';
 import { createMemoryRateLimiter } from '../memoryRateLimiter.js';
+import { createMemoryCeilingCounter } from '../memoryCeilingCounter.js';
 import { StoreOpenError, type Store } from '../store.js';
 import { createLevelNodeStore } from './levelNodeStore.js';
 import { createLevelTransactionLog } from './levelTransactionLog.js';
@@ -68,6 +69,7 @@ export async function openLevelStore(datapath: string, options: LevelStoreOption
     }),
     transactions: await createLevelTransactionLog(openSublevel(db, 'transactions')),
     createRateLimiter: (limit) => createMemoryRateLimiter(limit.points, { windowMs: limit.windowMs }),
+    createCeilingCounter: (limit) => createMemoryCeilingCounter(limit),
     check: async () => {
       if (db.status !== 'open') throw new Error(`the database ${path} is ${db.status}`);
     },

@@ -5,6 +5,8 @@ import { describeDatabaseUrl } from '../../config/databaseUrl.js';
 import { openPool, query, type PostgresOptions } from './pgConnection.js';
 import { createPgNodeStore } from './pgNodeStore.js';
 import { createPgRateLimiter } from './pgRateLimiter.js';
+import { createPgCeilingCounter } from './pgCeilingCounter.js';
+import { startLimitCleanup } from './pgLimitTable.js';
 import { migrate, requireCurrentSchema } from './pgSchema.js';
 import { createPgTransactionLog } from './pgTransactionLog.js';
 
@@ -29,15 +31,20 @@ export async function openPgStore(options: PgStoreOptions): Promise<Store> {
 }
 
 function pgStoreOver(pool: pg.Pool, options: PgStoreOptions): Store {
+  const stopCleanup = startLimitCleanup(pool);
   return {
     description: `postgresql ${describeDatabaseUrl(options.url)}`,
     // A holder per run: a gate that restarts does not inherit its earlier run's leases, they expire.
     nodes: createPgNodeStore(pool, { holder: randomUUID(), leaseMs: options.leaseMs }),
     transactions: createPgTransactionLog(pool),
     createRateLimiter: (limit) => createPgRateLimiter(pool, limit),
+    createCeilingCounter: (limit) => createPgCeilingCounter(pool, limit),
     check: async () => {
       await query(pool, 'SELECT 1');
     },
-    close: () => pool.end(),
+    close: () => {
+      stopCleanup();
+      return pool.end();
+    },
   };
 }
