@@ -25,8 +25,11 @@ export interface PrimaryApi {
   limitClient(key: string): Promise<void>;
   /** Registers a node whose signatures verified; the primary logs its outcome. */
   register(node: NewNode, request: RegistrationRequestInfo): Promise<RegisteredUser>;
-  /** Whether the 200 for this node reached its client (no answer). */
-  delivered(localpart: string, reached: boolean): void;
+  /**
+   * Whether the 200s for these nodes reached their clients (no answer). Workers say a failure at once and the
+   * successes with their refusal reports, once a second: one message then, not one per registration.
+   */
+  delivered(localparts: readonly string[], reached: boolean): void;
   transaction(txnId: string, body: unknown): Promise<TransactionOutcome>;
   queryUser(userId: string): Promise<boolean>;
   /** A worker's refusals since its last report; no answer. */
@@ -55,7 +58,7 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
         { localpart, displayname, password },
         { client, address, elapsedMs, worker },
       ]),
-    delivered: (localpart, reached) => peer.notify('delivered', [localpart, reached]),
+    delivered: (localparts, reached) => peer.notify('delivered', [localparts, reached]),
     transaction: (txnId, body) => peer.request('transaction', [txnId, body]),
     queryUser: (userId) => peer.request('queryUser', [userId]),
     reportRefusals: (report) => peer.notify('reportRefusals', [report]),
@@ -67,7 +70,7 @@ export function primaryApiHandlers(api: PrimaryApi): Handlers {
   return {
     limitClient: (key: string) => api.limitClient(key),
     register: (node: NewNode, request: RegistrationRequestInfo) => api.register(node, request),
-    delivered: (localpart: string, reached: boolean) => api.delivered(localpart, reached),
+    delivered: (localparts: readonly string[], reached: boolean) => api.delivered(localparts, reached),
     transaction: (txnId: string, body: unknown) => api.transaction(txnId, body),
     queryUser: (userId: string) => api.queryUser(userId),
     reportRefusals: (report: RefusalReport) => api.reportRefusals(report),
@@ -170,7 +173,9 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
         throw error;
       }
     },
-    delivered: settle,
+    delivered: (localparts, reached) => {
+      for (const localpart of localparts) settle(localpart, reached);
+    },
     async transaction(txnId, body) {
       const outcome = await onTransaction(txnId, body);
       deps.onTransaction?.(outcome);

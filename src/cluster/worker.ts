@@ -23,6 +23,8 @@ export interface WorkerServerDeps {
   readonly log: Logger;
   readonly metrics: WorkerMetrics;
   readonly refusals: RefusalTally;
+  /** Whether a 200 reached its node (the primary marks it unanswered again if not). */
+  readonly delivered: (localpart: string, reached: boolean) => void;
 }
 
 export interface WorkerServer {
@@ -54,7 +56,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
       limitClient: settings.rateLimitClientPerMinute === 0 ? undefined : (key) => api.limitClient(key),
       verify: createRegistrationVerifier(settings.serverName, createAddressRecovery().recover),
       register: (node, request) => api.register(node, { ...request, worker: cluster.worker?.id ?? 0 }),
-      delivered: (localpart, reached) => api.delivered(localpart, reached),
+      delivered: deps.delivered,
       log,
       refused: (outcome, client) => deps.refusals.add(outcome, client),
       count: deps.metrics.registration,
@@ -141,8 +143,16 @@ export function runWorker(): void {
   );
   const api = primaryApiOver(peer);
 
+  /** 200s that reached their nodes, said with the next report: the primary need not wake for each. */
+  let reached: string[] = [];
+  const delivered = (localpart: string, ok: boolean): void => {
+    if (!ok) api.delivered([localpart], false);
+    else reached.push(localpart);
+  };
   const report = (): void => {
     if (!refusals.empty) api.reportRefusals(refusals.drain());
+    if (reached.length > 0) api.delivered(reached, true);
+    reached = [];
   };
 
   async function start(settings: WorkerSettings): Promise<void> {
@@ -153,7 +163,7 @@ export function runWorker(): void {
       ...(settings.logfile === undefined ? {} : { stream: createWriteStream(settings.logfile, { flags: 'a', mode: 0o640 }) }),
     });
     try {
-      worker = createWorkerServer({ settings, api, log, metrics, refusals });
+      worker = createWorkerServer({ settings, api, log, metrics, refusals, delivered });
       // A registration in flight waits at most for one homeserver call (and the primary's store around it).
       cutAfterMs = settings.homeserverTimeoutMs + 1000;
       await listen(worker.server, settings);

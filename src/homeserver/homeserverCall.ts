@@ -1,4 +1,5 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { urlToHttpOptions } from 'node:url';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { HomeserverError, homeserverRetryLater } from '../protocol/matrixError.js';
 import { createdNothing } from './createdNothing.js';
@@ -44,19 +45,44 @@ class AnswerTooLarge extends Error {}
 // and, like undici, parses HTTP in WebAssembly whose memory the primary then keeps.
 const AGENTS = { 'http:': new HttpAgent({ keepAlive: true }), 'https:': new HttpsAgent({ keepAlive: true }) } as const;
 
+interface Target {
+  readonly secure: boolean;
+  readonly options: RequestOptions;
+}
+
+/** URLs parsed once: the registration endpoint is called twice per registration, and parsing cost as much as sending. */
+const targets = new Map<string, Target>();
+const MAX_TARGETS = 64;
+
+function targetOf(url: string): Target {
+  let target = targets.get(url);
+  if (target === undefined) {
+    const parsed = new URL(url);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error(`unsupported protocol ${parsed.protocol}`);
+    target = { secure: parsed.protocol === 'https:', options: urlToHttpOptions(parsed) };
+    // Per-user URLs (the admin API's) would otherwise grow it for ever.
+    if (targets.size >= MAX_TARGETS) targets.clear();
+    targets.set(url, target);
+  }
+  return target;
+}
+
 /** Sends one request; redirects are not followed. Rejects with CallTimeout once `timeoutMs` passed, the socket closed. */
 function send(call: HomeserverCall, headers: Record<string, string>): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const url = new URL(call.url);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      reject(new Error(`unsupported protocol ${url.protocol}`));
+    let target: Target;
+    try {
+      target = targetOf(call.url);
+    } catch (error) {
+      reject(error instanceof Error ? error : new Error(String(error)));
       return;
     }
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
-    const options = {
+    const options: RequestOptions = {
+      ...target.options,
       method: call.method,
       headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) },
-      agent: AGENTS[url.protocol],
+      agent: target.secure ? AGENTS['https:'] : AGENTS['http:'],
     };
     const onAnswer = (res: IncomingMessage): void => {
       const chunks: Buffer[] = [];
@@ -69,7 +95,7 @@ function send(call: HomeserverCall, headers: Record<string, string>): Promise<{ 
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
       res.on('error', reject);
     };
-    const req = url.protocol === 'https:' ? httpsRequest(url, options, onAnswer) : httpRequest(url, options, onAnswer);
+    const req = target.secure ? httpsRequest(options, onAnswer) : httpRequest(options, onAnswer);
     const timer = setTimeout(() => req.destroy(new CallTimeout()), call.timeoutMs);
     req.on('error', reject);
     req.on('close', () => clearTimeout(timer));

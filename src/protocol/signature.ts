@@ -10,13 +10,14 @@ export interface RecoverableSignature {
 
 export const SIGNATURE_HEX_LENGTH = 130;
 
-const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-const SECP256K1_HALF_N = SECP256K1_N >> 1n;
+// The curve order and its half, big-endian: 32-byte numbers compare as their bytes do (no BigInt per request).
+const SECP256K1_N = Buffer.from('fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141', 'hex');
+const SECP256K1_HALF_N = Buffer.from('7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0', 'hex');
+const ZERO = Buffer.alloc(32);
 const HEX_130 = /^[0-9a-fA-F]{130}$/;
 
-function toBigInt(bytes: Uint8Array): bigint {
-  return BigInt('0x' + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex'));
-}
+/** 0 < value < n, for a 32-byte big-endian number. */
+const inRange = (value: Buffer): boolean => value.compare(ZERO) > 0 && value.compare(SECP256K1_N) < 0;
 
 /**
  * Parses `r‖s‖v` as 130 hex characters. Rejects anything a signer following the protocol
@@ -33,12 +34,11 @@ export function parseSignatureHex(hex: string, field: string): RecoverableSignat
     throw invalidParam(`${field}: signature v must be 27 or 28`);
   }
   const compact = bytes.subarray(0, 64);
-  const r = toBigInt(compact.subarray(0, 32));
-  const s = toBigInt(compact.subarray(32, 64));
-  if (r === 0n || r >= SECP256K1_N || s === 0n || s >= SECP256K1_N) {
+  const s = bytes.subarray(32, 64);
+  if (!inRange(bytes.subarray(0, 32)) || !inRange(s)) {
     throw invalidParam(`${field}: signature r or s is out of range`);
   }
-  if (s > SECP256K1_HALF_N) {
+  if (s.compare(SECP256K1_HALF_N) > 0) {
     throw invalidParam(`${field}: signature has a high s value (malleable); sign with a low-s signer`);
   }
   return { compact, recoveryId: v === 27 ? 0 : 1 };

@@ -84,6 +84,7 @@ export async function startInProcessGate(
     log: logger.log,
     metrics: createWorkerMetrics(),
     refusals,
+    delivered: (localpart, reached) => api.delivered([localpart], reached),
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   let closing: Promise<void> | undefined;

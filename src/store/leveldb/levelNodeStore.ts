@@ -1,5 +1,6 @@
 import type { NodeRecord, NodeStore, PendingClaim, PendingRegistration } from '../nodeStore.js';
 import type { Sublevel } from './sublevel.js';
+import type { LevelWrite } from './groupCommit.js';
 
 /** A pending entry as LevelDB keeps it: the entry, its lease's holder and end (ms since the epoch). */
 interface StoredPending extends PendingRegistration {
@@ -15,6 +16,8 @@ function entryOf(stored: StoredPending): PendingRegistration {
 export interface LevelNodeStoreOptions {
   /** This store instance: one process's run. */
   readonly holder: string;
+  /** Every write goes through it (one batch for many registrations' writes). */
+  readonly write: (writes: readonly LevelWrite[]) => Promise<void>;
   readonly leaseMs: number;
   readonly now?: () => number;
 }
@@ -25,9 +28,14 @@ export interface LevelNodeStoreOptions {
  */
 export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options: LevelNodeStoreOptions): NodeStore {
   const now = options.now ?? Date.now;
-  const get = async (localpart: string): Promise<NodeRecord | undefined> => (await nodes.get(localpart)) as NodeRecord | undefined;
-  const getStored = async (localpart: string): Promise<StoredPending | undefined> =>
-    (await pending.get(localpart)) as StoredPending | undefined;
+  const { write } = options;
+  // Reads are synchronous: a lookup in LevelDB's memtable, cache or (bloom-filtered) tables costs a few microseconds,
+  // an asynchronous one ten times that in thread-pool hops and promises. Every write is awaited before what depends on
+  // it, so a read never misses a write of the same registration.
+  const get = async (localpart: string): Promise<NodeRecord | undefined> => nodes.getSync(localpart) as NodeRecord | undefined;
+  const getStored = (localpart: string): StoredPending | undefined => pending.getSync(localpart) as StoredPending | undefined;
+  const putNode = (record: NodeRecord): LevelWrite => ({ type: 'put', sublevel: nodes, key: record.localpart, value: record });
+  const putPending = (stored: StoredPending): LevelWrite => ({ type: 'put', sublevel: pending, key: stored.localpart, value: stored });
   const liveOwnLease = (stored: StoredPending): boolean => stored.holder === options.holder && (stored.leaseUntil ?? 0) > now();
   const allPending = async (): Promise<StoredPending[]> => {
     const entries: StoredPending[] = [];
@@ -37,41 +45,37 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
   return {
     leaseMs: options.leaseMs,
     get,
-    put: (record) => nodes.put(record.localpart, record),
+    put: (record) => write([putNode(record)]),
     async touch(localpart, when) {
       const record = await get(localpart);
       if (record === undefined) return false;
-      if (record.lastSeen === undefined || record.lastSeen < when) await nodes.put(localpart, { ...record, lastSeen: when });
+      if (record.lastSeen === undefined || record.lastSeen < when) await write([putNode({ ...record, lastSeen: when })]);
       return true;
     },
     async getPending(localpart) {
-      const stored = await getStored(localpart);
+      const stored = getStored(localpart);
       return stored === undefined ? undefined : entryOf(stored);
     },
     async claimPending(entry): Promise<PendingClaim> {
-      const interrupted = (await getStored(entry.localpart)) !== undefined;
-      const stored: StoredPending = { ...entryOf(entry), holder: options.holder, leaseUntil: now() + options.leaseMs };
-      await pending.put(entry.localpart, stored);
+      const interrupted = getStored(entry.localpart) !== undefined;
+      await write([putPending({ ...entryOf(entry), holder: options.holder, leaseUntil: now() + options.leaseMs })]);
       return { claimed: true, interrupted };
     },
     async renewPending(localpart) {
-      const stored = await getStored(localpart);
+      const stored = getStored(localpart);
       if (stored?.holder !== options.holder) return false;
-      await pending.put(localpart, { ...stored, leaseUntil: now() + options.leaseMs });
+      await write([putPending({ ...stored, leaseUntil: now() + options.leaseMs })]);
       return true;
     },
-    deletePending: (localpart) => pending.del(localpart),
-    async confirm(record) {
-      await nodes.db.batch([
-        { type: 'put', sublevel: nodes, key: record.localpart, value: record },
-        { type: 'del', sublevel: pending, key: record.localpart },
-      ]);
-    },
+    deletePending: (localpart) => write([{ type: 'del', sublevel: pending, key: localpart }]),
+    confirm: (record) => write([putNode(record), { type: 'del', sublevel: pending, key: record.localpart }]),
     async markUnanswered(localparts) {
-      const records = (await nodes.getMany([...localparts])) as (NodeRecord | undefined)[];
-      const recorded = records.filter((record): record is NodeRecord => record !== undefined);
+      const recorded = localparts.flatMap((localpart) => {
+        const record = nodes.getSync(localpart) as NodeRecord | undefined;
+        return record === undefined ? [] : [record];
+      });
       if (recorded.length === 0) return;
-      await nodes.batch(recorded.map((record) => ({ type: 'put', key: record.localpart, value: { ...record, answered: false } })));
+      await write(recorded.map((record) => putNode({ ...record, answered: false })));
     },
     async *list() {
       for await (const value of nodes.values()) yield value as NodeRecord;
