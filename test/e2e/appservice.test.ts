@@ -10,7 +10,7 @@ import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegis
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { createRoomAndSay, invite, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
-import { freePort } from '../support/ports.js';
+import { freePort, waitFor } from '../support/ports.js';
 import { createAdmin, ownSynapseSkip, sharedSecretRegister, startSynapse, type RunningSynapse } from '../support/synapse.js';
 
 const skip = ownSynapseSkip();
@@ -170,8 +170,9 @@ describe('application-service protocol and the admin-api backend against a real 
       String(shared.registration.hs_token),
     );
     assert.equal(replay.status, 200);
-    const lines = shared.output().match(new RegExp(`transaction already processed txn_id=${processedTxn}`, 'g')) ?? [];
-    assert.equal(lines.length, 2);
+    const already = new RegExp(`transaction already processed txn_id=${processedTxn}`, 'g');
+    await waitFor("the replay's line", async () => ((shared.output().match(already)?.length ?? 0) >= 2 ? true : undefined), 10_000);
+    assert.equal(shared.output().match(already)?.length, 2);
   });
 });
 

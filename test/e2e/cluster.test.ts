@@ -153,6 +153,13 @@ describe(
         assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
       }
       if (availableParallelism() > 1) {
+        // The primary writes each outcome line; it may reach our pipe after the worker's answer reached us.
+        const outcomes = / info registration .* worker=\d+ outcome=registered/g;
+        await waitFor(
+          'every outcome line',
+          async () => ((gate.output().match(outcomes)?.length ?? 0) >= nodes.length ? true : undefined),
+          10_000,
+        );
         const workers = new Set(
           [...gate.output().matchAll(/ info registration .* worker=(\d+) outcome=registered/g)].map((match) => match[1]),
         );

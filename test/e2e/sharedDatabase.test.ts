@@ -133,13 +133,14 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     for (const dir of [work, gateA?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('run.sh names the database and the password file, never the password', () => {
+  it('run.sh names the database and the password file, never the password', async () => {
     const runSh = readFileSync(join(gateA.dir, 'run.sh'), 'utf8');
     assert.ok(runSh.includes(`--database '${databaseUrl}'`) || runSh.includes(`--database ${databaseUrl}`), runSh);
     assert.ok(runSh.includes(`--database-password-file ${passwordFile}`), runSh);
     assert.ok(!runSh.includes(PG_PASSWORD));
+    // The primary says where it listens once every worker does: after the first worker answers.
+    await gateA.waitForLog(/store="postgresql postgresql:\/\/postgres@127\.0\.0\.1/);
     assert.doesNotMatch(gateA.output() + gateB.output(), new RegExp(PG_PASSWORD));
-    assert.match(gateA.output(), /store="postgresql postgresql:\/\/postgres@127\.0\.0\.1/);
   });
 
   it('nodes register through nginx on either gate and log in; both gates and users see every node', async () => {
@@ -149,8 +150,8 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
       assert.equal(node.userId, `@${addressOfPrivateKey(key)}:${serverName}`);
     }
     // nginx spreads requests over both gates (round robin).
-    assert.match(gateA.output(), /registration localpart=0x[0-9a-f]{40} client=\S+ worker=\d+ outcome=registered/);
-    assert.match(gateB.output(), /registration localpart=0x[0-9a-f]{40} client=\S+ worker=\d+ outcome=registered/);
+    for (const gate of [gateA, gateB])
+      await gate.waitForLog(/registration localpart=0x[0-9a-f]{40} client=\S+ worker=\d+ outcome=registered/);
     const { stdout } = await cli(['users', 'list']);
     for (const key of keys) assert.ok(stdout.includes(addressOfPrivateKey(key)), stdout);
   });
