@@ -20,7 +20,7 @@ import { generateGate } from '../test/support/gate.js';
 import type { Scope } from '../test/support/scope.js';
 import { freePort, waitFor } from '../test/support/ports.js';
 import { PG_PASSWORD, startPostgres, type PostgresServer } from '../test/support/postgres.js';
-import { startSynapse, synapseAvailability, SYNAPSE_ROOT } from '../test/support/synapse.js';
+import { startSynapse, synapseAvailability, SYNAPSE_ROOT, type RunningSynapse } from '../test/support/synapse.js';
 import { openPgStore } from '../src/store/postgres/pgStore.js';
 import { fmt, lines, median, note, NO_CEILINGS, NO_LIMITS, peakRss, rate, SERVER, treeCpuSeconds, type Daemon } from './measure.js';
 import { synapseFigures } from './synapseFigures.js';
@@ -201,14 +201,14 @@ async function main(): Promise<void> {
   const enders: (() => unknown)[] = [];
   const scope: Scope = { after: (end) => void enders.push(end) };
   const gate = await generateGate(scope, { serverName: SERVER, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
-  const synapse = synapseOk
-    ? await startSynapse(scope, {
-        serverName: SERVER,
-        port: synapsePort,
-        sharedSecretFile: secretFile,
-        appserviceFiles: [gate.registrationFile],
-      })
-    : undefined;
+  const synapseConfig = { serverName: SERVER, port: synapsePort, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] };
+  let synapse = synapseOk ? await startSynapse(scope, synapseConfig) : undefined;
+  /** Synapse again on the same port, on an empty database of its own. */
+  const freshSynapse = async (): Promise<RunningSynapse> => {
+    await synapse?.stop();
+    synapse = await startSynapse(scope, synapseConfig);
+    return synapse;
+  };
   const goBinary = goOriginal();
   const port = Number(new URL(gate.url).port);
   // The PostgreSQL store beside LevelDB: a real server from Debian's package, as the tests start it.
@@ -293,10 +293,11 @@ async function main(): Promise<void> {
         ? []
         : [['Go original', () => go(goBinary)] as [string, (limits: readonly string[]) => () => Promise<Daemon>]]),
     ];
-    note(
-      `\n## 2. Forged-signature refusals (built daemons, wrk ${WRK_ARGS.join(' ')}, ${fmt(FORGED_COUNT)} distinct forged bodies, default verbosity)\n`,
-    );
-    if (goBinary === undefined)
+    if (runs('refusals'))
+      note(
+        `\n## 2. Forged-signature refusals (built daemons, wrk ${WRK_ARGS.join(' ')}, ${fmt(FORGED_COUNT)} distinct forged bodies, default verbosity)\n`,
+      );
+    if (goBinary === undefined && (runs('refusals') || runs('synapse')))
       note(
         `The Go original is not here (build it with ../shared/go-original/build.sh from a git copy at ${GO_ORIGINAL_GIT}, or set GO_ORIGINAL_GIT): no Go rows.\n`,
       );
@@ -378,7 +379,7 @@ async function main(): Promise<void> {
       if (synapse === undefined) note(`No Synapse here (root and ${SYNAPSE_ROOT} needed): no registration figures.`);
       else
         await synapseFigures({
-          synapse,
+          freshSynapse,
           registerUrl,
           service: service(NO_LIMITS),
           servicePg: postgres === undefined ? undefined : service([...NO_LIMITS, ...databaseArgs]),

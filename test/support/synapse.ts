@@ -181,9 +181,11 @@ export async function startSynapse(scope: Scope, config: SynapseConfig): Promise
     started.stdout?.on('data', collect);
     started.stderr?.on('data', collect);
     // The last resort, when the test process ends without its after hooks (killed by the test runner's timeout).
-    process.once('exit', () => {
+    const lastResort = (): void => {
       if (started.exitCode === null && started.signalCode === null && started.pid !== undefined) process.kill(-started.pid, 'SIGKILL');
-    });
+    };
+    process.once('exit', lastResort);
+    started.once('exit', () => process.off('exit', lastResort));
     return started;
   };
   let child = launch();
