@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** What every figure here is measured for. */
 export const SERVER = 'photon.test';
@@ -66,6 +66,31 @@ export function cpuSeconds(pid: number): number {
 /** utime+stime of a process and its children (the service's workers), in seconds. */
 export function treeCpuSeconds(pid: number): number {
   return [pid, ...childrenOf(pid)].reduce((sum, each) => sum + cpuSeconds(each), 0);
+}
+
+/**
+ * Context switches of a process and its children, every thread counted (voluntary and not): how often the service's
+ * threads went to sleep and were woken again, what each costs most when the work comes one piece at a time.
+ */
+export function treeContextSwitches(pid: number): number {
+  let total = 0;
+  for (const each of [pid, ...childrenOf(pid)]) {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${each}/task`);
+    } catch {
+      continue;
+    }
+    for (const task of tasks) {
+      try {
+        const status = readFileSync(`/proc/${each}/task/${task}/status`, 'utf8');
+        for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) total += Number(match[1]);
+      } catch {
+        // the thread ended between the listing and the read
+      }
+    }
+  }
+  return total;
 }
 
 /** Peak RSS in MB of the process and of its largest child. */

@@ -4,7 +4,7 @@ import { Level } from 'level';
 import { join } from 'node:path';
 import { openLevelStore, STORE_DIRECTORY } from '../src/store/leveldb/levelStore.js';
 import type { Store } from '../src/store/store.js';
-import { childrenOf, cpuSeconds, fmt, note, peakRss, rate, SERVER, treeCpuSeconds, type Daemon } from './measure.js';
+import { childrenOf, cpuSeconds, fmt, note, peakRss, rate, SERVER, treeContextSwitches, treeCpuSeconds, type Daemon } from './measure.js';
 import { allRegistered, postAll } from './postLoad.js';
 import { signedBodies } from './signedBodies.js';
 
@@ -41,6 +41,8 @@ export interface FloorRun {
   readonly cpuMs: number;
   readonly primaryMs: number;
   readonly workersMs: number;
+  /** Context switches per registration, every thread of the tree (section 3 has the same at Synapse's pace). */
+  readonly switches: number;
   readonly rss: { main: number; worker: number | undefined };
 }
 
@@ -55,6 +57,7 @@ export async function floorRun(daemon: Daemon, registerUrl: string, what: string
   const bodies = signedBodies(count, SERVER);
   const tree = treeCpuSeconds(daemon.pid);
   const primary = cpuSeconds(daemon.pid);
+  const switches = treeContextSwitches(daemon.pid);
   const outcome = await postAll(registerUrl, bodies, CONCURRENCY);
   allRegistered(outcome, what);
   const treeCpu = treeCpuSeconds(daemon.pid) - tree;
@@ -65,17 +68,18 @@ export async function floorRun(daemon: Daemon, registerUrl: string, what: string
     cpuMs: (treeCpu / count) * 1000,
     primaryMs: (primaryCpu / count) * 1000,
     workersMs: ((treeCpu - primaryCpu) / count) * 1000,
+    switches: (treeContextSwitches(daemon.pid) - switches) / count,
     rss: peakRss(daemon.pid),
   };
 }
 
 const row = (what: string, run: FloorRun): string =>
   `| ${what} | ${fmt(run.count)} | ${fmt(run.rps)} | **${run.cpuMs.toFixed(2)} ms** | ${run.primaryMs.toFixed(2)} / ${run.workersMs.toFixed(2)} ms | ` +
-  `${run.rss.main} / ${run.rss.worker ?? '?'} MB |`;
+  `${run.switches.toFixed(1)} | ${run.rss.main} / ${run.rss.worker ?? '?'} MB |`;
 
 const HEADER =
-  '| store | registrations | registrations/s | CPU per registration (whole tree) | primary / workers | peak RSS: primary / largest worker |\n' +
-  '|---|---|---|---|---|---|';
+  '| store | registrations | registrations/s | CPU per registration (whole tree) | primary / workers | context switches per registration | peak RSS: primary / largest worker |\n' +
+  '|---|---|---|---|---|---|---|';
 
 /** The service's own cost per verified registration, against a homeserver that costs nothing. */
 export async function noopFigures(

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createSharedSecretRegistrar } from '../src/homeserver/sharedSecretRegistrar.js';
 import type { NewNode } from '../src/homeserver/registrar.js';
 import { SYNAPSE_ROOT, type RunningSynapse } from '../test/support/synapse.js';
-import { fmt, median, note, percentile, rate, SERVER, treeCpuSeconds, type Daemon } from './measure.js';
+import { fmt, median, note, percentile, rate, SERVER, treeContextSwitches, treeCpuSeconds, type Daemon } from './measure.js';
 import { allRegistered, postAll, type LoadOutcome } from './postLoad.js';
 import { signedBodies } from './signedBodies.js';
 
@@ -35,6 +35,8 @@ interface PathRun {
   readonly p50: number;
   /** The daemon's CPU per registration, ms (its whole process tree); undefined for direct registrations. */
   readonly cpuMs: number | undefined;
+  /** The daemon's context switches per registration, every thread of its tree; undefined for direct registrations. */
+  readonly switches: number | undefined;
 }
 
 /**
@@ -89,10 +91,16 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
     const daemon = await start();
     try {
       const before = treeCpuSeconds(daemon.pid);
+      const switchesBefore = treeContextSwitches(daemon.pid);
       const outcome = await postAll(url(), bodies, CONCURRENCY);
       allRegistered(outcome, name);
       const cpu = treeCpuSeconds(daemon.pid) - before;
-      record(name, { rps: rate(outcome.count, outcome.ms), p50: percentile(outcome.latencies, 50), cpuMs: (cpu / outcome.count) * 1000 });
+      record(name, {
+        rps: rate(outcome.count, outcome.ms),
+        p50: percentile(outcome.latencies, 50),
+        cpuMs: (cpu / outcome.count) * 1000,
+        switches: (treeContextSwitches(daemon.pid) - switchesBefore) / outcome.count,
+      });
     } finally {
       await daemon.stop();
     }
@@ -105,7 +113,12 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
     [DIRECT]: async () => {
       const bodies = signedBodies(countFor(lastRps.get(DIRECT)), SERVER);
       const outcome = await direct(await paths.freshSynapse(), bodies);
-      record(DIRECT, { rps: rate(outcome.count, outcome.ms), p50: percentile(outcome.latencies, 50), cpuMs: undefined });
+      record(DIRECT, {
+        rps: rate(outcome.count, outcome.ms),
+        p50: percentile(outcome.latencies, 50),
+        cpuMs: undefined,
+        switches: undefined,
+      });
     },
     [LEVEL]: () => throughService(LEVEL, paths.service, () => paths.registerUrl),
     ...(paths.servicePg === undefined ? {} : { [PG]: () => throughService(PG, paths.servicePg!, () => paths.registerUrl) }),
@@ -126,7 +139,7 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
     try {
       const outcome = await postAll(registerUrl, bodies, CONCURRENCY);
       allRegistered(outcome, GO);
-      record(GO, { rps: rate(outcome.count, outcome.ms), p50: percentile(outcome.latencies, 50), cpuMs: undefined });
+      record(GO, { rps: rate(outcome.count, outcome.ms), p50: percentile(outcome.latencies, 50), cpuMs: undefined, switches: undefined });
     } finally {
       await daemon.stop();
     }
@@ -140,14 +153,18 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
       `(every request comes from one client here); the Go original once, after the rounds. Direct registration uses the ` +
       `service's own homeserver client, from the load generator's process.\n`,
   );
-  note('| path | registrations/s (median) | range | p50 latency | service CPU per registration | ÷ direct |\n|---|---|---|---|---|---|');
+  note(
+    '| path | registrations/s (median) | range | p50 latency | service CPU per registration | service context switches per registration | ÷ direct |\n' +
+      '|---|---|---|---|---|---|---|',
+  );
   for (const [name, results] of runs) {
     const rpsValues = results.map((run) => run.rps);
     const cpu = results.flatMap((run) => (run.cpuMs === undefined ? [] : [run.cpuMs]));
+    const switches = results.flatMap((run) => (run.switches === undefined ? [] : [run.switches]));
     note(
       `| ${name} | ${fmt(median(rpsValues))} | ${fmt(Math.min(...rpsValues))}–${fmt(Math.max(...rpsValues))} | ` +
         `${median(results.map((run) => run.p50)).toFixed(1)} ms | ${cpu.length === 0 ? '' : `${median(cpu).toFixed(2)} ms`} | ` +
-        `${(median(rpsValues) / directMedian).toFixed(2)} |`,
+        `${switches.length === 0 ? '' : median(switches).toFixed(1)} | ${(median(rpsValues) / directMedian).toFixed(2)} |`,
     );
   }
   const ratio = median(ratios);

@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { urlToHttpOptions } from 'node:url';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { LRUCache } from 'lru-cache';
 import { HomeserverError, homeserverRetryLater } from '../protocol/matrixError.js';
 import { createdNothing } from './createdNothing.js';
 
@@ -50,9 +51,11 @@ interface Target {
   readonly options: RequestOptions;
 }
 
-/** URLs parsed once: the registration endpoint is called twice per registration, and parsing cost as much as sending. */
-const targets = new Map<string, Target>();
-const MAX_TARGETS = 64;
+/**
+ * URLs parsed once: the registration endpoint is called twice per registration, and parsing cost as much as sending.
+ * Bounded, as the admin API's URLs are per user.
+ */
+const targets = new LRUCache<string, Target>({ max: 64 });
 
 function targetOf(url: string): Target {
   let target = targets.get(url);
@@ -60,8 +63,6 @@ function targetOf(url: string): Target {
     const parsed = new URL(url);
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error(`unsupported protocol ${parsed.protocol}`);
     target = { secure: parsed.protocol === 'https:', options: urlToHttpOptions(parsed) };
-    // Per-user URLs (the admin API's) would otherwise grow it for ever.
-    if (targets.size >= MAX_TARGETS) targets.clear();
     targets.set(url, target);
   }
   return target;
