@@ -5,6 +5,7 @@ import { SYNAPSE_ROOT, type RunningSynapse } from '../test/support/synapse.js';
 import { fmt, median, note, percentile, rate, SERVER, treeContextSwitches, treeCpuSeconds, type Daemon } from './measure.js';
 import { allRegistered, postAll, type LoadOutcome } from './postLoad.js';
 import { signedBodies } from './signedBodies.js';
+import { wakeCost } from './wakeCost.js';
 
 const ROUNDS = 3;
 const CONCURRENCY = 16;
@@ -167,6 +168,8 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
         `${switches.length === 0 ? '' : median(switches).toFixed(1)} | ${(median(rpsValues) / directMedian).toFixed(2)} |`,
     );
   }
+  const levelRps = median((runs.get(LEVEL) ?? []).map((run) => run.rps));
+  const wake = await wakeCost(Math.round(1000 / levelRps));
   const ratio = median(ratios);
   const cpuMs = median((runs.get(LEVEL) ?? []).flatMap((run) => (run.cpuMs === undefined ? [] : [run.cpuMs])));
   note(
@@ -177,5 +180,11 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
     `- The service's CPU per registration against Synapse (LevelDB, whole process tree): **${cpuMs.toFixed(2)} ms** ` +
       `(target ≤ 1 ms: ${cpuMs <= 1 ? 'met' : 'not met'}). At Synapse's pace each registration's work comes alone: ` +
       `nothing to batch, and every step wakes a process (section 4 has the same work at full speed).`,
+  );
+  note(
+    `- What a wake-up costs on this machine: an IPC round trip between two Node processes took ${wake.backToBackUs.toFixed(0)} µs ` +
+      `of CPU (both processes) back to back, and ${wake.pacedUs.toFixed(0)} µs at one every ${wake.gapMs} ms, this section's pace, ` +
+      `when both sleep before each (bench/wakeCost.ts). The context switches per registration above, against section 4's, ` +
+      `are the steps that each cost such a wake-up here.`,
   );
 }

@@ -21,7 +21,7 @@ export interface PrimaryMetrics {
 
 /**
  * How often the event-loop lag is sampled, in ms. prom-client's default (10) wakes every process 100 times a second
- * even when idle: an idle service's three processes used 13 ms of CPU a second with it here, 2 ms with 100, and at
+ * even when idle: an idle service's three processes used 13 ms of CPU a second with it here, 2–4 ms with 100, and at
  * Synapse's pace those wake-ups cost every registration more CPU. A loop blocked for longer than this is still seen.
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
