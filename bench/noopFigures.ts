@@ -74,7 +74,7 @@ export async function floorRun(daemon: Daemon, registerUrl: string, what: string
 }
 
 const IDLE_SETTLE_MS = 30_000;
-const IDLE_MS = 10_000;
+const IDLE_MS = 20_000;
 
 /** The service's CPU while nobody asks anything (timers, metrics, the store's background work), ms per second. */
 async function idleCpuMsPerSecond(daemon: Daemon): Promise<number> {
@@ -125,7 +125,7 @@ export async function noopFigures(
   note(
     `\n- Idle, before the warm-up (${IDLE_SETTLE_MS / 1000} s after start-up, then ${IDLE_MS / 1000} s with no request): the service's processes used ` +
       [...idle].map(([name, ms]) => `${ms.toFixed(1)} ms of CPU a second on ${name}`).join(', ') +
-      ' (each process samples its event-loop lag every 100 ms for /metrics).',
+      ' (no `--metrics-port`, as run.sh starts it: no process collects the Node.js process metrics).',
   );
   for (const [name, run] of results) {
     note(

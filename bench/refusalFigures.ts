@@ -55,7 +55,15 @@ function summarize(results: LoadResult[]): LoadResult & { spread: string } {
  * Forged-signature refusals through wrk: rate limits off, then a botnet's ever-new client addresses with the default
  * limits, each configuration in interleaved rounds; then the targets against the Go original (when it is among them).
  */
-export async function refusalFigures(configs: readonly RefusalConfig[], forgedFile: string, cores: number): Promise<void> {
+export async function refusalFigures(
+  configs: readonly RefusalConfig[],
+  forgedFile: string,
+  cores: number,
+  /** Which of the configurations are the service with one worker and with its default workers, and the Go original. */
+  names: { readonly oneWorker: string; readonly defaultWorkers: string; readonly goOriginal: string },
+): Promise<void> {
+  for (const name of [names.oneWorker, names.defaultWorkers])
+    if (!configs.some(([each]) => each === name)) throw new Error(`refusalFigures: no configuration named ${name}`);
   const table = async (title: string, script: string, serviceArgs: readonly string[], rounds: number): Promise<Map<string, LoadResult>> => {
     const all = new Map<string, LoadResult[]>(configs.map(([name]) => [name, []]));
     // Rounds interleave the configurations, so that a noisy moment does not land on one of them only.
@@ -91,9 +99,9 @@ export async function refusalFigures(configs: readonly RefusalConfig[], forgedFi
     2,
   );
 
-  const goOpen = open.get('Go original');
-  const ours = open.get(`this service, default workers (${cores})`)!;
-  const one = open.get('this service, `--workers 1`')!;
+  const goOpen = open.get(names.goOriginal);
+  const ours = open.get(names.defaultWorkers)!;
+  const one = open.get(names.oneWorker)!;
   note('\n### Against the targets\n');
   if (goOpen !== undefined) {
     const rpsRatio = ours.rps / goOpen.rps;

@@ -229,9 +229,12 @@ async function main(): Promise<void> {
   try {
     const cores = availableParallelism();
     // Each configuration, given the service's rate-limit flags of a table (the Go original has no limits).
+    const ONE_WORKER = 'this service, `--workers 1`';
+    const DEFAULT_WORKERS = `this service, default workers (${cores})`;
+    const GO_ORIGINAL = 'Go original';
     const configs: RefusalConfig[] = [
-      ['this service, `--workers 1`', (limits) => service(['--workers', '1', ...limits])],
-      [`this service, default workers (${cores})`, (limits) => service(limits)],
+      [ONE_WORKER, (limits) => service(['--workers', '1', ...limits])],
+      [DEFAULT_WORKERS, (limits) => service(limits)],
       // The measurement behind the workers' V8 flags (supervisor.ts): the setting the service does not use, beside it.
       [
         'this service, default workers, workers also `--optimize-for-size`',
@@ -245,7 +248,7 @@ async function main(): Promise<void> {
               (limits: readonly string[]) => service([...databaseArgs, ...limits]),
             ] as RefusalConfig,
           ]),
-      ...(goBinary === undefined ? [] : [['Go original', () => go(goBinary)] as RefusalConfig]),
+      ...(goBinary === undefined ? [] : [[GO_ORIGINAL, () => go(goBinary)] as RefusalConfig]),
     ];
     if (runs('refusals'))
       note(
@@ -260,7 +263,7 @@ async function main(): Promise<void> {
     } else if (spawnSync('wrk', ['--version']).error !== undefined) {
       note('wrk is not installed (apt-get install wrk): no HTTP figures.');
     } else {
-      await refusalFigures(configs, forgedFile, cores);
+      await refusalFigures(configs, forgedFile, cores, { oneWorker: ONE_WORKER, defaultWorkers: DEFAULT_WORKERS, goOriginal: GO_ORIGINAL });
     }
 
     const registerUrl = `${gate.url}/register`;

@@ -169,7 +169,7 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
     );
   }
   const levelRps = median((runs.get(LEVEL) ?? []).map((run) => run.rps));
-  const wake = await wakeCost(Math.round(1000 / levelRps));
+  const wake = await wakeCost(Math.max(1, Math.round(1000 / levelRps)));
   const ratio = median(ratios);
   const cpuMs = median((runs.get(LEVEL) ?? []).flatMap((run) => (run.cpuMs === undefined ? [] : [run.cpuMs])));
   note(
@@ -184,7 +184,8 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
   note(
     `- What a wake-up costs on this machine: an IPC round trip between two Node processes took ${wake.backToBackUs.toFixed(0)} µs ` +
       `of CPU (both processes) back to back, and ${wake.pacedUs.toFixed(0)} µs at one every ${wake.gapMs} ms, this section's pace, ` +
-      `when both sleep before each (bench/wakeCost.ts). The context switches per registration above, against section 4's, ` +
-      `are the steps that each cost such a wake-up here.`,
+      `when both sleep before each (bench/wakeCost.ts): about ${((wake.pacedUs - wake.backToBackUs) / 3).toFixed(0)} µs more for each ` +
+      `of its three wake-ups. The context switches per registration above (voluntary and involuntary, every thread), ` +
+      `against section 4's at full speed, show how many more times the service's threads slept and woke here.`,
   );
 }

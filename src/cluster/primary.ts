@@ -88,7 +88,10 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     log.warn('libsecp256k1 addon not available: verifying signatures with pure-JS @noble/secp256k1 (slower)');
   }
   const calls = new CallLimiter(settings.maxHomeserverCalls, settings.maxQueued);
-  const metrics = createPrimaryMetrics({ inFlight: () => calls.inFlight, queued: () => calls.queued });
+  const metrics = createPrimaryMetrics(
+    { inFlight: () => calls.inFlight, queued: () => calls.queued },
+    { processMetrics: settings.metricsPort !== 0 },
+  );
   const registrar = registrarForBackend(settings);
   const userExists = createUserExists({
     homeserverUrl: settings.homeserverUrl,

@@ -124,7 +124,8 @@ export function runWorker(): void {
   let stopping: Promise<void> | undefined;
   let cutAfterMs = 0;
   let refusals = new RefusalTally();
-  const metrics = createWorkerMetrics();
+  /** Created with the settings, which say whether /metrics is served. */
+  let metrics: WorkerMetrics | undefined;
 
   const peer = new IpcPeer(
     {
@@ -137,7 +138,7 @@ export function runWorker(): void {
     {
       start: (settings: WorkerSettings) => void start(settings),
       stop: () => void stop(),
-      metrics: () => metrics.registry.getMetricsAsJSON(),
+      metrics: () => metrics?.registry.getMetricsAsJSON() ?? [],
     },
     (method, error) => log?.error(`the primary's ${method} failed here`, { reason: (error as Error).message }),
   );
@@ -163,6 +164,7 @@ export function runWorker(): void {
       ...(settings.logfile === undefined ? {} : { stream: createWriteStream(settings.logfile, { flags: 'a', mode: 0o640 }) }),
     });
     try {
+      metrics = createWorkerMetrics({ processMetrics: settings.processMetrics });
       worker = createWorkerServer({ settings, api, log, metrics, refusals, delivered });
       // A registration in flight waits at most for one homeserver call (and the primary's store around it).
       cutAfterMs = settings.homeserverTimeoutMs + 1000;

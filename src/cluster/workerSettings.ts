@@ -29,6 +29,8 @@ export interface WorkerSettings {
   readonly refusalLinesPerSecond: number;
   /** How long requests in flight may take when stopping, before their connections are cut. */
   readonly homeserverTimeoutMs: number;
+  /** Collect the Node.js process metrics: /metrics is served. */
+  readonly processMetrics: boolean;
 }
 
 export function workerSettingsOf(settings: Settings): WorkerSettings {
@@ -46,6 +48,7 @@ export function workerSettingsOf(settings: Settings): WorkerSettings {
     clientTimeoutMs: settings.clientTimeoutMs,
     refusalLinesPerSecond: refusalLineShare(settings.workers),
     homeserverTimeoutMs: settings.homeserverTimeoutMs,
+    processMetrics: settings.metricsPort !== 0,
   };
 }
 

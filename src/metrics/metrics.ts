@@ -20,20 +20,23 @@ export interface PrimaryMetrics {
 }
 
 /**
- * How often the event-loop lag is sampled, in ms. prom-client's default (10) wakes every process 100 times a second
- * even when idle: an idle service's three processes used 13 ms of CPU a second with it here, 2–4 ms with 100, and at
- * Synapse's pace those wake-ups cost every registration more CPU. A loop blocked for longer than this is still seen.
+ * A registry, with the Node.js process metrics (memory, CPU, GC, event-loop lag) when `withProcessMetrics`. Those are
+ * collected only when /metrics is served: prom-client samples the event-loop lag every 10 ms, which wakes every
+ * process 100 times a second even when the service is idle (its three processes then used 13 ms of CPU a second here).
  */
-const EVENT_LOOP_SAMPLE_MS = 100;
-
-function processRegistry(): Registry {
+function processRegistry(withProcessMetrics: boolean): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'regservice_', eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+  if (withProcessMetrics) collectDefaultMetrics({ register: registry, prefix: 'regservice_' });
   return registry;
 }
 
-export function createWorkerMetrics(): WorkerMetrics {
-  const registry = processRegistry();
+/** Whether a process collects the Node.js process metrics: only when /metrics is served. */
+export interface MetricsOptions {
+  readonly processMetrics: boolean;
+}
+
+export function createWorkerMetrics(options: MetricsOptions): WorkerMetrics {
+  const registry = processRegistry(options.processMetrics);
   const registrations = new Counter({
     name: 'regservice_registrations_total',
     help: 'Registration requests by outcome (registered, already_registered, forbidden, invalid, homeserver_error, ...)',
@@ -43,8 +46,8 @@ export function createWorkerMetrics(): WorkerMetrics {
   return { registry, registration: (outcome) => registrations.inc({ outcome }) };
 }
 
-export function createPrimaryMetrics(load: { inFlight(): number; queued(): number }): PrimaryMetrics {
-  const registry = processRegistry();
+export function createPrimaryMetrics(load: { inFlight(): number; queued(): number }, options: MetricsOptions): PrimaryMetrics {
+  const registry = processRegistry(options.processMetrics);
   const transactions = new Counter({
     name: 'regservice_transactions_total',
     help: 'Application-service transactions received from the homeserver, by outcome',

@@ -82,7 +82,7 @@ export async function startInProcessGate(
     settings: workerSettingsOf(settings),
     api,
     log: logger.log,
-    metrics: createWorkerMetrics(),
+    metrics: createWorkerMetrics({ processMetrics: false }),
     refusals,
     delivered: (localpart, reached) => api.delivered([localpart], reached),
   });

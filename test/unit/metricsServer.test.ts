@@ -8,8 +8,8 @@ describe('metrics listener', () => {
   it('serves the counters of every process summed, health, and readiness that follows the homeserver and the store', async () => {
     let reachable = true;
     let storeAnswers = true;
-    const metrics = createPrimaryMetrics({ inFlight: () => 3, queued: () => 1 });
-    const workers = [createWorkerMetrics(), createWorkerMetrics()];
+    const metrics = createPrimaryMetrics({ inFlight: () => 3, queued: () => 1 }, { processMetrics: true });
+    const workers = [createWorkerMetrics({ processMetrics: true }), createWorkerMetrics({ processMetrics: true })];
     workers[0]?.registration('forbidden');
     workers[1]?.registration('forbidden');
     workers[1]?.registration('registered');
@@ -48,5 +48,25 @@ describe('metrics listener', () => {
     assert.equal((await fetch(`${base}/other`)).status, 404);
     assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
     server.close();
+  });
+
+  it('collects the Node.js process metrics only when asked (when /metrics is served): no event-loop sampling otherwise', async () => {
+    const names = async (registry: { getMetricsAsJSON(): Promise<{ name: string }[]> }): Promise<string[]> =>
+      (await registry.getMetricsAsJSON()).map((metric) => metric.name);
+    const quiet = [
+      createWorkerMetrics({ processMetrics: false }),
+      createPrimaryMetrics({ inFlight: () => 0, queued: () => 0 }, { processMetrics: false }),
+    ];
+    for (const metrics of quiet) {
+      const collected = await names(metrics.registry);
+      assert.ok(collected.length > 0);
+      assert.deepEqual(
+        collected.filter((name) => name.startsWith('regservice_process_') || name.startsWith('regservice_nodejs_')),
+        [],
+      );
+    }
+    const served = await names(createWorkerMetrics({ processMetrics: true }).registry);
+    assert.ok(served.includes('regservice_process_resident_memory_bytes'), served.join(' '));
+    assert.ok(served.includes('regservice_nodejs_eventloop_lag_p99_seconds'), served.join(' '));
   });
 });
