@@ -12,7 +12,7 @@ import { homeserverVersions } from '../homeserver/homeserverVersions.js';
 import { openServiceStore } from '../store/openStore.js';
 import { createMetricsServer } from '../http/metricsServer.js';
 import { UNNAMED_CLIENTS_WARNING } from '../http/clientKey.js';
-import { aggregateMetrics, createPrimaryMetrics, type MetricsSnapshot } from '../metrics/metrics.js';
+import { aggregateMetrics, createPrimaryMetrics, metricsOptionsFor, type MetricsSnapshot } from '../metrics/metrics.js';
 import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
 import { StartError, Supervisor } from './supervisor.js';
@@ -90,7 +90,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   const calls = new CallLimiter(settings.maxHomeserverCalls, settings.maxQueued);
   const metrics = createPrimaryMetrics(
     { inFlight: () => calls.inFlight, queued: () => calls.queued },
-    { processMetrics: settings.metricsPort !== 0 },
+    metricsOptionsFor(settings.metricsPort),
   );
   const registrar = registrarForBackend(settings);
   const userExists = createUserExists({

@@ -1,6 +1,7 @@
 import type { Settings } from '../config/settings.js';
 import { hsTokenDigest } from '../http/hsTokenAuth.js';
 import { REFUSAL_LINES_PER_SECOND } from '../log/lineBudget.js';
+import { metricsOptionsFor } from '../metrics/metrics.js';
 
 /** Each process's share of the per-refusal lines the service writes a second: the workers' and the primary's. */
 export function refusalLineShare(workers: number): number {
@@ -48,7 +49,7 @@ export function workerSettingsOf(settings: Settings): WorkerSettings {
     clientTimeoutMs: settings.clientTimeoutMs,
     refusalLinesPerSecond: refusalLineShare(settings.workers),
     homeserverTimeoutMs: settings.homeserverTimeoutMs,
-    processMetrics: settings.metricsPort !== 0,
+    processMetrics: metricsOptionsFor(settings.metricsPort).processMetrics,
   };
 }
 

@@ -22,7 +22,8 @@ export interface PrimaryMetrics {
 /**
  * A registry, with the Node.js process metrics (memory, CPU, GC, event-loop lag) when `withProcessMetrics`. Those are
  * collected only when /metrics is served: prom-client samples the event-loop lag every 10 ms, which wakes every
- * process 100 times a second even when the service is idle (its three processes then used 13 ms of CPU a second here).
+ * process 100 times a second even when the service is idle (on 2 cores, its three processes then used 13 ms of CPU a
+ * second here).
  */
 function processRegistry(withProcessMetrics: boolean): Registry {
   const registry = new Registry();
@@ -33,6 +34,11 @@ function processRegistry(withProcessMetrics: boolean): Registry {
 /** Whether a process collects the Node.js process metrics: only when /metrics is served. */
 export interface MetricsOptions {
   readonly processMetrics: boolean;
+}
+
+/** The metrics options of every process of a service whose metrics listener is on `metricsPort` (0: none). */
+export function metricsOptionsFor(metricsPort: number): MetricsOptions {
+  return { processMetrics: metricsPort !== 0 };
 }
 
 export function createWorkerMetrics(options: MetricsOptions): WorkerMetrics {

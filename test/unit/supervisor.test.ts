@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { tempDir } from '../support/tempDir.js';
 import { MAX_FAILED_STARTS, StartError, Supervisor, workerExecArgv } from '../../src/cluster/supervisor.js';
-import { WORKER_ENVIRONMENT } from '../../src/cluster/workerSettings.js';
+import { WORKER_ENVIRONMENT, workerSettingsOf } from '../../src/cluster/workerSettings.js';
 import { resolveSettings } from '../../src/config/settings.js';
 import { capturingLogger } from '../support/capturingLogger.js';
 import { waitFor } from '../support/ports.js';
@@ -156,5 +156,15 @@ describe("workers' V8 flags", () => {
       '--max-semi-space-size=2',
       '--heap-growing-percent=10',
     ]);
+  });
+});
+
+describe("workers' settings", () => {
+  it('collect the Node.js process metrics only when the service serves /metrics', () => {
+    assert.equal(workerSettingsOf(settings).processMetrics, false);
+    const served = resolveSettings([
+      { source: 'test', values: { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h', 'metrics-port': 9009 } },
+    ]).settings;
+    assert.equal(workerSettingsOf(served).processMetrics, true);
   });
 });
