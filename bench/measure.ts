@@ -69,28 +69,41 @@ export function treeCpuSeconds(pid: number): number {
 }
 
 /**
- * Context switches of a process and its children, every thread counted (voluntary and not): how often the service's
- * threads went to sleep and were woken again, what each costs most when the work comes one piece at a time.
+ * Context switches of one process, every thread counted (voluntary and not): how often its threads went to sleep and
+ * were woken again, what each costs most when the work comes one piece at a time. 0 once it has exited.
  */
-export function treeContextSwitches(pid: number): number {
+function contextSwitches(pid: number): number {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
   let total = 0;
-  for (const each of [pid, ...childrenOf(pid)]) {
-    let tasks: string[];
+  for (const task of tasks) {
     try {
-      tasks = readdirSync(`/proc/${each}/task`);
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+      for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) total += Number(match[1]);
     } catch {
-      continue;
-    }
-    for (const task of tasks) {
-      try {
-        const status = readFileSync(`/proc/${each}/task/${task}/status`, 'utf8');
-        for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) total += Number(match[1]);
-      } catch {
-        // the thread ended between the listing and the read
-      }
+      // the thread ended between the listing and the read
     }
   }
   return total;
+}
+
+export interface TreeUsage {
+  /** utime+stime of the process and its children, seconds. */
+  readonly cpuSeconds: number;
+  readonly switches: number;
+}
+
+/** CPU and context switches of a process and its children (the service's workers), its children listed once. */
+export function treeUsage(pid: number): TreeUsage {
+  const tree = [pid, ...childrenOf(pid)];
+  return {
+    cpuSeconds: tree.reduce((sum, each) => sum + cpuSeconds(each), 0),
+    switches: tree.reduce((sum, each) => sum + contextSwitches(each), 0),
+  };
 }
 
 /** Peak RSS in MB of the process and of its largest child. */

@@ -4,7 +4,7 @@ import { Level } from 'level';
 import { join } from 'node:path';
 import { openLevelStore, STORE_DIRECTORY } from '../src/store/leveldb/levelStore.js';
 import type { Store } from '../src/store/store.js';
-import { childrenOf, cpuSeconds, fmt, note, peakRss, rate, SERVER, treeContextSwitches, treeCpuSeconds, type Daemon } from './measure.js';
+import { childrenOf, cpuSeconds, fmt, note, peakRss, rate, SERVER, treeCpuSeconds, treeUsage, type Daemon } from './measure.js';
 import { allRegistered, postAll } from './postLoad.js';
 import { signedBodies } from './signedBodies.js';
 
@@ -55,12 +55,12 @@ export async function floorRun(daemon: Daemon, registerUrl: string, what: string
   allRegistered(warmUp, `${what} (warm-up)`);
   const count = Math.max(MIN_COUNT, Math.ceil((rate(warmUp.count, warmUp.ms) * MIN_RUN_MS * 1.2) / 1000));
   const bodies = signedBodies(count, SERVER);
-  const tree = treeCpuSeconds(daemon.pid);
+  const tree = treeUsage(daemon.pid);
   const primary = cpuSeconds(daemon.pid);
-  const switches = treeContextSwitches(daemon.pid);
   const outcome = await postAll(registerUrl, bodies, CONCURRENCY);
   allRegistered(outcome, what);
-  const treeCpu = treeCpuSeconds(daemon.pid) - tree;
+  const after = treeUsage(daemon.pid);
+  const treeCpu = after.cpuSeconds - tree.cpuSeconds;
   const primaryCpu = cpuSeconds(daemon.pid) - primary;
   return {
     count,
@@ -68,7 +68,7 @@ export async function floorRun(daemon: Daemon, registerUrl: string, what: string
     cpuMs: (treeCpu / count) * 1000,
     primaryMs: (primaryCpu / count) * 1000,
     workersMs: ((treeCpu - primaryCpu) / count) * 1000,
-    switches: (treeContextSwitches(daemon.pid) - switches) / count,
+    switches: (after.switches - tree.switches) / count,
     rss: peakRss(daemon.pid),
   };
 }

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createSharedSecretRegistrar } from '../src/homeserver/sharedSecretRegistrar.js';
 import type { NewNode } from '../src/homeserver/registrar.js';
 import { SYNAPSE_ROOT, type RunningSynapse } from '../test/support/synapse.js';
-import { fmt, median, note, percentile, rate, SERVER, treeContextSwitches, treeCpuSeconds, type Daemon } from './measure.js';
+import { fmt, median, note, percentile, rate, SERVER, treeUsage, type Daemon } from './measure.js';
 import { allRegistered, postAll, type LoadOutcome } from './postLoad.js';
 import { signedBodies } from './signedBodies.js';
 import { wakeCost } from './wakeCost.js';
@@ -91,16 +91,15 @@ export async function synapseFigures(paths: SynapsePaths): Promise<void> {
     await paths.freshSynapse();
     const daemon = await start();
     try {
-      const before = treeCpuSeconds(daemon.pid);
-      const switchesBefore = treeContextSwitches(daemon.pid);
+      const before = treeUsage(daemon.pid);
       const outcome = await postAll(url(), bodies, CONCURRENCY);
       allRegistered(outcome, name);
-      const cpu = treeCpuSeconds(daemon.pid) - before;
+      const after = treeUsage(daemon.pid);
       record(name, {
         rps: rate(outcome.count, outcome.ms),
         p50: percentile(outcome.latencies, 50),
-        cpuMs: (cpu / outcome.count) * 1000,
-        switches: (treeContextSwitches(daemon.pid) - switchesBefore) / outcome.count,
+        cpuMs: ((after.cpuSeconds - before.cpuSeconds) / outcome.count) * 1000,
+        switches: (after.switches - before.switches) / outcome.count,
       });
     } finally {
       await daemon.stop();
