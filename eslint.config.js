@@ -10,12 +10,28 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': [
         'error',
         // node:test runs what describe() and it() return; nothing is left floating there.
-        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] }] },
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] },
+            { from: 'file', path: 'test/support/timedTests.ts', name: ['it'] },
+          ],
+        },
       ],
       '@typescript-eslint/no-misused-promises': 'error',
       // Interfaces that return promises are often met by functions with nothing to await.
       '@typescript-eslint/require-await': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // Each test and hook gets its timeout there: --test-timeout cannot give one on every Node (test/run.ts says why).
+    files: ['test/**/*.ts'],
+    ignores: ['test/support/timedTests.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { paths: [{ name: 'node:test', message: 'import describe, it, before and after from test/support/timedTests.ts' }] },
+      ],
     },
   },
 );

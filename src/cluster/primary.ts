@@ -11,10 +11,9 @@ import { createUserExists } from '../homeserver/userExists.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
 import { openServiceStore } from '../store/openStore.js';
 import { createMetricsServer } from '../http/metricsServer.js';
-import { UNNAMED_CLIENTS_WARNING } from '../http/clientKey.js';
 import { aggregateMetrics, createPrimaryMetrics, metricsOptionsFor, type MetricsSnapshot } from '../metrics/metrics.js';
-import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
+import { RefusalSummaries } from './refusalSummaries.js';
 import { StartError, Supervisor } from './supervisor.js';
 import { refusalLineShare } from './workerSettings.js';
 
@@ -98,7 +97,8 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     asToken: settings.asToken,
     timeoutMs: settings.homeserverTimeoutMs,
   });
-  const refusals = new RefusalTally(refusalLineShare(settings.workers));
+  const summaries = new RefusalSummaries(log, settings.refusalSummaryIntervalMs, refusalLineShare(settings.workers));
+  const refusals = summaries.tally;
   const { api, registration, workerGone } = createPrimaryApi({
     settings,
     store,
@@ -107,7 +107,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     calls: (call, network) => calls.run(call, network),
     onCeilingReached: (reached) => {
       metrics.ceilingReached(reached.ceiling);
-      if (reached.network === undefined) serviceCeilings.set(reached.ceiling, Date.now() + reached.retryAfterMs);
+      if (reached.network === undefined) summaries.ceilingReached(reached.ceiling, Date.now() + reached.retryAfterMs);
     },
     policy: () => lists.policy,
     makeLimiter: (limit) => store.createRateLimiter(limit),
@@ -118,24 +118,6 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     refused: (outcome, client) => refusals.add(outcome, client),
     refusalLine: () => refusals.lineAllowed(),
   });
-  /** The service-wide ceilings reached in this interval, and until when: said once per interval, as the refusals are. */
-  const serviceCeilings = new Map<string, number>();
-  const summarize = (): void => {
-    for (const [ceiling, until] of serviceCeilings) {
-      log.warn(`the service-wide ceiling of new accounts is reached: every new node gets 429 until ${new Date(until).toISOString()}`, {
-        ceiling,
-      });
-    }
-    serviceCeilings.clear();
-    if (refusals.empty) return;
-    const report = refusals.drain();
-    const interval = settings.refusalSummaryIntervalMs;
-    if (Object.keys(report.outcomes).length > 0) log.info('refused requests', refusalSummaryFields(report, interval));
-    if (report.unnamedClients !== undefined)
-      log.warn(UNNAMED_CLIENTS_WARNING, { requests: report.unnamedClients, interval_s: interval / 1000 });
-  };
-  const summaries = setInterval(summarize, settings.refusalSummaryIntervalMs);
-  summaries.unref();
 
   const supervisor = new Supervisor({
     count: settings.workers,
@@ -164,7 +146,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     if (metricsServer !== undefined) await listen(metricsServer, settings.metricsPort, settings.metricsHost);
   } catch (error) {
     await supervisor.stop();
-    clearInterval(summaries);
+    summaries.stop();
     await store.close();
     throw error;
   }
@@ -219,10 +201,9 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
       stopping ??= (async () => {
         log.info('stopping: no new connections, finishing requests in flight');
         await supervisor.stop();
-        clearInterval(summaries);
         clearInterval(reconciler);
         registration.close();
-        summarize();
+        summaries.stop();
         metricsServer?.close();
         await store.close();
         log.info('stopped');

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { stringify } from 'yaml';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';

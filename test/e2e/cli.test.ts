@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/tempDir.js';

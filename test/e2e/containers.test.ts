@@ -1,20 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { before, describe, it } from 'node:test';
+import { before, describe, it } from '../support/timedTests.js';
 import { promisify } from 'node:util';
 import { addressOfPrivateKey, registerNode } from '../../src/index.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import {
-  buildBaseImages,
-  buildServiceImage,
-  containerLogs,
-  containerSkip,
-  IMAGES,
-  podman,
-  podmanEnv,
-  podmanSocket,
-} from '../support/containers.js';
+import { buildServiceImage, containerLogs, containerSkip, IMAGES, podman, podmanEnv, podmanSocket } from '../support/containers.js';
 import { passwordLogin, requestJson } from '../support/matrixClient.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { suiteScope } from '../support/scope.js';
@@ -34,10 +25,9 @@ describe('Running with Docker: the image and the compose deployment, in real con
     (await execute('docker-compose', ['-p', project, '-f', join(COMPOSE_DIR, 'compose.yaml'), ...args], { env, timeout: 180_000 })).stdout;
   const container = (service: string): string => `${project}_${service}_1`;
 
-  // The images are built here: the bases once per machine (about a minute and a half), the service's every run.
+  // The service's image is built from this checkout on every run (test/provision.sh made the bases).
   before(
     async () => {
-      await buildBaseImages();
       await buildServiceImage();
       const port = await freePort();
       publicUrl = `http://127.0.0.1:${port}`;
@@ -58,7 +48,7 @@ describe('Running with Docker: the image and the compose deployment, in real con
         await podman(['network', 'rm', '--force', `${project}-transport`]).catch(() => undefined);
       });
     },
-    { timeout: 300_000 },
+    { timeout: 600_000 }, // npm ci and tsc in the builder container: about a minute, more on a cold npm cache
   );
 
   it('builds an image that runs as 991 with the libsecp256k1 prebuild, and a HEALTHCHECK', async () => {

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { promisify } from 'node:util';
 import { BIN } from '../support/gate.js';
 import { ownSynapseSkip, readDebianConfigWithSynapse, SYNAPSE_ROOT } from '../support/synapse.js';

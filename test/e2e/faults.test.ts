@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
@@ -194,7 +194,7 @@ describe('faults between the service and a real Synapse', { skip }, () => {
 
     const since = faulty.mark();
     await faulty.start(FAULTY_ARGS());
-    await faulty.waitForLog(/reconciled registrations interrupted by a stop confirmed=0 dropped=[1-9]\d* unresolved=0/, 15_000, since);
+    await faulty.waitForLog(/reconciled registrations interrupted by a stop confirmed=0 dropped=[1-9]\d* unresolved=0/, 30_000, since);
     const retry = await register(faulty, node);
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 200);
@@ -218,7 +218,7 @@ describe('faults between the service and a real Synapse', { skip }, () => {
       const since = faulty.mark();
       writeFileSync(denyFile, content);
       faulty.process()?.child.kill('SIGHUP');
-      await faulty.waitForLog(expect, 15_000, since);
+      await faulty.waitForLog(expect, 30_000, since);
     };
     await reload(`${node.localpart}\n`, /reloaded address lists: allow list: none \(everyone\); deny list: 1 addresses/);
     const denied = await register(faulty, node);

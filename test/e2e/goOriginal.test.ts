@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { before, describe, it } from 'node:test';
+import { before, describe, it } from '../support/timedTests.js';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';

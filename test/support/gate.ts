@@ -105,7 +105,10 @@ function gateRunning(
     },
     output,
     mark: () => output().length,
-    waitForLog: (pattern, timeoutMs = 15_000, since = 0) =>
-      waitFor(`a log line matching ${pattern}`, async () => pattern.exec(output().slice(since))?.[0], timeoutMs),
+    // The caller's pattern may be global: a copy without that flag keeps its lastIndex out of it (matchAll starts there).
+    waitForLog: (pattern, timeoutMs = 30_000, since = 0) => {
+      const once = new RegExp(pattern.source, pattern.flags.replace('g', ''));
+      return waitFor(`a log line matching ${pattern}`, async () => once.exec(output().slice(since))?.[0], timeoutMs);
+    },
   };
 }

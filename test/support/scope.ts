@@ -1,4 +1,4 @@
-import { after } from 'node:test';
+import { after } from './timedTests.js';
 
 /**
  * Where a test registers how to end what it started: node:test's TestContext (`t`) has this shape, and runs the

@@ -7,7 +7,7 @@ import type { Scope } from './scope.js';
 
 /**
  * A real Synapse for the end-to-end tests: run from a Debian chroot built by
- * test/synapse/provision.sh (as root), or an existing one named by SYNAPSE_URL.
+ * test/provision.sh (as root), or an existing one named by SYNAPSE_URL.
  */
 export const SYNAPSE_ROOT = process.env.SYNAPSE_ROOT ?? '/var/tmp/matrix-regservice/synapse-root';
 
@@ -26,8 +26,8 @@ export function synapseAvailability(): SynapseAvailability {
   if (process.getuid?.() === 0 && chrootReady()) return { available: true, reason: `chroot ${SYNAPSE_ROOT}` };
   const reason =
     process.getuid?.() === 0
-      ? `no Synapse chroot at ${SYNAPSE_ROOT}: run test/synapse/provision.sh (or set SYNAPSE_URL)`
-      : 'not root, so no Synapse chroot can be run: run as root after test/synapse/provision.sh, or set SYNAPSE_URL';
+      ? `no Synapse chroot at ${SYNAPSE_ROOT}: run test/provision.sh first (or set SYNAPSE_URL)`
+      : 'not root, so no Synapse chroot can be run: run as root after test/provision.sh, or set SYNAPSE_URL';
   if (process.env.CI === 'true') throw new Error(`real-Synapse tests cannot run in CI: ${reason}`);
   return { available: false, reason };
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Builds a Debian unstable chroot with the matrix-synapse package, for the end-to-end tests.
+# Builds a Debian unstable chroot with the matrix-synapse package, for the end-to-end tests (part of test/provision.sh).
 # Usage (as root): test/synapse/provision.sh [DIR]   (default: $SYNAPSE_ROOT or /var/tmp/matrix-regservice/synapse-root)
 set -eu
+. "$(dirname "$0")/../support/retry.sh"
 root="${1:-${SYNAPSE_ROOT:-/var/tmp/matrix-regservice/synapse-root}}"
 if [ -x "$root/usr/bin/python3" ] && chroot "$root" python3 -c 'import synapse' 2>/dev/null; then
   echo "synapse chroot ready at $root ($(chroot "$root" python3 -c 'import synapse; print(synapse.__version__)'))"
@@ -12,12 +13,18 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 if ! command -v mmdebstrap >/dev/null 2>&1; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
+  retry apt-get -o Acquire::Retries=3 update -qq
+  DEBIAN_FRONTEND=noninteractive retry apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends mmdebstrap >/dev/null
 fi
 rm -rf "$root.tmp"
 mkdir -p "$(dirname "$root")"
-mmdebstrap --quiet --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' --include=matrix-synapse sid "$root.tmp"
+# A failed try may leave a partial chroot: each starts on an empty directory.
+build_chroot() {
+  rm -rf "$root.tmp"
+  mmdebstrap --quiet --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' --aptopt='Acquire::Retries "3"' \
+    --include=matrix-synapse sid "$root.tmp"
+}
+retry build_chroot
 rm -rf "$root"
 mv "$root.tmp" "$root"
 echo "synapse chroot ready at $root ($(chroot "$root" python3 -c 'import synapse; print(synapse.__version__)'))"

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { createAdminApiRegistrar } from '../../src/homeserver/adminApiRegistrar.js';
 import { createAppserviceRegistrar } from '../../src/homeserver/appserviceRegistrar.js';

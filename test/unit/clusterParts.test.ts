@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import cluster from 'node:cluster';
 import { IpcPeer, type Channel, type Handlers } from '../../src/cluster/ipc.js';
 import { workerChannel } from '../../src/cluster/supervisor.js';

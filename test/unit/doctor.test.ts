@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
 import { runDoctor } from '../../src/commands/doctor.js';
 import { resolveSettings } from '../../src/config/settings.js';

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
 import { parse } from 'yaml';
 import { resolveSettings } from '../../src/config/settings.js';

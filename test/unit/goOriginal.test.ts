@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { SettingsError } from '../../src/config/settings.js';
 import { translateGoArgv } from '../../src/goOriginal/goFlags.js';
 import { findGoRegistration } from '../../src/goOriginal/goRegistration.js';

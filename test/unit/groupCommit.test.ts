@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, describe, it } from '../support/timedTests.js';
 import { Level } from 'level';
 import { createGroupCommit, type LevelWrite } from '../../src/store/leveldb/groupCommit.js';
 import { tempDir } from '../support/tempDir.js';

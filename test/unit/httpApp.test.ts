@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it } from '../support/timedTests.js';
 import { createServer } from 'node:http';
 import { createRequestListener } from '../../src/http/app.js';
 import { registerRoute } from '../../src/http/registerRoute.js';

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
 import { CallLimiter } from '../../src/homeserver/callLimiter.js';
 import { rmSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import type { AddressInfo } from 'node:net';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { createMetricsServer } from '../../src/http/metricsServer.js';
 import { aggregateMetrics, createPrimaryMetrics, createWorkerMetrics } from '../../src/metrics/metrics.js';
 

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { displaynamePrefix, isNodeLocalpart, nodeLocalpartOf, userIdFor } from '../../src/protocol/nodeId.js';
 
 const LOCALPART = `0x${'ab'.repeat(20)}`;

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
 import { loadAddressPolicy, type AddressPolicy } from '../../src/access/addressLists.js';
 import { createRegistrationService, type CallQueue, type RegistrationService } from '../../src/handlers/registrationHandler.js';

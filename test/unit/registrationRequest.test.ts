@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { createRequire } from 'node:module';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { createAddressRecovery, nativeRecovery, nobleRecovery, type AddressRecovery } from '../../src/protocol/addressRecovery.js';
 import { keccak256Utf8 } from '../../src/protocol/keccak.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';

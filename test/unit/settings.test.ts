@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
 import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
 import { loadSettings } from '../../src/config/loadSettings.js';

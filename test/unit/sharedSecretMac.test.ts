@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { sharedSecretMac } from '../../src/protocol/sharedSecretMac.js';
 
 const NONCE =

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { after, describe, it } from 'node:test';
+import { after, describe, it } from '../support/timedTests.js';
 import pg from 'pg';
 import { createRegistrationService } from '../../src/handlers/registrationHandler.js';
 import { createTransactionHandler } from '../../src/handlers/transactionHandler.js';

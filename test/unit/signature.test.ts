@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, it } from 'node:test';
+import { describe, it } from '../support/timedTests.js';
 import { parseSignatureHex } from '../../src/protocol/signature.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
 

