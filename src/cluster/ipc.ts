@@ -87,8 +87,10 @@ export class IpcPeer {
   constructor(
     private readonly channel: Channel,
     private readonly handlers: Handlers,
-    /** A note's handler failed: nobody waits for its answer, so this is the only place to tell. */
+    /** A note's handler failed, or a note could not be sent: nobody waits for it, so this is the only place to tell. */
     private readonly onNoteError: (method: string, error: unknown) => void,
+    /** The other process cannot be reached any more: this peer is closed for good. */
+    private readonly onClosed: (reason: string) => void = () => {},
   ) {
     channel.onMessage((message) => {
       if (isPacket(message)) for (const envelope of message.regservice) this.receive(envelope);
@@ -115,6 +117,7 @@ export class IpcPeer {
     for (const { reject } of this.pending.values()) reject(new Error(reason));
     this.pending.clear();
     this.outbox = [];
+    this.onClosed(reason);
   }
 
   get closed(): boolean {
@@ -133,7 +136,9 @@ export class IpcPeer {
 
   /**
    * The other process may be gone before this side has heard of it (its channel closed a moment ago): the send then
-   * fails, at once or later, and that ends this peer like any other sign that the other process is gone.
+   * fails through its callback, and that ends this peer like any other sign that the other process is gone. A send
+   * that throws at once could not serialize what it carries (Node serializes before it writes): both processes live
+   * on, so the batch goes out envelope by envelope, and the one that cannot be sent fails alone.
    */
   private flush(sent: () => void = () => {}): void {
     const batch = this.outbox;
@@ -142,16 +147,38 @@ export class IpcPeer {
       sent();
       return;
     }
-    const failed = (error: Error): void => this.close(`the other process cannot be reached: ${error.message}`);
-    try {
-      this.channel.send({ regservice: batch }, (error) => {
-        if (error !== null && error !== undefined) failed(error);
-        sent();
-      });
-    } catch (error) {
-      failed(error as Error);
-      sent();
-    }
+    let unsent = 0;
+    const each = (error: Error | null | undefined): void => {
+      if (error !== null && error !== undefined) this.close(`the other process cannot be reached: ${error.message}`);
+      unsent -= 1;
+      if (unsent === 0) sent();
+    };
+    const send = (envelopes: readonly Envelope[]): boolean => {
+      unsent += 1;
+      try {
+        this.channel.send({ regservice: envelopes }, each);
+        return true;
+      } catch (error) {
+        unsent -= 1;
+        if (envelopes.length === 1) this.unsendable(envelopes[0] as Envelope, error);
+        return false;
+      }
+    };
+    unsent += 1; // until every envelope has been tried
+    if (!send(batch) && batch.length > 1) for (const envelope of batch) send([envelope]);
+    each(null);
+  }
+
+  /** An envelope that cannot be serialized: its request fails, its reply becomes an error, its note is reported. */
+  private unsendable(envelope: Envelope, error: unknown): void {
+    const reason = `could not be sent to the other process: ${error instanceof Error ? error.message : String(error)}`;
+    if (envelope.kind === 'request') {
+      const waiting = this.pending.get(envelope.id);
+      this.pending.delete(envelope.id);
+      waiting?.reject(new Error(`${envelope.method} ${reason}`));
+    } else if (envelope.kind === 'reply') {
+      if (envelope.error === undefined) this.post({ kind: 'reply', id: envelope.id, error: { message: `the answer ${reason}` } });
+    } else this.onNoteError(envelope.method, new Error(reason));
   }
 
   private receive(envelope: Envelope): void {

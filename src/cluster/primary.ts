@@ -29,6 +29,9 @@ export interface RunningPrimary {
   stop(): Promise<void>;
 }
 
+/** How long /metrics, /ready and /health wait for each worker's answer: one that does not answer is left out. */
+const WORKER_ANSWER_MS = 1000;
+
 const WORKER_ENTRY = fileURLToPath(new URL('./workerEntry.js', import.meta.url));
 
 function listen(server: Server, port: number, host: string): Promise<void> {
@@ -129,16 +132,30 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     onWorkerExit: workerGone,
     stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
   });
+  /** Workers that answer, within WORKER_ANSWER_MS, that they take connections. */
+  const serving = async (): Promise<number> =>
+    (await supervisor.collect<boolean>('serving', WORKER_ANSWER_MS)).filter((answer) => answer).length;
   const metricsServer =
     settings.metricsPort === 0
       ? undefined
       : createMetricsServer({
           metricsText: async () =>
-            aggregateMetrics([await metrics.registry.getMetricsAsJSON(), ...(await supervisor.collect<MetricsSnapshot>('metrics'))]),
+            aggregateMetrics([
+              await metrics.registry.getMetricsAsJSON(),
+              ...(await supervisor.collect<MetricsSnapshot>('metrics', WORKER_ANSWER_MS)),
+            ]),
+          serving,
           readiness: async () => {
-            if (supervisor.listening === 0) return { homeserver: false, store: false };
-            const [homeserver, database] = await Promise.allSettled([homeserverVersions(settings.homeserverUrl, 2000), store.check()]);
-            return { homeserver: homeserver.status === 'fulfilled', store: database.status === 'fulfilled' };
+            const [homeserver, database, workers] = await Promise.allSettled([
+              homeserverVersions(settings.homeserverUrl, 2000),
+              store.check(),
+              serving(),
+            ]);
+            return {
+              homeserver: homeserver.status === 'fulfilled',
+              store: database.status === 'fulfilled',
+              workers: { serving: workers.status === 'fulfilled' ? workers.value : 0, of: supervisor.count },
+            };
           },
         });
   try {

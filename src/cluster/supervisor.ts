@@ -32,6 +32,17 @@ export function workerExecArgv(primaryExecArgv: readonly string[]): string[] {
 
 export class StartError extends Error {}
 
+/** `promise`'s value, or undefined if it failed or did not settle within `ms`. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([promise.then((value) => ({ value })).catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface SupervisorOptions {
   readonly count: number;
   /** The worker's entry module. */
@@ -118,8 +129,20 @@ export class Supervisor {
   }
 
   /** Each listening worker's answer to `method` (e.g. its metrics). */
-  collect<T>(method: string): Promise<T[]> {
-    return Promise.all([...this.managed].filter((m) => m.listening).map((m) => m.peer.request<T>(method, [])));
+  /**
+   * Asks every listening worker `method`, waiting `timeoutMs` at most for each: the answers of those that answered in
+   * time. A worker that never answers (stopped, its channel wedged) must not hang a scrape or a health check.
+   */
+  async collect<T>(method: string, timeoutMs: number): Promise<T[]> {
+    const answers = await Promise.all(
+      [...this.managed].filter((m) => m.listening).map((m) => withTimeout(m.peer.request<T>(method, []), timeoutMs)),
+    );
+    return answers.filter((answer): answer is { value: T } => answer !== undefined).map((answer) => answer.value);
+  }
+
+  /** The workers there should be (a replacement counts from its fork on). */
+  get count(): number {
+    return this.options.count;
   }
 
   get listening(): number {
@@ -154,6 +177,10 @@ export class Supervisor {
           failedToStart: (reason: string) => (managed.failure = reason),
         },
         (method, error) => log.error(`a worker's ${method} report failed`, { reason: (error as Error).message }),
+        // A worker this primary cannot reach serves nobody: it is ended, and replaced as any worker that exits.
+        () => {
+          if (worker.process.exitCode === null && worker.process.signalCode === null) worker.process.kill('SIGKILL');
+        },
       ),
     };
     this.managed.add(managed);

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { createWriteStream } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createLogger, type Logger } from '../log/logger.js';
 import { RefusalTally } from '../log/refusalTally.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/metrics.js';
@@ -8,8 +9,11 @@ import { createAddressRecovery } from '../protocol/addressRecovery.js';
 import { createRegistrationVerifier } from '../protocol/registrationRequest.js';
 import { createRequestListener } from '../http/app.js';
 import { answerClientError } from '../http/clientErrors.js';
+import { connectionRequests } from '../http/connectionRequests.js';
+import { expectationFailed } from '../http/errorResponses.js';
 import { createClientKey } from '../http/clientKey.js';
 import { registerRoute } from '../http/registerRoute.js';
+import { transactionForPrimary } from '../handlers/transactionHandler.js';
 import { IpcPeer } from './ipc.js';
 import { primaryApiOver, type PrimaryApi } from './primaryApi.js';
 import type { WorkerSettings } from './workerSettings.js';
@@ -61,26 +65,41 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
       refused: (outcome, client) => deps.refusals.add(outcome, client),
       count: deps.metrics.registration,
     }),
-    onTransaction: (txnId, body) => api.transaction(txnId, body),
+    // Only what the primary uses crosses the channel: an event's content may be anything (6,000 arrays deep, say).
+    onTransaction: (txnId, body) => api.transaction(txnId, transactionForPrimary(body)),
     queryUser: (userId) => api.queryUser(userId),
     log,
   });
   let stopping = false;
   /** Answers not sent yet: once stopping, each goes out with Connection: close. */
   const answering = new Set<ServerResponse>();
-  // Slow clients get clientTimeoutMs for headers and body; the check runs every second, not every 30 s.
+  const connections = connectionRequests();
+  // Slow clients get clientTimeoutMs for headers and body; the check runs every second, not every 30 s. A request
+  // without Host is answered by the listener, with a Matrix error instead of Node's bare 400.
   const server = createServer(
-    { headersTimeout: settings.clientTimeoutMs, requestTimeout: settings.clientTimeoutMs, connectionsCheckingInterval: 1000 },
-    (req, res) => {
-      if (stopping) res.shouldKeepAlive = false;
-      else {
-        answering.add(res);
-        res.once('close', () => answering.delete(res));
-      }
-      listener(req, res);
+    {
+      headersTimeout: settings.clientTimeoutMs,
+      requestTimeout: settings.clientTimeoutMs,
+      connectionsCheckingInterval: 1000,
+      requireHostHeader: false,
     },
+    (req, res) =>
+      connections.request(req, res, () => {
+        if (stopping) res.shouldKeepAlive = false;
+        else {
+          answering.add(res);
+          res.once('close', () => answering.delete(res));
+        }
+        listener(req, res);
+      }),
   );
-  server.on('clientError', answerClientError);
+  // A client that half-closes after a complete request still gets its answer; the connection closes after it.
+  // (Node's http.Server reads this property when the client's end arrives; its default is false.)
+  Object.assign(server, { httpAllowHalfOpen: true });
+  server.on('clientError', (error: Error & { code?: string }, socket: Duplex) =>
+    connections.clientError(socket, () => answerClientError(error, socket)),
+  );
+  server.on('checkExpectation', expectationFailed);
   return {
     server,
     close(cutAfterMs) {
@@ -139,8 +158,15 @@ export function runWorker(): void {
       start: (settings: WorkerSettings) => void start(settings),
       stop: () => void stop(),
       metrics: () => metrics?.registry.getMetricsAsJSON() ?? [],
+      // Whether this worker can take connections now: the primary's /ready and /health ask.
+      serving: () => worker?.server.listening === true && stopping === undefined,
     },
     (method, error) => log?.error(`the primary's ${method} failed here`, { reason: (error as Error).message }),
+    // The primary cannot be reached: nothing can be registered any more; the primary replaces a worker that exits.
+    (reason) => {
+      log?.error('exiting: the primary cannot be reached', { reason });
+      process.exit(1);
+    },
   );
   const api = primaryApiOver(peer);
 

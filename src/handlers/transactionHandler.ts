@@ -15,9 +15,30 @@ export interface TransactionHandlerDeps {
   readonly now?: () => Date;
 }
 
+/** How far ahead of this gate's clock an event's time may be (clocks differ); a later one is skipped and counted. */
+export const MAX_FUTURE_MS = 5 * 60_000;
+
 interface EventLike {
   readonly sender?: unknown;
   readonly origin_server_ts?: unknown;
+}
+
+/**
+ * What of a transaction's body this handler uses: each event's sender (a string) and origin_server_ts (a number), and
+ * nothing else, so that what crosses from a worker to the primary is small and plain whatever the events hold.
+ */
+export function transactionForPrimary(body: unknown): { readonly events: readonly EventLike[] | null } {
+  const events = (body as { events?: unknown } | null | undefined)?.events;
+  if (!Array.isArray(events)) return { events: null };
+  return {
+    events: events.map((event: unknown) => {
+      const { sender, origin_server_ts: ts } = (typeof event === 'object' && event !== null ? event : {}) as EventLike;
+      return {
+        ...(typeof sender === 'string' ? { sender } : {}),
+        ...(typeof ts === 'number' ? { origin_server_ts: ts } : {}),
+      };
+    }),
+  };
 }
 
 /**
@@ -34,24 +55,35 @@ export function createTransactionHandler(deps: TransactionHandlerDeps): Transact
       deps.log.debug('transaction already processed', { txn_id: txnId });
       return 'duplicate';
     }
-    const latest = new Map<string, string>();
-    let skipped = 0;
+    const latest = new Map<string, number>();
+    let unusable = 0;
+    let future = 0;
+    const ceiling = now().getTime() + MAX_FUTURE_MS;
     for (const event of events as EventLike[]) {
       const localpart = nodeLocalpartOf(event?.sender, deps.serverName);
       if (localpart === undefined) continue;
-      const ts = typeof event.origin_server_ts === 'number' && Number.isFinite(event.origin_server_ts) ? event.origin_server_ts : undefined;
-      const date = ts === undefined ? now() : new Date(ts);
-      // A time outside the Date range must not fail the whole transaction: the homeserver would resend it forever.
-      if (Number.isNaN(date.getTime())) {
-        skipped += 1;
+      const ts = typeof event.origin_server_ts === 'number' ? event.origin_server_ts : now().getTime();
+      // A time before 1970 or outside the Date range must not fail the whole transaction (PostgreSQL refuses years
+      // before 1 and after 9999 as text): the homeserver would resend it forever.
+      if (ts < 0 || Number.isNaN(new Date(ts).getTime())) {
+        unusable += 1;
         continue;
       }
-      const when = date.toISOString();
-      if ((latest.get(localpart) ?? '') < when) latest.set(localpart, when);
+      // Nor may one from the future pin a node's last seen there, where no later event could move it.
+      if (ts > ceiling) {
+        future += 1;
+        continue;
+      }
+      if ((latest.get(localpart) ?? -Infinity) < ts) latest.set(localpart, ts);
     }
-    if (skipped > 0) deps.log.warn('skipped events whose origin_server_ts is not a usable time', { txn_id: txnId, skipped });
+    if (unusable > 0) deps.log.warn('skipped events whose origin_server_ts is not a usable time', { txn_id: txnId, skipped: unusable });
+    if (future > 0)
+      deps.log.warn(`skipped events whose origin_server_ts is more than ${MAX_FUTURE_MS / 60_000} minutes ahead of this gate's clock`, {
+        txn_id: txnId,
+        skipped: future,
+      });
     let seen = 0;
-    for (const [localpart, when] of latest) if (await deps.nodes.touch(localpart, when)) seen += 1;
+    for (const [localpart, when] of latest) if (await deps.nodes.touch(localpart, new Date(when).toISOString())) seen += 1;
     await deps.transactions.add(txnId);
     deps.log.debug('transaction processed', { txn_id: txnId, events: events.length, nodes_seen: seen });
     return 'processed';

@@ -4,7 +4,7 @@ import type { TransactionHandler } from '../handlers/transactionHandler.js';
 import type { UserQuery } from '../handlers/userQuery.js';
 import type { Logger } from '../log/logger.js';
 import { appserviceRouter } from './appserviceRoutes.js';
-import { errorHandler, methodNotAllowed, unrecognized, unrecognizedRequest } from './errorResponses.js';
+import { errorHandler, methodNotAllowed, missingHost, unrecognized, unrecognizedRequest } from './errorResponses.js';
 import type { RegisterRoute } from './registerRoute.js';
 
 export interface AppDeps {
@@ -39,6 +39,10 @@ export function createRequestListener(deps: AppDeps): (req: IncomingMessage, res
   const app = createApp(deps);
   const { basePath } = deps;
   return (req, res) => {
+    if (req.headers.host === undefined && req.httpVersion === '1.1') {
+      missingHost(res);
+      return;
+    }
     const url = req.url ?? '/';
     const next = url.charAt(basePath.length);
     if (!url.startsWith(basePath) || (next !== '/' && next !== '?' && next !== '')) {

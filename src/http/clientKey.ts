@@ -1,39 +1,25 @@
 import type { IncomingMessage } from 'node:http';
-import { isIP, isIPv4 } from 'node:net';
-import ipaddr from 'ipaddr.js';
 import proxyaddr from 'proxy-addr';
+import { networkOf, parseClientAddress } from '../access/networks.js';
 
 /**
  * The key a client's rate limit and refusal counts are kept under: its IPv4 address, or its IPv6
  * network of `ipv6Prefix` bits (one subscriber usually holds a whole /64, so a per-address key would
  * give them an unlimited supply of allowances). IPv4-mapped IPv6 addresses count as IPv4.
  */
-export function clientKeyOf(address: string, ipv6Prefix: number): string {
-  if (isIPv4(address) || !ipaddr.isValid(address)) return address;
-  const parsed = ipaddr.parse(address);
-  if (parsed.kind() === 'ipv4') return parsed.toString();
-  const v6 = parsed as ipaddr.IPv6;
-  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
-  if (ipv6Prefix >= 128) return v6.toString();
-  const bytes = v6.toByteArray();
-  for (let bit = ipv6Prefix; bit < 128; bit++) {
-    const index = bit >> 3;
-    bytes[index] = (bytes[index] ?? 0) & ~(0x80 >> (bit & 7));
-  }
-  return `${ipaddr.fromByteArray(bytes).toString()}/${ipv6Prefix}`;
-}
+export const clientKeyOf = (address: string, ipv6Prefix: number): string => networkOf(address, { ipv4: 32, ipv6: ipv6Prefix });
 
 /**
  * The one client-address rule every limit and log uses: the client is the peer's address; or, when the peer is a
  * trusted proxy, the right-most X-Forwarded-For entry that is not itself a trusted proxy, if that entry is a valid IP
- * address; otherwise the address of the last trusted proxy reached. `hops` are the header's entries, right-most first.
+ * address (as parseClientAddress reads it: without a zone id, IPv4-mapped as IPv4); otherwise the address of the last trusted proxy reached. `hops` are the header's entries, right-most first.
  */
 export function clientAddressOf(peer: string, hops: readonly string[], trusted: (address: string, index: number) => boolean): string {
-  let client = peer;
+  let client = parseClientAddress(peer)?.toString() ?? peer;
   for (let index = 0; index < hops.length && trusted(client, index); index++) {
-    const next = (hops[index] ?? '').trim();
-    if (isIP(next) === 0) return client;
-    client = next;
+    const next = parseClientAddress((hops[index] ?? '').trim());
+    if (next === undefined) return client;
+    client = next.toString();
   }
   return client;
 }

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { MatrixError } from '../protocol/matrixError.js';
 import type { Logger } from '../log/logger.js';
@@ -52,6 +52,16 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     log.error('unexpected error while handling a request', { reason: (error as Error)?.message ?? String(error) });
     if (!res.headersSent) sendMatrixError(res, new MatrixError(500, 'M_UNKNOWN', 'internal error'));
   };
+}
+
+/** An Expect header other than 100-continue (Node's 'checkExpectation'): 417, as a Matrix error. */
+export function expectationFailed(_req: IncomingMessage, res: ServerResponse): void {
+  sendMatrixError(res, new MatrixError(417, 'M_UNKNOWN', 'the Expect header asks for what this server does not do'));
+}
+
+/** An HTTP/1.1 request without Host (RFC 9112 section 3.2): 400, as a Matrix error. */
+export function missingHost(res: ServerResponse): void {
+  sendMatrixError(res, new MatrixError(400, 'M_UNRECOGNIZED', 'an HTTP/1.1 request needs a Host header'));
 }
 
 export function unrecognizedRequest(res: ServerResponse): void {

@@ -70,18 +70,24 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       count(outcomeOfUser(user));
       // 'finish': the whole answer went to the connection. A client that hung up first gets 'close' alone, and the
       // node's record stays unanswered: its next request gets this 200 again (so it does when this worker dies now).
-      if (res.destroyed || res.socket === null || res.socket.destroyed) {
+      // An answer waiting for its turn behind earlier ones on the connection has no socket yet (res.socket is null):
+      // the request's socket tells whether the client is still there.
+      const socket = req.socket;
+      if (res.destroyed || socket.destroyed) {
         deps.delivered(request.localpart, false);
         return;
       }
-      let finished = false;
-      res.once('finish', () => {
-        finished = true;
-        deps.delivered(request.localpart, true);
-      });
-      res.once('close', () => {
-        if (!finished) deps.delivered(request.localpart, false);
-      });
+      let settled = false;
+      const settle = (reached: boolean): void => {
+        if (settled) return;
+        settled = true;
+        socket.off('close', lost);
+        deps.delivered(request.localpart, reached);
+      };
+      const lost = (): void => settle(false);
+      res.once('finish', () => settle(true));
+      res.once('close', lost);
+      socket.once('close', lost);
       sendJson(res, 200, {
         user_id: user.userId,
         home_server: user.homeServer,

@@ -20,17 +20,26 @@ const serverName = 'photon.test';
 
 /** One POST on a connection of its own, so that successive requests are spread over the workers. */
 function postFresh(url: string, body: unknown, forwardedFor?: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const text = JSON.stringify(body);
+  return sendFresh('POST', url, JSON.stringify(body), forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor });
+}
+
+/** A request on a connection of its own (so that requests spread over the workers), its JSON answer. */
+function sendFresh(
+  method: string,
+  url: string,
+  text: string,
+  headers: Readonly<Record<string, string>>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       {
-        method: 'POST',
+        method,
         agent: false,
         headers: {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(text),
-          ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }),
+          ...headers,
         },
       },
       (res) => {
@@ -236,6 +245,64 @@ describe(
         assert.equal(answer.status, 200, JSON.stringify(answer.body));
         assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
       }
+    });
+
+    it('acknowledges transactions whatever their events hold (content 6,000 arrays deep), and every worker serves on', async () => {
+      const hsToken = String(gate.registration.hs_token);
+      const deep = `${'['.repeat(6000)}${']'.repeat(6000)}`;
+      const body = `{"events":[{"type":"m.room.message","sender":"@someone:${serverName}","origin_server_ts":${Date.now()},"content":{"body":${deep}}}]}`;
+      // One connection each, so that every worker takes some.
+      for (let n = 0; n < 4; n++) {
+        const answer = await sendFresh('PUT', `${gate.url}/_matrix/app/v1/transactions/deep${n}-${Date.now()}`, body, {
+          authorization: `Bearer ${hsToken}`,
+        });
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      }
+      for (let n = 0; n < 10; n++) {
+        const answer = await postFresh(`${gate.url}/register`, sign());
+        assert.equal(answer.status, 200, `registration ${n}: ${JSON.stringify(answer.body)}`);
+      }
+      assert.doesNotMatch(gate.output(), /cannot be reached/);
+    });
+
+    it('tells the truth on /ready and /health within seconds after a worker stops answering, and /metrics still answers', async (t) => {
+      await gate.stop();
+      const metricsPort = await freePort();
+      await gate.start([...WORKERS, '--metrics-port', String(metricsPort)]);
+      const metricsUrl = `http://127.0.0.1:${metricsPort}`;
+      const read = async (path: string): Promise<{ status: number; body: string }> => {
+        const answer = await fetch(`${metricsUrl}${path}`, { signal: AbortSignal.timeout(10_000) });
+        return { status: answer.status, body: await answer.text() };
+      };
+      const workers = childrenOf(gate.process()?.child.pid as number);
+      assert.equal(workers.length, 2);
+      const stopped: number[] = [];
+      t.after(() => stopped.forEach((pid) => process.kill(pid, 'SIGCONT')));
+      const ready = await waitFor('ready', async () => ((await read('/ready')).status === 200 ? true : undefined), 30_000);
+      assert.ok(ready);
+
+      process.kill(workers[0]!, 'SIGSTOP'); // alive, but it answers nothing: neither the primary nor a client
+      stopped.push(workers[0]!);
+      const oneDown = await waitFor(
+        '/ready to say a worker does not serve',
+        async () => {
+          const answer = await read('/ready');
+          return answer.status === 503 ? answer : undefined;
+        },
+        10_000,
+      );
+      assert.deepEqual((JSON.parse(oneDown.body) as { workers: unknown }).workers, { serving: 1, of: 2 });
+      assert.equal((await read('/health')).status, 200, 'one worker still serves');
+      assert.match((await read('/metrics')).body, /regservice_registrations_total|regservice_homeserver_calls_in_flight/);
+
+      process.kill(workers[1]!, 'SIGSTOP');
+      stopped.push(workers[1]!);
+      const none = await waitFor('/health to fail', async () => ((await read('/health')).status === 503 ? true : undefined), 10_000);
+      assert.ok(none);
+
+      for (const pid of stopped.splice(0)) process.kill(pid, 'SIGCONT');
+      await waitFor('ready again', async () => ((await read('/ready')).status === 200 ? true : undefined), 10_000);
+      assert.equal((await read('/health')).status, 200);
     });
 
     it('on SIGTERM finishes the registration in flight, exits 0 and leaves no process', async () => {

@@ -9,6 +9,7 @@ import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegis
 import { generateGate, type Gate } from '../support/gate.js';
 import { adminGetUser, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
 import { freePort } from '../support/ports.js';
+import { postText, RawConnection } from '../support/rawHttp.js';
 import { createAdmin, startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
 
 const availability = synapseAvailability();
@@ -96,6 +97,23 @@ describe('registration gate against a real Synapse', { skip: availability.availa
     const answer = await register(registered);
     assert.equal(answer.status, 409);
     assert.equal(answer.body.errcode, 'M_USER_IN_USE');
+  });
+
+  it('answers registrations pipelined on one connection, each in its turn, and a half-closed client too; each node logs in', async (t) => {
+    const nodes = Array.from({ length: 6 }, () => signRegistration(randomPrivateKey(), serverName));
+    const path = new URL(gate).pathname;
+    const connection = await RawConnection.open(Number(new URL(gate).port));
+    t.after(() => connection.destroy());
+    connection.write(nodes.map((node) => postText(`${path}/register`, node)).join(''));
+    connection.halfClose();
+    const answers = await connection.waitFor(nodes.length, 60_000);
+    assert.deepEqual(
+      answers.map((answer) => [answer.status, (JSON.parse(answer.body) as { user_id?: string }).user_id]),
+      nodes.map((node) => [200, `@${node.localpart}:${serverName}`]),
+    );
+    await connection.waitFor(nodes.length + 1, 10_000);
+    assert.ok(connection.closed, 'closed after the last answer');
+    for (const node of nodes) assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 200);
   });
 
   it('refuses a forged signature with 403 and creates no user on Synapse', async () => {

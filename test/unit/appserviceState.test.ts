@@ -89,6 +89,38 @@ for (const kind of STORE_KINDS)
       await store.close();
     });
 
+    it('skips and counts events from more than five minutes ahead of its clock: none pins a last seen in the future', async () => {
+      const store = await kind.fresh();
+      await store.nodes.put({ localpart: LOCALPART, userId: USER, displayname: 'abab-x', registeredAt: '2026-01-01T00:00:00.000Z' });
+      const logger = capturingLogger();
+      const clock = Date.parse('2026-12-02T12:00:00Z');
+      const handle = createTransactionHandler({
+        serverName: SERVER,
+        nodes: store.nodes,
+        transactions: store.transactions,
+        log: logger.log,
+        now: () => new Date(clock),
+      });
+      const at = (ms: number) => ({ sender: USER, origin_server_ts: ms });
+      const year9999 = Date.parse('9999-12-31T23:59:59.999Z');
+      const year10000 = Date.parse('+010000-01-01T00:00:00.000Z');
+      const events = [at(year9999), at(year10000), at(clock + 6 * 60_000), at(-1), at(clock + 4 * 60_000)];
+      assert.equal(await handle('ahead', { events }), 'processed');
+      assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-12-02T12:04:00.000Z', "within the clocks' difference it counts");
+      const warnings = logger.lines().join('\n');
+      assert.match(
+        warnings,
+        /skipped events whose origin_server_ts is more than 5 minutes ahead of this gate's clock txn_id=ahead skipped=3/,
+      );
+      assert.match(warnings, /skipped events whose origin_server_ts is not a usable time txn_id=ahead skipped=1/);
+      assert.equal(
+        await handle('later', { events: [at(Date.parse('2026-12-02T12:10:00Z') - 5 * 60_000), at(Date.parse('2020-01-01T00:00:00Z'))] }),
+        'processed',
+      );
+      assert.equal((await store.nodes.get(LOCALPART))?.lastSeen, '2026-12-02T12:05:00.000Z', 'moves forward, never back');
+      await store.close();
+    });
+
     it('refuses a body without an events array and does not remember its id', async () => {
       const store = await kind.fresh();
       const handle = createTransactionHandler({

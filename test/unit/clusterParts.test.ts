@@ -6,6 +6,7 @@ import { workerChannel } from '../../src/cluster/supervisor.js';
 import { primaryApiHandlers, primaryApiOver, type PrimaryApi } from '../../src/cluster/primaryApi.js';
 import proxyaddr from 'proxy-addr';
 import { clientAddressOf, clientKeyOf } from '../../src/http/clientKey.js';
+import { networkOf, queueNetworkOf } from '../../src/access/networks.js';
 import { RefusalTally, refusalSummaryFields } from '../../src/log/refusalTally.js';
 import { LineBudget } from '../../src/log/lineBudget.js';
 import { HomeserverError, MatrixError, retryLater } from '../../src/protocol/matrixError.js';
@@ -117,24 +118,66 @@ describe('IPC between the primary and a worker', () => {
     release();
   });
 
-  it('ends the peer, never the process, when a send fails at once or later (the other process just went away)', async () => {
-    for (const fails of ['at once', 'later'] as const) {
-      const channel: Channel = {
-        send(_packet, done) {
-          const error = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
-          if (fails === 'at once') throw error;
-          setImmediate(() => done(error));
-        },
-        onMessage: () => {},
-      };
-      const peer = new IpcPeer(channel, {}, () => {});
-      const open = peer.request('anything', []);
-      peer.notify('note', []);
-      await assert.rejects(open, /the other process cannot be reached: write EPIPE/);
-      assert.equal(peer.closed, true);
-      await assert.rejects(peer.request('later', []), /cannot be reached/);
-      await peer.flushNow();
-    }
+  it('ends the peer, never the process, when a send fails through its callback (the other process just went away)', async () => {
+    let closedFor: string | undefined;
+    const channel: Channel = {
+      send(_packet, done) {
+        setImmediate(() => done(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })));
+      },
+      onMessage: () => {},
+    };
+    const peer = new IpcPeer(
+      channel,
+      {},
+      () => {},
+      (reason) => (closedFor = reason),
+    );
+    const open = peer.request('anything', []);
+    peer.notify('note', []);
+    await assert.rejects(open, /the other process cannot be reached: write EPIPE/);
+    assert.equal(peer.closed, true);
+    assert.match(closedFor ?? '', /cannot be reached: write EPIPE/, 'told, so that the process can end (and be replaced)');
+    await assert.rejects(peer.request('later', []), /cannot be reached/);
+    await peer.flushNow();
+  });
+
+  it('fails alone a request it cannot serialize (a send that throws at once), sends the rest of its batch and stays open', async () => {
+    // Node serializes a message before it writes it: JSON.stringify overflows on 20,000 nested arrays.
+    let deep: unknown[] = [];
+    for (let depth = 0; depth < 20_000; depth++) deep = [deep];
+    const packets: { regservice: { method?: string }[] }[] = [];
+    const channel: Channel = {
+      send(packet, done) {
+        packets.push(JSON.parse(JSON.stringify(packet)) as { regservice: { method?: string }[] });
+        setImmediate(() => done(null));
+      },
+      onMessage: () => {},
+    };
+    const noteErrors: [string, unknown][] = [];
+    let closed = false;
+    const peer = new IpcPeer(
+      channel,
+      {},
+      (method, error) => noteErrors.push([method, error]),
+      () => (closed = true),
+    );
+    void peer.request('first', [1]);
+    const bad = peer.request('deep', [deep]);
+    void peer.request('last', [2]);
+    peer.notify('deepNote', [deep]);
+    await assert.rejects(bad, /deep could not be sent to the other process: Maximum call stack size exceeded/);
+    await peer.flushNow();
+    assert.deepEqual(
+      packets.flatMap((packet) => packet.regservice.map((envelope) => envelope.method)),
+      ['first', 'last'],
+      'the rest of the batch went out',
+    );
+    assert.deepEqual(
+      noteErrors.map(([method]) => method),
+      ['deepNote'],
+    );
+    assert.equal(closed, false);
+    assert.equal(peer.closed, false, 'both processes live on');
   });
 
   it('survives a note and a reply to a real worker whose channel has just closed', async () => {
@@ -178,6 +221,21 @@ describe('client keys for rate limits', () => {
     assert.equal(of('127.0.0.1', '198.51.100.1, 10.0.0.2'), '198.51.100.1', 'through a chain of trusted proxies');
     assert.equal(of('127.0.0.1', 'junk, 10.0.0.2'), '10.0.0.2', 'the last trusted proxy reached');
     assert.equal(of('127.0.0.1', '10.0.0.3, 10.0.0.2'), '10.0.0.3', 'every hop trusted: the left-most');
+  });
+
+  it('drops an IPv6 zone id, whatever its text, from the client, its key and its networks: one client, not one per zone', () => {
+    const trust = proxyaddr.compile(['loopback']);
+    const of = (header: string) => clientAddressOf('127.0.0.1', [header], trust);
+    for (const zoned of ['2001:db8:1::9%a.b', '2001:db8:1::9%a-c', '2001:db8:1::9%x:y', '2001:db8:1::9%eth0', '2001:DB8:1::9']) {
+      assert.equal(of(zoned), '2001:db8:1::9', zoned);
+      assert.equal(clientKeyOf(zoned, 128), '2001:db8:1::9', `${zoned} at --rate-limit-ipv6-prefix 128`);
+      assert.equal(clientKeyOf(zoned, 64), '2001:db8:1::/64');
+      assert.equal(networkOf(zoned, { ipv4: 24, ipv6: 56 }), '2001:db8:1::/56');
+      assert.equal(queueNetworkOf(zoned), '2001:db8:1::/48');
+    }
+    assert.equal(of('203.0.113.7%eth0'), '127.0.0.1', 'an IPv4 address has no zone: not an address');
+    assert.equal(of('::ffff:203.0.113.7'), '203.0.113.7', 'IPv4-mapped counts as IPv4');
+    assert.equal(of('1.2.3'), '127.0.0.1', 'only the dotted form of IPv4');
   });
 });
 

@@ -8,6 +8,7 @@ describe('metrics listener', () => {
   it('serves the counters of every process summed, health, and readiness that follows the homeserver and the store', async () => {
     let reachable = true;
     let storeAnswers = true;
+    let serving = 2;
     const metrics = createPrimaryMetrics({ inFlight: () => 3, queued: () => 1 }, { processMetrics: true });
     const workers = [createWorkerMetrics({ processMetrics: true }), createWorkerMetrics({ processMetrics: true })];
     workers[0]?.registration('forbidden');
@@ -19,7 +20,8 @@ describe('metrics listener', () => {
     const server = createMetricsServer({
       metricsText: async () =>
         aggregateMetrics(await Promise.all([metrics, ...workers].map((process) => process.registry.getMetricsAsJSON()))),
-      readiness: async () => ({ homeserver: reachable, store: storeAnswers }),
+      readiness: async () => ({ homeserver: reachable, store: storeAnswers, workers: { serving, of: 2 } }),
+      serving: async () => serving,
     }).listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -39,14 +41,48 @@ describe('metrics listener', () => {
     reachable = false;
     const notReady = await fetch(`${base}/ready`);
     assert.equal(notReady.status, 503);
-    assert.deepEqual(await notReady.json(), { status: 'not ready', homeserver: 'unreachable', store: 'reachable' });
+    assert.deepEqual(await notReady.json(), {
+      status: 'not ready',
+      homeserver: 'unreachable',
+      store: 'reachable',
+      workers: { serving: 2, of: 2 },
+    });
     reachable = true;
     storeAnswers = false;
     const storeDown = await fetch(`${base}/ready`);
     assert.equal(storeDown.status, 503);
-    assert.deepEqual(await storeDown.json(), { status: 'not ready', homeserver: 'reachable', store: 'unreachable' });
+    assert.deepEqual(await storeDown.json(), {
+      status: 'not ready',
+      homeserver: 'reachable',
+      store: 'unreachable',
+      workers: { serving: 2, of: 2 },
+    });
+    storeAnswers = true;
+    serving = 1;
+    const oneWorker = await fetch(`${base}/ready`);
+    assert.equal(oneWorker.status, 503, 'not ready while a worker does not serve');
+    assert.deepEqual(((await oneWorker.json()) as { workers: unknown }).workers, { serving: 1, of: 2 });
+    assert.equal((await fetch(`${base}/health`)).status, 200, 'healthy while one serves');
+    serving = 0;
+    const none = await fetch(`${base}/health`);
+    assert.equal(none.status, 503, 'no worker takes connections: the public listener cannot serve');
+    assert.deepEqual(await none.json(), { status: 'cannot serve', reason: 'no worker takes connections' });
+    serving = 2;
+    storeAnswers = false;
     assert.equal((await fetch(`${base}/other`)).status, 404);
-    assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+    const post = await fetch(`${base}/metrics`, { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
+    // A HEAD probe reads each as GET does, without a body.
+    for (const [path, status] of [
+      ['/health', 200],
+      ['/ready', 503],
+      ['/metrics', 200],
+    ] as const) {
+      const head = await fetch(`${base}${path}`, { method: 'HEAD' });
+      assert.equal(head.status, status, `HEAD ${path}`);
+      assert.equal(await head.text(), '');
+    }
     server.close();
   });
 

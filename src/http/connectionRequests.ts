@@ -1,0 +1,87 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { retryLater } from '../protocol/matrixError.js';
+import { sendMatrixError } from './errorResponses.js';
+
+/**
+ * Requests of one connection handled at once. A Photon node sends one registration at a time, and nginx does not
+ * pipeline: past this, one client could hand the primary many registrations at once over a single connection.
+ */
+export const MAX_IN_PROGRESS_PER_CONNECTION = 4;
+/** Pipelined requests of one connection that wait for their turn; past this each is answered 429 at once, in order. */
+export const MAX_WAITING_PER_CONNECTION = 32;
+
+interface ConnectionState {
+  inProgress: number;
+  readonly waiting: (() => void)[];
+  /** A client error's answer, sent once the requests before it are answered. */
+  clientError?: () => void;
+}
+
+export interface ConnectionRequests {
+  /** Runs `handle` for this request now, or once the connection's earlier requests leave it room. */
+  request(req: IncomingMessage, res: ServerResponse, handle: () => void): void;
+  /**
+   * A request the HTTP parser refused on `socket`: `answer` runs once every earlier request of the connection is
+   * answered, so that their answers (a 200 among them) go out first, in order.
+   */
+  clientError(socket: Duplex, answer: () => void): void;
+}
+
+/**
+ * What one connection may ask at once. Node answers pipelined requests in order whatever order they finish in; this
+ * bounds how many are handled at once and how many wait, and holds a parse error's answer behind them.
+ */
+export function connectionRequests(
+  limits: { readonly maxInProgress: number; readonly maxWaiting: number } = {
+    maxInProgress: MAX_IN_PROGRESS_PER_CONNECTION,
+    maxWaiting: MAX_WAITING_PER_CONNECTION,
+  },
+): ConnectionRequests {
+  // Dropped with its connection: requests still waiting when it closes are never handled (nobody would get the answer).
+  const states = new WeakMap<object, ConnectionState>();
+  const stateOf = (socket: object): ConnectionState => {
+    let state = states.get(socket);
+    if (state === undefined) {
+      state = { inProgress: 0, waiting: [] };
+      states.set(socket, state);
+    }
+    return state;
+  };
+  const done = (state: ConnectionState): void => {
+    state.inProgress -= 1;
+    const next = state.waiting.shift();
+    if (next !== undefined) next();
+    else if (state.inProgress === 0 && state.clientError !== undefined) {
+      const answer = state.clientError;
+      delete state.clientError;
+      answer();
+    }
+  };
+
+  return {
+    request(req, res, handle) {
+      const state = stateOf(req.socket);
+      const start = (): void => {
+        state.inProgress += 1;
+        let ended = false;
+        const end = (): void => {
+          if (ended) return;
+          ended = true;
+          done(state);
+        };
+        res.once('finish', end);
+        res.once('close', end);
+        handle();
+      };
+      if (state.inProgress < limits.maxInProgress) start();
+      else if (state.waiting.length < limits.maxWaiting) state.waiting.push(start);
+      else sendMatrixError(res, retryLater(429, 'M_LIMIT_EXCEEDED', 'too many requests at once on one connection', 1000));
+    },
+    clientError(socket, answer) {
+      const state = states.get(socket);
+      if (state === undefined || (state.inProgress === 0 && state.waiting.length === 0)) answer();
+      else state.clientError = answer;
+    },
+  };
+}
