@@ -105,6 +105,10 @@ export class Supervisor {
   private startup: { listening(): void; failed(reason: string): void } | undefined;
 
   constructor(private readonly options: SupervisorOptions) {
+    // Each worker accepts from the shared listener itself, not through the primary's round-robin hand-off: a worker at
+    // its descriptor limit cannot take a connection handed to it, never says so, and the hand-off then waits for ever
+    // (README, "Processes"). A worker at --max-connections closes new connections at once, and counts them.
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: options.exec, args: [], serialization: 'json', execArgv: workerExecArgv(process.execArgv) });
   }
 

@@ -11,7 +11,7 @@ import { createRequestListener } from '../http/app.js';
 import { answerClientError } from '../http/clientErrors.js';
 import { connectionRequests } from '../http/connectionRequests.js';
 import { expectationFailed } from '../http/errorResponses.js';
-import { createClientKey } from '../http/clientKey.js';
+import { clientKeyOf, createClientKey } from '../http/clientKey.js';
 import { registerRoute } from '../http/registerRoute.js';
 import { transactionForPrimary } from '../handlers/transactionHandler.js';
 import { IpcPeer } from './ipc.js';
@@ -74,6 +74,8 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
   /** Answers not sent yet: once stopping, each goes out with Connection: close. */
   const answering = new Set<ServerResponse>();
   const connections = connectionRequests();
+  const shedClient = (address: string | undefined): string =>
+    address === undefined ? 'unknown' : clientKeyOf(address, settings.rateLimitIpv6Prefix);
   // Slow clients get clientTimeoutMs for headers and body; the check runs every second, not every 30 s. A request
   // without Host is answered by the listener, with a Matrix error instead of Node's bare 400.
   const server = createServer(
@@ -100,6 +102,9 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
     connections.clientError(socket, () => answerClientError(error, socket)),
   );
   server.on('checkExpectation', expectationFailed);
+  // Past its bound a worker closes a new connection at once (Node's maxConnections): counted, not logged one by one.
+  server.maxConnections = settings.maxConnections;
+  server.on('drop', (data?: { remoteAddress?: string }) => deps.refusals.add('connection_shed', shedClient(data?.remoteAddress)));
   return {
     server,
     close(cutAfterMs) {

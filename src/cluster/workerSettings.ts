@@ -26,6 +26,8 @@ export interface WorkerSettings {
   readonly rateLimitClientPerMinute: number;
   readonly rateLimitIpv6Prefix: number;
   readonly clientTimeoutMs: number;
+  /** Connections this worker holds at once; past it a new one is closed at once. */
+  readonly maxConnections: number;
   /** This worker's share of the per-refusal lines the service writes a second. */
   readonly refusalLinesPerSecond: number;
   /** How long requests in flight may take when stopping, before their connections are cut. */
@@ -47,6 +49,7 @@ export function workerSettingsOf(settings: Settings): WorkerSettings {
     rateLimitClientPerMinute: settings.rateLimitClientPerMinute,
     rateLimitIpv6Prefix: settings.rateLimitIpv6Prefix,
     clientTimeoutMs: settings.clientTimeoutMs,
+    maxConnections: settings.maxConnections,
     refusalLinesPerSecond: refusalLineShare(settings.workers),
     homeserverTimeoutMs: settings.homeserverTimeoutMs,
     processMetrics: metricsOptionsFor(settings.metricsPort).processMetrics,

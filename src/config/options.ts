@@ -135,6 +135,12 @@ export const OPTION_SPECS = [
   { key: 'max-queued', kind: 'integer', argName: '<n>', description: 'registrations waiting for a homeserver slot before 503' },
   { key: 'client-timeout', kind: 'integer', argName: '<seconds>', description: 'time a client has to send its headers and body' },
   {
+    key: 'max-connections',
+    kind: 'integer',
+    argName: '<n>',
+    description: 'connections each worker holds at once; past it a new one is closed at once and counted',
+  },
+  {
     key: 'allow-list',
     kind: 'path',
     argName: '<file>',

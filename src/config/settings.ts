@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import proxyaddr from 'proxy-addr';
 import { normalizeHomeserverUrl } from './homeserverUrl.js';
+import { defaultMaxConnections, RESERVED_DESCRIPTORS } from './openFileLimit.js';
 import { databaseUrlProblem, describeDatabaseUrl, urlGivesPassword, urlHasPassword } from './databaseUrl.js';
 import { OPTION_SPECS, type SettingKey } from './options.js';
 
@@ -77,6 +78,8 @@ export interface Settings {
   readonly maxHomeserverCalls: number;
   readonly maxQueued: number;
   readonly clientTimeoutMs: number;
+  /** Connections one worker holds at once. */
+  readonly maxConnections: number;
   readonly allowList: string | undefined;
   readonly denyList: string | undefined;
   /** 0: no metrics listener. */
@@ -135,6 +138,7 @@ export const DEFAULTS = {
   'max-homeserver-calls': 32,
   'max-queued': 256,
   'client-timeout': 10,
+  'max-connections': defaultMaxConnections(),
   'metrics-port': 0,
   'metrics-host': '127.0.0.1',
 } as const satisfies RawSettings;
@@ -143,6 +147,7 @@ export const DEFAULTS = {
 export const DEFAULT_DESCRIPTIONS: Partial<Record<SettingKey, string>> = {
   workers: "the machine's available parallelism",
   'pending-lease': 'twice --homeserver-timeout',
+  'max-connections': `the open-file limit (ulimit -n) less ${RESERVED_DESCRIPTORS}`,
 };
 
 /** The default of a setting as help texts show it, or undefined when there is none. */
@@ -347,6 +352,7 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     maxHomeserverCalls: integer('max-homeserver-calls', 1, 10_000),
     maxQueued: integer('max-queued', 0, 1_000_000),
     clientTimeoutMs: integer('client-timeout', 1, 3600) * 1000,
+    maxConnections: integer('max-connections', 1, 1_000_000),
     allowList: optionalPath('allow-list'),
     denyList: optionalPath('deny-list'),
     metricsPort: integer('metrics-port', 0, 65535),

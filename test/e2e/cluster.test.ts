@@ -2,13 +2,14 @@ import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
+import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
 import { passwordLogin } from '../support/matrixClient.js';
 import { alive, childrenOf, memoryHolds } from '../support/processTree.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
@@ -303,6 +304,56 @@ describe(
       for (const pid of stopped.splice(0)) process.kill(pid, 'SIGCONT');
       await waitFor('ready again', async () => ((await read('/ready')).status === 200 ? true : undefined), 10_000);
       assert.equal((await read('/health')).status, 200);
+    });
+
+    it('serves again once a connection flood past its descriptor limit ends: each worker holds its bound, sheds the rest and counts them', async (t) => {
+      await gate.stop();
+      // As an operator's shell with `ulimit -n 300` starts run.sh; --max-connections is left to its default.
+      const daemon = spawnDaemon(
+        t,
+        'prlimit',
+        ['--nofile=300:300', join(gate.dir, 'run.sh'), ...WORKERS, '--refusal-summary-interval', '1'],
+        {
+          cwd: gate.dir,
+        },
+      );
+      await waitUntilListening(daemon, gate.url);
+      const { port, pathname } = new URL(gate.url);
+      const flood: Socket[] = [];
+      t.after(() => flood.forEach((socket) => socket.destroy()));
+      await Promise.all(
+        Array.from(
+          { length: 800 },
+          () =>
+            new Promise<void>((resolve) => {
+              const socket = connect(Number(port), '127.0.0.1', () => {
+                socket.write(`POST ${pathname}/register HTTP/1.1\r\nHost: gate\r\nContent-`); // half its headers, and no more
+                resolve();
+              });
+              socket.on('error', () => resolve());
+              flood.push(socket);
+            }),
+        ),
+      );
+      // 2 workers × (300 − 64) connections at most: the rest are shed, and said so in the summary.
+      const shed = /refused requests interval_s=1 total=\d+ connection_shed=(\d+)/g;
+      const counted = (): number => [...daemon.output().matchAll(shed)].reduce((sum, match) => sum + Number(match[1]), 0);
+      await waitFor('the shed connections in the summaries', async () => (counted() >= 800 - 2 * 236 ? true : undefined), 30_000);
+      for (const worker of childrenOf(daemon.child.pid as number))
+        assert.ok(readdirSync(`/proc/${worker}/fd`).length <= 300, `worker ${worker} within its descriptor limit`);
+      flood.splice(0).forEach((socket) => socket.destroy());
+
+      const node = sign();
+      const answer = await waitFor(
+        'a registration after the flood',
+        async () => postFresh(`${gate.url}/register`, node).catch(() => undefined),
+        10_000,
+      );
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      for (let n = 0; n < 6; n++)
+        assert.equal((await postFresh(`${gate.url}/register`, sign())).status, 200, `registration ${n} after the flood`);
+      assert.doesNotMatch(daemon.output(), /warn .*connection/, 'shed connections are counted, not logged one by one');
+      assert.equal(await daemon.stop(), 0);
     });
 
     it('on SIGTERM finishes the registration in flight, exits 0 and leaves no process', async () => {

@@ -238,6 +238,7 @@ describe('nginx site and systemd unit', () => {
     assert.match(unit, /^User=regsvc$/m);
     assert.match(unit, /^ExecStart=\/srv\/rs\/run\.sh$/m);
     assert.match(unit, new RegExp(`^ReadWritePaths=${resolve('.matrix')}$`, 'm'));
+    assert.match(unit, /^LimitNOFILE=8192$/m, 'room for --max-connections connections per worker');
   });
 
   it('speaks TLS when given a certificate and key, whatever the port', () => {

@@ -8,6 +8,7 @@ import { loadSettings } from '../../src/config/loadSettings.js';
 import { COMMAND_LINE, describeDefault, resolveSettings, SettingsError, type SettingsLayer } from '../../src/config/settings.js';
 import { envName, OPTION_SPECS } from '../../src/config/options.js';
 import { databaseUrlProblem, describeDatabaseUrl, urlHasPassword, urlSecrets } from '../../src/config/databaseUrl.js';
+import { defaultMaxConnections, openFileLimitIn, RESERVED_DESCRIPTORS } from '../../src/config/openFileLimit.js';
 
 const required = { matrixdomain: 'example.org', sharesecret: 'sss', astoken: 'aaaa', hstoken: 'hhhh' };
 
@@ -276,5 +277,20 @@ describe("the README's settings", () => {
           `--${key}'s row shows its default ${shown}: ${row}`,
         );
     }
+  });
+});
+
+describe('connections a worker holds at most (--max-connections)', () => {
+  it("defaults to the process's open-file limit less what a worker keeps for itself", () => {
+    const limits = (soft: string) =>
+      `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}               524288               files\n`;
+    assert.equal(openFileLimitIn(limits('1024')), 1024);
+    assert.equal(openFileLimitIn(limits('unlimited')), undefined);
+    const dir = tempDir('regservice-limits-');
+    writeFileSync(join(dir, 'limits'), limits('300'));
+    assert.equal(defaultMaxConnections(join(dir, 'limits')), 300 - RESERVED_DESCRIPTORS);
+    writeFileSync(join(dir, 'limits'), limits('20'));
+    assert.equal(defaultMaxConnections(join(dir, 'limits')), 16, 'never below 16');
+    assert.equal(defaultMaxConnections(join(dir, 'missing')), 1024 - RESERVED_DESCRIPTORS, "where there is no /proc: Node's usual 1024");
   });
 });
