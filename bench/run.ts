@@ -240,6 +240,11 @@ async function main(): Promise<void> {
         'this service, default workers, workers also `--optimize-for-size`',
         (limits) => service(limits, { NODE_OPTIONS: `--import ${resolve('bench/workersOptimizeForSize.mjs')}` }),
       ],
+      // The measurement behind the scheduling policy (supervisor.ts): Node's round-robin hand-off, which the service left.
+      [
+        "this service, default workers, the primary's round-robin hand-off (`NODE_CLUSTER_SCHED_POLICY=rr`)",
+        (limits) => service(limits, { NODE_CLUSTER_SCHED_POLICY: 'rr' }),
+      ],
       ...(postgres === undefined
         ? []
         : [

@@ -11,10 +11,11 @@
  */
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 
-const ROOT = new URL('..', import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** Seconds a test file may take, measured on a new machine (CI's, after test/provision.sh), with room for a busy one. */
 const DEFAULT_LIMIT_S: Readonly<Record<string, number>> = { 'test/unit': 120, 'test/e2e': 300 };
@@ -81,15 +82,16 @@ function defaultFiles(): string[] {
   );
 }
 
-let running: { pid: number } | undefined;
-const endGroup = (signal: NodeJS.Signals): void => {
-  if (running === undefined) return;
+/** Signals process `pid`, or with `group` its whole process group; it may be gone already. */
+const signal = (pid: number, name: NodeJS.Signals, group: boolean): void => {
   try {
-    process.kill(-running.pid, signal);
+    process.kill(group ? -pid : pid, name);
   } catch {
     // already gone
   }
 };
+/** The file running now: ended with this runner. */
+let running: number | undefined;
 
 function runFile(file: string): Promise<FileResult> {
   const limitS = limitFor(file);
@@ -106,18 +108,23 @@ function runFile(file: string): Promise<FileResult> {
     process.stdout.write(chunk);
     output += chunk;
   });
-  running = { pid: child.pid as number };
+  const pid = child.pid as number;
+  running = pid;
+  // SIGTERM to the file's runner alone first: it reports the tests still running as cancelled (which test hung),
+  // then SIGKILL to the whole group.
+  let killLater: NodeJS.Timeout | undefined;
   const kill = setTimeout(
     () => {
-      endGroup('SIGTERM');
-      setTimeout(() => endGroup('SIGKILL'), KILL_GRACE_MS).unref();
+      signal(pid, 'SIGTERM', false);
+      killLater = setTimeout(() => signal(pid, 'SIGKILL', true), KILL_GRACE_MS);
     },
     limitS * 1000 + KILL_GRACE_MS,
   );
   return new Promise((resolve) => {
-    child.once('close', (code, signal) => {
+    child.once('close', (code, exitSignal) => {
       clearTimeout(kill);
-      endGroup('SIGKILL'); // anything the file left behind in its group
+      clearTimeout(killLater);
+      signal(pid, 'SIGKILL', true); // anything the file left behind in its group
       running = undefined;
       const seconds = (performance.now() - started) / 1000;
       const counts = countsIn(output);
@@ -126,16 +133,17 @@ function runFile(file: string): Promise<FileResult> {
         seconds >= limitS
           ? `outgrew its limit of ${limitS} s`
           : counts?.tests === undefined
-            ? `its process ended without its counts (${signal ?? `exit ${code}`})`
+            ? `its process ended without its counts (${exitSignal ?? `exit ${code}`})`
             : code !== 0 && failed === 0
-              ? `its process exited ${code ?? signal} with no failed test`
+              ? `its process exited ${code ?? exitSignal} with no failed test`
               : undefined;
       resolve({
         file,
         seconds,
         limitS,
         passed: counts?.pass ?? 0,
-        failed: failed + (problem === undefined ? 0 : 1),
+        // A file that outgrew its limit or died counts as one failure, unless a test of it already says so.
+        failed: failed + (problem !== undefined && failed === 0 ? 1 : 0),
         skipped: (counts?.skipped ?? 0) + (counts?.todo ?? 0),
         ...(problem === undefined ? {} : { problem }),
       });
@@ -149,12 +157,15 @@ const line = (result: FileResult): string =>
   (result.problem === undefined ? '' : ` (${result.problem})`);
 
 async function main(): Promise<number> {
-  const files = process.argv.length > 2 ? process.argv.slice(2).map((file) => relative(ROOT, join(process.cwd(), file))) : defaultFiles();
+  const files = process.argv.length > 2 ? process.argv.slice(2).map((file) => relative(ROOT, resolve(file))) : defaultFiles();
   for (const file of files) limitFor(file);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      endGroup('SIGKILL');
-      process.exit(130);
+  for (const [name, status] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.on(name, () => {
+      if (running !== undefined) signal(running, 'SIGKILL', true);
+      process.exit(status);
     });
   }
   const results: FileResult[] = [];

@@ -97,11 +97,25 @@ export class IpcPeer {
     });
   }
 
-  request<T>(method: string, args: readonly unknown[]): Promise<T> {
+  /** `timeoutMs`: fails then, and forgets the request (a late answer is dropped), instead of waiting for ever. */
+  request<T>(method: string, args: readonly unknown[], timeoutMs?: number): Promise<T> {
     if (this.closedReason !== undefined) return Promise.reject(new Error(this.closedReason));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      let timer: NodeJS.Timeout | undefined;
+      const settled =
+        <A>(settle: (value: A) => void) =>
+        (value: A): void => {
+          clearTimeout(timer);
+          settle(value);
+        };
+      this.pending.set(id, { resolve: settled(resolve as (value: unknown) => void), reject: settled(reject) });
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          this.pending.delete(id);
+          reject(new Error(`${method}: no answer within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
       this.post({ kind: 'request', id, method, args });
     });
   }

@@ -29,7 +29,7 @@ export interface RunningPrimary {
   stop(): Promise<void>;
 }
 
-/** How long /metrics, /ready and /health wait for each worker's answer: one that does not answer is left out. */
+/** How long /metrics, /ready and /health wait for each worker's answer (then /ready and /health count it as not serving). */
 const WORKER_ANSWER_MS = 1000;
 
 const WORKER_ENTRY = fileURLToPath(new URL('./workerEntry.js', import.meta.url));
@@ -142,7 +142,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
           metricsText: async () =>
             aggregateMetrics([
               await metrics.registry.getMetricsAsJSON(),
-              ...(await supervisor.collect<MetricsSnapshot>('metrics', WORKER_ANSWER_MS)),
+              ...(await supervisor.collect<MetricsSnapshot>('metrics', WORKER_ANSWER_MS, true)),
             ]),
           serving,
           readiness: async () => {

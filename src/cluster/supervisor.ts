@@ -32,17 +32,6 @@ export function workerExecArgv(primaryExecArgv: readonly string[]): string[] {
 
 export class StartError extends Error {}
 
-/** `promise`'s value, or undefined if it failed or did not settle within `ms`. */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
-  try {
-    return await Promise.race([promise.then((value) => ({ value })).catch(() => undefined), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 export interface SupervisorOptions {
   readonly count: number;
   /** The worker's entry module. */
@@ -66,6 +55,8 @@ interface Managed {
   readonly worker: Worker;
   readonly peer: IpcPeer;
   listening: boolean;
+  /** Each method's last answer, for collect's lastIfLate. */
+  readonly lastAnswers: Map<string, unknown>;
   /** Why it could not start, as the worker said. */
   failure?: string;
 }
@@ -107,8 +98,9 @@ export class Supervisor {
   constructor(private readonly options: SupervisorOptions) {
     // Each worker accepts from the shared listener itself, not through the primary's round-robin hand-off: a worker at
     // its descriptor limit cannot take a connection handed to it, never says so, and the hand-off then waits for ever
-    // (README, "Processes"). A worker at --max-connections closes new connections at once, and counts them.
-    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    // (README, "Processes"). A worker at --max-connections closes new connections at once, and counts them. Node's own
+    // NODE_CLUSTER_SCHED_POLICY still chooses where it is set (the bench measures the hand-off beside this).
+    if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: options.exec, args: [], serialization: 'json', execArgv: workerExecArgv(process.execArgv) });
   }
 
@@ -134,12 +126,24 @@ export class Supervisor {
 
   /** Each listening worker's answer to `method` (e.g. its metrics). */
   /**
-   * Asks every listening worker `method`, waiting `timeoutMs` at most for each: the answers of those that answered in
-   * time. A worker that never answers (stopped, its channel wedged) must not hang a scrape or a health check.
+   * Asks every listening worker `method`, waiting `timeoutMs` at most for each: a worker that does not answer in time
+   * (stopped, its channel wedged) must not hang a scrape or a health check. With `lastIfLate`, such a worker's last
+   * answer stands in for it (its counters must not seem to go back, which Prometheus would read as a reset); without,
+   * it is left out.
    */
-  async collect<T>(method: string, timeoutMs: number): Promise<T[]> {
+  async collect<T>(method: string, timeoutMs: number, lastIfLate = false): Promise<T[]> {
     const answers = await Promise.all(
-      [...this.managed].filter((m) => m.listening).map((m) => withTimeout(m.peer.request<T>(method, []), timeoutMs)),
+      [...this.managed]
+        .filter((m) => m.listening)
+        .map(async (m): Promise<{ value: T } | undefined> => {
+          try {
+            const value = await m.peer.request<T>(method, [], timeoutMs);
+            if (lastIfLate) m.lastAnswers.set(method, value);
+            return { value };
+          } catch {
+            return lastIfLate && m.lastAnswers.has(method) ? { value: m.lastAnswers.get(method) as T } : undefined;
+          }
+        }),
     );
     return answers.filter((answer): answer is { value: T } => answer !== undefined).map((answer) => answer.value);
   }
@@ -173,6 +177,7 @@ export class Supervisor {
     const managed: Managed = {
       worker,
       listening: false,
+      lastAnswers: new Map(),
       peer: new IpcPeer(
         workerChannel(worker),
         {

@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import { createWriteStream } from 'node:fs';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createLogger, type Logger } from '../log/logger.js';
 import { RefusalTally } from '../log/refusalTally.js';
@@ -74,6 +74,17 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
   /** Answers not sent yet: once stopping, each goes out with Connection: close. */
   const answering = new Set<ServerResponse>();
   const connections = connectionRequests();
+  /** Answers `res` by `answer`; once stopping, with Connection: close. */
+  const serve = (res: ServerResponse, onGone: (callback: () => void) => void, answer: () => void): void => {
+    if (stopping) res.shouldKeepAlive = false;
+    else {
+      answering.add(res);
+      const forget = (): boolean => answering.delete(res);
+      res.once('close', forget);
+      onGone(forget);
+    }
+    answer();
+  };
   const shedClient = (address: string | undefined): string =>
     address === undefined ? 'unknown' : clientKeyOf(address, settings.rateLimitIpv6Prefix);
   // Slow clients get clientTimeoutMs for headers and body; the check runs every second, not every 30 s. A request
@@ -85,15 +96,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
       connectionsCheckingInterval: 1000,
       requireHostHeader: false,
     },
-    (req, res) =>
-      connections.request(req, res, () => {
-        if (stopping) res.shouldKeepAlive = false;
-        else {
-          answering.add(res);
-          res.once('close', () => answering.delete(res));
-        }
-        listener(req, res);
-      }),
+    (req, res) => connections.request(req, res, (onGone) => serve(res, onGone, () => listener(req, res))),
   );
   // A client that half-closes after a complete request still gets its answer; the connection closes after it.
   // (Node's http.Server reads this property when the client's end arrives; its default is false.)
@@ -101,7 +104,9 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
   server.on('clientError', (error: Error & { code?: string }, socket: Duplex) =>
     connections.clientError(socket, () => answerClientError(error, socket)),
   );
-  server.on('checkExpectation', expectationFailed);
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+    connections.request(req, res, (onGone) => serve(res, onGone, () => expectationFailed(req, res))),
+  );
   // Past its bound a worker closes a new connection at once (Node's maxConnections): counted, not logged one by one.
   server.maxConnections = settings.maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => deps.refusals.add('connection_shed', shedClient(data?.remoteAddress)));

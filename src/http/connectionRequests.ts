@@ -14,13 +14,20 @@ export const MAX_WAITING_PER_CONNECTION = 32;
 interface ConnectionState {
   inProgress: number;
   readonly waiting: (() => void)[];
+  /** What to call for each request being handled if the connection closes first: its answer may never be sent. */
+  readonly gone: Set<() => void>;
+  closed: boolean;
   /** A client error's answer, sent once the requests before it are answered. */
   clientError?: () => void;
 }
 
 export interface ConnectionRequests {
-  /** Runs `handle` for this request now, or once the connection's earlier requests leave it room. */
-  request(req: IncomingMessage, res: ServerResponse, handle: () => void): void;
+  /**
+   * Runs `handle` for this request now, or once the connection's earlier requests leave it room; never once the
+   * connection is closed. `onGone` registers what to do if the connection closes before this request's answer went
+   * out: an answer waiting for its turn then gets neither 'finish' nor 'close'.
+   */
+  request(req: IncomingMessage, res: ServerResponse, handle: (onGone: (callback: () => void) => void) => void): void;
   /**
    * A request the HTTP parser refused on `socket`: `answer` runs once every earlier request of the connection is
    * answered, so that their answers (a 200 among them) go out first, in order.
@@ -40,11 +47,18 @@ export function connectionRequests(
 ): ConnectionRequests {
   // Dropped with its connection: requests still waiting when it closes are never handled (nobody would get the answer).
   const states = new WeakMap<object, ConnectionState>();
-  const stateOf = (socket: object): ConnectionState => {
+  const stateOf = (socket: Duplex): ConnectionState => {
     let state = states.get(socket);
     if (state === undefined) {
-      state = { inProgress: 0, waiting: [] };
-      states.set(socket, state);
+      const created: ConnectionState = { inProgress: 0, waiting: [], gone: new Set(), closed: socket.destroyed };
+      socket.once('close', () => {
+        created.closed = true;
+        created.waiting.length = 0;
+        for (const callback of [...created.gone]) callback();
+        created.gone.clear();
+      });
+      states.set(socket, created);
+      state = created;
     }
     return state;
   };
@@ -63,16 +77,24 @@ export function connectionRequests(
     request(req, res, handle) {
       const state = stateOf(req.socket);
       const start = (): void => {
+        if (state.closed) return;
         state.inProgress += 1;
+        const callbacks: (() => void)[] = [];
         let ended = false;
         const end = (): void => {
           if (ended) return;
           ended = true;
+          state.gone.delete(gone);
           done(state);
         };
+        const gone = (): void => {
+          end();
+          for (const callback of callbacks) callback();
+        };
+        state.gone.add(gone);
         res.once('finish', end);
         res.once('close', end);
-        handle();
+        handle((callback) => callbacks.push(callback));
       };
       if (state.inProgress < limits.maxInProgress) start();
       else if (state.waiting.length < limits.maxWaiting) state.waiting.push(start);

@@ -1,5 +1,6 @@
 // A stand-in worker for the Supervisor's tests: speaks the same IPC packets as src/cluster/worker.ts. It fails to
-// start (saying why) while the file named by FIXTURE_FAIL_FILE exists; otherwise it listens until told to stop.
+// start (saying why) while the file named by FIXTURE_FAIL_FILE exists; otherwise it listens until told to stop (and,
+// while the file named by FIXTURE_CUT_FILE exists, closes its channel to the primary and lives on).
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 
@@ -12,6 +13,8 @@ process.on('message', (message) => {
         setTimeout(() => process.exit(1), 50);
       } else {
         createServer((_req, res) => res.end('ok')).listen(0, '127.0.0.1');
+        // A worker alive but out of the primary's reach: its channel closed, its listener still up.
+        if (existsSync(process.env.FIXTURE_CUT_FILE ?? '')) setTimeout(() => process.disconnect(), 200);
       }
     }
     if (envelope.method === 'stop') process.exit(0);

@@ -25,7 +25,7 @@ function supervisor(count: number, onCrashLoop: (reason: string) => void = () =>
     log: logger.log,
     onCrashLoop,
     stopTimeoutMs: 5000,
-    environment: ['FIXTURE_FAIL_FILE'],
+    environment: ['FIXTURE_FAIL_FILE', 'FIXTURE_CUT_FILE'],
   });
   return { logger, supervisor: workers };
 }
@@ -48,6 +48,8 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
   const dir = tempDir('regservice-supervisor-');
   const failFile = join(dir, 'fail');
   process.env.FIXTURE_FAIL_FILE = failFile;
+  const cutFile = join(dir, 'cut');
+  process.env.FIXTURE_CUT_FILE = cutFile;
   const running: Supervisor[] = [];
   after(async () => {
     for (const workers of running) await workers.stop();
@@ -79,6 +81,31 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
     assert.equal(reason, `${MAX_FAILED_STARTS} workers in a row failed to start; the last: the fixture was told to fail`);
     await workers.stop();
     rmSync(failFile);
+  });
+
+  it('ends a worker it cannot reach (its channel closed, the process alive) and replaces it', async () => {
+    writeFileSync(cutFile, '');
+    const { supervisor: workers, logger } = started(supervisor(1));
+    await workers.start();
+    const [pid] = await listeningWorkers(logger.lines, 1);
+    rmSync(cutFile);
+    // Asking it anything fails once its channel is closed: the primary then ends it.
+    await waitFor(
+      'the unreachable worker ended',
+      async () => {
+        await workers.collect('metrics', 500);
+        try {
+          process.kill(pid!, 0);
+          return undefined;
+        } catch {
+          return true;
+        }
+      },
+      10_000,
+    );
+    await listeningWorkers(logger.lines, 2);
+    assert.equal(workers.listening, 1, 'a replacement listens');
+    await workers.stop();
   });
 
   it('fails the start with the reason a worker gave, and stop() ends every worker', async () => {
@@ -129,6 +156,7 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
         const allowed = new Set([
           ...WORKER_ENVIRONMENT,
           'FIXTURE_FAIL_FILE',
+          'FIXTURE_CUT_FILE',
           'NODE_UNIQUE_ID',
           'NODE_CHANNEL_FD',
           'NODE_CHANNEL_SERIALIZATION_MODE',

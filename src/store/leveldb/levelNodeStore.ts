@@ -49,9 +49,11 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
     async touch(localpart, when) {
       const record = await get(localpart);
       if (record === undefined) return false;
-      // Times, not their text: an ISO string past year 9999 ('+010000-…') sorts before every ordinary one.
-      if (record.lastSeen === undefined || Date.parse(record.lastSeen) < Date.parse(when))
+      // Times, not their text: an ISO string past year 9999 ('+010000-…') sorts before every ordinary one. A stored
+      // time that does not parse is replaced.
+      if (record.lastSeen === undefined || !(Date.parse(record.lastSeen) >= Date.parse(when))) {
         await write([putNode({ ...record, lastSeen: when })]);
+      }
       return true;
     },
     async getPending(localpart) {
