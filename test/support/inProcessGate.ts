@@ -30,6 +30,8 @@ export interface InProcessGate {
   /** The refusals the worker counted (drain() to read them). */
   readonly refusals: RefusalTally;
   readonly lines: () => string[];
+  /** Connections the listener holds now. */
+  connections(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -104,6 +106,7 @@ export async function startInProcessGate(
     registered,
     refusals,
     lines: logger.lines,
+    connections: () => new Promise((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count)))),
     close,
   };
 }

@@ -54,6 +54,11 @@ export class RawConnection {
     this.socket.destroy();
   }
 
+  /** Gone at once, as a client that crashed: RST, where destroy() sends FIN (which a server may take for a half-close). */
+  reset(): void {
+    this.socket.resetAndDestroy();
+  }
+
   get responses(): readonly RawResponse[] {
     return this.parsed;
   }

@@ -84,6 +84,28 @@ describe('one connection, many requests: every request gets its Matrix answer, i
     assert.equal((await second.waitFor(1, 10_000))[0]?.status, 200);
   });
 
+  it('never handles the requests still waiting on a connection the client reset', async (t) => {
+    const registrar = heldRegistrar();
+    const gate = await startInProcessGate(t, { registrar });
+    const path = `${new URL(gate.base).pathname}/register`;
+    const pipelined = await openTo(t, gate);
+    pipelined.write(Array.from({ length: MAX_IN_PROGRESS_PER_CONNECTION + 2 }, () => postText(path, fresh())).join(''));
+    await waitFor(
+      'the first requests at the homeserver',
+      async () => (registrar.held.length >= MAX_IN_PROGRESS_PER_CONNECTION ? true : undefined),
+      10_000,
+    );
+    pipelined.reset();
+    await waitFor('the gate to see the connection closed', async () => ((await gate.connections()) === 0 ? true : undefined), 10_000);
+    registrar.release();
+    // A registration on another connection, sent after the close, reaches the homeserver: the two left waiting did not.
+    const other = fresh();
+    const second = await openTo(t, gate);
+    second.write(postText(path, other));
+    assert.equal((await second.waitFor(1, 10_000))[0]?.status, 200);
+    assert.equal(registrar.held.length, MAX_IN_PROGRESS_PER_CONNECTION + 1, 'only the requests already handled, and the other one');
+  });
+
   it('answers a request the parser refused after a valid one only after that one: its 200 comes first, then the 400, then the close', async (t) => {
     const gate = await startInProcessGate(t);
     const node = fresh();
