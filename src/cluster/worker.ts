@@ -168,8 +168,14 @@ export function runWorker(): void {
       start: (settings: WorkerSettings) => void start(settings),
       stop: () => void stop(),
       metrics: () => metrics?.registry.getMetricsAsJSON() ?? [],
-      // Whether this worker can take connections now: the primary's /ready and /health ask.
-      serving: () => worker?.server.listening === true && stopping === undefined,
+      // Whether this worker can take a connection now (listening, not stopping, below --max-connections): the
+      // primary's /ready and /health ask.
+      serving: () =>
+        new Promise<boolean>((resolve) => {
+          const server = worker?.server;
+          if (server?.listening !== true || stopping !== undefined) return resolve(false);
+          server.getConnections((error, count) => resolve(error === null && count < server.maxConnections));
+        }),
     },
     (method, error) => log?.error(`the primary's ${method} failed here`, { reason: (error as Error).message }),
     // The primary cannot be reached: nothing can be registered any more; the primary replaces a worker that exits.

@@ -309,15 +309,27 @@ describe(
     it('serves again once a connection flood past its descriptor limit ends: each worker holds its bound, sheds the rest and counts them', async (t) => {
       await gate.stop();
       // As an operator's shell with `ulimit -n 300` starts run.sh; --max-connections is left to its default.
+      const metricsPort = await freePort();
       const daemon = spawnDaemon(
         t,
         'prlimit',
-        ['--nofile=300:300', join(gate.dir, 'run.sh'), ...WORKERS, '--refusal-summary-interval', '1'],
-        {
-          cwd: gate.dir,
-        },
+        [
+          '--nofile=300:300',
+          join(gate.dir, 'run.sh'),
+          ...WORKERS,
+          '--refusal-summary-interval',
+          '1',
+          '--metrics-port',
+          String(metricsPort),
+        ],
+        { cwd: gate.dir },
       );
       await waitUntilListening(daemon, gate.url);
+      const ready = async (): Promise<{ status: number; workers?: unknown }> => {
+        const answer = await fetch(`http://127.0.0.1:${metricsPort}/ready`, { signal: AbortSignal.timeout(10_000) });
+        return { status: answer.status, workers: ((await answer.json()) as { workers?: unknown }).workers };
+      };
+      await waitFor('ready before the flood', async () => ((await ready()).status === 200 ? true : undefined), 30_000);
       const { port, pathname } = new URL(gate.url);
       const flood: Socket[] = [];
       t.after(() => flood.forEach((socket) => socket.destroy()));
@@ -341,7 +353,20 @@ describe(
       await waitFor('the shed connections in the summaries', async () => (counted() >= 800 - 2 * 236 ? true : undefined), 30_000);
       for (const worker of childrenOf(daemon.child.pid as number))
         assert.ok(readdirSync(`/proc/${worker}/fd`).length <= 300, `worker ${worker} within its descriptor limit`);
+      // A worker at its bound takes no connection, and /ready says so. (The other may still have room: a full worker
+      // goes on accepting and shedding, so the two need not fill alike.)
+      const full = await waitFor(
+        '/ready to say no worker takes connections',
+        async () => {
+          const answer = await ready();
+          return answer.status === 503 ? answer : undefined;
+        },
+        10_000,
+      );
+      const workers = full.workers as { serving: number; of: number };
+      assert.ok(workers.of === 2 && workers.serving < 2, JSON.stringify(workers));
       flood.splice(0).forEach((socket) => socket.destroy());
+      await waitFor('ready again after the flood', async () => ((await ready()).status === 200 ? true : undefined), 10_000);
 
       const node = sign();
       const answer = await waitFor(
