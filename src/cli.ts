@@ -174,7 +174,13 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
       '--synapse-registration <file>',
       'with --container: where Synapse reads its copy of the registration, as Synapse sees the path (/data/matrix-regservice.yaml)',
     )
-    .option('--force', 'overwrite existing files', false)
+    .option('--force', 'replace existing files, keeping a 0600 backup of each under <out>/backups/', false)
+    .option(
+      '--new-tokens',
+      "new as_token and hs_token instead of keeping the registration's already in --out (or the Go original's)",
+      false,
+    )
+    .option('--new-shared-secret', 'a new shared secret instead of keeping the one genconfig generated before in --out', false)
     .option('--id <id>', 'application-service id, unique on the homeserver (default matrix-regservice-<matrixdomain>)')
     .option(
       '--homeserver-config <file>',
@@ -188,6 +194,10 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     .option(
       '--synapse-workdir <dir>',
       "Synapse's working directory, for relative paths in its configuration (default /var/lib/matrix-synapse with conf.d, else homeserver.yaml's directory)",
+    )
+    .option(
+      '--synapse-user <user>',
+      "Synapse's account, which alone reads its own copies of the registration and secret (default: the owner of Synapse's working directory)",
     )
     .option('--nginx-location <file>', 'also write the nginx location nodes register through, to include in your own server block')
     .option('--nginx <file>', 'also write a whole nginx site (a server block for Synapse and the service) for this deployment')
@@ -211,7 +221,7 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     .action((options: GenconfigOptions, command: Command) =>
       reportFailure(async () => {
         const { runGenconfig } = await import('./commands/genconfig.js');
-        runGenconfig(options, (fallback) => settingsOrExit(command, { requireSecrets: false }, fallback), process);
+        await runGenconfig(options, (fallback) => settingsOrExit(command, { requireSecrets: false }, fallback), process);
       }),
     );
   program

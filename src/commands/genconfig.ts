@@ -12,9 +12,16 @@ import {
   planGenconfig,
   readTemplate,
   renderSystemdUnit,
+  REGISTRATION_FILE,
   RUN_FILE,
+  SECRET_FILE,
   writeGenconfig,
 } from '../genconfig/genconfig.js';
+import { currentUser, lookupUser, ownerOf, type FileOwner } from '../genconfig/fileOwners.js';
+import { settleOwnership } from '../genconfig/ownership.js';
+import { readerCopies, separateReaders, type Readers } from '../genconfig/readerCopies.js';
+import { moveRegistry, planRegistryMove } from '../genconfig/registryMove.js';
+import { readPreviousDeployment } from '../genconfig/previousDeployment.js';
 import { registrationUrlThroughNginx, renderNginxSite, renderNginxSnippet, type NginxTemplates } from '../genconfig/nginxSite.js';
 import { EXIT_BAD_SETTINGS, EXIT_FAILURE, failCommand, type Output } from './commandFailure.js';
 
@@ -46,10 +53,29 @@ export interface GenconfigOptions {
   readonly registrationUrl?: string | undefined;
   /** With --container: where Synapse reads its copy of the registration, as Synapse sees the path. */
   readonly synapseRegistration?: string | undefined;
+  /** Synapse's account, to own its copies of the registration and secret (default: the owner of its working directory). */
+  readonly synapseUser?: string | undefined;
+  /** New as_token and hs_token, instead of keeping an earlier run's (or the Go original's). */
+  readonly newTokens: boolean;
+  /** A new shared secret, instead of keeping the one an earlier run generated. */
+  readonly newSharedSecret: boolean;
 }
 
 /** Synapse's working directory under Debian's unit, from which it resolves relative paths in its configuration. */
 const DEBIAN_SYNAPSE_WORKDIR = '/var/lib/matrix-synapse';
+
+/** The port of a registration url on this machine (loopback or an unspecified address), which the gate listens on. */
+function localPortOf(url: string | undefined): number | undefined {
+  if (url === undefined) return undefined;
+  try {
+    const parsed = new URL(url);
+    if (!['127.0.0.1', 'localhost', '[::1]', '0.0.0.0', '[::]'].includes(parsed.hostname)) return undefined;
+    const port = Number(parsed.port === '' ? (parsed.protocol === 'https:' ? 443 : 80) : parsed.port);
+    return Number.isInteger(port) && port > 0 ? port : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function readConfigOrFail(path: string): SynapseConfig {
   try {
@@ -67,7 +93,11 @@ function readConfigOrFail(path: string): SynapseConfig {
  * every file and Synapse's changes, checks them all, then writes all or nothing. `settingsFor` resolves the settings
  * with what Synapse's configuration gave as the lowest layer.
  */
-export function runGenconfig(given: GenconfigOptions, settingsFor: (fallback: SettingsLayer) => ResolvedSettings, out: Output): void {
+export async function runGenconfig(
+  given: GenconfigOptions,
+  settingsFor: (fallback: SettingsLayer) => ResolvedSettings,
+  out: Output,
+): Promise<void> {
   const container = given.container ? containerDefaults() : undefined;
   const options = {
     ...given,
@@ -92,7 +122,20 @@ export function runGenconfig(given: GenconfigOptions, settingsFor: (fallback: Se
         : `genconfig --container, then ${fallback?.source ?? 'defaults'}`,
     values: { datapath: join(resolve(options.out), DEFAULTS.datapath), ...fallback?.values, ...container?.settings },
   };
-  const { settings, warnings } = settingsFor(deploymentDefaults);
+  const resolveWith = (extra: SettingsLayer['values']): ResolvedSettings =>
+    settingsFor({ ...deploymentDefaults, values: { ...deploymentDefaults.values, ...extra } });
+  let { settings, warnings } = resolveWith({});
+  const outDir = resolve(options.out);
+  const previous = readPreviousDeployment(outDir, REGISTRATION_FILE, SECRET_FILE);
+  // Run where the Go original's genconfig ran (Synapse's config directory), keep its registration's id and tokens:
+  // Synapse and the Go original's run.sh hold them.
+  const goRegistration = [process.cwd(), ...(config === undefined ? [] : [dirname(config.homeserverYaml.path)])]
+    .map((dir) => findGoRegistration(dir, settings.serverName))
+    .find((found) => found !== undefined);
+  // The port Synapse reaches the service on stays that of the registration it holds, unless --port says otherwise.
+  const ownUrl = options.registrationUrl === undefined && options.upstream.length === 0 && container === undefined;
+  const keptPort = ownUrl ? localPortOf(previous.registration?.url ?? goRegistration?.url) : undefined;
+  if (keptPort !== undefined && keptPort !== settings.port) ({ settings, warnings } = resolveWith({ port: keptPort }));
   for (const warning of warnings) out.stderr.write(`warning: ${warning}\n`);
   const port = (value: string, flag: string): number => {
     const number = Number(value);
@@ -126,27 +169,46 @@ export function runGenconfig(given: GenconfigOptions, settingsFor: (fallback: Se
     tls,
     appservicePort: port(options.appservicePort, '--appservice-port'),
   };
-  // Run where the Go original's genconfig ran (Synapse's config directory), keep its registration's id and tokens:
-  // Synapse and the Go original's run.sh hold them.
-  const goRegistration = [process.cwd(), ...(config === undefined ? [] : [dirname(config.homeserverYaml.path)])]
-    .map((dir) => findGoRegistration(dir, settings.serverName))
-    .find((found) => found !== undefined);
-  if (goRegistration !== undefined) {
-    out.stdout.write(`Keeping the id and tokens of the Go original's registration ${goRegistration.path}\n`);
-  }
+  // Who reads what: Synapse and the service each get a 0600 copy of their own when they run as different accounts.
+  const synapseHome =
+    options.synapseWorkdir !== undefined
+      ? resolve(options.synapseWorkdir)
+      : config?.confDir !== undefined && existsSync(DEBIAN_SYNAPSE_WORKDIR)
+        ? DEBIAN_SYNAPSE_WORKDIR
+        : config === undefined
+          ? undefined
+          : dirname(config.homeserverYaml.path);
+  const synapseAccount = (): FileOwner | undefined => {
+    if (options.synapseUser === undefined) return synapseHome === undefined ? undefined : ownerOf(synapseHome);
+    return lookupUser(options.synapseUser) ?? failCommand(`--synapse-user ${options.synapseUser}: no such user`, EXIT_BAD_SETTINGS);
+  };
+  const readers: Readers = {
+    synapse: container === undefined ? synapseAccount() : undefined,
+    service: options.systemd === undefined ? currentUser() : lookupUser(options.systemdUser),
+    homeserverYaml: container === undefined ? config?.homeserverYaml.path : undefined,
+  };
   const input = {
     ...defaultGenconfigInput(settings, options.out),
+    ownSecretCopy: separateReaders(readers),
     appserviceId: options.id,
     // Several gates: the homeserver reaches them through nginx's upstream, so its transactions fail over too.
     registrationUrl:
       options.registrationUrl ??
       (upstreams.length > 0 ? registrationUrlThroughNginx(settings, nginxOptions) : container?.options.registrationUrl),
     keep: goRegistration,
+    previous,
+    newTokens: options.newTokens,
+    newSharedSecret: options.newSharedSecret,
   };
   try {
     const plan = planGenconfig(input);
+    if (plan.keptFrom !== undefined) {
+      const whose = plan.keptFrom === goRegistration?.path ? "the Go original's registration" : 'the registration written before,';
+      out.stdout.write(`Keeping the id and tokens of ${whose} ${plan.keptFrom} (--new-tokens makes new ones)\n`);
+    }
     const synapseRegistration =
       container === undefined ? undefined : resolve(options.synapseRegistration ?? container.options.synapseRegistration);
+    const copies = readerCopies(plan, readers);
     const site = { user: options.systemdUser, runScript: join(input.outDir, RUN_FILE) };
     const templates: NginxTemplates = {
       site: readTemplate('nginx-site.conf.template'),
@@ -160,13 +222,14 @@ export function runGenconfig(given: GenconfigOptions, settingsFor: (fallback: Se
         : planHomeserverUpdate(config, {
             registration: {
               // In containers, the copy Synapse reads, by the path it sees.
-              file: synapseRegistration ?? plan.registrationFile,
+              file: synapseRegistration ?? copies.synapseRegistration,
               id: plan.registration.id,
               url: plan.registration.url,
               asToken: plan.registration.as_token,
               hsToken: plan.registration.hs_token,
+              userRegexes: plan.registration.namespaces.users.map((namespace) => namespace.regex),
             },
-            sharedSecretFile: plan.newSecretFile,
+            sharedSecretFile: copies.synapseSecret,
             bases: [
               ...new Set([
                 dirname(config.homeserverYaml.path),
@@ -193,7 +256,7 @@ export function runGenconfig(given: GenconfigOptions, settingsFor: (fallback: Se
     const backup = patching?.inPlace === true ? `${patching.path}.bak-${input.now.toISOString().replace(/[:.]/g, '')}` : undefined;
     const files = [
       ...(container === undefined || synapseRegistration === undefined
-        ? plan.files
+        ? copies.files
         : containerFiles(plan, settings, { registrationUrl: plan.registration.url, synapseRegistration }, input.now)),
       ...(options.nginx === undefined
         ? []
@@ -223,29 +286,51 @@ export function runGenconfig(given: GenconfigOptions, settingsFor: (fallback: Se
             { name: patching.path, content: patching.text, mode: 0o644, replaces: true, inPlace: patching.inPlace },
           ]),
     ];
-    const written = writeGenconfig({ files }, input.outDir, options.force);
+    // The registry kept while the service ran from the Go original's run.sh (its --datapath .matrix) moves along.
+    const registryMove =
+      goRegistration === undefined || container !== undefined || settings.database !== undefined
+        ? undefined
+        : await planRegistryMove(join(dirname(goRegistration.path), '.matrix'), resolve(settings.datapath));
+    const { written, backups } = writeGenconfig({ files }, input.outDir, options.force, input.now);
     out.stdout.write(`Wrote ${written.join(', ')}\n`);
+    if (backups.length > 0) out.stdout.write(`Kept what it replaced (0600): ${backups.join(', ')}\n`);
+    out.stdout.write(
+      settleOwnership(
+        files.map((file) => ({ path: resolve(input.outDir, file.name), owner: 'owner' in file ? file.owner : undefined })),
+        readers,
+        options.systemd === undefined ? undefined : options.systemdUser,
+        settings.database === undefined ? resolve(settings.datapath) : undefined,
+        plan.files.filter((file) => file.mode === 0o600).map((file) => join(input.outDir, file.name)),
+      ),
+    );
+    if (registryMove !== undefined) out.stdout.write(moveRegistry(registryMove, readers.service));
     const start = container === undefined ? site.runScript : 'docker compose up -d (the image reads regservice.yaml)';
+    // Synapse reads its registration and secret at its start only: every change to what it holds needs a restart.
+    const reload =
+      plan.synapseMustReload.length === 0
+        ? ''
+        : `This run changed what Synapse holds (${plan.synapseMustReload.join('; ')}): restart Synapse so that it reads it, then restart the service.\n`;
     if (update === undefined) {
-      out.stdout.write(plan.instructions);
+      out.stdout.write(plan.instructions + reload);
       return;
     }
     if (update.kind === 'none') {
-      out.stdout.write(`Synapse's configuration already has what this deployment needs (${update.where}).\n`);
-    } else if (patching !== undefined) {
+      out.stdout.write(`Synapse's configuration already lists this deployment's registration (${update.where}).\n`);
+      out.stdout.write(reload === '' ? `Start the service: ${start}\n` : reload);
+      return;
+    }
+    if (patching !== undefined) {
       out.stdout.write(
         `${patching.inPlace ? `Patched ${patching.path} (backup: ${backup})` : `Added ${patching.path} for Synapse`}:\n${byHand(patching.changes)}\n` +
+          reload +
           `Restart Synapse, then start the service: ${start}\n`,
       );
       return;
-    } else {
-      const target = update.kind === 'write' ? (update.inPlace ? update.path : `a file ${update.path}`) : update.where;
-      const caveat =
-        update.kind === 'refused'
-          ? ` (--patch-homeserver cannot: ${update.problems.join('; ')})`
-          : ' (or run again with --patch-homeserver)';
-      out.stdout.write(`Add to ${target}${caveat}, then restart Synapse:\n${byHand(update.changes)}\n`);
     }
+    const target = update.kind === 'write' ? (update.inPlace ? update.path : `a file ${update.path}`) : update.where;
+    const caveat =
+      update.kind === 'refused' ? ` (--patch-homeserver cannot: ${update.problems.join('; ')})` : ' (or run again with --patch-homeserver)';
+    out.stdout.write(`Add to ${target}${caveat}, then restart Synapse:\n${byHand(update.changes)}\n${reload}`);
     out.stdout.write(`Then start the service: ${start}\n`);
   } catch (error) {
     if (error instanceof GenconfigError) failCommand(error.message, EXIT_FAILURE);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import {
   accessSync,
   chmodSync,
+  chownSync,
   constants,
   existsSync,
   mkdirSync,
@@ -12,12 +13,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { photonUserRegex, renderRegistration, type AppserviceRegistration } from '../config/registrationFile.js';
 import type { Settings } from '../config/settings.js';
 import { localServiceUrl } from '../config/connectAddress.js';
 import { describeDatabaseUrl, urlHasPassword } from '../config/databaseUrl.js';
 import { BIN_PATH, PACKAGE_ROOT } from '../packageRoot.js';
 import { GenconfigError } from './genconfigError.js';
+import type { FileOwner } from './fileOwners.js';
+import { changesSynapseMustReload, type PreviousDeployment } from './previousDeployment.js';
 import { renderTemplate, shellQuote } from './template.js';
 import { systemdPath, systemdUserName } from './unitValues.js';
 
@@ -31,6 +35,8 @@ export interface GeneratedFile {
   readonly replaces?: boolean;
   /** Written into the existing file, which keeps its owner and mode (homeserver.yaml): not replaced by a new one. */
   readonly inPlace?: boolean;
+  /** The account that is to own it (and, at 0600, alone read it); written by root only. */
+  readonly owner?: FileOwner | undefined;
 }
 
 export interface GenconfigPlan {
@@ -43,6 +49,10 @@ export interface GenconfigPlan {
   readonly newSecretFile: string | undefined;
   /** What the operator must add to homeserver.yaml and do next. */
   readonly instructions: string;
+  /** What Synapse holds from an earlier run that this one changes: Synapse must be restarted to read it. */
+  readonly synapseMustReload: readonly string[];
+  /** Where the id and tokens came from, when they were kept. */
+  readonly keptFrom: string | undefined;
 }
 
 export interface GenconfigInput {
@@ -65,7 +75,18 @@ export interface GenconfigInput {
    * The id and tokens to keep: the Go original's registration, which Synapse and the Go original's run.sh already hold.
    * Fresh ones otherwise.
    */
-  readonly keep?: { readonly id: string; readonly asToken: string; readonly hsToken: string } | undefined;
+  readonly keep?: { readonly id: string; readonly asToken: string; readonly hsToken: string; readonly path: string } | undefined;
+  /** What an earlier run wrote into outDir: its id, tokens and generated secret are kept. */
+  readonly previous?: PreviousDeployment | undefined;
+  /** New tokens even where an earlier run's or the Go original's could be kept. */
+  readonly newTokens?: boolean | undefined;
+  /** A new shared secret even where an earlier run generated one. */
+  readonly newSharedSecret?: boolean | undefined;
+  /**
+   * The service reads a copy of its own of the shared secret, in outDir, even when Synapse's configuration names a file:
+   * that file is Synapse's to read (0600, Synapse's account).
+   */
+  readonly ownSecretCopy?: boolean | undefined;
 }
 
 export const REGISTRATION_FILE = 'registration.yaml';
@@ -95,11 +116,14 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   let secretNote = '';
   let newSecretFile: string | undefined;
   let sharedSecretFile: string | undefined;
+  let writtenSecret: string | undefined;
   if (settings.backend === 'shared-secret') {
-    let secretFile = settings.sharedSecretFile;
+    let secretFile = input.ownSecretCopy === true ? undefined : settings.sharedSecretFile;
     if (secretFile === undefined) {
       secretFile = join(outDir, SECRET_FILE);
-      const secret = settings.sharedSecret !== '' ? settings.sharedSecret : input.randomToken();
+      const earlier = input.newSharedSecret === true ? undefined : input.previous?.sharedSecret;
+      const secret = settings.sharedSecret !== '' ? settings.sharedSecret : (earlier ?? input.randomToken());
+      writtenSecret = secret;
       files.push({ name: SECRET_FILE, content: `${secret}\n`, mode: 0o600 });
       if (settings.sharedSecret === '') newSecretFile = secretFile;
       secretNote =
@@ -118,11 +142,19 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
       (settings.allowPasswordReset ? '  --allow-password-reset \\\n' : '');
   }
 
+  // An earlier run's id and tokens (or the Go original's), which Synapse already holds, stay unless asked otherwise.
+  const earlier = input.previous?.registration;
+  const kept =
+    input.newTokens === true
+      ? undefined
+      : earlier !== undefined
+        ? { id: earlier.id, asToken: earlier.as_token, hsToken: earlier.hs_token, path: earlier.path }
+        : input.keep;
   const registration: AppserviceRegistration = {
-    id: input.appserviceId ?? input.keep?.id ?? `matrix-regservice-${settings.serverName}`,
+    id: input.appserviceId ?? earlier?.id ?? input.keep?.id ?? `matrix-regservice-${settings.serverName}`,
     url: input.registrationUrl ?? localServiceUrl(settings),
-    as_token: input.keep?.asToken ?? input.randomToken(),
-    hs_token: input.keep?.hsToken ?? input.randomToken(),
+    as_token: kept?.asToken ?? input.randomToken(),
+    hs_token: kept?.hsToken ?? input.randomToken(),
     sender_localpart: 'regservice',
     namespaces: {
       // Synapse refuses shared-secret registration inside an exclusive namespace (M_EXCLUSIVE);
@@ -158,7 +190,24 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
     `    - ${registrationPath}\n` +
     secretNote +
     `Then start the service: ${join(outDir, RUN_FILE)}\n`;
-  return { files, instructions, registrationFile: registrationPath, registration, newSecretFile, sharedSecretFile };
+  const synapseMustReload = changesSynapseMustReload(input.previous ?? {}, {
+    url: registration.url,
+    asToken: registration.as_token,
+    hsToken: registration.hs_token,
+    sharedSecret: writtenSecret,
+  });
+  if (earlier !== undefined && earlier.id !== registration.id)
+    synapseMustReload.push(`the registration's id (${earlier.id} → ${registration.id})`);
+  return {
+    files,
+    instructions,
+    registrationFile: registrationPath,
+    registration,
+    newSecretFile,
+    sharedSecretFile,
+    synapseMustReload,
+    keptFrom: kept?.path,
+  };
 }
 
 /** What the systemd unit names. */
@@ -176,6 +225,7 @@ export function renderSystemdUnit(template: string, settings: Settings, site: Un
     RUN_SH: systemdPath(site.runScript, 'run.sh path'),
     DATAPATH: systemdPath(resolve(settings.datapath), '--datapath'),
     DATAPATH_SHELL: shellQuote(resolve(settings.datapath)),
+    README: pathToFileURL(join(PACKAGE_ROOT, 'README.md')).href.replaceAll('%', '%%'),
   });
 }
 
@@ -213,7 +263,12 @@ function unwritable(path: string, file: GeneratedFile, force: boolean, creatable
  * files are replaced only with `force`; every directory but `outDir` must exist), then each is written beside its
  * target and renamed into place once all were written. A failure leaves no file changed and no new one behind.
  */
-export function writeGenconfig(plan: Pick<GenconfigPlan, 'files'>, outDir: string, force: boolean): string[] {
+export function writeGenconfig(
+  plan: Pick<GenconfigPlan, 'files'>,
+  outDir: string,
+  force: boolean,
+  now: Date = new Date(),
+): { written: string[]; backups: string[] } {
   const paths = plan.files.map((file) => resolve(outDir, file.name));
   const problems = [
     ...new Set(
@@ -226,17 +281,34 @@ export function writeGenconfig(plan: Pick<GenconfigPlan, 'files'>, outDir: strin
     throw new GenconfigError(problems.length === 1 ? problems[0]! : `nothing was written:\n  - ${problems.join('\n  - ')}`);
   const madeOutDir = !existsSync(outDir);
   const staged: string[] = [];
+  // Each file this replaces with other content is kept, 0600, under <out>/backups/<time>/ by its absolute path (never
+  // beside it: nginx and Synapse read whole directories).
+  const backupDir = join(resolve(outDir), 'backups', now.toISOString().replace(/[:.]/g, ''));
+  const backups: string[] = [];
   try {
     mkdirSync(outDir, { recursive: true });
+    plan.files.forEach((file, index) => {
+      const path = paths[index] as string;
+      if (file.inPlace === true || !existsSync(path)) return;
+      const old = readFileSync(path);
+      if (old.equals(Buffer.from(file.content))) return;
+      const backup = join(backupDir, path);
+      mkdirSync(dirname(backup), { recursive: true, mode: 0o700 });
+      writeFileSync(backup, old, { mode: 0o600 });
+      chmodSync(backup, 0o600);
+      backups.push(backup);
+    });
     plan.files.forEach((file, index) => {
       if (file.inPlace === true) return;
       const temporary = `${paths[index] as string}.genconfig-${process.pid}`;
       writeFileSync(temporary, file.content, { mode: file.mode });
       chmodSync(temporary, file.mode);
+      if (file.owner !== undefined && process.getuid?.() === 0) chownSync(temporary, file.owner.uid, file.owner.gid);
       staged[index] = temporary;
     });
   } catch (error) {
     for (const temporary of staged) if (temporary !== undefined) rmSync(temporary, { force: true });
+    rmSync(backupDir, { recursive: true, force: true });
     if (madeOutDir) rmSync(outDir, { recursive: true, force: true });
     throw new GenconfigError(`nothing was written: ${(error as Error).message}`);
   }
@@ -246,7 +318,7 @@ export function writeGenconfig(plan: Pick<GenconfigPlan, 'files'>, outDir: strin
     if (temporary !== undefined) renameSync(temporary, path);
     else if (file.inPlace === true) writeFileSync(path, file.content);
   });
-  return paths;
+  return { written: paths, backups };
 }
 
 export function defaultGenconfigInput(settings: Settings, outDir: string): GenconfigInput {

@@ -68,10 +68,12 @@ export function planHomeserverUpdate(config: SynapseConfig, wanted: WantedDeploy
   const entries = Array.isArray(listed) ? listed.filter((entry): entry is string => typeof entry === 'string') : [];
   const kinds = new Map(entries.map((entry) => [entry, classifyEntry(entry, wanted.bases, ours)]));
   const unresolved = [...kinds.values()].flatMap((kind) => (kind.kind === 'unresolved' ? [kind.why] : []));
+  const stale = entries.filter((entry) => kinds.get(entry)?.kind === 'stale');
   const wantedConfig: WantedHomeserverConfig = {
     registrationFile: ours.file,
     sharedSecretFile: wanted.sharedSecretFile,
     isOurs: (entry) => entry === ours.file || kinds.get(entry)?.kind === 'ours',
+    stale,
   };
   const listChange: HomeserverChange = { key: 'app_service_config_files', describe: `app_service_config_files:\n  - ${ours.file}` };
 
@@ -96,8 +98,9 @@ export function planHomeserverUpdate(config: SynapseConfig, wanted: WantedDeploy
   if (unresolved.length > 0) {
     return { kind: 'refused', where: ownConfD, problems: [...unresolved, 'write each relative entry as an absolute path'], changes };
   }
-  if (!listsOurs(listed, wantedConfig)) {
-    values.app_service_config_files = [...entries, ours.file];
+  if (stale.length > 0 || !listsOurs(listed, wantedConfig)) {
+    const replaced = entries.map((entry) => (stale.includes(entry) ? ours.file : entry));
+    values.app_service_config_files = stale.length > 0 ? [...new Set(replaced)] : [...entries, ours.file];
     changes.push({
       key: 'app_service_config_files',
       describe: stringify({ app_service_config_files: values.app_service_config_files }).trim(),

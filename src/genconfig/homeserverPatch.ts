@@ -11,6 +11,8 @@ export interface WantedHomeserverConfig {
    * original's with the same id and tokens): then none is added. By default, only the same path.
    */
   readonly isOurs?: (entry: string) => boolean;
+  /** Entries that were this deployment's registration with another url or tokens: replaced by registrationFile. */
+  readonly stale?: readonly string[];
 }
 
 /** Whether `listed` (app_service_config_files as Synapse reads it) already has this deployment's registration. */
@@ -80,7 +82,14 @@ function changesNeeded(doc: Document.Parsed, wanted: WantedHomeserverConfig): Ho
   const changes: HomeserverChange[] = [];
   if (pyYamlValue(doc, 'enable_registration') !== false)
     changes.push({ key: 'enable_registration', describe: 'enable_registration: false' });
-  if (!listsOurs(pyYamlValue(doc, 'app_service_config_files'), wanted)) {
+  const listed = pyYamlValue(doc, 'app_service_config_files');
+  const stale = (wanted.stale ?? []).filter((entry) => Array.isArray(listed) && listed.includes(entry));
+  if (stale.length > 0) {
+    changes.push({
+      key: 'app_service_config_files',
+      describe: `app_service_config_files: in place of ${stale.join(', ')}\n  - ${wanted.registrationFile}`,
+    });
+  } else if (!listsOurs(listed, wanted)) {
     changes.push({ key: 'app_service_config_files', describe: `app_service_config_files:\n  - ${wanted.registrationFile}` });
   }
   const hasSecret = pairsOf(doc, 'registration_shared_secret').length > 0 || pairsOf(doc, 'registration_shared_secret_path').length > 0;
@@ -150,6 +159,14 @@ export function planHomeserverPatch(text: string, wanted: WantedHomeserverConfig
       problems.push(
         `app_service_config_files (line ${keyLine}) is an alias or anchor: add ${wanted.registrationFile} to the list it names`,
       );
+    } else if (isSeq(value) && value.range && (wanted.stale ?? []).length > 0) {
+      // Synapse must read ours in place of a stale one: the item's value is replaced, its line kept.
+      for (const item of value.items) {
+        if (isScalar(item) && typeof item.value === 'string' && wanted.stale?.includes(item.value) && item.range) {
+          edits.push({ at: item.range[0], end: item.range[1], text: registrationLine });
+        }
+      }
+      if (edits.length === 0) problems.push(`app_service_config_files (line ${keyLine}): cannot replace ${wanted.stale?.join(', ')}`);
     } else if (isSeq(value) && value.range) {
       if (value.flow) {
         // [a, b] → [a, b, ours]: before the closing bracket.

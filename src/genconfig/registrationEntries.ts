@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { parseYamlQuietly } from '../config/yamlText.js';
 
 /** What this deployment's registration is, to know an entry of app_service_config_files for it whatever its path. */
@@ -10,10 +11,17 @@ export interface OurRegistration {
   readonly url: string;
   readonly asToken: string;
   readonly hsToken: string;
+  /** The user namespace regexes it writes: a file with others (the Go original's `@.*`) is replaced. */
+  readonly userRegexes: readonly string[];
 }
 
 export type EntryKind =
   | { readonly kind: 'ours'; readonly why: string }
+  /**
+   * Another file that is this deployment's registration by its id or tokens, but with another url or tokens than this
+   * run writes (the Go original's, moved to another port or to several gates): Synapse must be pointed at ours instead.
+   */
+  | { readonly kind: 'stale'; readonly why: string }
   | { readonly kind: 'other' }
   /** A relative path genconfig cannot place for certain: Synapse resolves it from its working directory. */
   | { readonly kind: 'unresolved'; readonly why: string };
@@ -25,19 +33,34 @@ function realPath(path: string): string {
   return existsSync(dir) ? resolve(realpathSync(dir), basename(path)) : path;
 }
 
-function sameRegistration(path: string, ours: OurRegistration): string | undefined {
+function sameRegistration(path: string, ours: OurRegistration): EntryKind {
   let doc: unknown;
   try {
     doc = parseYamlQuietly(readFileSync(path, 'utf8'));
   } catch {
-    return undefined;
+    return { kind: 'other' };
   }
-  if (typeof doc !== 'object' || doc === null) return undefined;
+  if (typeof doc !== 'object' || doc === null) return { kind: 'other' };
   const fields = doc as Record<string, unknown>;
-  if (fields.id === ours.id) return `it has this deployment's id ${ours.id}`;
-  if (fields.as_token === ours.asToken || fields.hs_token === ours.hsToken) return "it has this deployment's tokens";
-  if (fields.url === ours.url) return `it has this deployment's url ${ours.url}`;
-  return undefined;
+  const why =
+    fields.id === ours.id
+      ? `it has this deployment's id ${ours.id}`
+      : fields.as_token === ours.asToken || fields.hs_token === ours.hsToken
+        ? "it has this deployment's tokens"
+        : fields.url === ours.url
+          ? `it has this deployment's url ${ours.url}`
+          : undefined;
+  if (why === undefined) return { kind: 'other' };
+  const namespaces = fields.namespaces as { users?: { regex?: unknown }[] } | undefined;
+  const regexes = Array.isArray(namespaces?.users) ? namespaces.users.map((entry) => entry.regex) : [];
+  const current =
+    fields.url === ours.url &&
+    fields.as_token === ours.asToken &&
+    fields.hs_token === ours.hsToken &&
+    isDeepStrictEqual(regexes, [...ours.userRegexes]);
+  return current
+    ? { kind: 'ours', why: `${path}: ${why}` }
+    : { kind: 'stale', why: `${path}: ${why}, but another url, tokens or user namespace` };
 }
 
 /**
@@ -63,6 +86,5 @@ export function classifyEntry(entry: string, bases: readonly string[], ours: Our
     };
   }
   const file = existing[0];
-  const why = file === undefined ? undefined : sameRegistration(file, ours);
-  return why === undefined ? { kind: 'other' } : { kind: 'ours', why: `${file}: ${why}` };
+  return file === undefined ? { kind: 'other' } : sameRegistration(file, ours);
 }

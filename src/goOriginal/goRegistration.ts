@@ -46,6 +46,7 @@ export function isGoRegistration(doc: unknown, serverName: string): boolean {
 
 export interface GoRegistration {
   readonly path: string;
+  readonly url: string;
   readonly id: string;
   readonly asToken: string;
   readonly hsToken: string;
@@ -62,8 +63,8 @@ export function findGoRegistration(dir: string, serverName: string): GoRegistrat
     return undefined;
   }
   if (!isGoRegistration(doc, serverName)) return undefined;
-  const fields = doc as { id: string; as_token: string; hs_token: string };
-  return { path, id: fields.id, asToken: fields.as_token, hsToken: fields.hs_token };
+  const fields = doc as { id: string; url: string; as_token: string; hs_token: string };
+  return { path, url: String(fields.url), id: fields.id, asToken: fields.as_token, hsToken: fields.hs_token };
 }
 
 /** The lowest settings layer: the Go original's registration, for a run.sh of the Go original's that names none. */

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from '../support/timedTests.js';
 import { promisify } from 'node:util';
@@ -11,7 +11,7 @@ import { installedPackage, type InstalledPackage } from '../support/installedPac
 import { createRoomAndSay, passwordLogin, requestJson } from '../support/matrixClient.js';
 import { listenable, waitFor } from '../support/ports.js';
 import { suiteScope } from '../support/scope.js';
-import { ownSynapseSkip, sharedSecretRegister, startSynapse, type RunningSynapse } from '../support/synapse.js';
+import { ownSynapseSkip, sharedSecretRegister, startSynapse, SYNAPSE_ROOT, type RunningSynapse } from '../support/synapse.js';
 import { tempDir } from '../support/tempDir.js';
 
 const FIXTURES = new URL('../fixtures/go-original/', import.meta.url).pathname;
@@ -105,7 +105,15 @@ describe(
         homeserverYaml,
         readFileSync(homeserverYaml, 'utf8').replace('enable_registration: false', 'enable_registration: true'),
       );
-      const out = tempDir('regservice-moved-');
+      // The generated deployment at a path that is the same for this host and for Synapse in its chroot.
+      const inChroot = `/tmp/regservice-moved-${process.pid}`;
+      mkdirSync(join(SYNAPSE_ROOT, inChroot));
+      symlinkSync(join(SYNAPSE_ROOT, inChroot), inChroot);
+      scope.after(() => {
+        rmSync(inChroot, { force: true });
+        rmSync(join(SYNAPSE_ROOT, inChroot), { recursive: true, force: true });
+      });
+      const out = inChroot;
       const genconfig = await promisify(execFile)(
         installed.bin,
         ['genconfig', '--homeserver-config', 'homeserver.yaml', '--out', out, '--force', '--patch-homeserver'],
@@ -114,7 +122,12 @@ describe(
       assert.match(genconfig.stdout, /Keeping the id and tokens of the Go original's registration \S+\/registration\.yaml/);
       assert.match(genconfig.stdout, /Patched \S+\/homeserver\.yaml .*:\n {2}enable_registration: false\n/);
       const patched = parse(readFileSync(homeserverYaml, 'utf8')) as { app_service_config_files: string[]; enable_registration: boolean };
-      assert.deepEqual(patched.app_service_config_files, ['registration.yaml'], 'no second registration with the same id');
+      assert.deepEqual(
+        patched.app_service_config_files,
+        [join(out, 'registration.yaml')],
+        "ours, with the Go original's id and tokens and the narrow namespace, in place of its registration",
+      );
+      assert.match(genconfig.stdout, /in place of registration\.yaml/);
       assert.equal(patched.enable_registration, false);
       const ours = parse(readFileSync(join(out, 'registration.yaml'), 'utf8')) as Record<string, unknown>;
       const go = parse(fixture('registration.yaml')) as Record<string, unknown>;

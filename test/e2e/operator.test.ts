@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -11,6 +11,7 @@ import { addressOfPrivateKey, registerNode } from '../../src/index.js';
 import { randomPrivateKey } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
+import { selfSignedCertificate } from '../support/certificates.js';
 import { nginxAvailability, startNginx, type RunningNginx } from '../support/nginx.js';
 import { freePort } from '../support/ports.js';
 import { installedPackage, type InstalledPackage } from '../support/installedPackage.js';
@@ -92,25 +93,7 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     const snippet = join(work, 'regservice-location.conf');
     const base = ['genconfig', '--out', forms, '--force', '--matrixdomain', serverName, '--matrixurl', synapse.url, '--port', gatePort];
     assert.equal((await run(installed.bin, [...base, '--nginx-location', snippet], work)).code, 0);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${serverName}`,
-        '-keyout',
-        join(work, 'tls.key'),
-        '-out',
-        join(work, 'tls.crt'),
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSignedCertificate(serverName, { cert: join(work, 'tls.crt'), key: join(work, 'tls.key') });
     const tls = await run(
       installed.bin,
       [

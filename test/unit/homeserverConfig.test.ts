@@ -123,6 +123,7 @@ describe("Debian's package layout", () => {
       url: 'http://127.0.0.1:8009/regapp/1',
       asToken: 'a',
       hsToken: 'h',
+      userRegexes: ['^@0x[0-9a-f]{40}:debian\\.example\\.org$'],
     };
     const update = planHomeserverUpdate(readSynapseConfig(join(dir, 'homeserver.yaml')), {
       registration: ours,
@@ -152,6 +153,7 @@ describe('this deployment among the application services', () => {
       url: 'http://127.0.0.1:8009/regapp/1',
       asToken: 'ASTOKEN',
       hsToken: 'HSTOKEN',
+      userRegexes: ['^@0x[0-9a-f]{40}:photon\\.test$'],
     };
     const plan = (homeserver: string, bases = [dir]) => {
       writeFileSync(join(dir, 'homeserver.yaml'), homeserver);
@@ -173,13 +175,20 @@ describe('this deployment among the application services', () => {
     assert.equal(plan('enable_registration: false\napp_service_config_files: [link/registration.yaml]\n').kind, 'none');
   });
 
-  it("keeps the Go original's registration with our id and tokens, the only entry for this service", () => {
-    const { dir, plan } = setUp();
-    writeFileSync(
-      join(dir, 'registration.yaml'),
-      'id: KEEP12ABCD-photon.test\nhs_token: HSTOKEN\nas_token: ASTOKEN\nurl: http://127.0.0.1:8009/regapp/1\n',
-    );
+  it("keeps another file that is this registration; replaces the Go original's (our id and tokens, its `@.*`) by ours", () => {
+    const { dir, ours, plan } = setUp();
+    const registration = (regex: string): string =>
+      `id: KEEP12ABCD-photon.test\nhs_token: HSTOKEN\nas_token: ASTOKEN\nurl: http://127.0.0.1:8009/regapp/1\nnamespaces:\n  users:\n    - {exclusive: false, regex: '${regex}'}\n`;
+    writeFileSync(join(dir, 'registration.yaml'), registration('^@0x[0-9a-f]{40}:photon\\.test$'));
     assert.equal(plan('enable_registration: false\napp_service_config_files: [ registration.yaml]\n').kind, 'none');
+    writeFileSync(join(dir, 'registration.yaml'), registration('@.*'));
+    const update = plan('enable_registration: false\napp_service_config_files: [ registration.yaml, /etc/bridge.yaml]\n');
+    assert.equal(update.kind, 'write');
+    assert.equal(
+      update.kind === 'write' ? update.text : '',
+      `enable_registration: false\napp_service_config_files: [ ${ours.file}, /etc/bridge.yaml]\n`,
+      'the entry replaced in place, nothing else touched',
+    );
   });
 
   it('refuses a relative entry it cannot place: in neither directory, or a different file in each', () => {

@@ -1,0 +1,50 @@
+import { chownSync, cpSync, existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { openLevelStore, STORE_DIRECTORY } from '../store/leveldb/levelStore.js';
+import { StoreOpenError } from '../store/store.js';
+import type { FileOwner } from './fileOwners.js';
+import { GenconfigError } from './genconfigError.js';
+
+/** The registry this service kept while it ran from the Go original's run.sh (its `--datapath .matrix`). */
+export interface RegistryMove {
+  readonly from: string;
+  readonly to: string;
+}
+
+/**
+ * Whether a registry written under the Go original's run.sh should move to the generated deployment's datapath: it
+ * exists, the new datapath has none yet, and no service holds it (a locked one is refused before anything is written).
+ */
+export async function planRegistryMove(goDatapath: string, datapath: string): Promise<RegistryMove | undefined> {
+  const from = join(goDatapath, STORE_DIRECTORY);
+  const to = join(datapath, STORE_DIRECTORY);
+  if (from === to || !existsSync(from) || existsSync(to)) return undefined;
+  try {
+    const store = await openLevelStore(goDatapath, { create: false });
+    await store.close();
+  } catch (error) {
+    if (error instanceof StoreOpenError && error.reason === 'locked') {
+      throw new GenconfigError(
+        `the registry ${from}, kept while the service ran from the Go original's run.sh, is in use: stop that service, then run genconfig again (it copies the registry to ${to}); nothing was written`,
+      );
+    }
+    throw new GenconfigError(`cannot read the registry ${from}: ${(error as Error).message}; nothing was written`);
+  }
+  return { from, to };
+}
+
+function chownTree(path: string, owner: FileOwner): void {
+  chownSync(path, owner.uid, owner.gid);
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    const child = join(path, entry.name);
+    if (entry.isDirectory()) chownTree(child, owner);
+    else chownSync(child, owner.uid, owner.gid);
+  }
+}
+
+/** Copies the registry (its LOCK aside), owned by the service's account when run as root. Returns what to print. */
+export function moveRegistry(move: RegistryMove, owner: FileOwner | undefined): string {
+  cpSync(move.from, move.to, { recursive: true, filter: (source) => !source.endsWith('/LOCK') });
+  if (owner !== undefined && process.getuid?.() === 0) chownTree(move.to, owner);
+  return `Copied the registry ${move.from} (the nodes registered while the service ran from the Go original's run.sh) to ${move.to}; the original stays where it was.\n`;
+}

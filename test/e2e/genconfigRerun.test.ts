@@ -1,0 +1,104 @@
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { describe, it } from '../support/timedTests.js';
+import { BIN } from '../support/gate.js';
+import { tempDir } from '../support/tempDir.js';
+
+const GO_REGISTRATION = new URL('../fixtures/go-original/registration.yaml', import.meta.url).pathname;
+
+function run(args: readonly string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(BIN, args, { cwd, timeout: 60_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : Number((error as { code?: number }).code), stdout, stderr }),
+    );
+  });
+}
+
+interface Registration {
+  id: string;
+  url: string;
+  as_token: string;
+  hs_token: string;
+}
+const registrationIn = (dir: string): Registration => parse(readFileSync(join(dir, 'registration.yaml'), 'utf8')) as Registration;
+
+/** Every file under dir, as paths relative to it. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1));
+}
+
+describe('genconfig run again over a deployment', () => {
+  it('keeps the id, the tokens and the secret it generated; --force keeps a 0600 backup of what it replaces', async () => {
+    const dir = tempDir('regservice-rerun-');
+    const args = ['genconfig', '--matrixdomain', 'example.org', '--out', dir];
+    assert.equal((await run(args, dir)).code, 0);
+    const first = registrationIn(dir);
+    const secret = readFileSync(join(dir, 'registration_shared_secret'), 'utf8');
+
+    const again = await run([...args, '--force', '--port', '8010'], dir);
+    assert.equal(again.code, 0, again.stderr);
+    const second = registrationIn(dir);
+    assert.deepEqual([second.id, second.as_token, second.hs_token], [first.id, first.as_token, first.hs_token]);
+    assert.equal(readFileSync(join(dir, 'registration_shared_secret'), 'utf8'), secret, 'the secret Synapse was told to read');
+    assert.match(again.stdout, /Keeping the id and tokens of the registration written before, \S+registration\.yaml/);
+    assert.match(
+      again.stdout,
+      /This run changed what Synapse holds \(the registration's url \(http:\/\/127\.0\.0\.1:8009\/regapp\/1 → http:\/\/127\.0\.0\.1:8010\/regapp\/1\)\): restart Synapse/,
+    );
+    const backups = filesUnder(join(dir, 'backups'));
+    assert.ok(
+      backups.some((file) => file.endsWith('/registration.yaml')) && backups.some((file) => file.endsWith('/run.sh')),
+      backups.join(),
+    );
+    for (const file of backups) assert.equal(statSync(join(dir, 'backups', file)).mode & 0o777, 0o600, file);
+    const backedUp = backups.find((file) => file.endsWith('/registration.yaml')) ?? '';
+    assert.equal((parse(readFileSync(join(dir, 'backups', backedUp), 'utf8')) as Registration).url, first.url);
+
+    const fresh = await run([...args, '--force', '--port', '8010', '--new-tokens', '--new-shared-secret'], dir);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    const third = registrationIn(dir);
+    assert.notEqual(third.as_token, first.as_token);
+    assert.notEqual(third.hs_token, first.hs_token);
+    assert.equal(third.id, first.id, 'the deployment keeps its id');
+    assert.notEqual(readFileSync(join(dir, 'registration_shared_secret'), 'utf8'), secret);
+    assert.match(fresh.stdout, /This run changed what Synapse holds \(the registration's tokens; the shared secret\): restart Synapse/);
+  });
+
+  it("in the Go original's directory keeps its registration's port, so that run.sh, the url and what Synapse loads agree", async () => {
+    const dir = tempDir('regservice-go-port-');
+    writeFileSync(join(dir, 'registration.yaml'), readFileSync(GO_REGISTRATION, 'utf8').replace('127.0.0.1:8009', '127.0.0.1:61009'), {
+      mode: 0o600,
+    });
+    const out = join(dir, 'generated');
+    const answer = await run(['genconfig', '--matrixdomain', 'photon.test', '--out', out], dir);
+    assert.equal(answer.code, 0, answer.stderr);
+    assert.match(answer.stdout, /Keeping the id and tokens of the Go original's registration \S+\/registration\.yaml/);
+    assert.equal(registrationIn(out).url, 'http://127.0.0.1:61009/regapp/1');
+    assert.match(readFileSync(join(out, 'run.sh'), 'utf8'), /--port 61009 /);
+  });
+
+  it("points Synapse at the new registration when --port moves the service off the Go original's url, and says to restart", async () => {
+    const dir = tempDir('regservice-go-moved-');
+    writeFileSync(join(dir, 'registration.yaml'), readFileSync(GO_REGISTRATION, 'utf8'), { mode: 0o600 });
+    writeFileSync(join(dir, 'secret'), 'a-shared-secret\n', { mode: 0o600 });
+    writeFileSync(
+      join(dir, 'homeserver.yaml'),
+      'server_name: photon.test\nregistration_shared_secret_path: secret\nenable_registration: false\n' +
+        'app_service_config_files:\n  - registration.yaml   # the Go original\n  - /etc/bridge.yaml\n',
+    );
+    const out = join(dir, 'generated');
+    const answer = await run(['genconfig', '--out', out, '--port', '8011', '--patch-homeserver'], dir);
+    assert.equal(answer.code, 0, answer.stderr);
+    const patched = readFileSync(join(dir, 'homeserver.yaml'), 'utf8');
+    assert.match(patched, new RegExp(`  - ${join(out, 'registration.yaml')}   # the Go original\n  - /etc/bridge.yaml\n`));
+    assert.match(answer.stdout, /in place of registration\.yaml/);
+    assert.match(answer.stdout, /Restart Synapse/);
+    assert.equal(registrationIn(out).url, 'http://127.0.0.1:8011/regapp/1');
+    assert.equal(registrationIn(out).hs_token, registrationIn(dir).hs_token, 'the tokens stay');
+  });
+});

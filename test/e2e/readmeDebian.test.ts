@@ -1,0 +1,104 @@
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from '../support/timedTests.js';
+import { debianMachine, removeMachineFiles, type DebianMachine } from '../support/debianMachine.js';
+import { readmeShellBlocks, scenarioBlocks } from '../support/readmeBlocks.js';
+import { blockStatuses, scenarioScript } from '../support/readmeScenario.js';
+import { ownSynapseSkip } from '../support/synapse.js';
+
+/** The sections whose shell blocks are executable documentation: each is run by a scenario or says why not. */
+const EXECUTABLE_SECTIONS = ['Installing', 'Deploying with Synapse', 'Moving from the Go original'];
+const SERVER_NAME = 'transport01.example.org';
+
+describe('the README: every shell block of the deployment sections is run by a test or says why not', () => {
+  it('has a marker on each block, and the scenarios this file runs hold blocks', () => {
+    const blocks = readmeShellBlocks().filter((block) => EXECUTABLE_SECTIONS.includes(block.section));
+    assert.ok(blocks.length >= 5, `${blocks.length} blocks`);
+    const unmarked = blocks.filter((block) => block.marker === undefined);
+    assert.deepEqual(
+      unmarked.map((block) => `README.md:${block.line}`),
+      [],
+      'each needs <!-- README test: SCENARIO --> or <!-- README test: not run: REASON -->',
+    );
+    const scenarios = new Set(
+      blocks.flatMap((block) => (block.marker !== undefined && 'scenario' in block.marker ? [block.marker.scenario] : [])),
+    );
+    assert.deepEqual([...scenarios].sort(), ['debian', 'go', 'install'].filter((name) => scenarios.has(name)).sort());
+    for (const block of blocks) {
+      if (block.marker !== undefined && 'notRun' in block.marker)
+        assert.ok(block.marker.notRun.length > 10, `README.md:${block.line}: say why`);
+    }
+  });
+});
+
+function output(run: { output: string }): string {
+  return run.output.slice(-6000);
+}
+
+describe("the README on Debian's matrix-synapse, as written: Installing, then Deploying with Synapse", { skip: ownSynapseSkip() }, () => {
+  let machine: DebianMachine;
+  let install: { code: number; output: string };
+  let deploy: { code: number; output: string };
+
+  before(
+    async () => {
+      machine = debianMachine({ serverName: SERVER_NAME });
+      install = await machine.run(scenarioScript(scenarioBlocks('install')), { network: 'host', timeoutMs: 150_000 });
+      deploy = await machine.run(
+        scenarioScript(scenarioBlocks('debian'), {
+          // What the machine's packages start: Synapse under its unit, nginx.
+          before: 'systemctl start matrix-synapse && nginx',
+          edits: {
+            include: "sed -i 's|^}$|  include /etc/nginx/snippets/matrix-regservice.conf;\\n}|' /etc/nginx/sites-enabled/matrix",
+          },
+          after: [
+            'echo "::synapse uid $(awk \'/^Uid:/ {print $2}\' /proc/$(cat /run/unit-matrix-synapse.pid)/status)"',
+            'echo "::regservice uid $(awk \'/^Uid:/ {print $2}\' /proc/$(pgrep -o -f "matrix-regservice/bin/matrix-regservice" || cat /run/unit-matrix-regservice.pid)/status 2>/dev/null)"',
+            'echo "::ids $(id -u matrix-synapse) $(id -u matrix-regservice 2>/dev/null)"',
+            'stat -c "::file %U %a %n" /etc/matrix-regservice/registration.yaml /etc/matrix-regservice/registration_shared_secret /etc/matrix-synapse/matrix-regservice-* /etc/matrix-regservice/.matrix 2>&1',
+            'echo "::unit log"; tail -n 30 /var/log/unit-matrix-regservice.log; echo "::synapse log"; grep -E "ERROR|Error|rror:" /var/log/unit-matrix-synapse.log | tail -n 20',
+            'systemctl stop matrix-regservice; systemctl stop matrix-synapse; nginx -s quit',
+          ].join('\n'),
+        }),
+        { network: 'private', timeoutMs: 150_000 },
+      );
+    },
+    { timeout: 290_000 },
+  );
+
+  after(() => {
+    if (machine !== undefined) removeMachineFiles(machine);
+  });
+
+  it('installs the tarball as root: matrix-regservice is on PATH under /usr/local', () => {
+    assert.equal(install.code, 0, output(install));
+    const statuses = blockStatuses(install.output);
+    assert.ok(statuses.size > 0 && [...statuses.values()].every((status) => status === 0), output(install));
+    assert.match(install.output, /^\/usr\/local\/bin\/matrix-regservice$/m);
+  });
+
+  it('deploys: every block exits 0, Synapse runs as matrix-synapse on the patched configuration, the service as its own account', () => {
+    assert.equal(deploy.code, 0, output(deploy));
+    assert.match(deploy.output, /^::blocks done$/m, output(deploy));
+    const ids = /^::ids (\d+) (\d+)$/m.exec(deploy.output);
+    assert.ok(ids !== null, output(deploy));
+    assert.match(deploy.output, new RegExp(`^::synapse uid ${ids[1]}$`, 'm'), 'Synapse as its own user');
+    assert.match(deploy.output, new RegExp(`^::regservice uid ${ids[2]}$`, 'm'), 'the service as its own account');
+  });
+
+  it("gives each reader its own 0600 copy: Synapse's beside its configuration, the service's in /etc/matrix-regservice", () => {
+    for (const line of [
+      /^::file matrix-regservice 600 \/etc\/matrix-regservice\/registration\.yaml$/m,
+      /^::file matrix-regservice 600 \/etc\/matrix-regservice\/registration_shared_secret$/m,
+      /^::file matrix-synapse 600 \/etc\/matrix-synapse\/matrix-regservice-registration\.yaml$/m,
+      /^::file matrix-synapse 600 \/etc\/matrix-synapse\/matrix-regservice-shared-secret$/m,
+      /^::file matrix-regservice 700 \/etc\/matrix-regservice\/\.matrix$/m,
+    ]) {
+      assert.match(deploy.output, line, output(deploy));
+    }
+  });
+
+  it('doctor passes as the service account, and the smoke test registers and logs in through nginx over TLS', () => {
+    assert.match(deploy.output, /All checks passed\./, output(deploy));
+    assert.match(deploy.output, new RegExp(`^@0x[0-9a-f]{40}:${SERVER_NAME.replaceAll('.', '\\.')}$`, 'm'), output(deploy));
+  });
+});

@@ -1,0 +1,180 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { selfSignedCertificate } from './certificates.js';
+import { SYNAPSE_ROOT } from './synapse.js';
+import { tempDir } from './tempDir.js';
+
+/**
+ * A Debian machine for the executable README: a copy of the Synapse chroot (Debian's matrix-synapse package, its
+ * user and files, and nginx-light), written to an overlay of its own, with Node.js and npm installed under /usr/local as
+ * NodeSource's or nodejs.org's tarball puts them. Each `run` mounts the overlay in a private mount namespace with its
+ * own process namespace, so that everything a run started ends with it.
+ */
+export interface DebianMachine {
+  /** Where a path of the machine is written on this host (the overlay's upper layer: write before a run). */
+  hostPath(this: void, path: string): string;
+  /** Runs a bash script as root on the machine; `network: 'private'` gives it a loopback of its own (ports as written). */
+  run(
+    script: string,
+    options: { readonly network: 'host' | 'private'; readonly timeoutMs: number },
+  ): Promise<{ code: number; output: string }>;
+  /** A new machine whose starting state is this one's now (a layer below its own). */
+  fork(): DebianMachine;
+}
+
+const CHECKOUT = new URL('../..', import.meta.url).pathname;
+
+function newMachine(lowers: readonly string[]): DebianMachine {
+  const base = tempDir('regservice-machine-');
+  const upper = join(base, 'upper');
+  const work = join(base, 'work');
+  const mount = join(base, 'mnt');
+  for (const dir of [upper, work, mount]) mkdirSync(dir);
+  // A directory made in the upper layer hides the lower one's owner and mode: each is made as the lower one is.
+  const hostPath = (path: string): string => {
+    let at = '/';
+    for (const part of dirname(path)
+      .split('/')
+      .filter((name) => name !== '')) {
+      at = join(at, part);
+      const made = join(upper, at);
+      if (existsSync(made)) continue;
+      const lower = lowers.map((dir) => join(dir, at)).find((candidate) => existsSync(candidate));
+      mkdirSync(made);
+      if (lower !== undefined) {
+        const { uid, gid, mode } = statSync(lower);
+        chownSync(made, uid, gid);
+        chmodSync(made, mode & 0o7777);
+      }
+    }
+    return join(upper, path);
+  };
+  return {
+    hostPath,
+    fork: () => newMachine([upper, ...lowers]),
+    run: (script, options) => {
+      const scriptPath = hostPath('/root/.readme-test.sh');
+      writeFileSync(scriptPath, script);
+      const npmCache = execFileSync('npm', ['config', 'get', 'cache'], { encoding: 'utf8' }).trim();
+      const setup = [
+        `mount -t overlay overlay -o lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work} ${mount}`,
+        `mount -t proc proc ${mount}/proc`,
+        `mount --rbind /dev ${mount}/dev`,
+        `mount -t tmpfs tmpfs ${mount}/run`,
+        // The operator's npm cache: what `npm ci` downloads once per machine.
+        `mkdir -p ${npmCache} ${mount}/root/.npm && mount --bind ${npmCache} ${mount}/root/.npm`,
+        ...(options.network === 'private' ? ['ip link set lo up'] : []),
+        `exec chroot ${mount} /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb ` +
+          'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_EXTRA_CA_CERTS=/etc/ssl/readme-test/ca.pem ' +
+          'bash /root/.readme-test.sh',
+      ].join(' && ');
+      const flags = [
+        '--mount',
+        '--propagation',
+        'private',
+        '--pid',
+        '--fork',
+        '--kill-child',
+        ...(options.network === 'private' ? ['--net'] : []),
+      ];
+      return new Promise((resolve) => {
+        const child = spawn('unshare', [...flags, 'sh', '-c', setup], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+        let output = '';
+        const collect = (chunk: Buffer): void => {
+          output += chunk.toString();
+        };
+        child.stdout.on('data', collect);
+        child.stderr.on('data', collect);
+        const kill = (): void => {
+          if (child.exitCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        };
+        const timer = setTimeout(() => {
+          output += `\n::machine: killed after ${options.timeoutMs} ms\n`;
+          kill();
+        }, options.timeoutMs);
+        process.once('exit', kill);
+        child.once('close', (code, signal) => {
+          clearTimeout(timer);
+          process.off('exit', kill);
+          resolve({ code: code ?? (signal === null ? 1 : 128), output });
+        });
+      });
+    },
+  };
+}
+
+/** The tracked and untracked (not ignored) files of this checkout: what a clone of it holds, uncommitted changes included. */
+function copyCheckout(to: string): void {
+  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: CHECKOUT, encoding: 'utf8' })
+    .split('\0')
+    .filter((file) => file !== '');
+  for (const file of files) {
+    const from = join(CHECKOUT, file);
+    try {
+      cpSync(from, join(to, file), { recursive: false, preserveTimestamps: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error; // deleted, not yet committed
+    }
+  }
+}
+
+export interface MachineSetup {
+  /** The homeserver's server_name, as the package's debconf question sets it (conf.d/server_name.yaml). */
+  readonly serverName: string;
+}
+
+/**
+ * A new machine as an operator's is before the README: Debian's matrix-synapse installed (its server name answered,
+ * a certificate for its TLS listener), nginx serving the homeserver's name over TLS (its own server block for /_matrix,
+ * with a certificate the machine trusts), Node.js and npm under /usr/local, and this checkout in /root/checkout.
+ */
+export function debianMachine(setup: MachineSetup): DebianMachine {
+  const machine = newMachine([SYNAPSE_ROOT]);
+  const path = (at: string): string => machine.hostPath(at);
+  writeFileSync(path('/etc/matrix-synapse/conf.d/server_name.yaml'), `server_name: ${setup.serverName}\n`);
+  const synapseUid = Number(execFileSync('chroot', [SYNAPSE_ROOT, 'id', '-u', 'matrix-synapse'], { encoding: 'utf8' }).trim());
+  // The package's TLS listener (8448) needs the certificate its homeserver.yaml names.
+  const synapseTls = tempDir('regservice-synapse-tls-');
+  selfSignedCertificate(setup.serverName, { cert: join(synapseTls, 'cert.pem'), key: join(synapseTls, 'key.pem') });
+  for (const [from, to] of [
+    ['cert.pem', 'homeserver.tls.crt'],
+    ['key.pem', 'homeserver.tls.key'],
+  ] as const) {
+    cpSync(join(synapseTls, from), path(`/etc/matrix-synapse/${to}`));
+    chownSync(path(`/etc/matrix-synapse/${to}`), synapseUid, 65534);
+    chmodSync(path(`/etc/matrix-synapse/${to}`), 0o600);
+  }
+  // The public name's certificate, which every client on the machine trusts (NODE_EXTRA_CA_CERTS).
+  selfSignedCertificate(setup.serverName, { cert: path('/etc/ssl/readme-test/cert.pem'), key: path('/etc/ssl/readme-test/key.pem') });
+  cpSync(path('/etc/ssl/readme-test/cert.pem'), path('/etc/ssl/readme-test/ca.pem'));
+  writeFileSync(path('/etc/hosts'), `127.0.0.1 localhost ${setup.serverName}\n::1 localhost ip6-localhost\n`);
+  writeFileSync(
+    path('/etc/nginx/sites-enabled/matrix'),
+    `# The operator's own server block for the homeserver.\nserver {\n  listen 443 ssl;\n  server_name ${setup.serverName};\n` +
+      '  ssl_certificate /etc/ssl/readme-test/cert.pem;\n  ssl_certificate_key /etc/ssl/readme-test/key.pem;\n' +
+      '  location ~ ^(/_matrix|/_synapse/client) {\n    proxy_pass http://127.0.0.1:8008;\n    proxy_set_header X-Forwarded-For $remote_addr;\n' +
+      '    proxy_set_header Host $host;\n  }\n}\n',
+  );
+  // Node.js and npm as nodejs.org's tarball installs them: prefix /usr/local.
+  cpSync(process.execPath, path('/usr/local/bin/node'));
+  const npmRoot = execFileSync('npm', ['root', '-g'], { encoding: 'utf8' }).trim();
+  cpSync(join(npmRoot, 'npm'), path('/usr/local/lib/node_modules/npm'), { recursive: true });
+  symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', path('/usr/local/bin/npm'));
+  symlinkSync('../lib/node_modules/npm/bin/npx-cli.js', path('/usr/local/bin/npx'));
+  // This host's way to the npm registry (its CA certificates and npm's global configuration), as an operator's own.
+  cpSync('/etc/ssl/certs/ca-certificates.crt', path('/etc/ssl/certs/ca-certificates.crt'));
+  const globalNpmrc = join(dirname(dirname(npmRoot)), 'etc', 'npmrc');
+  if (existsSync(globalNpmrc)) cpSync(globalNpmrc, path('/usr/local/etc/npmrc'));
+  copyCheckout(path('/root/checkout'));
+  return machine;
+}
+
+/** The package's version, for the README's `<version>`. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(CHECKOUT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export function removeMachineFiles(machine: DebianMachine): void {
+  rmSync(dirname(machine.hostPath('/')), { recursive: true, force: true });
+}
