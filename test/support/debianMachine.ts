@@ -19,7 +19,7 @@ export interface DebianMachine {
     script: string,
     options: { readonly network: 'host' | 'private'; readonly timeoutMs: number },
   ): Promise<{ code: number; output: string }>;
-  /** A new machine whose starting state is this one's now (a layer below its own). */
+  /** A new machine whose starting state is this one's now (a copy of its layer below the new one's). */
   fork(): DebianMachine;
 }
 
@@ -48,11 +48,20 @@ function newMachine(lowers: readonly string[]): DebianMachine {
         chmodSync(made, mode & 0o7777);
       }
     }
-    return join(upper, path);
+    // A file of a lower layer is copied up first (as the overlay does on a write), owner and mode kept.
+    const made = join(upper, path);
+    const lower = lowers.map((dir) => join(dir, path)).find((candidate) => existsSync(candidate));
+    if (!existsSync(made) && lower !== undefined && statSync(lower).isFile()) execFileSync('cp', ['-a', lower, made]);
+    return made;
   };
   return {
     hostPath,
-    fork: () => newMachine([upper, ...lowers]),
+    fork: () => {
+      // A frozen copy of this machine's layer (owners and modes kept), so that what this one does later stays its own.
+      const frozen = join(base, `frozen-${Date.now()}`);
+      execFileSync('cp', ['-a', upper, frozen]);
+      return newMachine([frozen, ...lowers]);
+    },
     run: (script, options) => {
       const scriptPath = hostPath('/root/.readme-test.sh');
       writeFileSync(scriptPath, script);

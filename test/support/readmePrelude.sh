@@ -104,3 +104,30 @@ systemctl() {
       ;;
   esac
 }
+
+# The processes below PID (from /proc: the machine has no procps).
+descendants() {
+  local child
+  for child in $(awk -v parent="$1" '$4 == parent { print $1 }' /proc/[0-9]*/stat 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+# Ends the last background block and everything it started (SIGNAL: INT as Ctrl-C sends), waiting until they are gone.
+stop_background() {
+  local pid pids
+  pid=$(cat /run/readme-background.pid)
+  pids="$pid $(descendants "$pid")"
+  kill -"$1" $pids 2>/dev/null || true
+  for _ in $(seq 1 300); do
+    local alive=""
+    for pid in $pids; do
+      if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+    done
+    [ -n "$alive" ] || return 0
+    sleep 0.1
+  done
+  echo "stop_background: still running after 30 s" >&2
+  return 1
+}

@@ -26,7 +26,8 @@ export interface ScenarioOptions {
 /**
  * One bash script running the blocks in README order, each in a subshell with `set -e` that starts in the directory
  * the block before ended in (an operator's shell); it stops at the first block that fails. Each block's start and exit
- * status are marked in the output (`::block N …`); a background block's output goes to /var/log/readme-block-N.log.
+ * status are marked in the output (`::block N …`); a background block's output goes to /var/log/readme-block-N.log,
+ * and `stop_background SIGNAL` (readmePrelude.sh) ends it and what it started, as Ctrl-C would.
  */
 export function scenarioScript(blocks: readonly ReadmeBlock[], options: ScenarioOptions = {}): string {
   const parts = [
@@ -46,7 +47,9 @@ export function scenarioScript(blocks: readonly ReadmeBlock[], options: Scenario
     const body = `cd "$(cat /root/.readme-cwd)"\nset -e\n${substitute(block.text)}\npwd >/root/.readme-cwd`;
     parts.push(`echo "::block ${index} start README.md:${block.line}"`);
     if (marker?.background === true) {
-      parts.push(`( ${body}\n) >/var/log/readme-block-${index}.log 2>&1 &\necho "::block ${index} exit 0 (background)"`);
+      parts.push(
+        `( ${body}\n) >/var/log/readme-block-${index}.log 2>&1 &\necho $! >/run/readme-background.pid\necho "::block ${index} exit 0 (background)"`,
+      );
     } else {
       parts.push(
         `( ${body}\n)\nstatus=$?\necho "::block ${index} exit $status"\nif [ "$status" != 0 ]; then ${options.after ?? ':'}; exit "$status"; fi`,
