@@ -7,6 +7,7 @@ import { createAddressRecovery } from '../protocol/addressRecovery.js';
 import { CallLimiter } from '../homeserver/callLimiter.js';
 import { registrarForBackend } from '../homeserver/registrarForBackend.js';
 import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
+import { startPingMonitor } from '../homeserver/pingMonitor.js';
 import { createUserExists } from '../homeserver/userExists.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
 import { openServiceStore } from '../store/openStore.js';
@@ -41,24 +42,6 @@ function listen(server: Server, port: number, host: string): Promise<void> {
     );
     server.listen(port, host, () => resolve());
   });
-}
-
-async function pingAndLog(settings: Settings, log: Logger): Promise<void> {
-  if (settings.appserviceId === undefined) {
-    log.warn('no appservice id (give --registration): cannot check that the homeserver reaches us');
-    return;
-  }
-  const result = await pingThroughHomeserver({
-    homeserverUrl: settings.homeserverUrl,
-    appserviceId: settings.appserviceId,
-    asToken: settings.asToken,
-    timeoutMs: settings.homeserverTimeoutMs,
-  });
-  if (result.ok) {
-    log.info('the homeserver reached us: application-service ping succeeded', { round_trip_ms: result.durationMs });
-  } else {
-    log.warn(`the homeserver could not reach us: application-service ping failed: ${result.reason}`);
-  }
 }
 
 /** Often enough that an expired lease is reconciled soon after, never more than once a second or less than once a minute. */
@@ -202,10 +185,27 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   const reconciler = setInterval(() => void reconcile(), reconcileIntervalMs(settings.pendingLeaseMs));
   reconciler.unref();
 
+  const appserviceId = settings.appserviceId;
+  if (appserviceId === undefined) log.warn('no appservice id (give --registration): cannot check that the homeserver reaches us');
+  const pings =
+    appserviceId === undefined
+      ? undefined
+      : startPingMonitor({
+          ping: () =>
+            pingThroughHomeserver({
+              homeserverUrl: settings.homeserverUrl,
+              appserviceId,
+              asToken: settings.asToken,
+              timeoutMs: settings.homeserverTimeoutMs,
+            }),
+          log,
+          onResult: (state) => metrics.pingResult(state.result.ok, state.at),
+        });
+
   let stopping: Promise<void> | undefined;
   return {
     url,
-    startup: Promise.all([pingAndLog(settings, log), reconcile()]).then(() => undefined),
+    startup: Promise.all([pings?.first, reconcile()]).then(() => undefined),
     reloadLists() {
       try {
         lists = addressPolicy(settings);
@@ -219,6 +219,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
         log.info('stopping: no new connections, finishing requests in flight');
         await supervisor.stop();
         clearInterval(reconciler);
+        pings?.stop();
         registration.close();
         summaries.stop();
         metricsServer?.close();

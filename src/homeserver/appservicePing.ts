@@ -2,6 +2,9 @@ import { callHomeserver, errcodeOf, errorTextOf } from './homeserverCall.js';
 
 export type PingResult = { readonly ok: true; readonly durationMs: number } | { readonly ok: false; readonly reason: string };
 
+/** Our request to the homeserver failed (it is down or the url is wrong): the homeserver never tried to reach us. */
+export const UNREACHABLE_HOMESERVER = 'cannot reach the homeserver';
+
 const HINTS: Readonly<Record<string, string>> = {
   M_UNKNOWN_TOKEN: 'the homeserver does not know our as_token: add registration.yaml to app_service_config_files and restart it',
   M_FORBIDDEN: 'the as_token does not belong to this appservice id: use the registration.yaml the homeserver loaded',
@@ -28,7 +31,7 @@ export async function pingThroughHomeserver(options: {
       accessToken: options.asToken,
       timeoutMs: options.timeoutMs,
       acceptServerErrors: true,
-      body: { transaction_id: `regservice-start-${Date.now()}` },
+      body: { transaction_id: `regservice-ping-${Date.now()}` },
     });
     if (answer.status === 200) {
       return { ok: true, durationMs: typeof answer.body.duration_ms === 'number' ? answer.body.duration_ms : -1 };
@@ -37,6 +40,6 @@ export async function pingThroughHomeserver(options: {
     const hint = HINTS[errcode] ?? '';
     return { ok: false, reason: `${errcode} ${errorTextOf(answer)}${hint ? ` (${hint})` : ''}`.trim() };
   } catch (error) {
-    return { ok: false, reason: (error as Error).message };
+    return { ok: false, reason: `${UNREACHABLE_HOMESERVER} at ${options.homeserverUrl}: ${(error as Error).message}` };
   }
 }

@@ -17,6 +17,8 @@ export interface PrimaryMetrics {
   readonly ceilingReached: (ceiling: string) => void;
   /** Times one homeserver call of kind `call` (register, user_exists). */
   timeHomeserverCall<T>(call: string, work: () => Promise<T>): Promise<T>;
+  /** The last application-service ping through the homeserver: whether it succeeded, and when (ms since the epoch). */
+  readonly pingResult: (ok: boolean, at: number) => void;
 }
 
 /**
@@ -89,8 +91,22 @@ export function createPrimaryMetrics(load: { inFlight(): number; queued(): numbe
       this.set(load.queued());
     },
   });
+  const pingUp = new Gauge({
+    name: 'regservice_appservice_ping_success',
+    help: 'Whether the last application-service ping through the homeserver succeeded (1) or failed (0); absent before the first',
+    registers: [registry],
+  });
+  const pingTime = new Gauge({
+    name: 'regservice_appservice_ping_timestamp_seconds',
+    help: 'When the last application-service ping through the homeserver was answered (Unix time)',
+    registers: [registry],
+  });
   return {
     registry,
+    pingResult(ok, at) {
+      pingUp.set(ok ? 1 : 0);
+      pingTime.set(at / 1000);
+    },
     transaction: (outcome) => transactions.inc({ outcome }),
     ceilingReached: (ceiling) => ceilings.inc({ ceiling }),
     async timeHomeserverCall(call, work) {

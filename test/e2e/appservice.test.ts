@@ -79,9 +79,9 @@ describe('application-service protocol and the admin-api backend against a real 
   });
 
   it('pings through Synapse at start: succeeds with matching tokens, fails visibly with a wrong hs_token', async () => {
-    await shared.waitForLog(/the homeserver reached us: application-service ping succeeded round_trip_ms=\d+/);
+    await shared.waitForLog(/application-service ping succeeded: the homeserver reached us round_trip_ms=\d+/);
     await admin.waitForLog(/ping succeeded/);
-    const failure = await wrong.waitForLog(/warn the homeserver could not reach us: application-service ping failed: M_BAD_STATUS[^\n]*/);
+    const failure = await wrong.waitForLog(/warn application-service ping failed: M_BAD_STATUS[^\n]*/);
     assert.match(failure, /hs_token differs/);
   });
 

@@ -78,7 +78,7 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     for (const dir of [secretDir, direct?.dir, faulty?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('starts while the homeserver is down, answers 503 with Retry-After, and works once it is up, without a restart', async () => {
+  it('starts while the homeserver is down, answers 503 with Retry-After, and works once it is up, without a restart; its ping says so', async () => {
     const node = sign();
     const down = await register(direct, node);
     assert.equal(down.status, 503);
@@ -86,7 +86,7 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     assert.match(String(down.body.error), /homeserver failed: unreachable .*retry later/);
     assert.equal(down.headers.get('retry-after'), '5');
     assert.equal(down.body.retry_after_ms, 5000);
-    await direct.waitForLog(/the homeserver could not reach us/);
+    await direct.waitForLog(/application-service ping failed: cannot reach the homeserver at http:\/\/127\.0\.0\.1:\d+: /);
 
     synapse = await startSynapse(scope, {
       serverName,
@@ -100,6 +100,8 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     const up = await register(direct, node);
     assert.equal(up.status, 200, JSON.stringify(up.body));
     assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 200);
+    // The ping is kept up: the log does not end on the failure a later start of the homeserver fixed.
+    await direct.waitForLog(/info application-service ping succeeded again: the homeserver reached us/, 40_000);
     await faulty.start(FAULTY_ARGS());
   });
 
