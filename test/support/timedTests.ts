@@ -11,6 +11,8 @@ type TestFn = (t: nodeTest.TestContext) => unknown;
 type HookFn = (context: nodeTest.SuiteContext | nodeTest.TestContext) => unknown;
 
 export const describe = nodeTest.describe;
+/** node:test's mock (timers, functions), for tests that control time. */
+export const mock = nodeTest.mock;
 
 export function it(name: string, fn: TestFn): Promise<void>;
 export function it(name: string, options: nodeTest.TestOptions, fn: TestFn): Promise<void>;

@@ -1,6 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mock } from 'node:test';
-import { describe, it } from '../support/timedTests.js';
+import { describe, it, mock } from '../support/timedTests.js';
 import type { PingResult } from '../../src/homeserver/appservicePing.js';
 import { PING_INTERVAL_MS, PING_RETRY_MS, startPingMonitor } from '../../src/homeserver/pingMonitor.js';
 import { capturingLogger } from '../support/capturingLogger.js';
