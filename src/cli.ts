@@ -62,8 +62,12 @@ function sourcesOf(command: Command): SettingsSources {
 }
 
 function settingsOrExit(command: Command, options?: ResolveOptions, fallback?: SettingsLayer): ReturnType<typeof loadSettings> {
+  return settingsFromOrExit({ ...sourcesOf(command), fallback }, options);
+}
+
+function settingsFromOrExit(sources: SettingsSources, options?: ResolveOptions): ReturnType<typeof loadSettings> {
   try {
-    return loadSettings({ ...sourcesOf(command), fallback }, options);
+    return loadSettings(sources, options);
   } catch (error) {
     if (error instanceof SettingsError) fail(error.message, EXIT_BAD_SETTINGS);
     throw error;
@@ -221,7 +225,19 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     .action((options: GenconfigOptions, command: Command) =>
       reportFailure(async () => {
         const { runGenconfig } = await import('./commands/genconfig.js');
-        await runGenconfig(options, (fallback) => settingsOrExit(command, { requireSecrets: false }, fallback), process);
+        const { ignoredEnvironment } = await import('./genconfig/carriedSettings.js');
+        // The deployment runs on what genconfig writes, never on genconfig's own environment.
+        for (const name of ignoredEnvironment(process.env))
+          process.stderr.write(
+            `warning: ${name} is set in genconfig's environment and is not carried into the deployment: give it as a flag\n`,
+          );
+        const sources = { ...sourcesOf(command), environment: {} };
+        await runGenconfig(
+          options,
+          (fallback) => settingsFromOrExit({ ...sources, fallback }, { requireSecrets: false }),
+          process,
+          sources.commandLine,
+        );
       }),
     );
   program

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { DEFAULTS, type ResolvedSettings, type SettingsLayer } from '../config/settings.js';
+import { DEFAULTS, type RawSettings, type ResolvedSettings, type SettingsLayer } from '../config/settings.js';
+import { carriedSettings, type CarriedSetting } from '../genconfig/carriedSettings.js';
 import { configValue, readHomeserverFacts, readSynapseConfig, type SynapseConfig } from '../genconfig/homeserverConfig.js';
 import { planHomeserverUpdate } from '../genconfig/homeserverChanges.js';
 import type { HomeserverChange } from '../genconfig/homeserverPatch.js';
@@ -97,7 +98,16 @@ export async function runGenconfig(
   given: GenconfigOptions,
   settingsFor: (fallback: SettingsLayer) => ResolvedSettings,
   out: Output,
+  /** The daemon settings on genconfig's command line, as given: the deployment carries them. */
+  commandLine: RawSettings = {},
 ): Promise<void> {
+  let carried: CarriedSetting[];
+  try {
+    carried = carriedSettings(commandLine);
+  } catch (error) {
+    if (error instanceof GenconfigError) failCommand(error.message, EXIT_BAD_SETTINGS);
+    throw error;
+  }
   const container = given.container ? containerDefaults() : undefined;
   const options = {
     ...given,
@@ -190,6 +200,7 @@ export async function runGenconfig(
   const input = {
     ...defaultGenconfigInput(settings, options.out),
     ownSecretCopy: separateReaders(readers),
+    carried,
     appserviceId: options.id,
     // Several gates: the homeserver reaches them through nginx's upstream, so its transactions fail over too.
     registrationUrl:
@@ -257,7 +268,7 @@ export async function runGenconfig(
     const files = [
       ...(container === undefined || synapseRegistration === undefined
         ? copies.files
-        : containerFiles(plan, settings, { registrationUrl: plan.registration.url, synapseRegistration }, input.now)),
+        : containerFiles(plan, settings, { registrationUrl: plan.registration.url, synapseRegistration, carried }, input.now)),
       ...(options.nginx === undefined
         ? []
         : [{ name: resolve(options.nginx), content: renderNginxSite(templates, settings, nginxOptions, input.now), mode: 0o644 }]),

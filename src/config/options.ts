@@ -1,31 +1,53 @@
 /** Every setting the daemon reads, with its flag, environment variable and config-file key. */
 export type OptionKind = 'string' | 'secret' | 'path' | 'integer' | 'boolean';
 
+/**
+ * What genconfig does with a setting given to it: `written` ones it writes into run.sh (or regservice.yaml) itself,
+ * `tokens` become the registration's, `refused` ones it refuses (they name what genconfig writes); every other one is
+ * carried into run.sh as a flag (regservice.yaml as a key) as given.
+ */
+export type GenconfigUse = 'written' | 'tokens' | 'refused';
+
 export interface OptionSpec {
   readonly key: string;
   readonly kind: OptionKind;
   readonly argName?: string;
   readonly description: string;
+  readonly genconfig?: GenconfigUse;
 }
 
 export const OPTION_SPECS = [
   {
     key: 'matrixdomain',
+    genconfig: 'written',
     kind: 'string',
     argName: '<domain>',
     description: 'server_name of the homeserver (the part after ":" in user ids)',
   },
-  { key: 'matrixurl', kind: 'string', argName: '<url>', description: 'homeserver base URL' },
-  { key: 'host', kind: 'string', argName: '<address>', description: 'address to listen on' },
-  { key: 'port', kind: 'integer', argName: '<port>', description: 'port to listen on' },
-  { key: 'datapath', kind: 'path', argName: '<dir>', description: 'directory of the LevelDB state (when there is no --database)' },
+  { key: 'matrixurl', genconfig: 'written', kind: 'string', argName: '<url>', description: 'homeserver base URL' },
+  { key: 'host', genconfig: 'written', kind: 'string', argName: '<address>', description: 'address to listen on' },
+  { key: 'port', genconfig: 'written', kind: 'integer', argName: '<port>', description: 'port to listen on' },
+  {
+    key: 'datapath',
+    genconfig: 'written',
+    kind: 'path',
+    argName: '<dir>',
+    description: 'directory of the LevelDB state (when there is no --database)',
+  },
   {
     key: 'database',
+    genconfig: 'written',
     kind: 'string',
     argName: '<url>',
     description: 'postgresql:// URL (libpq style, sslmode honoured) of a PostgreSQL database several gates share, instead of LevelDB',
   },
-  { key: 'database-password-file', kind: 'path', argName: '<file>', description: "file holding the database user's password" },
+  {
+    key: 'database-password-file',
+    genconfig: 'written',
+    kind: 'path',
+    argName: '<file>',
+    description: "file holding the database user's password",
+  },
   { key: 'database-pool', kind: 'integer', argName: '<n>', description: 'connections to PostgreSQL this gate opens at most' },
   {
     key: 'pending-lease',
@@ -35,32 +57,54 @@ export const OPTION_SPECS = [
   },
   {
     key: 'registration',
+    genconfig: 'refused',
     kind: 'path',
     argName: '<file>',
     description: 'application-service registration.yaml: id, url, as_token, hs_token',
   },
-  { key: 'backend', kind: 'string', argName: '<name>', description: 'how users are created: shared-secret, admin-api or appservice' },
+  {
+    key: 'backend',
+    genconfig: 'written',
+    kind: 'string',
+    argName: '<name>',
+    description: 'how users are created: shared-secret, admin-api or appservice',
+  },
   {
     key: 'sharesecret',
+    genconfig: 'written',
     kind: 'secret',
     argName: '<secret>',
     description: "homeserver's registration_shared_secret (prefer --sharesecret-file)",
   },
-  { key: 'sharesecret-file', kind: 'path', argName: '<file>', description: 'file holding the registration_shared_secret' },
+  {
+    key: 'sharesecret-file',
+    genconfig: 'written',
+    kind: 'path',
+    argName: '<file>',
+    description: 'file holding the registration_shared_secret',
+  },
   {
     key: 'admin-token-file',
+    genconfig: 'written',
     kind: 'path',
     argName: '<file>',
     description: 'file holding a homeserver admin access token (backend admin-api)',
   },
   {
     key: 'allow-password-reset',
+    genconfig: 'written',
     kind: 'boolean',
     description: 'admin-api: reset the password of an existing user to its signature instead of 409',
   },
-  { key: 'astoken', kind: 'secret', argName: '<token>', description: 'as_token (prefer --registration)' },
-  { key: 'hstoken', kind: 'secret', argName: '<token>', description: 'hs_token (prefer --registration)' },
-  { key: 'verbosity', kind: 'integer', argName: '<0-5>', description: 'log level: 0 critical, 1 error, 2 warn, 3 info, 4 debug, 5 trace' },
+  { key: 'astoken', genconfig: 'tokens', kind: 'secret', argName: '<token>', description: 'as_token (prefer --registration)' },
+  { key: 'hstoken', genconfig: 'tokens', kind: 'secret', argName: '<token>', description: 'hs_token (prefer --registration)' },
+  {
+    key: 'verbosity',
+    genconfig: 'written',
+    kind: 'integer',
+    argName: '<0-5>',
+    description: 'log level: 0 critical, 1 error, 2 warn, 3 info, 4 debug, 5 trace',
+  },
   { key: 'logfile', kind: 'path', argName: '<file>', description: 'append log lines to this file instead of standard error' },
   { key: 'homeserver-timeout', kind: 'integer', argName: '<seconds>', description: 'timeout of one homeserver call' },
   {

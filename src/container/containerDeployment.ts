@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import type { RawSettings, Settings } from '../config/settings.js';
+import type { CarriedSetting } from '../genconfig/carriedSettings.js';
 import type { GeneratedFile, GenconfigPlan } from '../genconfig/genconfig.js';
 
 /**
@@ -26,6 +27,8 @@ export interface ContainerOptions {
   readonly registrationUrl: string;
   /** Where Synapse finds its copy of the registration, as Synapse sees the path (app_service_config_files). */
   readonly synapseRegistration: string;
+  /** The daemon settings given to genconfig, which regservice.yaml carries. */
+  readonly carried?: readonly CarriedSetting[];
 }
 
 /** genconfig's defaults in a container: every one can still be given as a flag. */
@@ -49,7 +52,13 @@ export function containerDefaults(): {
 }
 
 /** The daemon's settings as the image reads them (a --config file): paths, never a secret. */
-function renderConfigFile(settings: Settings, registrationFile: string, sharedSecretFile: string | undefined, now: Date): string {
+function renderConfigFile(
+  settings: Settings,
+  registrationFile: string,
+  sharedSecretFile: string | undefined,
+  carried: readonly CarriedSetting[],
+  now: Date,
+): string {
   const values: Record<string, string | number | boolean> = {
     matrixdomain: settings.serverName,
     matrixurl: settings.homeserverUrl,
@@ -65,8 +74,15 @@ function renderConfigFile(settings: Settings, registrationFile: string, sharedSe
     backend: settings.backend,
     ...(sharedSecretFile === undefined ? {} : { 'sharesecret-file': sharedSecretFile }),
     ...(settings.adminTokenFile === undefined ? {} : { 'admin-token-file': settings.adminTokenFile }),
+    ...(settings.allowPasswordReset ? { 'allow-password-reset': true } : {}),
     'trusted-proxies': settings.trustedProxies,
     verbosity: settings.verbosity,
+    ...Object.fromEntries(
+      carried.map((setting) => [
+        setting.key,
+        setting.value === true || !/^\d+$/.test(setting.value) ? setting.value : Number(setting.value),
+      ]),
+    ),
   };
   return (
     `# matrix-regservice in its container, written by \`matrix-regservice genconfig --container\` on ${now.toISOString()}.\n` +
@@ -86,7 +102,11 @@ export function containerFiles(plan: GenconfigPlan, settings: Settings, options:
   const kept = plan.files.filter((file) => file.name !== 'run.sh');
   return [
     ...kept,
-    { name: CONTAINER.configFile, content: renderConfigFile(settings, plan.registrationFile, plan.sharedSecretFile, now), mode: 0o600 },
+    {
+      name: CONTAINER.configFile,
+      content: renderConfigFile(settings, plan.registrationFile, plan.sharedSecretFile, options.carried ?? [], now),
+      mode: 0o600,
+    },
     ...(registration === undefined ? [] : [{ name: options.synapseRegistration, content: registration.content, mode: 0o600 }]),
   ];
 }

@@ -20,6 +20,7 @@ import { localServiceUrl } from '../config/connectAddress.js';
 import { describeDatabaseUrl, urlHasPassword } from '../config/databaseUrl.js';
 import { BIN_PATH, PACKAGE_ROOT } from '../packageRoot.js';
 import { GenconfigError } from './genconfigError.js';
+import type { CarriedSetting } from './carriedSettings.js';
 import type { FileOwner } from './fileOwners.js';
 import { changesSynapseMustReload, type PreviousDeployment } from './previousDeployment.js';
 import { renderTemplate, shellQuote } from './template.js';
@@ -87,6 +88,8 @@ export interface GenconfigInput {
    * that file is Synapse's to read (0600, Synapse's account).
    */
   readonly ownSecretCopy?: boolean | undefined;
+  /** The daemon settings given to genconfig that run.sh carries as flags (carriedSettings). */
+  readonly carried?: readonly CarriedSetting[] | undefined;
 }
 
 export const REGISTRATION_FILE = 'registration.yaml';
@@ -95,6 +98,8 @@ export const SECRET_FILE = 'registration_shared_secret';
 
 /** run.sh's store flags: --datapath, or --database with its password only ever in a file. */
 function storeFlags(settings: Settings): string {
+  if (settings.database === undefined && settings.databasePasswordFile !== undefined)
+    throw new GenconfigError('--database-password-file goes with --database (the PostgreSQL store): give both, or neither for LevelDB');
   if (settings.database === undefined) return `  --datapath ${shellQuote(resolve(settings.datapath))} \\\n`;
   if (urlHasPassword(settings.database)) {
     throw new GenconfigError(
@@ -153,8 +158,9 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   const registration: AppserviceRegistration = {
     id: input.appserviceId ?? earlier?.id ?? input.keep?.id ?? `matrix-regservice-${settings.serverName}`,
     url: input.registrationUrl ?? localServiceUrl(settings),
-    as_token: kept?.asToken ?? input.randomToken(),
-    hs_token: kept?.hsToken ?? input.randomToken(),
+    // Tokens given to genconfig (--astoken and --hstoken) win: the operator names what Synapse holds.
+    as_token: settings.asToken !== '' ? settings.asToken : (kept?.asToken ?? input.randomToken()),
+    hs_token: settings.hsToken !== '' ? settings.hsToken : (kept?.hsToken ?? input.randomToken()),
     sender_localpart: 'regservice',
     namespaces: {
       // Synapse refuses shared-secret registration inside an exclusive namespace (M_EXCLUSIVE);
@@ -180,6 +186,9 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
     BACKEND: settings.backend,
     BACKEND_FLAGS: backendFlags,
     VERBOSITY: String(settings.verbosity),
+    CARRIED_FLAGS: (input.carried ?? [])
+      .map((setting) => `  --${setting.key}${setting.value === true ? '' : ` ${shellQuote(setting.value)}`} \\\n`)
+      .join(''),
   });
   files.push({ name: RUN_FILE, content: run, mode: 0o755 });
 
@@ -223,7 +232,11 @@ export function renderSystemdUnit(template: string, settings: Settings, site: Un
     SERVER_NAME: settings.serverName,
     USER: systemdUserName(site.user),
     RUN_SH: systemdPath(site.runScript, 'run.sh path'),
-    DATAPATH: systemdPath(resolve(settings.datapath), '--datapath'),
+    READ_WRITE_PATHS: [
+      systemdPath(resolve(settings.datapath), '--datapath'),
+      ...(settings.logfile === undefined ? [] : [systemdPath(dirname(resolve(settings.logfile)), "--logfile's directory")]),
+    ].join(' '),
+    CAPABILITIES: settings.port < 1024 || (settings.metricsPort > 0 && settings.metricsPort < 1024) ? 'CAP_NET_BIND_SERVICE' : '',
     DATAPATH_SHELL: shellQuote(resolve(settings.datapath)),
     README: pathToFileURL(join(PACKAGE_ROOT, 'README.md')).href.replaceAll('%', '%%'),
   });

@@ -17,6 +17,9 @@ import {
 } from '../../src/genconfig/genconfig.js';
 import { registrationUrlThroughNginx, renderNginxSite, renderNginxSnippet, type NginxTemplates } from '../../src/genconfig/nginxSite.js';
 import { renderTemplate, shellQuote } from '../../src/genconfig/template.js';
+import { carriedSettings } from '../../src/genconfig/carriedSettings.js';
+import { OPTION_SPECS } from '../../src/config/options.js';
+import { containerFiles } from '../../src/container/containerDeployment.js';
 import { checkNginxSite } from '../support/nginx.js';
 
 const escapeForRegex = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -369,5 +372,76 @@ describe('writeGenconfig', () => {
     assert.deepEqual(readdirSync(parent), [], 'not even the output directory');
     writeGenconfig(plan, out, false);
     assert.deepEqual(readdirSync(out).sort(), ['registration.yaml', 'registration_shared_secret', 'run.sh']);
+  });
+});
+
+describe('every daemon setting given to genconfig reaches the deployment', () => {
+  /** A valid value of each kind, as a flag would give it. */
+  const sample = (kind: string, key: string): string => {
+    if (key === 'backend') return 'admin-api';
+    if (key === 'database') return 'postgresql://regservice@127.0.0.1/regservice';
+    if (key === 'trusted-proxies') return '10.0.0.5';
+    if (key === 'matrixurl') return 'http://127.0.0.1:8118';
+    if (key.endsWith('port')) return '9011';
+    if (key === 'verbosity') return '4';
+    if (key === 'rate-limit-ipv6-prefix') return '56';
+    if (kind === 'integer') return '7';
+    if (kind === 'boolean') return 'true';
+    if (kind === 'path') return `/srv/given/${key}`;
+    return `given-${key}`;
+  };
+
+  const SECRET_FILES: Record<string, string> = {
+    'sharesecret-file': 'sharesecret',
+    'admin-token-file': 'admin-token',
+    'database-password-file': 'database-password',
+  };
+
+  it('walks the options table: each is written by genconfig, carried as given, made the tokens, or refused by name', () => {
+    for (const spec of OPTION_SPECS) {
+      const value = sample(spec.kind, spec.key);
+      const given = { [spec.key]: value };
+      const use = 'genconfig' in spec ? spec.genconfig : 'carried';
+      if (use === 'refused') {
+        assert.throws(() => carriedSettings(given), new RegExp(`--${spec.key} `), spec.key);
+        continue;
+      }
+      const carried = carriedSettings(given);
+      const secretKey = SECRET_FILES[spec.key];
+      const values: Record<string, string> = {
+        ...(['admin-token-file', 'backend', 'allow-password-reset'].includes(spec.key)
+          ? { backend: 'admin-api', 'admin-token': 'token-read', 'admin-token-source': '/srv/token' }
+          : {}),
+        ...(spec.key === 'database-password-file' ? { database: 'postgresql://regservice@127.0.0.1/regservice' } : {}),
+        [spec.key]: value,
+        // A secret's file as loadSettings leaves it: read, and its path remembered.
+        ...(secretKey === undefined ? {} : { [secretKey]: 'secret-read', [`${secretKey}-source`]: value }),
+      };
+      const planned = input(values);
+      const plan = planGenconfig({ ...planned, carried });
+      const run = fileNamed(plan, 'run.sh').content;
+      const options = { registrationUrl: 'http://r/regapp/1', synapseRegistration: '/data/r.yaml', carried };
+      const container = containerFiles(plan, planned.settings, options, new Date()).find(
+        (file) => file.name === 'regservice.yaml',
+      )?.content;
+      if (use === 'tokens') {
+        assert.equal(spec.key === 'astoken' ? plan.registration.as_token : plan.registration.hs_token, value, spec.key);
+        assert.ok(!run.includes(value) && !container?.includes(value), `${spec.key} stays out of run.sh and regservice.yaml`);
+        continue;
+      }
+      if (spec.kind === 'secret') {
+        assert.ok(!run.includes(value) && !container?.includes(value), `${spec.key} never on a command line`);
+        assert.match(run, new RegExp(`--${spec.key}-file `), spec.key);
+        continue;
+      }
+      const flag = spec.kind === 'boolean' ? `--${spec.key} ` : `--${spec.key} ${shellQuote(value)} `;
+      assert.ok(run.includes(flag), `run.sh carries ${flag}:\n${run}`);
+      assert.match(container ?? '', new RegExp(`^${spec.key}: `, 'm'), `regservice.yaml carries ${spec.key}:\n${container}`);
+      assert.equal(
+        carried.some((setting) => setting.key === spec.key),
+        use === 'carried',
+        spec.key,
+      );
+    }
   });
 });
