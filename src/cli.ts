@@ -148,7 +148,7 @@ interface ProgramContext {
 export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): Command {
   const program = new Command('matrix-regservice')
     .description('Registration gate for a Matrix homeserver: registers @0x<address>:<server_name> for holders of the key')
-    .version(packageVersion())
+    .version(packageVersion(), '-v, --version', "print the version (the Go original's -v too)")
     .showHelpAfterError();
   for (const spec of OPTION_SPECS) {
     const flags = 'argName' in spec ? `--${spec.key} ${spec.argName}` : `--${spec.key}`;
@@ -277,7 +277,11 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     .requiredOption('--key-file <file>', 'file holding the node private key as 64 hex characters')
     .requiredOption('--homeserver <url>', 'public homeserver URL')
     .option('--server-name <name>', "the homeserver's server_name (default: the URL's host)")
-    .action((options: { keyFile: string; homeserver: string; serverName?: string }) =>
+    .option(
+      '--gate <url>',
+      "the service's own URL, registration.yaml's url (e.g. http://127.0.0.1:8009/regapp/1), when no proxy puts it under --homeserver",
+    )
+    .action((options: { keyFile: string; homeserver: string; serverName?: string; gate?: string }) =>
       reportFailure(async () => (await import('./commands/register.js')).runRegister(options, process)),
     );
   return program;

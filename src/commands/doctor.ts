@@ -19,6 +19,8 @@ export interface CheckResult {
   readonly detail: string;
   /** Works, but the operator should change something: printed WARN, and doctor still passes. */
   readonly warning?: true;
+  /** Not checked, because a check it depends on failed (that one says why): printed skip. */
+  readonly skipped?: true;
 }
 
 type Check = () => Promise<CheckResult[]>;
@@ -118,26 +120,30 @@ async function checkAsToken(settings: Settings): Promise<CheckResult> {
 }
 
 async function checkBackendAccess(settings: Settings): Promise<CheckResult[]> {
-  const backendCheck =
-    settings.backend === 'shared-secret' ? checkSharedSecret : settings.backend === 'admin-api' ? checkAdminToken : undefined;
-  const checks = [...(backendCheck === undefined ? [] : [backendCheck]), checkAsToken];
+  const checks: (readonly [string, (settings: Settings) => Promise<CheckResult>])[] = [
+    ...(settings.backend === 'shared-secret'
+      ? [["the shared secret is Synapse's registration_shared_secret", checkSharedSecret] as const]
+      : []),
+    ...(settings.backend === 'admin-api' ? [["the admin token is a server admin's", checkAdminToken] as const] : []),
+    ['the as_token is accepted', checkAsToken],
+  ];
   const results: CheckResult[] = [];
-  for (const check of checks) {
+  for (const [what, check] of checks) {
     try {
       results.push(await check(settings));
     } catch (error) {
-      results.push({ ok: false, what: `${settings.backend} backend usable`, detail: failure(error) });
+      results.push({ ok: false, what, detail: failure(error) });
     }
   }
   return results;
 }
 
 function checkNamespace(settings: Settings): CheckResult {
-  const what = "the registration's user namespace covers Photon nodes only";
+  const what = "the registration's user namespace";
   if (settings.appserviceUserRegexes.length === 0) return { ok: true, what, detail: 'no registration named' };
   return namespaceIsWide(settings.appserviceUserRegexes, settings.serverName)
     ? { ok: true, warning: true, what, detail: WIDE_NAMESPACE_WARNING }
-    : { ok: true, what, detail: settings.appserviceUserRegexes.join(', ') };
+    : { ok: true, what, detail: `Photon nodes only: ${settings.appserviceUserRegexes.join(', ')}` };
 }
 
 async function checkPing(settings: Settings): Promise<CheckResult> {
@@ -262,10 +268,23 @@ async function checkForwardedFor(base: string, basePath: string): Promise<CheckR
 
 /** Every check, in order; the caller prints them and exits non-zero on any failure. */
 export async function runDoctor(settings: Settings, publicUrl: string | undefined): Promise<CheckResult[]> {
+  const homeserver = await checkHomeserver(settings);
+  // Each check that asks the homeserver would fail for the same reason: said once.
+  const askHomeserver = (): Promise<CheckResult[]> =>
+    homeserver.ok
+      ? (async () => [...(await checkBackendAccess(settings)), await checkPing(settings)])()
+      : Promise.resolve([
+          {
+            ok: true,
+            skipped: true,
+            what: "the backend's secret, the as_token and the application-service ping",
+            detail: 'not checked: the homeserver is unreachable',
+          },
+        ]);
   const checks: Check[] = [
-    async () => [await checkHomeserver(settings)],
-    () => checkBackendAccess(settings),
-    async () => [await checkPing(settings), checkNamespace(settings)],
+    async () => [homeserver],
+    askHomeserver,
+    () => Promise.resolve([checkNamespace(settings)]),
     async () => [settings.database === undefined ? await checkDatapath(settings) : await checkDatabase(settings, settings.database)],
   ];
   const results: CheckResult[] = [];
@@ -275,5 +294,6 @@ export async function runDoctor(settings: Settings, publicUrl: string | undefine
 }
 
 export function formatCheck(result: CheckResult): string {
-  return `${result.ok ? (result.warning === true ? 'WARN' : 'ok  ') : 'FAIL'}  ${result.what}: ${result.detail}`;
+  const mark = !result.ok ? 'FAIL' : result.skipped === true ? 'skip' : result.warning === true ? 'WARN' : 'ok  ';
+  return `${mark}  ${result.what}: ${result.detail}`;
 }

@@ -35,8 +35,9 @@ export const CLIENT_ADDRESS_HEADER = 'x-regservice-client';
 
 /** What the service says, once per summary interval, of requests whose proxy named no client. */
 export const UNNAMED_CLIENTS_WARNING =
-  'registration requests came through a trusted proxy without a client address (X-Forwarded-For): they all count as one ' +
-  'client, the proxy, in every limit; add "proxy_set_header X-Forwarded-For $remote_addr;" to the nginx location of /regapp/1';
+  'registration requests came from a trusted proxy address (--trusted-proxies) without a client address (X-Forwarded-For): ' +
+  'they all count as one client in every limit. Direct requests from this machine (a smoke test) are counted so too; if ' +
+  'they come through a proxy, add "proxy_set_header X-Forwarded-For $remote_addr;" to its nginx location of /regapp/1';
 
 export interface ClientOfRequest {
   /** The client's rate-limit key: its address, or its IPv6 network. */

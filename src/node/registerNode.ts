@@ -5,8 +5,13 @@ export { signRegistration, type RegistrationBody };
 export interface RegisterNodeOptions {
   /** 32-byte secp256k1 private key of the node. */
   readonly privateKey: Uint8Array;
-  /** The homeserver's public URL; registration goes to <homeserverUrl>/regapp/1/register. */
+  /** The homeserver's public URL; registration goes to <homeserverUrl>/regapp/1/register, the login to the homeserver. */
   readonly homeserverUrl: string;
+  /**
+   * The service's own base URL (registration.yaml's url, e.g. http://127.0.0.1:8009/regapp/1), for a service that is
+   * not behind the homeserver's URL (no nginx in front, as in the README's quick start); registration goes to <gateUrl>/register.
+   */
+  readonly gateUrl?: string | undefined;
   /** The homeserver's server_name (default: the URL's host name). */
   readonly serverName?: string;
   readonly timeoutMs?: number;
@@ -56,7 +61,8 @@ export async function registerNode(options: RegisterNodeOptions): Promise<Regist
   const serverName = options.serverName ?? new URL(base).host;
   const timeoutMs = options.timeoutMs ?? 30_000;
   const body = signRegistration(options.privateKey, serverName);
-  const registered = await postJson(`${base}/regapp/1/register`, body, timeoutMs);
+  const gate = options.gateUrl === undefined ? `${base}/regapp/1` : options.gateUrl.replace(/\/+$/, '');
+  const registered = await postJson(`${gate}/register`, body, timeoutMs);
   if (registered.status !== 200 && !(registered.status === 409 && registered.body.errcode === 'M_USER_IN_USE')) {
     throw new RegistrationFailed(
       `registration failed: HTTP ${registered.status} ${textOf(registered.body.errcode)} ${textOf(registered.body.error)}`.trim(),

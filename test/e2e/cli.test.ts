@@ -195,6 +195,26 @@ describe('the built CLI', () => {
     assert.equal(existsSync(join(home, 'run.sh')), false, 'the image runs the config file, no run.sh');
   });
 
+  it("doctor with the homeserver down says so once, and skips what would fail for the same reason; -v prints the version as Go's did", async () => {
+    const dir = tempDir('regservice-doctor-down-');
+    assert.equal((await run(['genconfig', '--matrixdomain', 'example.org', '--matrixurl', 'http://127.0.0.1:1'], dir)).code, 0);
+    const viaRunSh = await new Promise<{ code: number; stdout: string }>((resolve) =>
+      execFile(join(dir, 'run.sh'), ['doctor'], { cwd: dir, timeout: 60_000 }, (error, stdout) =>
+        resolve({ code: error === null ? 0 : Number((error as { code?: number }).code), stdout }),
+      ),
+    );
+    assert.equal(viaRunSh.code, 1);
+    assert.equal(viaRunSh.stdout.match(/^FAIL/gm)?.length, 1, viaRunSh.stdout);
+    assert.match(viaRunSh.stdout, /^FAIL {2}homeserver http:\/\/127\.0\.0\.1:1 reachable: .*ECONNREFUSED/m);
+    assert.match(
+      viaRunSh.stdout,
+      /^skip {2}the backend's secret, the as_token and the application-service ping: not checked: the homeserver is unreachable$/m,
+    );
+    const version = await run(['-v']);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+  });
+
   it('rejects an unknown flag', async () => {
     const result = await run(['--matrixdomian', 'x']);
     assert.notEqual(result.code, 0);

@@ -181,6 +181,18 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
       gate.dir,
     );
     assert.equal(again.code, 0, 'an already registered node still logs in');
+
+    // Without nginx in front (the quick start): the service's own URL apart from the homeserver's.
+    const direct = randomPrivateKey();
+    writeFileSync(keyFile, Buffer.from(direct).toString('hex'), { mode: 0o600 });
+    const quick = await run(
+      installed.bin,
+      ['register', '--key-file', keyFile, '--homeserver', synapse.url, '--gate', gate.url, '--server-name', serverName],
+      gate.dir,
+    );
+    assert.equal(quick.code, 0, quick.stderr);
+    assert.equal(quick.stdout.trim(), `@${addressOfPrivateKey(direct)}:${serverName}`);
+    registered.push(addressOfPrivateKey(direct));
   });
 
   it('serves registration through each nginx form: the location in your own server block, and a TLS site', async () => {
@@ -215,7 +227,7 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     const node = await registerNode({ privateKey: randomPrivateKey(), homeserverUrl: goReadmeUrl, serverName });
     registered.push(node.userId.slice(1, 43));
     await gate.waitForLog(
-      /warn registration requests came through a trusted proxy without a client address .*proxy_set_header X-Forwarded-For \$remote_addr;/,
+      /warn registration requests came from a trusted proxy address \(--trusted-proxies\) without a client address .*proxy_set_header X-Forwarded-For \$remote_addr;/,
       15_000,
       since,
     );
@@ -229,8 +241,8 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
 
   it('serves metrics, health and readiness on the metrics port only', async () => {
     const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
-    assert.match(metrics, /regservice_registrations_total\{outcome="registered"\} 4/);
-    assert.match(metrics, /regservice_homeserver_call_seconds_count\{call="register",result="ok"\} 4/);
+    assert.match(metrics, /regservice_registrations_total\{outcome="registered"\} 5/);
+    assert.match(metrics, /regservice_homeserver_call_seconds_count\{call="register",result="ok"\} 5/);
     assert.match(metrics, /regservice_homeserver_calls_in_flight 0/);
     assert.match(metrics, /regservice_transactions_total/);
     // Served, so the Node.js process metrics are collected too (summed over the processes; workers' settings: unit test).
@@ -272,7 +284,7 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     assert.match(good.stdout, /ok {4}homeserver .* reachable: client-server API versions/);
     assert.match(good.stdout, /ok {4}the shared secret is Synapse's registration_shared_secret: Synapse accepted its MAC/);
     assert.match(good.stdout, /ok {4}the as_token is accepted: acts as @regservice:photon\.test/);
-    assert.match(good.stdout, /ok {4}the registration's user namespace covers Photon nodes only/);
+    assert.match(good.stdout, /ok {4}the registration's user namespace: Photon nodes only/);
     assert.match(
       good.stdout,
       /ok {4}the proxy sets the client address \(X-Forwarded-For\) itself: the service saw this machine as 127\.0\.0\.1/,
