@@ -18,6 +18,7 @@ import { startPrimary, StartError, type RunningPrimary } from './cluster/primary
 import { createLogger } from './log/logger.js';
 import { packageVersion } from './packageRoot.js';
 import { StoreOpenError } from './store/store.js';
+import { UntrustedFileError } from './config/trustedFile.js';
 import { CommandFailure, EXIT_BAD_SETTINGS, EXIT_FAILURE } from './commands/commandFailure.js';
 import type { GenconfigOptions } from './commands/genconfig.js';
 import type { UsersAction } from './commands/users.js';
@@ -131,10 +132,10 @@ async function runDaemon(command: Command, context: ProgramContext): Promise<voi
       void stopAndExit(EXIT_FAILURE);
     });
   } catch (error) {
-    const known = error instanceof StoreOpenError || error instanceof StartError;
+    const known = error instanceof StoreOpenError || error instanceof StartError || error instanceof UntrustedFileError;
     log.critical(known ? error.message : `cannot start: ${(error as Error).message}`);
     await log.close();
-    process.exit(EXIT_FAILURE);
+    process.exit(error instanceof UntrustedFileError ? EXIT_BAD_SETTINGS : EXIT_FAILURE);
   }
   if (signalled) await stopAndExit(0);
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readTrustedFile, UntrustedFileError } from '../config/trustedFile.js';
 import { forbidden } from '../protocol/matrixError.js';
 import { isNodeLocalpart } from '../protocol/nodeId.js';
 
@@ -28,8 +28,9 @@ export function loadAddressPolicy(files: AddressListFiles): { policy: AddressPol
     if (path === undefined) return undefined;
     let text: string;
     try {
-      text = readFileSync(path, 'utf8');
+      text = readTrustedFile(path, 'address list');
     } catch (error) {
+      if (error instanceof UntrustedFileError) throw error;
       throw new Error(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
     return parseAddressList(text, path);

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Settings } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
 import { loadAddressPolicy, type AddressPolicy } from '../access/addressLists.js';
+import { UntrustedFileError } from '../config/trustedFile.js';
 import { createAddressRecovery } from '../protocol/addressRecovery.js';
 import { CallLimiter } from '../homeserver/callLimiter.js';
 import { registrarForBackend } from '../homeserver/registrarForBackend.js';
@@ -63,6 +64,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   try {
     lists = addressPolicy(settings);
   } catch (error) {
+    if (error instanceof UntrustedFileError) throw error;
     throw new StartError((error as Error).message);
   }
   const store = await openServiceStore(settings, (error) =>

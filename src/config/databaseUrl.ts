@@ -17,6 +17,15 @@ function parsed(url: string): URL | undefined {
   }
 }
 
+/** A %-encoded part decoded, or undefined where a % is not followed by two hex digits. */
+function decoded(part: string): string | undefined {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The URL without its secrets, for logs and messages. */
 export function describeDatabaseUrl(url: string): string {
   const parts = parsed(url);
@@ -31,6 +40,8 @@ export function databaseUrlProblem(url: string): string | undefined {
   if (!/^postgres(ql)?:\/\//.test(url)) return 'must be a postgresql:// URL';
   const parts = parsed(url);
   if (parts === undefined) return 'is not a URL';
+  if ([parts.username, parts.password, parts.pathname].some((part) => decoded(part) === undefined))
+    return 'has a % that is not followed by two hex digits in its user, password or database name: write a % there as %25';
   const mode = parts.searchParams.get('sslmode');
   if (mode !== null && !SSL_MODES.includes(mode)) return `sslmode must be one of ${SSL_MODES.join(', ')}, got "${mode}"`;
   if (parts.searchParams.has('passfile')) {
@@ -43,7 +54,8 @@ export function databaseUrlProblem(url: string): string | undefined {
 export function urlSecrets(url: string): string[] {
   const parts = parsed(url);
   if (parts === undefined) return [];
-  const secrets = [parts.password === '' ? '' : decodeURIComponent(parts.password)];
+  // Both forms are scrubbed: a password that does not decode is still a password.
+  const secrets = [parts.password, decoded(parts.password) ?? ''];
   for (const name of SECRET_PARAMETERS) secrets.push(...parts.searchParams.getAll(name));
   return secrets.filter((secret) => secret !== '');
 }

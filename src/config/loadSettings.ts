@@ -1,7 +1,9 @@
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { readTrustedFile, UntrustedFileError } from './trustedFile.js';
 import { dirname, resolve } from 'node:path';
 import { isSettingKey, OPTION_SPECS } from './options.js';
 import { namespaceIsWide, parseRegistration, WIDE_NAMESPACE_WARNING } from './registrationFile.js';
+import { namespaceProblems } from './registrationNamespace.js';
 import { parseYamlQuietly } from './yamlText.js';
 import {
   COMMAND_LINE,
@@ -30,13 +32,15 @@ interface Expansion {
 
 function readSecretFile(path: string, what: string, expansion: Expansion): string | undefined {
   try {
+    const text = readTrustedFile(path, what);
     const mode = statSync(path).mode;
     if ((mode & 0o077) !== 0) {
       expansion.warnings.push(`${what} ${path} is readable by other users (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
     }
-    return readFileSync(path, 'utf8');
+    return text;
   } catch (error) {
-    expansion.problems.push(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    if (error instanceof UntrustedFileError) expansion.problems.push(error.message);
+    else expansion.problems.push(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     return undefined;
   }
 }
@@ -82,6 +86,8 @@ function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion
             'appservice-id': parsed.id,
             'appservice-url': parsed.url,
             'appservice-user-regexes': parsed.userRegexes.join('\n'),
+            'appservice-exclusive-regexes': parsed.exclusiveUserRegexes.join('\n'),
+            'appservice-file': path,
           },
         });
       } catch (error) {
@@ -94,9 +100,10 @@ function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion
 function readConfigFile(path: string, expansion: Expansion): RawSettings {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTrustedFile(path, 'config file');
   } catch (error) {
-    expansion.problems.push(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    if (error instanceof UntrustedFileError) expansion.problems.push(error.message);
+    else expansion.problems.push(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     return {};
   }
   let doc: unknown;
@@ -149,5 +156,11 @@ export function loadSettings(sources: SettingsSources, options?: ResolveOptions)
   if (expansion.problems.length > 0) throw new SettingsError(expansion.problems);
   const { settings } = resolved;
   const wide = settings.serverName !== '' && namespaceIsWide(settings.appserviceUserRegexes, settings.serverName);
-  return { settings, warnings: [...expansion.warnings, ...resolved.warnings, ...(wide ? [WIDE_NAMESPACE_WARNING] : [])] };
+  // The service's own registration must fit the backend; genconfig and the store commands name none.
+  const namespace = options?.requireSecrets === false ? { problems: [], warnings: [] } : namespaceProblems(settings);
+  if (namespace.problems.length > 0) throw new SettingsError(namespace.problems);
+  return {
+    settings,
+    warnings: [...expansion.warnings, ...resolved.warnings, ...(wide ? [WIDE_NAMESPACE_WARNING] : []), ...namespace.warnings],
+  };
 }

@@ -20,6 +20,8 @@ export interface AppserviceRegistration {
 export type RegistrationSecrets = Pick<AppserviceRegistration, 'id' | 'url' | 'as_token' | 'hs_token'> & {
   /** The user namespace regexes (namespaces.users[].regex). */
   readonly userRegexes: readonly string[];
+  /** Those of them that are exclusive. */
+  readonly exclusiveUserRegexes: readonly string[];
 };
 
 /** Reads id, url, as_token and hs_token (and the user namespaces); throws with the name of what is missing. */
@@ -35,9 +37,13 @@ export function parseRegistration(text: string): RegistrationSecrets {
     return value.trim();
   };
   const namespaces = fields.namespaces as { users?: unknown } | undefined;
-  const users = Array.isArray(namespaces?.users) ? (namespaces.users as { regex?: unknown }[]) : [];
+  const users = Array.isArray(namespaces?.users) ? (namespaces.users as { regex?: unknown; exclusive?: unknown }[]) : [];
   const userRegexes = users.map((entry) => entry.regex).filter((regex): regex is string => typeof regex === 'string');
-  return { id: read('id'), url: read('url'), as_token: read('as_token'), hs_token: read('hs_token'), userRegexes };
+  const exclusiveUserRegexes = users
+    .filter((entry) => entry.exclusive === true)
+    .map((entry) => entry.regex)
+    .filter((regex): regex is string => typeof regex === 'string');
+  return { id: read('id'), url: read('url'), as_token: read('as_token'), hs_token: read('hs_token'), userRegexes, exclusiveUserRegexes };
 }
 
 /**
@@ -51,6 +57,18 @@ export function namespaceIsWide(regexes: readonly string[], serverName: string):
       return new RegExp(`^(?:${regex})`).test(`@alice:${serverName}`);
     } catch {
       return true;
+    }
+  });
+}
+
+/** Whether one of the regexes takes in Photon nodes of `serverName` (as Synapse applies them: re.match, anchored at the start). */
+export function coversPhotonNodes(regexes: readonly string[], serverName: string): boolean {
+  const node = `@0x${'0123456789abcdef'.repeat(3).slice(0, 40)}:${serverName}`;
+  return regexes.some((regex) => {
+    try {
+      return new RegExp(`^(?:${regex})`).test(node);
+    } catch {
+      return false;
     }
   });
 }

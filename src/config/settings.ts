@@ -57,6 +57,10 @@ export interface Settings {
   readonly appserviceId: string | undefined;
   /** The registration's user namespace regexes (empty without a registration). */
   readonly appserviceUserRegexes: readonly string[];
+  /** Those of them that are exclusive. */
+  readonly appserviceExclusiveRegexes: readonly string[];
+  /** The registration file the tokens came from, when they came from one. */
+  readonly registrationFile: string | undefined;
   /** Log lines go to this file (appended) instead of standard error. */
   readonly logfile: string | undefined;
   /** Path prefix of every route, from the registration `url` (default /regapp/1). */
@@ -94,6 +98,10 @@ export type InternalKey =
   | 'appservice-url'
   /** The registration's user namespace regexes, one a line. */
   | 'appservice-user-regexes'
+  /** Those of them that are exclusive, one a line. */
+  | 'appservice-exclusive-regexes'
+  /** The registration file the tokens came from. */
+  | 'appservice-file'
   | 'sharesecret-source'
   | 'admin-token'
   | 'admin-token-source'
@@ -329,6 +337,10 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     appserviceUserRegexes: String(pick('appservice-user-regexes')?.value ?? '')
       .split('\n')
       .filter((regex) => regex !== ''),
+    appserviceExclusiveRegexes: String(pick('appservice-exclusive-regexes')?.value ?? '')
+      .split('\n')
+      .filter((regex) => regex !== ''),
+    registrationFile: pick('appservice-file') === undefined ? undefined : String(pick('appservice-file')?.value),
     logfile: optionalPath('logfile'),
     basePath,
     verbosity,

@@ -1,6 +1,9 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadSettings, type SettingsSources } from '../config/loadSettings.js';
+import { parseRegistration } from '../config/registrationFile.js';
 import { SettingsError, type ResolveOptions, type ResolvedSettings } from '../config/settings.js';
-import { contradictedTokens, findGoRegistration, GO_GENERATED_FORM, goRegistrationLayer } from './goRegistration.js';
+import { contradictedTokens, findGoRegistration, GO_GENERATED_FORM, GO_REGISTRATION_FILE, goRegistrationLayer } from './goRegistration.js';
 
 /**
  * The daemon's and doctor's settings, for a run.sh of the Go original's too. Run from Synapse's config directory, where
@@ -17,7 +20,7 @@ export function loadSettingsForGoRunScript(sources: SettingsSources, options: Re
   }
   const found =
     named === undefined || named.settings.appserviceId !== undefined ? undefined : findGoRegistration(cwd, named.settings.serverName);
-  if (found === undefined) return loadOrExplainGoForm(sources, options);
+  if (found === undefined) return loadOrExplainGoForm(sources, options, cwd);
   const resolved = loadOrExplainGoForm({ ...sources, fallback: goRegistrationLayer(found) }, options);
   const differing = contradictedTokens(found, { astoken: resolved.settings.asToken, hstoken: resolved.settings.hsToken });
   if (differing.length > 0) {
@@ -32,10 +35,22 @@ export function loadSettingsForGoRunScript(sources: SettingsSources, options: Re
   };
 }
 
-function loadOrExplainGoForm(sources: SettingsSources, options: ResolveOptions): ResolvedSettings {
+function loadOrExplainGoForm(sources: SettingsSources, options: ResolveOptions, cwd?: string): ResolvedSettings {
   try {
     return loadSettings(sources, options);
   } catch (error) {
+    const other = cwd === undefined ? undefined : otherRegistrationHere(cwd);
+    if (
+      error instanceof SettingsError &&
+      other !== undefined &&
+      error.problems.some((problem) => problem.startsWith('astoken is required') || problem.startsWith('hstoken is required'))
+    ) {
+      throw new SettingsError([
+        `${other.path} belongs to another application service (id ${other.id}, users ${other.users || 'none'}), not to this one, ` +
+          "so its tokens are not taken: give this service's registration with --registration FILE (one whose users namespace is " +
+          'Photon nodes), or its tokens with --astoken and --hstoken',
+      ]);
+    }
     const tokensOnCommandLine = sources.commandLine.astoken !== undefined || sources.commandLine.hstoken !== undefined;
     if (
       error instanceof SettingsError &&
@@ -45,5 +60,17 @@ function loadOrExplainGoForm(sources: SettingsSources, options: ResolveOptions):
       throw new SettingsError([GO_GENERATED_FORM]);
     }
     throw error;
+  }
+}
+
+/** A registration.yaml in the run.sh's directory that is not the Go original's: another application service's, often a bridge's. */
+function otherRegistrationHere(cwd: string): { path: string; id: string; users: string } | undefined {
+  const path = join(cwd, GO_REGISTRATION_FILE);
+  if (!existsSync(path)) return undefined;
+  try {
+    const parsed = parseRegistration(readFileSync(path, 'utf8'));
+    return { path, id: parsed.id, users: parsed.userRegexes.join(', ') };
+  } catch {
+    return undefined;
   }
 }

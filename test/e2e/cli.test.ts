@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { join } from 'node:path';
 import { describe, it } from '../support/timedTests.js';
@@ -19,12 +19,14 @@ function run(args: readonly string[], cwd?: string): Promise<{ code: number; std
   });
 }
 
+const PHOTON_NAMESPACE = "namespaces:\n  users:\n    - {exclusive: false, regex: '^@0x[0-9a-f]{40}:example\\.org$'}\n";
+
 function deployment(): { dir: string; args: string[] } {
   const dir = tempDir('regservice-cli-');
   writeFileSync(join(dir, 'secret'), 'a-shared-secret\n', { mode: 0o600 });
   writeFileSync(
     join(dir, 'registration.yaml'),
-    'id: test\nurl: http://127.0.0.1:1/regapp/1\nas_token: as-token-1234\nhs_token: hs-token-1234\n',
+    `id: test\nurl: http://127.0.0.1:1/regapp/1\nas_token: as-token-1234\nhs_token: hs-token-1234\n${PHOTON_NAMESPACE}`,
     { mode: 0o600 },
   );
   return {
@@ -67,7 +69,7 @@ describe('the built CLI', () => {
     const { args, dir } = deployment();
     writeFileSync(
       join(dir, 'registration.yaml'),
-      'id: test\nurl: http://127.0.0.1:1/gate(1)\nas_token: as-token-1234\nhs_token: hs-token-1234\n',
+      `id: test\nurl: http://127.0.0.1:1/gate(1)\nas_token: as-token-1234\nhs_token: hs-token-1234\n${PHOTON_NAMESPACE}`,
       { mode: 0o600 },
     );
     const port = await freePort();
@@ -288,5 +290,36 @@ describe('the built CLI with a damaged database', () => {
     const result = await run([...args, '--allow-list', join(dir, 'allow')]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /allow line 1: not an address/);
+  });
+
+  it('refuses at start, with exit 2 and the chmod line, a registration, secret, config or list that others may write', async () => {
+    const { args, dir } = deployment();
+    chmodSync(join(dir, 'registration.yaml'), 0o666);
+    const registration = await run([...args]);
+    assert.equal(registration.code, 2, registration.stderr);
+    assert.match(
+      registration.stderr,
+      new RegExp(`registration ${join(dir, 'registration.yaml')} is writable by every user \\(mode 666\\).*chmod o-w `),
+    );
+    chmodSync(join(dir, 'registration.yaml'), 0o600);
+
+    const open = join(dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777); // world-writable, no sticky bit
+    writeFileSync(join(open, 'secret'), 'a-shared-secret\n', { mode: 0o600 });
+    const secret = await run([...args.filter((_, index) => index !== 3 && index !== 2), '--sharesecret-file', join(open, 'secret')]);
+    assert.equal(secret.code, 2, secret.stderr);
+    assert.match(
+      secret.stderr,
+      new RegExp(
+        `sharesecret-file ${join(open, 'secret')} is in ${open}, which every user may write without the sticky bit.*chmod o-w ${open}`,
+      ),
+    );
+
+    writeFileSync(join(dir, 'allow'), '', { mode: 0o666 });
+    chmodSync(join(dir, 'allow'), 0o666);
+    const list = await run([...args, '--allow-list', join(dir, 'allow')]);
+    assert.equal(list.code, 2, list.stderr);
+    assert.match(list.stderr, /address list \S+allow is writable by every user \(mode 666\).*chmod o-w/);
   });
 });

@@ -89,6 +89,14 @@ describe("the Go original's registration.yaml", () => {
       'id: bridge\nurl: http://127.0.0.1:9000\nas_token: a\nhs_token: h\nsender_localpart: bridge\n',
     );
     assert.equal(findGoRegistration(dir, 'photon.test'), undefined, "a bridge's registration");
+    assert.throws(
+      () => loadSettingsForGoRunScript(sources({ matrixdomain: 'photon.test', sharesecret: 's' }), { requireSecrets: true }, dir),
+      (error: unknown) =>
+        error instanceof SettingsError &&
+        /registration\.yaml belongs to another application service \(id bridge, users none\), not to this one/.test(error.message) &&
+        /give this service's registration with --registration FILE .* or its tokens with --astoken and --hstoken/.test(error.message),
+      "the bridge's file is not named as the one to give",
+    );
   });
 
   it("stops the generated run.sh's form (tokens, no shared secret) with one line naming --sharesecret-file", () => {

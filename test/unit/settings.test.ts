@@ -168,7 +168,8 @@ describe('loadSettings', () => {
   const registrationFile = join(dir, 'registration.yaml');
   writeFileSync(
     registrationFile,
-    'id: regapp\nurl: http://localhost:8009/custom/path\nas_token: AS-TOKEN\nhs_token: HS-TOKEN\nnamespaces: {users: []}\n',
+    'id: regapp\nurl: http://localhost:8009/custom/path\nas_token: AS-TOKEN\nhs_token: HS-TOKEN\n' +
+      "namespaces: {users: [{exclusive: false, regex: '^@0x[0-9a-f]{40}:example\\.org$'}]}\n",
     { mode: 0o600 },
   );
 
@@ -184,6 +185,36 @@ describe('loadSettings', () => {
     assert.equal(settings.appserviceId, 'regapp');
     assert.equal(settings.basePath, '/custom/path');
     assert.deepEqual(warnings, []);
+  });
+
+  it("refuses a registration whose namespace is not Photon nodes', or exclusive for a backend Synapse then refuses", () => {
+    const namespaced = (name: string, users: string): string => {
+      const file = join(dir, name);
+      writeFileSync(file, `id: other\nurl: http://localhost:8009/regapp/1\nas_token: A\nhs_token: H\nnamespaces: {users: [${users}]}\n`, {
+        mode: 0o600,
+      });
+      return file;
+    };
+    const load =
+      (registration: string, backend = 'shared-secret') =>
+      () =>
+        loadSettings({
+          commandLine: {
+            matrixdomain: 'example.org',
+            'sharesecret-file': secretFile,
+            registration,
+            backend,
+            'admin-token-file': secretFile,
+          },
+          environment: {},
+        });
+    const bridge = namespaced('bridge.yaml', "{exclusive: true, regex: '@telegram_.*:example\\.org'}");
+    assert.throws(load(bridge), new RegExp(`registration ${bridge}: its user namespace \\(@telegram_.*\\) does not take in Photon nodes`));
+    const exclusive = namespaced('exclusive.yaml', "{exclusive: true, regex: '^@0x[0-9a-f]{40}:example\\.org$'}");
+    assert.throws(load(exclusive), /its user namespace is exclusive, and Synapse refuses shared-secret registrations .*M_EXCLUSIVE/);
+    assert.throws(load(exclusive, 'admin-api'), /Synapse refuses admin-api registrations/);
+    assert.deepEqual(load(exclusive, 'appservice')().warnings, []);
+    assert.match(load(registrationFile, 'appservice')().warnings.join('\n'), /not exclusive: other clients could take/);
   });
 
   it('reads a YAML config file with paths relative to it; flags still win', () => {
@@ -259,6 +290,20 @@ describe('database URLs', () => {
 
   it('refuse a passfile, which node-postgres would silently ignore', () => {
     assert.match(String(databaseUrlProblem('postgresql://u@h/d?passfile=/home/u/.pgpass')), /does not read: .*--database-password-file/);
+  });
+
+  it('name the setting of a URL with a broken %-escape, never its password', () => {
+    const url = 'postgresql://u:%zzpw@127.0.0.1/db';
+    assert.throws(
+      () =>
+        resolveSettings([
+          { source: 'environment', values: { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h', database: url } },
+        ]),
+      (error: unknown) =>
+        error instanceof SettingsError &&
+        /database postgresql:\/\/u:\*\*\*@127\.0\.0\.1\/db has a % that is not followed by two hex digits/.test(error.message) &&
+        !error.message.includes('zzpw'),
+    );
   });
 });
 

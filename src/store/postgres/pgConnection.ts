@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { checkTrustedFile, UntrustedFileError } from '../../config/trustedFile.js';
 import { parse } from 'pg-connection-string';
 import { storeRetryLater } from '../../protocol/matrixError.js';
 import { databaseUrlProblem, describeDatabaseUrl } from '../../config/databaseUrl.js';
@@ -128,8 +129,15 @@ export async function openPool(options: PostgresOptions): Promise<pg.Pool> {
   if (problem !== undefined) throw new StoreOpenError('unavailable', `--database ${describeDatabaseUrl(options.url)} ${problem}`);
   let parsedUrl: ReturnType<typeof parse>;
   try {
+    // The certificate files pg-connection-string reads: refused, as every file the service trusts, if others may write them.
+    const params = new URL(options.url).searchParams;
+    for (const name of ['sslrootcert', 'sslcert', 'sslkey']) {
+      const file = params.get(name);
+      if (file !== null) checkTrustedFile(file, `the database URL's ${name}`);
+    }
     parsedUrl = parse(options.url, { useLibpqCompat: true });
   } catch (error) {
+    if (error instanceof UntrustedFileError) throw error;
     // e.g. verify-ca without sslrootcert, or a certificate file that cannot be read: libpq refuses those too.
     throw new StoreOpenError('unavailable', `--database ${describeDatabaseUrl(options.url)}: ${(error as Error).message}`);
   }
