@@ -245,7 +245,13 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     .command('doctor')
     .description('check the deployment: homeserver, backend access, application-service ping, datapath, public routing')
     .option('--public-url <url>', 'the public homeserver URL nodes use, to check its routing of /regapp/1 and /_matrix')
-    .action((options: { publicUrl?: string }, command: Command) => runDoctorCommand(command, options.publicUrl));
+    .option(
+      '--homeserver-config <file>',
+      "Synapse's homeserver.yaml (and conf.d beside it), to compare the registration it lists (default: Debian's, else ./homeserver.yaml)",
+    )
+    .action((options: { publicUrl?: string; homeserverConfig?: string }, command: Command) =>
+      runDoctorCommand(command, options.publicUrl, options.homeserverConfig),
+    );
 
   program
     .command('users')
@@ -288,11 +294,11 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
   return program;
 }
 
-async function runDoctorCommand(command: Command, publicUrl: string | undefined): Promise<void> {
+async function runDoctorCommand(command: Command, publicUrl: string | undefined, homeserverConfig: string | undefined): Promise<void> {
   const { settings, warnings } = serviceSettingsOrExit(command);
   for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
   const { formatCheck, runDoctor } = await import('./commands/doctor.js');
-  const results = await runDoctor(settings, publicUrl);
+  const results = await runDoctor(settings, publicUrl, homeserverConfig);
   for (const result of results) process.stdout.write(`${formatCheck(result)}\n`);
   const failed = results.filter((result) => !result.ok).length;
   process.stdout.write(failed === 0 ? 'All checks passed.\n' : `${failed} check(s) failed.\n`);

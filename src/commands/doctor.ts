@@ -12,6 +12,7 @@ import { StoreOpenError } from '../store/store.js';
 import { namespaceIsWide, WIDE_NAMESPACE_WARNING } from '../config/registrationFile.js';
 import { sharedSecretMac } from '../protocol/sharedSecretMac.js';
 import { CLIENT_ADDRESS_HEADER } from '../http/clientKey.js';
+import { checkServiceHsToken, checkSynapseListing } from './doctorRegistration.js';
 
 export interface CheckResult {
   readonly ok: boolean;
@@ -267,7 +268,11 @@ async function checkForwardedFor(base: string, basePath: string): Promise<CheckR
 }
 
 /** Every check, in order; the caller prints them and exits non-zero on any failure. */
-export async function runDoctor(settings: Settings, publicUrl: string | undefined): Promise<CheckResult[]> {
+export async function runDoctor(
+  settings: Settings,
+  publicUrl: string | undefined,
+  homeserverConfig: string | undefined = undefined,
+): Promise<CheckResult[]> {
   const homeserver = await checkHomeserver(settings);
   // Each check that asks the homeserver would fail for the same reason: said once.
   const askHomeserver = (): Promise<CheckResult[]> =>
@@ -284,7 +289,8 @@ export async function runDoctor(settings: Settings, publicUrl: string | undefine
   const checks: Check[] = [
     async () => [homeserver],
     askHomeserver,
-    () => Promise.resolve([checkNamespace(settings)]),
+    () => Promise.resolve([checkNamespace(settings), ...checkSynapseListing(settings, homeserverConfig)]),
+    async () => [await checkServiceHsToken(settings, TIMEOUT_MS)],
     async () => [settings.database === undefined ? await checkDatapath(settings) : await checkDatabase(settings, settings.database)],
   ];
   const results: CheckResult[] = [];

@@ -279,7 +279,8 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
 
   it('doctor passes on this deployment, and fails with a readable reason once the service is stopped', async () => {
     const runSh = join(gate.dir, 'run.sh');
-    const good = await run(runSh, ['doctor', '--public-url', publicUrl], gate.dir);
+    const homeserverYaml = join(work, 'homeserver.yaml');
+    const good = await run(runSh, ['doctor', '--public-url', publicUrl, '--homeserver-config', homeserverYaml], gate.dir);
     assert.equal(good.code, 0, good.stdout + good.stderr);
     assert.match(good.stdout, /ok {4}homeserver .* reachable: client-server API versions/);
     assert.match(good.stdout, /ok {4}the shared secret is Synapse's registration_shared_secret: Synapse accepted its MAC/);
@@ -293,7 +294,25 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     assert.match(good.stdout, /ok {4}datapath .*: in use by the service answering/);
     assert.match(good.stdout, /ok {4}http:\/\/127\.0\.0\.1:\d+\/regapp\/1 routes to matrix-regservice/);
     assert.match(good.stdout, /ok {4}http:\/\/127\.0\.0\.1:\d+\/_matrix routes to the homeserver/);
+    assert.match(good.stdout, /ok {4}the running service holds the registration's hs_token: an authenticated user query answered 404/);
+    assert.match(
+      good.stdout,
+      /ok {4}the registration Synapse's configuration lists for this service: \S+registration\.yaml, the given one/,
+    );
     assert.match(good.stdout, /All checks passed/);
+
+    // A registration edited (another hs_token) but loaded neither by the service nor by Synapse: both are seen.
+    const edited = join(work, 'edited-registration.yaml');
+    writeFileSync(edited, readFileSync(gate.registrationFile, 'utf8').replace(/hs_token: \S+/, 'hs_token: edited-but-not-loaded'), {
+      mode: 0o600,
+    });
+    const stale = await run(runSh, ['doctor', '--registration', edited, '--homeserver-config', homeserverYaml], gate.dir);
+    assert.equal(stale.code, 1, stale.stdout);
+    assert.match(stale.stdout, /FAIL {2}the running service holds the registration's hs_token: HTTP 403/);
+    assert.match(
+      stale.stdout,
+      /FAIL {2}the registration Synapse's configuration lists for this service: \S+ has this service's id \S+ but other tokens/,
+    );
 
     // A wrong secret: every registration would get 502, and doctor says so without creating a user.
     const wrongSecret = join(work, 'wrong-secret');
