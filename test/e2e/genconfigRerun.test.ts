@@ -1,11 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, it } from '../support/timedTests.js';
 import { BIN } from '../support/gate.js';
 import { tempDir } from '../support/tempDir.js';
+import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 
 const GO_REGISTRATION = new URL('../fixtures/go-original/registration.yaml', import.meta.url).pathname;
 
@@ -100,5 +101,34 @@ describe('genconfig run again over a deployment', () => {
     assert.match(answer.stdout, /Restart Synapse/);
     assert.equal(registrationIn(out).url, 'http://127.0.0.1:8011/regapp/1');
     assert.equal(registrationIn(out).hs_token, registrationIn(dir).hs_token, 'the tokens stay');
+  });
+});
+
+describe("the registry kept while the service ran from the Go original's run.sh", () => {
+  it('is copied to the generated datapath, but not while a service holds it: then genconfig refuses and writes nothing', async () => {
+    const dir = tempDir('regservice-go-registry-');
+    writeFileSync(join(dir, 'registration.yaml'), readFileSync(GO_REGISTRATION, 'utf8'), { mode: 0o600 });
+    const held = await openLevelStore(join(dir, '.matrix'));
+    const out = join(dir, 'generated');
+    const args = ['genconfig', '--matrixdomain', 'photon.test', '--out', out];
+    try {
+      const refused = await run(args, dir);
+      assert.equal(refused.code, 1);
+      assert.match(
+        refused.stderr,
+        /the registry \S+\/\.matrix\/regservice\.leveldb, kept while the service ran from the Go original's run\.sh, is in use: stop that service/,
+      );
+      assert.ok(!existsSync(out), 'nothing was written');
+    } finally {
+      await held.close();
+    }
+    const moved = await run(args, dir);
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.match(
+      moved.stdout,
+      /Copied the registry \S+\/\.matrix\/regservice\.leveldb .* to \S+\/generated\/\.matrix\/regservice\.leveldb/,
+    );
+    assert.ok(existsSync(join(out, '.matrix', 'regservice.leveldb', 'CURRENT')));
+    assert.ok(!existsSync(join(out, '.matrix', 'regservice.leveldb', 'LOCK')), 'the lock file is not copied');
   });
 });
