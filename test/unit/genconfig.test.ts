@@ -69,6 +69,7 @@ describe('planGenconfig', () => {
       as_token: 'token2',
       hs_token: 'token3',
       userRegexes: ['^@0x[0-9a-f]{40}:transport01\\.example\\.org$'],
+      exclusiveUserRegexes: [],
     });
     assert.equal(doc.rate_limited, false);
     const users = (doc.namespaces as { users: { exclusive: boolean; regex: string }[] }).users;
