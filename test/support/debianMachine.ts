@@ -167,14 +167,21 @@ export function debianMachine(setup: MachineSetup): DebianMachine {
   );
   // Node.js and npm as nodejs.org's tarball installs them: prefix /usr/local.
   cpSync(process.execPath, path('/usr/local/bin/node'));
-  const npmRoot = execFileSync('npm', ['root', '-g'], { encoding: 'utf8' }).trim();
-  cpSync(join(npmRoot, 'npm'), path('/usr/local/lib/node_modules/npm'), { recursive: true });
+  // npm's own package, wherever the npm on PATH is (`npm root -g` follows the running node's prefix instead).
+  const npmCli = execFileSync('sh', ['-c', 'readlink -f "$(command -v npm)"'], { encoding: 'utf8' }).trim();
+  const npmPackage = dirname(dirname(npmCli));
+  cpSync(npmPackage, path('/usr/local/lib/node_modules/npm'), { recursive: true });
   symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', path('/usr/local/bin/npm'));
   symlinkSync('../lib/node_modules/npm/bin/npx-cli.js', path('/usr/local/bin/npx'));
   // This host's way to the npm registry (its CA certificates and npm's global configuration), as an operator's own.
   cpSync('/etc/ssl/certs/ca-certificates.crt', path('/etc/ssl/certs/ca-certificates.crt'));
-  const globalNpmrc = join(dirname(dirname(npmRoot)), 'etc', 'npmrc');
-  if (existsSync(globalNpmrc)) cpSync(globalNpmrc, path('/usr/local/etc/npmrc'));
+  // npm's global configuration as this host's npm reads it: beside the prefix it was installed in (`npm config get
+  // globalconfig` follows the running node's prefix, which is not npm's when the tests run on another Node).
+  const globalNpmrc = [
+    join(dirname(dirname(dirname(npmPackage))), 'etc', 'npmrc'),
+    execFileSync('npm', ['config', 'get', 'globalconfig'], { encoding: 'utf8' }).trim(),
+  ].find((file) => existsSync(file));
+  if (globalNpmrc !== undefined) cpSync(globalNpmrc, path('/usr/local/etc/npmrc'));
   copyCheckout(path('/root/checkout'));
   return machine;
 }
