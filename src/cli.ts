@@ -228,7 +228,8 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
         const { runGenconfig } = await import('./commands/genconfig.js');
         const { ignoredEnvironment } = await import('./genconfig/carriedSettings.js');
         // The deployment runs on what genconfig writes, never on genconfig's own environment.
-        for (const name of ignoredEnvironment(process.env))
+        // In a container, the image's environment is the service's too: nothing to warn about.
+        for (const name of options.container ? [] : ignoredEnvironment(process.env))
           process.stderr.write(
             `warning: ${name} is set in genconfig's environment and is not carried into the deployment: give it as a flag\n`,
           );

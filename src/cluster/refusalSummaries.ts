@@ -1,4 +1,4 @@
-import { UNNAMED_CLIENTS_WARNING } from '../http/clientKey.js';
+import { UNNAMED_CLIENTS_WARNING, untrustedForwarderWarning } from '../http/clientKey.js';
 import type { Logger } from '../log/logger.js';
 import { RefusalTally, refusalSummaryFields } from '../log/refusalTally.js';
 
@@ -50,6 +50,9 @@ export class RefusalSummaries {
     if (Object.keys(report.outcomes).length > 0) this.log.info('refused requests', refusalSummaryFields(report, this.intervalMs));
     if (report.unnamedClients !== undefined)
       this.log.warn(UNNAMED_CLIENTS_WARNING, { requests: report.unnamedClients, interval_s: this.intervalMs / 1000 });
+    for (const [peer, requests] of report.untrustedForwarders ?? []) {
+      this.log.warn(untrustedForwarderWarning(peer), { requests, interval_s: this.intervalMs / 1000 });
+    }
   }
 
   /** Writes what the last interval holds and stops. */

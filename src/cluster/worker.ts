@@ -56,6 +56,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
     registerRoute: registerRoute({
       clientKey: createClientKey(settings.trustedProxies, settings.rateLimitIpv6Prefix),
       unnamedClient: () => deps.refusals.unnamedClient(),
+      untrustedForwarder: (peer) => deps.refusals.untrustedForwarder(peer),
       refusalLine: () => deps.refusals.lineAllowed(),
       limitClient: settings.rateLimitClientPerMinute === 0 ? undefined : (key) => api.limitClient(key),
       verify: createRegistrationVerifier(settings.serverName, createAddressRecovery().recover),

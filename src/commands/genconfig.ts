@@ -315,7 +315,10 @@ export async function runGenconfig(
       ),
     );
     if (registryMove !== undefined) out.stdout.write(moveRegistry(registryMove, readers.service));
-    const start = container === undefined ? site.runScript : 'docker compose up -d (the image reads regservice.yaml)';
+    const start =
+      container === undefined
+        ? site.runScript
+        : 'docker compose up -d (the image reads regservice.yaml); a Synapse already running: docker compose restart synapse';
     // Synapse reads its registration and secret at its start only: every change to what it holds needs a restart.
     const reload =
       plan.synapseMustReload.length === 0

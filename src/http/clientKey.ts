@@ -39,6 +39,14 @@ export const UNNAMED_CLIENTS_WARNING =
   'they all count as one client in every limit. Direct requests from this machine (a smoke test) are counted so too; if ' +
   'they come through a proxy, add "proxy_set_header X-Forwarded-For $remote_addr;" to its nginx location of /regapp/1';
 
+/** What the service says, once per summary interval, of a local peer it does not trust that sent X-Forwarded-For. */
+export function untrustedForwarderWarning(peer: string): string {
+  return (
+    `requests from ${peer}, which is not in --trusted-proxies, carry X-Forwarded-For: it is not believed, and each counts as ` +
+    `${peer} in every limit. If ${peer} is your proxy, add it to --trusted-proxies`
+  );
+}
+
 export interface ClientOfRequest {
   /** The client's rate-limit key: its address, or its IPv6 network. */
   readonly key: string;
@@ -46,6 +54,18 @@ export interface ClientOfRequest {
   readonly address: string;
   /** No client was named: the address is a trusted proxy's own (it sent no usable X-Forwarded-For). */
   readonly unnamedByProxy: boolean;
+  /**
+   * A loopback, private or unique-local peer, not a trusted proxy, that sent X-Forwarded-For (not believed): perhaps a
+   * proxy the operator forgot to trust. A public peer may send the header at will, so it is never named.
+   */
+  readonly untrustedForwarder?: string;
+}
+
+const LOCAL_RANGES: ReadonlySet<string> = new Set(['loopback', 'private', 'uniqueLocal', 'linkLocal']);
+
+function isLocalPeer(address: string): boolean {
+  const parsed = parseClientAddress(address);
+  return parsed !== undefined && LOCAL_RANGES.has(parsed.range());
 }
 
 /** The client of a request, by the rule above, with proxies as --trusted-proxies names them (proxy-addr's syntax). */
@@ -55,6 +75,13 @@ export function createClientKey(trustedProxies: string, ipv6Prefix: number): (re
     const peer = req.socket.remoteAddress ?? '';
     const hops = forwardedHops(req.headers['x-forwarded-for']);
     const address = clientAddressOf(peer, hops, trust);
-    return { key: clientKeyOf(address, ipv6Prefix), address, unnamedByProxy: trust(address, hops.length) };
+    const forwarded = hops.some((hop) => hop.trim() !== '');
+    const peerAddress = parseClientAddress(peer)?.toString() ?? peer;
+    return {
+      key: clientKeyOf(address, ipv6Prefix),
+      address,
+      unnamedByProxy: trust(address, hops.length),
+      ...(forwarded && !trust(peerAddress, 0) && isLocalPeer(peerAddress) ? { untrustedForwarder: peerAddress } : {}),
+    };
   };
 }

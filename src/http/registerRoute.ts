@@ -19,6 +19,8 @@ export interface RegisterRouteDeps {
   readonly clientKey: (req: IncomingMessage) => ClientOfRequest;
   /** A request came through a trusted proxy that named no client: it counts as the proxy. */
   readonly unnamedClient?: () => void;
+  /** A local peer that is not a trusted proxy sent X-Forwarded-For. */
+  readonly untrustedForwarder?: (peer: string) => void;
   /** Charges the client's allowance (throws 429); undefined when there is no per-client limit. */
   readonly limitClient: ((key: string) => Promise<void>) | undefined;
   readonly verify: RegistrationVerifier;
@@ -51,8 +53,9 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
 
   async function respond(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const { key: client, address, unnamedByProxy } = deps.clientKey(req);
+    const { key: client, address, unnamedByProxy, untrustedForwarder } = deps.clientKey(req);
     if (unnamedByProxy) deps.unnamedClient?.();
+    if (untrustedForwarder !== undefined) deps.untrustedForwarder?.(untrustedForwarder);
     // Which client the service took this request for, by the client-address rule: doctor checks the proxy with it.
     res.setHeader(CLIENT_ADDRESS_HEADER, client);
     let localpart: string | undefined;

@@ -10,7 +10,12 @@ export interface RefusalReport {
   readonly unnamedClients?: number;
   /** Refusals whose own line (--verbosity 4 and 5) was not written: past the service's budget of lines a second. */
   readonly unlogged?: number;
+  /** [peer, requests] of local peers, not trusted proxies, that sent X-Forwarded-For (not believed). */
+  readonly untrustedForwarders?: readonly (readonly [string, number])[];
 }
+
+/** Local peers sending X-Forwarded-For remembered per interval (a handful of proxies at most in any deployment). */
+const MAX_FORWARDERS = 16;
 
 /** Distinct clients remembered per interval; past that a flood from ever-new addresses costs no more memory. */
 const MAX_CLIENTS = 10_000;
@@ -28,6 +33,7 @@ export class RefusalTally {
   private outcomes = new Map<string, number>();
   private clients = new Map<string, number>();
   private unnamed = 0;
+  private forwarders = new Map<string, number>();
   private unloggedLines = 0;
   private readonly lines: LineBudget;
 
@@ -53,8 +59,15 @@ export class RefusalTally {
     this.unnamed += count;
   }
 
+  /** A local peer that is not a trusted proxy sent X-Forwarded-For. */
+  untrustedForwarder(peer: string, count = 1): void {
+    if (this.forwarders.has(peer) || this.forwarders.size < MAX_FORWARDERS)
+      this.forwarders.set(peer, (this.forwarders.get(peer) ?? 0) + count);
+  }
+
   merge(report: RefusalReport): void {
     this.unnamed += report.unnamedClients ?? 0;
+    for (const [peer, count] of report.untrustedForwarders ?? []) this.untrustedForwarder(peer, count);
     this.unloggedLines += report.unlogged ?? 0;
     for (const [outcome, count] of Object.entries(report.outcomes)) this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + count);
     for (const [client, count] of report.topClients) this.countClient(client, count);
@@ -67,7 +80,7 @@ export class RefusalTally {
   }
 
   get empty(): boolean {
-    return this.outcomes.size === 0 && this.unnamed === 0;
+    return this.outcomes.size === 0 && this.unnamed === 0 && this.forwarders.size === 0;
   }
 
   /** The counts so far, `top` clients of them; starts a new interval. */
@@ -79,7 +92,9 @@ export class RefusalTally {
       topClients: [...named.slice(0, top), ...(unnamed > 0 ? [[OTHER_CLIENTS, unnamed] as const] : [])],
       ...(this.unnamed > 0 ? { unnamedClients: this.unnamed } : {}),
       ...(this.unloggedLines > 0 ? { unlogged: this.unloggedLines } : {}),
+      ...(this.forwarders.size > 0 ? { untrustedForwarders: [...this.forwarders] } : {}),
     };
+    this.forwarders = new Map();
     this.unloggedLines = 0;
     this.outcomes = new Map();
     this.clients = new Map();

@@ -13,6 +13,8 @@ import { suiteScope } from '../support/scope.js';
 const execute = promisify(execFile);
 const COMPOSE_DIR = new URL('../../deploy/compose/', import.meta.url).pathname;
 const serverName = 'containers.test';
+/** Not the default 172.28.56: every pinned address, and the one the service trusts, must follow TRANSPORT_SUBNET. */
+const subnet = '172.31.77';
 
 describe('Running with Docker: the image and the compose deployment, in real containers (podman)', { skip: containerSkip() }, () => {
   const scope = suiteScope();
@@ -41,8 +43,9 @@ describe('Running with Docker: the image and the compose deployment, in real con
         NGINX_IMAGE: IMAGES.nginx,
         REGSERVICE_IMAGE: IMAGES.service,
         NETWORK: `${project}-transport`,
+        TRANSPORT_SUBNET: subnet,
       };
-      await podman(['network', 'create', '--subnet', '172.28.56.0/24', `${project}-transport`]);
+      await podman(['network', 'create', '--subnet', `${subnet}.0/24`, `${project}-transport`]);
       scope.after(async () => {
         await compose('down', '--volumes', '--remove-orphans').catch(() => undefined);
         await podman(['network', 'rm', '--force', `${project}-transport`]).catch(() => undefined);
@@ -72,9 +75,10 @@ describe('Running with Docker: the image and the compose deployment, in real con
 
   it('first start as the README has it: Synapse generates its config, genconfig runs once in the image against its volume', async () => {
     await compose('run', '--rm', 'synapse', 'generate');
-    const genconfig = await compose('run', '--rm', '-v', `${project}-synapse-data:/data`, 'regservice', 'genconfig', '--container');
+    const genconfig = await compose('run', '--rm', 'setup');
     assert.match(genconfig, /client listener|server_name containers\.test/);
     assert.match(genconfig, /Patched \/data\/homeserver\.yaml/);
+    assert.equal((await podman(['ps', '-q', '--filter', `name=${container('synapse')}`])).trim(), '', 'setup started no Synapse');
     await compose('up', '-d');
     await waitFor(
       'Synapse through nginx',
@@ -101,7 +105,11 @@ describe('Running with Docker: the image and the compose deployment, in real con
     );
     assert.equal(health, 0, 'podman healthcheck run');
     const logs = await containerLogs(container('regservice'));
-    assert.match(logs, new RegExp(`info registration localpart=${addressOfPrivateKey(key)} client=\\S+ worker=\\d+ outcome=registered`));
+    const client = new RegExp(`info registration localpart=${addressOfPrivateKey(key)} client=(\\S+) worker=\\d+ outcome=registered`).exec(
+      logs,
+    )?.[1];
+    assert.ok(client !== undefined, logs);
+    assert.notEqual(client, `${subnet}.10`, "the client nginx named, not nginx: the service trusts nginx's address on this subnet");
     assert.doesNotMatch(
       logs,
       /warn registration requests came from a trusted proxy address \(--trusted-proxies\) without a client address/,
@@ -131,8 +139,14 @@ describe('Running with Docker: the image and the compose deployment, in real con
     assert.equal(login.status, 200);
   });
 
-  it('stops an idle service container on SIGTERM by itself: exit 0, not killed after the grace period', async () => {
-    await podman(['stop', '--time', '60', container('regservice')]);
+  it('runs setup again while the deployment is up: no link, no address taken, and it says to restart', async () => {
+    const again = await compose('run', '--rm', 'setup', '--force');
+    assert.match(again, /Synapse's configuration already lists this deployment's registration/);
+    assert.match(again, /docker compose restart synapse/);
+  });
+
+  it('stops an idle service container on SIGTERM by itself, as an operator stops it: exit 0 within its grace period', async () => {
+    await podman(['stop', container('regservice')]);
     const state = JSON.parse(await podman(['inspect', container('regservice')])) as { State: { ExitCode: number } }[];
     assert.equal(state[0]?.State.ExitCode, 0);
   });
