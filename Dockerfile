@@ -6,12 +6,14 @@ ARG BUILD_BASE=docker.io/library/node:22-bookworm
 ARG RUNTIME_BASE=docker.io/library/node:22-bookworm-slim
 
 FROM ${BUILD_BASE} AS build
-# A certificate authority file to add for npm's downloads, where a proxy needs one (unset: none).
-ARG NODE_EXTRA_CA_CERTS
 WORKDIR /src
 COPY package.json package-lock.json ./
-# The addons (libsecp256k1, LevelDB) ship prebuilt binaries: no install script, no compiler.
-RUN npm ci --no-audit --no-fund --ignore-scripts
+# The addons (libsecp256k1, LevelDB) ship prebuilt binaries: no install script, no compiler. Where npm's downloads go
+# through a proxy with a certificate authority of its own, give its file as the build secret npm_ca
+# (`docker build --secret id=npm_ca,src=FILE .`): it is read for this step only and stays out of every layer.
+RUN --mount=type=secret,id=npm_ca \
+  if [ -s /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi; \
+  npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json ./
 COPY src ./src
 RUN node_modules/.bin/tsc -p tsconfig.json && npm prune --omit=dev --ignore-scripts --no-audit --no-fund

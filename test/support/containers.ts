@@ -82,7 +82,7 @@ export function containerSkip(): string | false {
 
 /**
  * This checkout's Dockerfile, built as `docker build .` would, on the local bases. The builder's npm ci reaches the npm
- * registry through this machine's certificate authorities (mounted, and named by NODE_EXTRA_CA_CERTS).
+ * registry through this machine's certificate authorities (the Dockerfile's build secret npm_ca).
  */
 export async function buildServiceImage(): Promise<void> {
   const ca = '/etc/ssl/certs/ca-certificates.crt';
@@ -112,7 +112,7 @@ export async function buildServiceImage(): Promise<void> {
     `BUILD_BASE=${IMAGES.nodeBuild}`,
     '--build-arg',
     `RUNTIME_BASE=${IMAGES.node}`,
-    ...(existsSync(ca) ? ['--volume', `${ca}:/etc/ssl/host-ca.crt:ro`, '--build-arg', 'NODE_EXTRA_CA_CERTS=/etc/ssl/host-ca.crt'] : []),
+    ...(existsSync(ca) ? ['--secret', `id=npm_ca,src=${ca}`] : []),
     context,
   ]);
 }
