@@ -189,7 +189,7 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     .option('--id <id>', 'application-service id, unique on the homeserver (default matrix-regservice-<matrixdomain>)')
     .option(
       '--homeserver-config <file>',
-      "Synapse's homeserver.yaml to take server_name, shared secret and client listener from (default ./homeserver.yaml if present)",
+      "Synapse's homeserver.yaml to take server_name, shared secret and client listener from (default ./homeserver.yaml, else Debian's /etc/matrix-synapse/homeserver.yaml, if present)",
     )
     .option(
       '--patch-homeserver',

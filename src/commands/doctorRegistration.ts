@@ -4,12 +4,9 @@ import { isDeepStrictEqual } from 'node:util';
 import { localServiceUrl } from '../config/connectAddress.js';
 import { parseRegistration, type RegistrationSecrets } from '../config/registrationFile.js';
 import type { Settings } from '../config/settings.js';
+import { DEBIAN_HOMESERVER_YAML, DEBIAN_SYNAPSE_WORKDIR } from '../genconfig/debianLayout.js';
 import { configValue, readSynapseConfig } from '../genconfig/homeserverConfig.js';
 import type { CheckResult } from './doctor.js';
-
-/** Where Debian's package keeps Synapse's configuration, and the directory its unit runs Synapse from. */
-const DEBIAN_HOMESERVER_YAML = '/etc/matrix-synapse/homeserver.yaml';
-const DEBIAN_SYNAPSE_WORKDIR = '/var/lib/matrix-synapse';
 
 /**
  * The running service holds the registration's hs_token: an application-service route, authenticated with it, answers
@@ -43,6 +40,15 @@ export async function checkServiceHsToken(settings: Settings, timeoutMs: number)
 function homeserverConfigPath(given: string | undefined): string | undefined {
   if (given !== undefined) return resolve(given);
   return [DEBIAN_HOMESERVER_YAML, resolve('homeserver.yaml')].find((path) => existsSync(path));
+}
+
+/** The url of the service's own registration file, which it reads at its start (undefined when it cannot be read). */
+function urlOf(file: string): string | undefined {
+  try {
+    return parseRegistration(readFileSync(file, 'utf8')).url;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -88,17 +94,18 @@ export function checkSynapseListing(settings: Settings, homeserverConfig: string
     if (registration.id !== settings.appserviceId) continue;
     if (resolve(file) === resolve(ours)) return [{ ok: true, what, detail: `${file}, the given one` }];
     const same =
+      registration.url === urlOf(ours) &&
       registration.as_token === settings.asToken &&
       registration.hs_token === settings.hsToken &&
       isDeepStrictEqual(registration.userRegexes, settings.appserviceUserRegexes);
     return same
-      ? [{ ok: true, what, detail: `${file}: a copy of ${ours} (same tokens and user namespace)` }]
+      ? [{ ok: true, what, detail: `${file}: a copy of ${ours} (same url, tokens and user namespace)` }]
       : [
           {
             ok: false,
             what,
             detail:
-              `${file} has this service's id ${settings.appserviceId} but other tokens or another user namespace ` +
+              `${file} has this service's id ${settings.appserviceId} but another url, other tokens or another user namespace ` +
               `(${registration.userRegexes.join(', ') || 'none'}) than ${ours}: point Synapse at this service's registration ` +
               '(genconfig --patch-homeserver does) and restart it',
           },

@@ -1,9 +1,10 @@
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { DEFAULTS, type RawSettings, type ResolvedSettings, type SettingsLayer } from '../config/settings.js';
 import { carriedSettings, type CarriedSetting } from '../genconfig/carriedSettings.js';
 import { configValue, readHomeserverFacts, readSynapseConfig, type SynapseConfig } from '../genconfig/homeserverConfig.js';
 import { planHomeserverUpdate } from '../genconfig/homeserverChanges.js';
+import { DEBIAN_HOMESERVER_YAML, DEBIAN_SYNAPSE_WORKDIR } from '../genconfig/debianLayout.js';
 import type { HomeserverChange } from '../genconfig/homeserverPatch.js';
 import { findGoRegistration } from '../goOriginal/goRegistration.js';
 import { containerDefaults, containerFiles } from '../container/containerDeployment.js';
@@ -18,9 +19,10 @@ import {
   SECRET_FILE,
   writeGenconfig,
 } from '../genconfig/genconfig.js';
-import { currentUser, lookupUser, ownerOf, type FileOwner } from '../genconfig/fileOwners.js';
+import { currentUser, lookupUser, type FileOwner } from '../genconfig/fileOwners.js';
+import { guessSynapseAccount } from '../genconfig/synapseAccount.js';
 import { settleOwnership } from '../genconfig/ownership.js';
-import { readerCopies, separateReaders, type Readers } from '../genconfig/readerCopies.js';
+import { readerCopies, separateReaders, SYNAPSE_COPY_NAMES, type Readers } from '../genconfig/readerCopies.js';
 import { moveRegistry, planRegistryMove } from '../genconfig/registryMove.js';
 import { readPreviousDeployment } from '../genconfig/previousDeployment.js';
 import { registrationUrlThroughNginx, renderNginxSite, renderNginxSnippet, type NginxTemplates } from '../genconfig/nginxSite.js';
@@ -62,9 +64,6 @@ export interface GenconfigOptions {
   readonly newSharedSecret: boolean;
 }
 
-/** Synapse's working directory under Debian's unit, from which it resolves relative paths in its configuration. */
-const DEBIAN_SYNAPSE_WORKDIR = '/var/lib/matrix-synapse';
-
 /** The port of a registration url on this machine (loopback or an unspecified address), which the gate listens on. */
 function localPortOf(url: string | undefined): number | undefined {
   if (url === undefined) return undefined;
@@ -76,6 +75,17 @@ function localPortOf(url: string | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether a shared-secret file is one genconfig writes: its copy in the output directory, or Synapse's copy. */
+function isGenconfigSecret(file: string | undefined, outDir: string, homeserverYaml: string | undefined): boolean {
+  if (file === undefined) return false;
+  const real = (path: string): string => (existsSync(path) ? realpathSync(path) : resolve(path));
+  const ours = [
+    join(outDir, SECRET_FILE),
+    ...(homeserverYaml === undefined ? [] : [join(dirname(homeserverYaml), SYNAPSE_COPY_NAMES.secret)]),
+  ];
+  return ours.map(real).includes(real(file));
 }
 
 function readConfigOrFail(path: string): SynapseConfig {
@@ -114,8 +124,9 @@ export async function runGenconfig(
     out: given.out ?? container?.out ?? '.',
     patchHomeserver: given.patchHomeserver || container !== undefined,
   };
+  // Run anywhere on a Debian machine, genconfig still finds the package's configuration (else Synapse's copies go stale).
   const homeserverConfig =
-    options.homeserverConfig ?? container?.homeserverConfig ?? (existsSync('homeserver.yaml') ? 'homeserver.yaml' : undefined);
+    options.homeserverConfig ?? container?.homeserverConfig ?? ['homeserver.yaml', DEBIAN_HOMESERVER_YAML].find((path) => existsSync(path));
   const config = homeserverConfig === undefined ? undefined : readConfigOrFail(resolve(homeserverConfig));
   let fallback: SettingsLayer | undefined;
   if (config !== undefined) {
@@ -137,6 +148,13 @@ export async function runGenconfig(
   let { settings, warnings } = resolveWith({});
   const outDir = resolve(options.out);
   const previous = readPreviousDeployment(outDir, REGISTRATION_FILE, SECRET_FILE);
+  if (previous.unreadable !== undefined && !options.newTokens) {
+    failCommand(
+      `cannot read the registration written before, ${previous.unreadable.path} (${previous.unreadable.reason}): Synapse may hold its tokens. ` +
+        'Fix it, or give --new-tokens to replace it (then restart Synapse)',
+      EXIT_BAD_SETTINGS,
+    );
+  }
   // Run where the Go original's genconfig ran (Synapse's config directory), keep its registration's id and tokens:
   // Synapse and the Go original's run.sh hold them.
   const goRegistration = [process.cwd(), ...(config === undefined ? [] : [dirname(config.homeserverYaml.path)])]
@@ -188,13 +206,26 @@ export async function runGenconfig(
         : config === undefined
           ? undefined
           : dirname(config.homeserverYaml.path);
+  const service = options.systemd === undefined ? currentUser() : lookupUser(options.systemdUser);
   const synapseAccount = (): FileOwner | undefined => {
-    if (options.synapseUser === undefined) return synapseHome === undefined ? undefined : ownerOf(synapseHome);
-    return lookupUser(options.synapseUser) ?? failCommand(`--synapse-user ${options.synapseUser}: no such user`, EXIT_BAD_SETTINGS);
+    if (options.synapseUser !== undefined)
+      return lookupUser(options.synapseUser) ?? failCommand(`--synapse-user ${options.synapseUser}: no such user`, EXIT_BAD_SETTINGS);
+    if (synapseHome === undefined || config === undefined) return undefined;
+    const written = ['signing_key_path', 'media_store_path'].map((key) => configValue(config, key));
+    const guess = guessSynapseAccount(synapseHome, written, synapseHome, service);
+    if (guess.kind === 'unknown') {
+      failCommand(
+        `cannot tell which account Synapse runs as (${guess.why}); nothing was written. Give --synapse-user USER ` +
+          "(root if Synapse runs as root): Synapse's copies of the registration and secret are made for it",
+        EXIT_BAD_SETTINGS,
+      );
+    }
+    if (guess.from !== synapseHome) out.stdout.write(`Synapse's account: ${guess.owner.name}, the owner of ${guess.from}\n`);
+    return guess.owner;
   };
   const readers: Readers = {
     synapse: container === undefined ? synapseAccount() : undefined,
-    service: options.systemd === undefined ? currentUser() : lookupUser(options.systemdUser),
+    service,
     homeserverYaml: container === undefined ? config?.homeserverYaml.path : undefined,
   };
   const input = {
@@ -210,6 +241,7 @@ export async function runGenconfig(
     previous,
     newTokens: options.newTokens,
     newSharedSecret: options.newSharedSecret,
+    secretWrittenByGenconfig: isGenconfigSecret(settings.sharedSecretFile, outDir, config?.homeserverYaml.path),
   };
   try {
     const plan = planGenconfig(input);
@@ -239,6 +271,7 @@ export async function runGenconfig(
               asToken: plan.registration.as_token,
               hsToken: plan.registration.hs_token,
               userRegexes: plan.registration.namespaces.users.map((namespace) => namespace.regex),
+              serviceCopy: plan.registrationFile,
             },
             sharedSecretFile: copies.synapseSecret,
             bases: [

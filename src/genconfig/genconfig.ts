@@ -84,6 +84,11 @@ export interface GenconfigInput {
   /** A new shared secret even where an earlier run generated one. */
   readonly newSharedSecret?: boolean | undefined;
   /**
+   * The shared secret Synapse's configuration names is a file genconfig wrote (its copy in outDir, or Synapse's own copy):
+   * --new-shared-secret may replace it. Any other secret is the operator's, changed in Synapse's configuration.
+   */
+  readonly secretWrittenByGenconfig?: boolean | undefined;
+  /**
    * The service reads a copy of its own of the shared secret, in outDir, even when Synapse's configuration names a file:
    * that file is Synapse's to read (0600, Synapse's account).
    */
@@ -123,16 +128,24 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   let sharedSecretFile: string | undefined;
   let writtenSecret: string | undefined;
   if (settings.backend === 'shared-secret') {
-    let secretFile = input.ownSecretCopy === true ? undefined : settings.sharedSecretFile;
+    const renew = input.newSharedSecret === true;
+    if (renew && settings.sharedSecret !== '' && input.secretWrittenByGenconfig !== true) {
+      throw new GenconfigError(
+        `--new-shared-secret: the shared secret is the operator's own (${settings.sharedSecretFile ?? "Synapse's registration_shared_secret"}), not one genconfig generated: change it there, restart Synapse, and run genconfig again without --new-shared-secret`,
+      );
+    }
+    // A secret genconfig generated and Synapse reads is made anew where asked: written again in the same places.
+    const ownSecret = renew || settings.sharedSecret === '' ? '' : settings.sharedSecret;
+    let secretFile = input.ownSecretCopy === true || renew ? undefined : settings.sharedSecretFile;
     if (secretFile === undefined) {
       secretFile = join(outDir, SECRET_FILE);
-      const earlier = input.newSharedSecret === true ? undefined : input.previous?.sharedSecret;
-      const secret = settings.sharedSecret !== '' ? settings.sharedSecret : (earlier ?? input.randomToken());
+      const earlier = renew ? undefined : input.previous?.sharedSecret;
+      const secret = ownSecret !== '' ? ownSecret : (earlier ?? input.randomToken());
       writtenSecret = secret;
       files.push({ name: SECRET_FILE, content: `${secret}\n`, mode: 0o600 });
-      if (settings.sharedSecret === '') newSecretFile = secretFile;
+      if (ownSecret === '') newSecretFile = secretFile;
       secretNote =
-        settings.sharedSecret !== ''
+        ownSecret !== ''
           ? `  (registration_shared_secret stays as it is: the same secret is now in ${secretFile})\n`
           : `  registration_shared_secret_path: ${secretFile}\n`;
     }

@@ -99,7 +99,14 @@ export function planHomeserverUpdate(config: SynapseConfig, wanted: WantedDeploy
     return { kind: 'refused', where: ownConfD, problems: [...unresolved, 'write each relative entry as an absolute path'], changes };
   }
   if (stale.length > 0 || !listsOurs(listed, wantedConfig)) {
-    const replaced = entries.map((entry) => (stale.includes(entry) ? ours.file : entry));
+    // Ours takes the first stale entry's place, unless it is listed already; other stale entries go: never two of ours.
+    let placed = entries.some((entry) => kinds.get(entry)?.kind === 'ours');
+    const replaced = entries.flatMap((entry) => {
+      if (!stale.includes(entry)) return [entry];
+      if (placed) return [];
+      placed = true;
+      return [ours.file];
+    });
     values.app_service_config_files = stale.length > 0 ? [...new Set(replaced)] : [...entries, ours.file];
     changes.push({
       key: 'app_service_config_files',

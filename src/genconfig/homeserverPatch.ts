@@ -160,13 +160,29 @@ export function planHomeserverPatch(text: string, wanted: WantedHomeserverConfig
         `app_service_config_files (line ${keyLine}) is an alias or anchor: add ${wanted.registrationFile} to the list it names`,
       );
     } else if (isSeq(value) && value.range && (wanted.stale ?? []).length > 0) {
-      // Synapse must read ours in place of a stale one: the item's value is replaced, its line kept.
+      // Synapse must read ours in place of a stale one: the first stale item's value is replaced, its line kept; the
+      // other stale items' lines go, and all of them when ours is listed already (never two entries of ours).
+      let placed = listsOurs(
+        value.items.map((item) => (isScalar(item) ? item.value : undefined)).filter((item) => !wanted.stale?.includes(item as string)),
+        wanted,
+      );
       for (const item of value.items) {
-        if (isScalar(item) && typeof item.value === 'string' && wanted.stale?.includes(item.value) && item.range) {
+        if (!(isScalar(item) && typeof item.value === 'string' && wanted.stale?.includes(item.value) && item.range)) continue;
+        if (!placed) {
           edits.push({ at: item.range[0], end: item.range[1], text: registrationLine });
+          placed = true;
+          continue;
         }
+        const lineStart = text.lastIndexOf('\n', item.range[0] - 1) + 1;
+        if (value.flow || !/^\s*-\s+$/.test(text.slice(lineStart, item.range[0]))) {
+          problems.push(`app_service_config_files (line ${keyLine}): remove ${item.value} by hand, ours is listed already`);
+          continue;
+        }
+        const end = endOfLine(text, item.range[1]);
+        edits.push({ at: lineStart, end: Math.min(end + 1, text.length), text: '' });
       }
-      if (edits.length === 0) problems.push(`app_service_config_files (line ${keyLine}): cannot replace ${wanted.stale?.join(', ')}`);
+      if (edits.length === 0 && problems.length === 0)
+        problems.push(`app_service_config_files (line ${keyLine}): cannot replace ${wanted.stale?.join(', ')}`);
     } else if (isSeq(value) && value.range) {
       if (value.flow) {
         // [a, b] → [a, b, ours]: before the closing bracket.

@@ -8,6 +8,8 @@ export interface PreviousDeployment {
   readonly registration?: RegistrationSecrets & { readonly path: string };
   /** The shared secret genconfig generated (or copied) before: kept unless a new one is asked for. */
   readonly sharedSecret?: string;
+  /** A registration.yaml in outDir that does not parse: replacing it unasked could drop the tokens Synapse holds. */
+  readonly unreadable?: { readonly path: string; readonly reason: string };
 }
 
 function readIfFile(path: string): string | undefined {
@@ -24,16 +26,19 @@ export function readPreviousDeployment(outDir: string, registrationName: string,
   const registrationPath = join(outDir, registrationName);
   const registrationText = readIfFile(registrationPath);
   let registration: PreviousDeployment['registration'];
+  let unreadable: PreviousDeployment['unreadable'];
   if (registrationText !== undefined) {
     try {
       registration = { ...parseRegistration(registrationText), path: registrationPath };
-    } catch {
-      registration = undefined;
+    } catch (error) {
+      // The first line only: a YAML error goes on to quote the file, tokens and all.
+      unreadable = { path: registrationPath, reason: (error as Error).message.split('\n')[0] ?? '' };
     }
   }
   const secret = readIfFile(join(outDir, secretName))?.trim();
   return {
     ...(registration === undefined ? {} : { registration }),
+    ...(unreadable === undefined ? {} : { unreadable }),
     ...(secret === undefined || secret === '' ? {} : { sharedSecret: secret }),
   };
 }

@@ -13,6 +13,11 @@ export interface OurRegistration {
   readonly hsToken: string;
   /** The user namespace regexes it writes: a file with others (the Go original's `@.*`) is replaced. */
   readonly userRegexes: readonly string[];
+  /**
+   * The service's own copy, when Synapse has a copy of its own (separate accounts): an entry naming the service's copy
+   * is stale, since Synapse's account cannot read it.
+   */
+  readonly serviceCopy?: string | undefined;
 }
 
 export type EntryKind =
@@ -74,6 +79,9 @@ export function classifyEntry(entry: string, bases: readonly string[], ours: Our
   const existing = candidates.filter((path) => existsSync(path));
   const target = realPath(ours.file);
   if (candidates.some((path) => realPath(path) === target)) return { kind: 'ours', why: `it is ${ours.file}` };
+  const serviceCopy = ours.serviceCopy === undefined ? undefined : realPath(ours.serviceCopy);
+  if (serviceCopy !== undefined && serviceCopy !== target && candidates.some((path) => realPath(path) === serviceCopy))
+    return { kind: 'stale', why: `${entry} is the service's own copy, which Synapse's account cannot read` };
   const places = new Set(existing.map(realPath));
   if (!isAbsolute(entry) && places.size !== 1) {
     const where = bases.join(' or ');

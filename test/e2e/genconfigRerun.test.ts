@@ -70,6 +70,46 @@ describe('genconfig run again over a deployment', () => {
     assert.match(fresh.stdout, /This run changed what Synapse holds \(the registration's tokens; the shared secret\): restart Synapse/);
   });
 
+  it("--new-shared-secret replaces the secret genconfig made where Synapse reads it, and refuses to touch the operator's own", async () => {
+    const dir = tempDir('regservice-new-secret-');
+    writeFileSync(join(dir, 'homeserver.yaml'), 'server_name: photon.test\n');
+    const out = join(dir, 'rs');
+    const args = ['genconfig', '--out', out, '--patch-homeserver'];
+    assert.equal((await run(args, dir)).code, 0);
+    const secretFile = join(out, 'registration_shared_secret');
+    const secret = readFileSync(secretFile, 'utf8');
+    assert.match(readFileSync(join(dir, 'homeserver.yaml'), 'utf8'), new RegExp(`registration_shared_secret_path: ${secretFile}`));
+
+    const renewed = await run([...args, '--force', '--new-shared-secret'], dir);
+    assert.equal(renewed.code, 0, renewed.stderr);
+    assert.notEqual(readFileSync(secretFile, 'utf8'), secret, 'the file Synapse reads holds a new secret');
+    assert.match(readFileSync(join(out, 'run.sh'), 'utf8'), new RegExp(`--sharesecret-file ${secretFile} `));
+    assert.match(renewed.stdout, /This run changed what Synapse holds \(the shared secret\): restart Synapse/);
+
+    writeFileSync(join(dir, 'homeserver.yaml'), 'server_name: photon.test\nregistration_shared_secret: "operators-own"\n');
+    const refused = await run([...args, '--force', '--new-shared-secret'], dir);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /--new-shared-secret: the shared secret is the operator's own .*change it there/);
+    assert.doesNotMatch(refused.stderr, /operators-own/, 'never the secret itself');
+  });
+
+  it('refuses to replace a registration it cannot read, unless new tokens are asked for', async () => {
+    const dir = tempDir('regservice-unreadable-');
+    writeFileSync(join(dir, 'registration.yaml'), 'id: x\nas_token: SECRETTOKEN: broken\n', { mode: 0o600 });
+    const args = ['genconfig', '--matrixdomain', 'example.org', '--out', dir, '--force'];
+    const refused = await run(args, dir);
+    assert.equal(refused.code, 2);
+    assert.match(
+      refused.stderr,
+      /cannot read the registration written before, \S+\/registration\.yaml \(.*\): Synapse may hold its tokens/,
+    );
+    assert.doesNotMatch(refused.stderr, /SECRETTOKEN/);
+    assert.ok(!existsSync(join(dir, 'run.sh')), 'nothing was written');
+    const replaced = await run([...args, '--new-tokens'], dir);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.match(registrationIn(dir).as_token, /^[0-9a-f]{64}$/);
+  });
+
   it("in the Go original's directory keeps its registration's port, so that run.sh, the url and what Synapse loads agree", async () => {
     const dir = tempDir('regservice-go-port-');
     writeFileSync(join(dir, 'registration.yaml'), readFileSync(GO_REGISTRATION, 'utf8').replace('127.0.0.1:8009', '127.0.0.1:61009'), {
@@ -132,3 +172,26 @@ describe("the registry kept while the service ran from the Go original's run.sh"
     assert.ok(!existsSync(join(out, '.matrix', 'regservice.leveldb', 'LOCK')), 'the lock file is not copied');
   });
 });
+
+describe(
+  "Synapse's account under a root-owned configuration directory (Arch, Fedora)",
+  { skip: process.getuid?.() === 0 ? false : 'needs root' },
+  () => {
+    it('asks for --synapse-user rather than give Synapse files it cannot read, and takes it', async () => {
+      const dir = tempDir('regservice-root-etc-');
+      writeFileSync(join(dir, 'homeserver.yaml'), 'server_name: photon.test\nsigning_key_path: photon.signing.key\n');
+      writeFileSync(join(dir, 'photon.signing.key'), 'ed25519 a key\n');
+      const out = join(dir, 'rs');
+      const args = ['genconfig', '--out', out, '--systemd', join(dir, 'unit.service'), '--systemd-user', 'nobody'];
+      const refused = await run(args, dir);
+      assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+      assert.match(
+        refused.stderr,
+        /cannot tell which account Synapse runs as \(.* are root's.*\); nothing was written\. Give --synapse-user USER/,
+      );
+      assert.ok(!existsSync(out), 'nothing was written');
+      const given = await run([...args, '--synapse-user', 'root'], dir);
+      assert.equal(given.code, 0, given.stderr);
+    });
+  },
+);

@@ -311,7 +311,17 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     assert.match(stale.stdout, /FAIL {2}the running service holds the registration's hs_token: HTTP 403/);
     assert.match(
       stale.stdout,
-      /FAIL {2}the registration Synapse's configuration lists for this service: \S+ has this service's id \S+ but other tokens/,
+      /FAIL {2}the registration Synapse's configuration lists for this service: \S+ has this service's id \S+ but another url, other tokens/,
+    );
+    // The same tokens, another url (the service moved to another port): Synapse would call where nothing listens.
+    const moved = join(work, 'moved-registration.yaml');
+    writeFileSync(moved, readFileSync(gate.registrationFile, 'utf8').replace(/url: \S+/, 'url: http://127.0.0.1:1/regapp/1'), {
+      mode: 0o600,
+    });
+    const elsewhere = await run(runSh, ['doctor', '--registration', moved, '--homeserver-config', homeserverYaml], gate.dir);
+    assert.match(
+      elsewhere.stdout,
+      /FAIL {2}the registration Synapse's configuration lists for this service: \S+ has this service's id \S+ but another url/,
     );
 
     // A wrong secret: every registration would get 502, and doctor says so without creating a user.

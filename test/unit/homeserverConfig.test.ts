@@ -191,6 +191,53 @@ describe('this deployment among the application services', () => {
     );
   });
 
+  it("replaces an entry naming the service's own copy by Synapse's, when Synapse has a copy of its own", () => {
+    const { dir, ours } = setUp();
+    const serviceCopy = join(dir, 'service', 'registration.yaml');
+    mkdirSync(join(dir, 'service'));
+    // The service's copy holds what Synapse's does: only its path, unreadable to Synapse's account, makes it stale.
+    writeFileSync(
+      serviceCopy,
+      `id: ${ours.id}\nhs_token: HSTOKEN\nas_token: ASTOKEN\nurl: ${ours.url}\nnamespaces:\n  users:\n    - {exclusive: false, regex: '${ours.userRegexes[0]}'}\n`,
+    );
+    const separate = { ...ours, serviceCopy };
+    writeFileSync(join(dir, 'homeserver.yaml'), `enable_registration: false\napp_service_config_files:\n  - ${serviceCopy}\n`);
+    const update = planHomeserverUpdate(readSynapseConfig(join(dir, 'homeserver.yaml')), {
+      registration: separate,
+      sharedSecretFile: undefined,
+      bases: [dir],
+      now: new Date(),
+    });
+    assert.equal(
+      update.kind === 'write' ? update.text : update.kind,
+      `enable_registration: false\napp_service_config_files:\n  - ${ours.file}\n`,
+    );
+  });
+
+  it('never lists ours twice: a stale entry beside ours, or two stale entries, leave one of ours', () => {
+    const { dir, ours, plan } = setUp();
+    writeFileSync(ours.file, 'id: anything\n');
+    writeFileSync(join(dir, 'go.yaml'), `id: ${ours.id}\nurl: http://127.0.0.1:61009/regapp/1\n`);
+    writeFileSync(join(dir, 'go2.yaml'), `id: ${ours.id}\nurl: http://127.0.0.1:61010/regapp/1\n`);
+    const beside = plan(
+      `enable_registration: false\napp_service_config_files:\n  - ${ours.file}\n  - ${join(dir, 'go.yaml')}\n  - /etc/b.yaml\n`,
+    );
+    assert.equal(
+      beside.kind === 'write' ? beside.text : beside.kind,
+      `enable_registration: false\napp_service_config_files:\n  - ${ours.file}\n  - /etc/b.yaml\n`,
+    );
+    const two = plan(`enable_registration: false\napp_service_config_files:\n  - ${join(dir, 'go.yaml')}\n  - ${join(dir, 'go2.yaml')}\n`);
+    assert.equal(two.kind === 'write' ? two.text : two.kind, `enable_registration: false\napp_service_config_files:\n  - ${ours.file}\n`);
+    const flow = plan(`enable_registration: false\napp_service_config_files: [${ours.file}, ${join(dir, 'go.yaml')}]\n`);
+    assert.match(flow.kind === 'refused' ? flow.problems.join('; ') : flow.kind, /remove .*go\.yaml by hand, ours is listed already/);
+    mkdirSync(join(dir, 'conf.d'));
+    const confD = plan(`app_service_config_files: [${join(dir, 'go.yaml')}, ${ours.file}, ${join(dir, 'go2.yaml')}]\n`);
+    assert.deepEqual(
+      confD.kind === 'write' ? (parse(confD.text) as { app_service_config_files: unknown }).app_service_config_files : confD.kind,
+      [ours.file],
+    );
+  });
+
   it('refuses a relative entry it cannot place: in neither directory, or a different file in each', () => {
     const { dir, plan } = setUp();
     const workdir = tempDir('regservice-workdir-');
