@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ignoredGoFlagsWarning, translateGoArgv } from './goOriginal/goFlags.js';
 import { loadSettingsForGoRunScript } from './goOriginal/goSettings.js';
-import { loadSettings, type SettingsSources } from './config/loadSettings.js';
+import { loadSettings, readSettingsFile, type SettingsSources } from './config/loadSettings.js';
 import { urlSecrets } from './config/databaseUrl.js';
 import { envName, OPTION_SPECS } from './config/options.js';
 import {
@@ -233,13 +233,21 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
           process.stderr.write(
             `warning: ${name} is set in genconfig's environment and is not carried into the deployment: give it as a flag\n`,
           );
-        const sources = { ...sourcesOf(command), environment: {} };
-        await runGenconfig(
-          options,
-          (fallback) => settingsFromOrExit({ ...sources, fallback }, { requireSecrets: false }),
-          process,
-          sources.commandLine,
-        );
+        // Its settings come from its command line and --config FILE only, and the deployment carries both.
+        const commandLine = sourcesOf(command).commandLine;
+        const configFile = command.optsWithGlobals<{ config?: string }>().config;
+        const sources = { commandLine, environment: {}, configFile };
+        let fromFile: RawSettings = {};
+        try {
+          if (configFile !== undefined) fromFile = readSettingsFile(configFile);
+        } catch (error) {
+          if (error instanceof SettingsError) fail(error.message, EXIT_BAD_SETTINGS);
+          throw error;
+        }
+        await runGenconfig(options, (fallback) => settingsFromOrExit({ ...sources, fallback }, { requireSecrets: false }), process, {
+          ...fromFile,
+          ...commandLine,
+        });
       }),
     );
   program

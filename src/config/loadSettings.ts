@@ -134,6 +134,14 @@ function readConfigFile(path: string, expansion: Expansion): RawSettings {
   return values;
 }
 
+/** A config file's settings as written (paths made absolute): genconfig carries them into the deployment. */
+export function readSettingsFile(path: string): RawSettings {
+  const expansion: Expansion = { layers: [], problems: [], warnings: [] };
+  const values = readConfigFile(resolve(path), expansion);
+  if (expansion.problems.length > 0) throw new SettingsError(expansion.problems);
+  return values;
+}
+
 /** Command line, then environment, then config file, then defaults; files they name are read here. */
 export function loadSettings(sources: SettingsSources, options?: ResolveOptions): ResolvedSettings {
   const expansion: Expansion = { layers: [], problems: [], warnings: [] };

@@ -38,5 +38,5 @@ export function carriedSettings(given: RawSettings, cwd: string = process.cwd())
 
 /** The MATRIX_REGSERVICE_* variables set in genconfig's own environment: not carried into the deployment. */
 export function ignoredEnvironment(environment: NodeJS.ProcessEnv): string[] {
-  return OPTION_SPECS.map((spec) => envName(spec.key)).filter((name) => environment[name] !== undefined);
+  return [...OPTION_SPECS.map((spec) => envName(spec.key)), envName('config')].filter((name) => environment[name] !== undefined);
 }

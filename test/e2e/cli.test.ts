@@ -255,6 +255,30 @@ describe('the built CLI', () => {
     assert.equal(await first.stop('SIGINT'), 0);
   });
 
+  it('genconfig carries the settings of --config FILE into run.sh, and ignores MATRIX_REGSERVICE_CONFIG with a warning', async () => {
+    const dir = tempDir('regservice-gen-config-');
+    writeFileSync(join(dir, 'regservice.yaml'), 'matrixdomain: example.org\naccounts_per_day: 77\nallow_list: allow.txt\n', {
+      mode: 0o600,
+    });
+    const given = await run(['genconfig', '--config', join(dir, 'regservice.yaml'), '--out', join(dir, 'a')], dir);
+    assert.equal(given.code, 0, given.stderr);
+    const runSh = readFileSync(join(dir, 'a', 'run.sh'), 'utf8');
+    assert.match(runSh, /--accounts-per-day 77 /);
+    assert.match(runSh, new RegExp(`--allow-list ${join(dir, 'allow.txt')} `), "a path relative to the config file's directory");
+
+    const fromEnvironment = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(
+        BIN,
+        ['genconfig', '--matrixdomain', 'example.org', '--out', join(dir, 'b')],
+        { cwd: dir, timeout: 60_000, env: { ...process.env, MATRIX_REGSERVICE_CONFIG: join(dir, 'regservice.yaml') } },
+        (error, _stdout, stderr) => resolve({ code: error === null ? 0 : Number((error as { code?: number }).code), stderr }),
+      );
+    });
+    assert.equal(fromEnvironment.code, 0, fromEnvironment.stderr);
+    assert.match(fromEnvironment.stderr, /warning: MATRIX_REGSERVICE_CONFIG is set in genconfig's environment and is not carried/);
+    assert.doesNotMatch(readFileSync(join(dir, 'b', 'run.sh'), 'utf8'), /--accounts-per-day/);
+  });
+
   it('genconfig refuses to overwrite without --force', async () => {
     const dir = tempDir('regservice-gen-');
     assert.equal((await run(['genconfig', '--matrixdomain', 'example.org'], dir)).code, 0);
