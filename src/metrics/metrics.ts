@@ -91,21 +91,27 @@ export function createPrimaryMetrics(load: { inFlight(): number; queued(): numbe
       this.set(load.queued());
     },
   });
-  const pingUp = new Gauge({
-    name: 'regservice_appservice_ping_success',
-    help: 'Whether the last application-service ping through the homeserver succeeded (1) or failed (0); absent before the first',
-    registers: [registry],
-  });
-  const pingTime = new Gauge({
-    name: 'regservice_appservice_ping_timestamp_seconds',
-    help: 'When the last application-service ping through the homeserver was answered (Unix time)',
-    registers: [registry],
-  });
+  // Created at the first ping's answer: a gauge without labels would read 0 (a failure) before any ping was made.
+  let ping: { readonly up: Gauge; readonly time: Gauge } | undefined;
+  const pingGauges = (): { readonly up: Gauge; readonly time: Gauge } =>
+    (ping ??= {
+      up: new Gauge({
+        name: 'regservice_appservice_ping_success',
+        help: 'Whether the last application-service ping through the homeserver succeeded (1) or failed (0); absent before the first',
+        registers: [registry],
+      }),
+      time: new Gauge({
+        name: 'regservice_appservice_ping_timestamp_seconds',
+        help: 'When the last application-service ping through the homeserver was answered (Unix time); absent before the first',
+        registers: [registry],
+      }),
+    });
   return {
     registry,
     pingResult(ok, at) {
-      pingUp.set(ok ? 1 : 0);
-      pingTime.set(at / 1000);
+      const { up, time } = pingGauges();
+      up.set(ok ? 1 : 0);
+      time.set(at / 1000);
     },
     transaction: (outcome) => transactions.inc({ outcome }),
     ceilingReached: (ceiling) => ceilings.inc({ ceiling }),

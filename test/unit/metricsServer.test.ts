@@ -86,6 +86,16 @@ describe('metrics listener', () => {
     server.close();
   });
 
+  it("exports the ping's result only once a ping was answered: never a 0 that reads as a failure before the first", async () => {
+    const metrics = createPrimaryMetrics({ inFlight: () => 0, queued: () => 0 }, { processMetrics: false });
+    assert.doesNotMatch(await metrics.registry.metrics(), /regservice_appservice_ping/);
+    metrics.pingResult(true, 1_700_000_000_000);
+    metrics.pingResult(false, 1_700_000_300_000);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /^regservice_appservice_ping_success 0$/m);
+    assert.match(text, /^regservice_appservice_ping_timestamp_seconds 1700000300$/m);
+  });
+
   it('collects the Node.js process metrics only when asked (when /metrics is served): no event-loop sampling otherwise', async () => {
     const names = async (registry: { getMetricsAsJSON(): Promise<{ name: string }[]> }): Promise<string[]> =>
       (await registry.getMetricsAsJSON()).map((metric) => metric.name);
