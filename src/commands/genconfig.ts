@@ -347,7 +347,8 @@ export async function runGenconfig(
         plan.files.filter((file) => file.mode === 0o600).map((file) => join(input.outDir, file.name)),
       ),
     );
-    if (registryMove !== undefined) out.stdout.write(moveRegistry(registryMove, readers.service));
+    if (registryMove !== undefined)
+      out.stdout.write(moveRegistry(registryMove, readers.service, readers.service?.name ?? options.systemdUser));
     const start =
       container === undefined
         ? site.runScript

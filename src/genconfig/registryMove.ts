@@ -4,6 +4,7 @@ import { openLevelStore, STORE_DIRECTORY } from '../store/leveldb/levelStore.js'
 import { StoreOpenError } from '../store/store.js';
 import type { FileOwner } from './fileOwners.js';
 import { GenconfigError } from './genconfigError.js';
+import { shellQuote } from './template.js';
 
 /** The registry this service kept while it ran from the Go original's run.sh (its `--datapath .matrix`). */
 export interface RegistryMove {
@@ -42,9 +43,25 @@ function chownTree(path: string, owner: FileOwner): void {
   }
 }
 
-/** Copies the registry (its LOCK aside), owned by the service's account when run as root. Returns what to print. */
-export function moveRegistry(move: RegistryMove, owner: FileOwner | undefined): string {
-  cpSync(move.from, move.to, { recursive: true, filter: (source) => !source.endsWith('/LOCK') });
-  if (owner !== undefined && process.getuid?.() === 0) chownTree(move.to, owner);
-  return `Copied the registry ${move.from} (the nodes registered while the service ran from the Go original's run.sh) to ${move.to}; the original stays where it was.\n`;
+/**
+ * Copies the registry (its LOCK aside), owned by the service's account when run as root; otherwise, or while that
+ * account does not exist yet, says what to run. Returns what to print.
+ */
+export function moveRegistry(move: RegistryMove, owner: FileOwner | undefined, ownerName: string): string {
+  try {
+    cpSync(move.from, move.to, { recursive: true, filter: (source) => !source.endsWith('/LOCK') });
+  } catch (error) {
+    throw new GenconfigError(
+      `cannot copy the registry ${move.from} to ${move.to} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); ` +
+        `the other files are written: copy it by hand, as the service's account, with cp -a ${shellQuote(move.from)} ${shellQuote(move.to)}`,
+    );
+  }
+  const copied = `Copied the registry ${move.from} (the nodes registered while the service ran from the Go original's run.sh) to ${move.to}; the original stays where it was.\n`;
+  const root = process.getuid?.() === 0;
+  if (owner !== undefined && root) {
+    chownTree(move.to, owner);
+    return copied;
+  }
+  if (owner !== undefined && owner.uid === process.getuid?.()) return copied;
+  return `${copied}Give the copy to the service's account, or it cannot open it:\n  chown -R ${ownerName}: ${shellQuote(move.to)}\n`;
 }

@@ -195,3 +195,28 @@ describe(
     });
   },
 );
+
+describe('the registry copied for a service account that does not exist yet', () => {
+  it('says to give the copy to that account once it exists', async () => {
+    const dir = tempDir('regservice-go-registry-owner-');
+    writeFileSync(join(dir, 'registration.yaml'), readFileSync(GO_REGISTRATION, 'utf8'), { mode: 0o600 });
+    const store = await openLevelStore(join(dir, '.matrix'));
+    await store.close();
+    const out = join(dir, 'generated');
+    const args = [
+      'genconfig',
+      '--matrixdomain',
+      'photon.test',
+      '--out',
+      out,
+      '--systemd',
+      join(dir, 'unit'),
+      '--systemd-user',
+      'rs-not-yet',
+    ];
+    const moved = await run(args, dir);
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.match(moved.stdout, /useradd --system .* rs-not-yet/);
+    assert.match(moved.stdout, new RegExp(`chown -R rs-not-yet: ${join(out, '.matrix', 'regservice.leveldb')}`));
+  });
+});
