@@ -245,12 +245,17 @@ export function renderSystemdUnit(template: string, settings: Settings, site: Un
     SERVER_NAME: settings.serverName,
     USER: systemdUserName(site.user),
     RUN_SH: systemdPath(site.runScript, 'run.sh path'),
+    // With --database the service writes no file of its own: a datapath that is never made would stop the unit (226).
     READ_WRITE_PATHS: [
-      systemdPath(resolve(settings.datapath), '--datapath'),
+      ...(settings.database === undefined ? [systemdPath(resolve(settings.datapath), '--datapath')] : []),
       ...(settings.logfile === undefined ? [] : [systemdPath(dirname(resolve(settings.logfile)), "--logfile's directory")]),
     ].join(' '),
     CAPABILITIES: settings.port < 1024 || (settings.metricsPort > 0 && settings.metricsPort < 1024) ? 'CAP_NET_BIND_SERVICE' : '',
-    DATAPATH_SHELL: shellQuote(resolve(settings.datapath)),
+    HOME_SHELL: settings.database === undefined ? shellQuote(resolve(settings.datapath)) : '/nonexistent',
+    STATE_NOTE:
+      settings.database === undefined
+        ? ` and\n#          makes the datapath ${shellQuote(resolve(settings.datapath))} for it (ReadWritePaths= needs it)`
+        : ' (its registry is in PostgreSQL)',
     README: pathToFileURL(join(PACKAGE_ROOT, 'README.md')).href.replaceAll('%', '%%'),
   });
 }

@@ -245,6 +245,23 @@ describe('nginx site and systemd unit', () => {
     assert.match(unit, /^LimitNOFILE=8192$/m, 'room for --max-connections connections per worker');
   });
 
+  it('with --database names no datapath in ReadWritePaths=: one never made would keep the unit from starting', () => {
+    const { settings } = resolveSettings(
+      [{ source: 't', values: { matrixdomain: 'hs.example.org', database: 'postgresql://rs@db/rs', logfile: '/var/log/rs/rs.log' } }],
+      { requireSecrets: false },
+    );
+    const unit = renderSystemdUnit(
+      readTemplate('matrix-regservice.service.template'),
+      settings,
+      { user: 'rs', runScript: '/srv/rs/run.sh' },
+      new Date(),
+    );
+    assert.doesNotMatch(unit, /\{\{/);
+    assert.match(unit, /^ReadWritePaths=\/var\/log\/rs$/m);
+    assert.match(unit, /useradd --system --home-dir \/nonexistent /);
+    assert.doesNotMatch(unit, /\.matrix/);
+  });
+
   it('speaks TLS when given a certificate and key, whatever the port', () => {
     const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org' } }], { requireSecrets: false });
     const tls = { certificate: '/etc/letsencrypt/live/hs/fullchain.pem', key: '/etc/letsencrypt/live/hs/privkey.pem' };
