@@ -23,7 +23,11 @@ describe('the README: every shell block of the deployment sections is run by a t
     const scenarios = new Set(
       blocks.flatMap((block) => (block.marker !== undefined && 'scenario' in block.marker ? [block.marker.scenario] : [])),
     );
-    assert.deepEqual([...scenarios].sort(), ['debian', 'go', 'install'].filter((name) => scenarios.has(name)).sort());
+    assert.deepEqual(
+      [...scenarios].sort(),
+      ['debian', 'go', 'install'],
+      'each scenario this file runs holds a block, and no other is named',
+    );
     for (const block of blocks) {
       if (block.marker !== undefined && 'notRun' in block.marker)
         assert.ok(block.marker.notRun.length > 10, `README.md:${block.line}: say why`);
@@ -63,6 +67,10 @@ describe(
               'echo "::ids $(id -u matrix-synapse) $(id -u matrix-regservice 2>/dev/null)"',
               'stat -c "::file %U %a %n" /etc/matrix-regservice/registration.yaml /etc/matrix-regservice/registration_shared_secret /etc/matrix-synapse/matrix-regservice-* /etc/matrix-regservice/.matrix 2>&1',
               'echo "::unit log"; tail -n 30 /var/log/unit-matrix-regservice.log; echo "::synapse log"; grep -E "ERROR|Error|rror:" /var/log/unit-matrix-synapse.log | tail -n 20',
+              // Run again from the service's directory (not Synapse's), with new tokens: Debian's configuration is
+              // found all the same, and Synapse's own copy follows the service's.
+              'cd /etc/matrix-regservice && matrix-regservice genconfig --out /etc/matrix-regservice --force --new-tokens --patch-homeserver --systemd /etc/systemd/system/matrix-regservice.service >/tmp/rerun.out 2>&1; echo "::rerun $?"; head -n 1 /tmp/rerun.out',
+              'if cmp -s <(grep hs_token /etc/matrix-regservice/registration.yaml) <(grep hs_token /etc/matrix-synapse/matrix-regservice-registration.yaml); then echo "::copies agree"; fi',
               'systemctl stop matrix-regservice; systemctl stop matrix-synapse; nginx -s quit',
             ].join('\n'),
           }),
@@ -125,6 +133,12 @@ describe(
       ]) {
         assert.match(deploy.output, line, output(deploy));
       }
+    });
+
+    it("run again from elsewhere, genconfig finds Debian's configuration and renews Synapse's copy with the service's", () => {
+      assert.match(deploy.output, /^::rerun 0$/m, output(deploy));
+      assert.match(deploy.output, /^Read \/etc\/matrix-synapse\/homeserver\.yaml, /m);
+      assert.match(deploy.output, /^::copies agree$/m, output(deploy));
     });
 
     it('doctor passes as the service account, and the smoke test registers and logs in through nginx over TLS', () => {
