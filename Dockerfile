@@ -1,11 +1,12 @@
 # matrix-regservice's image: `docker build -t matrix-regservice .` from a clone. README: Running with Docker.
 # Both stages' bases are build arguments, so that a build can use images of its own (the tests build without a
 # registry): the builder needs node and npm, the runtime node alone (glibc: the addons' prebuilds are for glibc and
-# musl both, but this image is tested on Debian's).
-ARG BUILD_BASE=docker.io/library/node:22-bookworm
-ARG RUNTIME_BASE=docker.io/library/node:22-bookworm-slim
+# musl both, but this image is tested on Debian's). Given empty (compose's `args` with the variable unset), each
+# takes its default.
+ARG BUILD_BASE
+ARG RUNTIME_BASE
 
-FROM ${BUILD_BASE} AS build
+FROM ${BUILD_BASE:-docker.io/library/node:22-bookworm} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # The addons (libsecp256k1, LevelDB) ship prebuilt binaries: no install script, no compiler. Where npm's downloads go
@@ -18,7 +19,7 @@ COPY tsconfig.json ./
 COPY src ./src
 RUN node_modules/.bin/tsc -p tsconfig.json && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
-FROM ${RUNTIME_BASE}
+FROM ${RUNTIME_BASE:-docker.io/library/node:22-bookworm-slim}
 WORKDIR /app
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist

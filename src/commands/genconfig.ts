@@ -19,7 +19,7 @@ import {
   SECRET_FILE,
   writeGenconfig,
 } from '../genconfig/genconfig.js';
-import { currentUser, lookupUser, type FileOwner } from '../genconfig/fileOwners.js';
+import { currentUser, lookupUser, ownerOf, type FileOwner } from '../genconfig/fileOwners.js';
 import { guessSynapseAccount } from '../genconfig/synapseAccount.js';
 import { settleOwnership } from '../genconfig/ownership.js';
 import { readerCopies, separateReaders, SYNAPSE_COPY_NAMES, type Readers } from '../genconfig/readerCopies.js';
@@ -223,11 +223,16 @@ export async function runGenconfig(
     if (guess.from !== synapseHome) out.stdout.write(`Synapse's account: ${guess.owner.name}, the owner of ${guess.from}\n`);
     return guess.owner;
   };
-  const readers: Readers = {
-    synapse: container === undefined ? synapseAccount() : undefined,
-    service,
-    homeserverYaml: container === undefined ? config?.homeserverYaml.path : undefined,
-  };
+  // In containers each volume's owner is its reader: Synapse's image runs as its UID:GID (991 unless set), the service's
+  // as 991. Run as root (compose's setup), genconfig gives each its own files; otherwise it writes them as itself.
+  const readers: Readers =
+    container === undefined
+      ? { synapse: synapseAccount(), service, homeserverYaml: config?.homeserverYaml.path }
+      : {
+          synapse: config === undefined ? undefined : ownerOf(config.homeserverYaml.path),
+          service: existsSync(outDir) ? ownerOf(outDir) : undefined,
+          homeserverYaml: undefined,
+        };
   const input = {
     ...defaultGenconfigInput(settings, options.out),
     ownSecretCopy: separateReaders(readers),
@@ -301,7 +306,9 @@ export async function runGenconfig(
     const files = [
       ...(container === undefined || synapseRegistration === undefined
         ? copies.files
-        : containerFiles(plan, settings, { registrationUrl: plan.registration.url, synapseRegistration, carried }, input.now)),
+        : containerFiles(plan, settings, { registrationUrl: plan.registration.url, synapseRegistration, carried }, input.now).map(
+            (file) => ({ ...file, owner: file.name === synapseRegistration ? readers.synapse : readers.service }),
+          )),
       ...(options.nginx === undefined
         ? []
         : [{ name: resolve(options.nginx), content: renderNginxSite(templates, settings, nginxOptions, input.now), mode: 0o644 }]),

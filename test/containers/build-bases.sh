@@ -39,11 +39,21 @@ FROM $BASE_IMAGE
 COPY bin/node /usr/local/bin/node
 CONTAINERFILE
 fi
+# The builder base trusts this machine's certificate authorities (npm's downloads may go through a proxy with one of
+# its own), as a builder base of an operator behind such a proxy would: the README's `compose build` (Compose v1 has
+# no build secrets) then reaches npm. A builder base made before it did is made anew.
+if exists "$NODE_BUILD_IMAGE" &&
+  ! podman image inspect --format '{{.Config.Env}}' "$NODE_BUILD_IMAGE" | grep -q NODE_EXTRA_CA_CERTS; then
+  podman rmi --force "$NODE_BUILD_IMAGE" >/dev/null
+fi
 if ! exists "$NODE_BUILD_IMAGE"; then
   npm_package npm "$work/npm"
+  cp /etc/ssl/certs/ca-certificates.crt "$work/npm/ca-certificates.crt"
   build "$NODE_BUILD_IMAGE" "$work/npm" <<CONTAINERFILE
 FROM $NODE_IMAGE
 COPY package /usr/local/lib/node_modules/npm
+COPY ca-certificates.crt /usr/local/share/regservice-test/ca-certificates.crt
+ENV NODE_EXTRA_CA_CERTS=/usr/local/share/regservice-test/ca-certificates.crt
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
 CONTAINERFILE
 fi
@@ -56,6 +66,12 @@ RUN rm -f /etc/nginx/sites-enabled/default
 EXPOSE 80
 ENTRYPOINT ["nginx", "-g", "daemon off;"]
 CONTAINERFILE
+fi
+# The stand-in is made anew when its start script changed since.
+start_sum=$(sha256sum "$here/synapse-start.sh" | cut -d' ' -f1)
+if exists "$SYNAPSE_IMAGE" &&
+  [ "$(podman image inspect --format '{{index .Config.Labels "regservice-test.start"}}' "$SYNAPSE_IMAGE")" != "$start_sum" ]; then
+  podman rmi --force "$SYNAPSE_IMAGE" >/dev/null
 fi
 if ! exists "$SYNAPSE_IMAGE"; then
   if ! exists "$SYNAPSE_ROOT_IMAGE"; then
@@ -73,8 +89,34 @@ if ! exists "$SYNAPSE_IMAGE"; then
   build "$SYNAPSE_IMAGE" "$work/synapse" <<CONTAINERFILE
 FROM $SYNAPSE_ROOT_IMAGE
 COPY start.sh /start.sh
+LABEL regservice-test.start=$start_sum
 VOLUME /data
 EXPOSE 8008
+ENTRYPOINT ["/start.sh"]
+CONTAINERFILE
+fi
+# A stand-in for the postgres image: Debian's postgresql in a minbase of its own, the entrypoint postgres-start.sh.
+pg_sum=$(sha256sum "$here/postgres-start.sh" | cut -d' ' -f1)
+if exists "$POSTGRES_IMAGE" &&
+  [ "$(podman image inspect --format '{{index .Config.Labels "regservice-test.start"}}' "$POSTGRES_IMAGE")" != "$pg_sum" ]; then
+  podman rmi --force "$POSTGRES_IMAGE" >/dev/null
+fi
+if ! exists "$POSTGRES_IMAGE"; then
+  if ! exists "$POSTGRES_IMAGE-base"; then
+    retry mmdebstrap --quiet --variant=minbase --include=postgresql-15 \
+      --aptopt='Acquire::Retries "3"' bookworm "$work/postgres.tar"
+    podman import --quiet "$work/postgres.tar" "$POSTGRES_IMAGE-base" >/dev/null
+    rm -f "$work/postgres.tar"
+  fi
+  mkdir "$work/postgres"
+  cp "$here/postgres-start.sh" "$work/postgres/start.sh"
+  build "$POSTGRES_IMAGE" "$work/postgres" <<CONTAINERFILE
+FROM $POSTGRES_IMAGE-base
+COPY start.sh /start.sh
+LABEL regservice-test.start=$pg_sum
+VOLUME /var/lib/postgresql/data
+EXPOSE 5432
+STOPSIGNAL SIGINT
 ENTRYPOINT ["/start.sh"]
 CONTAINERFILE
 fi

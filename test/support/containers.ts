@@ -1,5 +1,5 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Scope } from './scope.js';
@@ -7,7 +7,6 @@ import { tempDir } from './tempDir.js';
 import { waitFor } from './ports.js';
 
 const run = promisify(execFile);
-const REPO = new URL('../..', import.meta.url).pathname;
 const CONTAINERS_CONF = new URL('../containers/containers.conf', import.meta.url).pathname;
 
 /** podman's environment: this project's containers.conf, whatever the machine has. */
@@ -52,10 +51,11 @@ export const IMAGES = {
   nodeBuild: imageName(names, 'NODE_BUILD_IMAGE'),
   synapse: imageName(names, 'SYNAPSE_IMAGE'),
   nginx: imageName(names, 'NGINX_IMAGE'),
+  postgres: imageName(names, 'POSTGRES_IMAGE'),
   service: imageName(names, 'SERVICE_IMAGE'),
 } as const;
 /** The images test/containers/build-bases.sh makes (test/provision.sh runs it); the service's is built by the test. */
-const BASES = [IMAGES.node, IMAGES.nodeBuild, IMAGES.synapse, IMAGES.nginx];
+const BASES = [IMAGES.node, IMAGES.nodeBuild, IMAGES.synapse, IMAGES.nginx, IMAGES.postgres];
 
 const imageExists = (image: string): boolean => spawnSync('podman', ['image', 'exists', image], { env: podmanEnv() }).status === 0;
 
@@ -78,43 +78,6 @@ export function containerSkip(): string | false {
   if (reason === undefined) return false;
   if (process.env.CI === 'true') throw new Error(`the container tests cannot run in CI: ${reason}`);
   return reason;
-}
-
-/**
- * This checkout's Dockerfile, built as `docker build .` would, on the local bases. The builder's npm ci reaches the npm
- * registry through this machine's certificate authorities (the Dockerfile's build secret npm_ca).
- */
-export async function buildServiceImage(): Promise<void> {
-  const ca = '/etc/ssl/certs/ca-certificates.crt';
-  const context = tempDir('regservice-context-');
-  for (const entry of [
-    'Dockerfile',
-    '.dockerignore',
-    'package.json',
-    'package-lock.json',
-    'tsconfig.json',
-    'src',
-    'bin',
-    'templates',
-    'run.sh.template',
-    'LICENSE',
-    'CHANGELOG.md',
-  ]) {
-    cpSync(join(REPO, entry), join(context, entry), { recursive: true });
-  }
-  await podman([
-    'build',
-    '--format',
-    'docker',
-    '-t',
-    IMAGES.service,
-    '--build-arg',
-    `BUILD_BASE=${IMAGES.nodeBuild}`,
-    '--build-arg',
-    `RUNTIME_BASE=${IMAGES.node}`,
-    ...(existsSync(ca) ? ['--secret', `id=npm_ca,src=${ca}`] : []),
-    context,
-  ]);
 }
 
 /** podman's Docker-compatible API on a socket of the test's own, for docker-compose (DOCKER_HOST); stopped by `scope`. */

@@ -21,6 +21,10 @@ export interface ScenarioOptions {
   readonly before?: string;
   /** Shell run after the blocks, whose output the test reads. */
   readonly after?: string;
+  /** Where the script keeps the operator's current directory between blocks (default /root, the machine's). */
+  readonly stateDir?: string;
+  /** A substitution table of the scenario's own (shell functions), sourced after readmePrelude.sh. */
+  readonly prelude?: string;
 }
 
 /**
@@ -30,10 +34,13 @@ export interface ScenarioOptions {
  * and `stop_background SIGNAL` (readmePrelude.sh) ends it and what it started, as Ctrl-C would.
  */
 export function scenarioScript(blocks: readonly ReadmeBlock[], options: ScenarioOptions = {}): string {
+  const state = options.stateDir ?? '/root';
+  const cwdFile = `${state}/.readme-cwd`;
   const parts = [
     'set -u',
     readFileSync(PRELUDE, 'utf8'),
-    '[ -f /root/.readme-cwd ] || echo /root >/root/.readme-cwd',
+    options.prelude === undefined ? '' : readFileSync(options.prelude, 'utf8'),
+    `[ -f ${cwdFile} ] || echo ${state} >${cwdFile}`,
     options.before ?? '',
   ];
   blocks.forEach((block, index) => {
@@ -44,7 +51,7 @@ export function scenarioScript(blocks: readonly ReadmeBlock[], options: Scenario
       if (shell === undefined) throw new Error(`README.md:${block.line}: no edit named ${after} in the test`);
       parts.push(shell);
     }
-    const body = `cd "$(cat /root/.readme-cwd)"\nset -e\n${substitute(block.text)}\npwd >/root/.readme-cwd`;
+    const body = `cd "$(cat ${cwdFile})"\nset -e\n${substitute(block.text)}\npwd >${cwdFile}`;
     parts.push(`echo "::block ${index} start README.md:${block.line}"`);
     if (marker?.background === true) {
       parts.push(
