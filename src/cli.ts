@@ -189,7 +189,7 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     .option('--id <id>', 'application-service id, unique on the homeserver (default matrix-regservice-<matrixdomain>)')
     .option(
       '--homeserver-config <file>',
-      "Synapse's homeserver.yaml to take server_name, shared secret and client listener from (default ./homeserver.yaml, else Debian's /etc/matrix-synapse/homeserver.yaml, if present)",
+      "Synapse's homeserver.yaml to take server_name, shared secret and client listener from (default ./homeserver.yaml, else as root Debian's /etc/matrix-synapse/homeserver.yaml, if present)",
     )
     .option(
       '--patch-homeserver',
@@ -202,7 +202,7 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     )
     .option(
       '--synapse-user <user>',
-      "Synapse's account, which alone reads its own copies of the registration and secret (default: the owner of Synapse's working directory)",
+      "Synapse's account, which alone reads its own copies of the registration and secret (default: the owner of Synapse's working directory, else of its signing key or media store)",
     )
     .option('--nginx-location <file>', 'also write the nginx location nodes register through, to include in your own server block')
     .option('--nginx <file>', 'also write a whole nginx site (a server block for Synapse and the service) for this deployment')

@@ -36,10 +36,10 @@ export async function checkServiceHsToken(settings: Settings, timeoutMs: number)
   }
 }
 
-/** Synapse's configuration: --homeserver-config, Debian's, or homeserver.yaml here. */
+/** Synapse's configuration: --homeserver-config, homeserver.yaml here, or Debian's. */
 function homeserverConfigPath(given: string | undefined): string | undefined {
   if (given !== undefined) return resolve(given);
-  return [DEBIAN_HOMESERVER_YAML, resolve('homeserver.yaml')].find((path) => existsSync(path));
+  return [resolve('homeserver.yaml'), DEBIAN_HOMESERVER_YAML].find((path) => existsSync(path));
 }
 
 /** The url of the service's own registration file, which it reads at its start (undefined when it cannot be read). */

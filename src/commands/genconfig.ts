@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { DEFAULTS, type RawSettings, type ResolvedSettings, type SettingsLayer } from '../config/settings.js';
 import { carriedSettings, type CarriedSetting } from '../genconfig/carriedSettings.js';
 import { configValue, readHomeserverFacts, readSynapseConfig, type SynapseConfig } from '../genconfig/homeserverConfig.js';
-import { planHomeserverUpdate } from '../genconfig/homeserverChanges.js';
+import { planHomeserverUpdate, type HomeserverUpdate } from '../genconfig/homeserverChanges.js';
 import { DEBIAN_HOMESERVER_YAML, DEBIAN_SYNAPSE_WORKDIR } from '../genconfig/debianLayout.js';
 import type { HomeserverChange } from '../genconfig/homeserverPatch.js';
 import { findGoRegistration } from '../goOriginal/goRegistration.js';
@@ -124,9 +124,12 @@ export async function runGenconfig(
     out: given.out ?? container?.out ?? '.',
     patchHomeserver: given.patchHomeserver || container !== undefined,
   };
-  // Run anywhere on a Debian machine, genconfig still finds the package's configuration (else Synapse's copies go stale).
+  // Run as root anywhere on a Debian machine, genconfig still finds the package's configuration (else Synapse's copies
+  // go stale); not as another user, who could not write Synapse's copies there (a deployment of their own, elsewhere).
   const homeserverConfig =
-    options.homeserverConfig ?? container?.homeserverConfig ?? ['homeserver.yaml', DEBIAN_HOMESERVER_YAML].find((path) => existsSync(path));
+    options.homeserverConfig ??
+    container?.homeserverConfig ??
+    ['homeserver.yaml', ...(process.getuid?.() === 0 ? [DEBIAN_HOMESERVER_YAML] : [])].find((path) => existsSync(path));
   const config = homeserverConfig === undefined ? undefined : readConfigOrFail(resolve(homeserverConfig));
   let fallback: SettingsLayer | undefined;
   if (config !== undefined) {
@@ -279,6 +282,7 @@ export async function runGenconfig(
               serviceCopy: plan.registrationFile,
             },
             sharedSecretFile: copies.synapseSecret,
+            serviceSecretCopy: input.ownSecretCopy ? join(input.outDir, SECRET_FILE) : undefined,
             bases: [
               ...new Set([
                 dirname(config.homeserverYaml.path),
@@ -354,8 +358,6 @@ export async function runGenconfig(
         plan.files.filter((file) => file.mode === 0o600).map((file) => join(input.outDir, file.name)),
       ),
     );
-    if (registryMove !== undefined)
-      out.stdout.write(moveRegistry(registryMove, readers.service, readers.service?.name ?? options.systemdUser));
     const start =
       container === undefined
         ? site.runScript
@@ -365,30 +367,39 @@ export async function runGenconfig(
       plan.synapseMustReload.length === 0
         ? ''
         : `This run changed what Synapse holds (${plan.synapseMustReload.join('; ')}): restart Synapse so that it reads it, then restart the service.\n`;
-    if (update === undefined) {
-      out.stdout.write(plan.instructions + reload);
-      return;
-    }
-    if (update.kind === 'none') {
-      out.stdout.write(`Synapse's configuration already lists this deployment's registration (${update.where}).\n`);
-      out.stdout.write(reload === '' ? `Start the service: ${start}\n` : reload);
-      return;
-    }
-    if (patching !== undefined) {
-      out.stdout.write(
-        `${patching.inPlace ? `Patched ${patching.path} (backup: ${backup})` : `Added ${patching.path} for Synapse`}:\n${byHand(patching.changes)}\n` +
-          reload +
-          `Restart Synapse, then start the service: ${start}\n`,
-      );
-      return;
-    }
-    const target = update.kind === 'write' ? (update.inPlace ? update.path : `a file ${update.path}`) : update.where;
-    const caveat =
-      update.kind === 'refused' ? ` (--patch-homeserver cannot: ${update.problems.join('; ')})` : ' (or run again with --patch-homeserver)';
-    out.stdout.write(`Add to ${target}${caveat}, then restart Synapse:\n${byHand(update.changes)}\n${reload}`);
-    out.stdout.write(`Then start the service: ${start}\n`);
+    out.stdout.write(closingWords(update, patching, backup, byHand, reload, plan.instructions, start));
+    // Last, once everything else is said: a copy that fails leaves the files above written and says what to do.
+    if (registryMove !== undefined)
+      out.stdout.write(moveRegistry(registryMove, readers.service, readers.service?.name ?? options.systemdUser));
   } catch (error) {
     if (error instanceof GenconfigError) failCommand(error.message, EXIT_FAILURE);
     throw error;
   }
+}
+
+/** What genconfig says last: what Synapse needs, and how to start the service. */
+function closingWords(
+  update: HomeserverUpdate | undefined,
+  patching: Extract<HomeserverUpdate, { kind: 'write' }> | undefined,
+  backup: string | undefined,
+  byHand: (changes: readonly HomeserverChange[]) => string,
+  reload: string,
+  instructions: string,
+  start: string,
+): string {
+  if (update === undefined) return instructions + reload;
+  if (update.kind === 'none') {
+    return `Synapse's configuration already lists this deployment's registration (${update.where}).\n${reload === '' ? `Start the service: ${start}\n` : reload}`;
+  }
+  if (patching !== undefined) {
+    return (
+      `${patching.inPlace ? `Patched ${patching.path} (backup: ${backup})` : `Added ${patching.path} for Synapse`}:\n${byHand(patching.changes)}\n` +
+      reload +
+      `Restart Synapse, then start the service: ${start}\n`
+    );
+  }
+  const target = update.kind === 'write' ? (update.inPlace ? update.path : `a file ${update.path}`) : update.where;
+  const caveat =
+    update.kind === 'refused' ? ` (--patch-homeserver cannot: ${update.problems.join('; ')})` : ' (or run again with --patch-homeserver)';
+  return `Add to ${target}${caveat}, then restart Synapse:\n${byHand(update.changes)}\n${reload}Then start the service: ${start}\n`;
 }

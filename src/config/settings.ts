@@ -6,6 +6,15 @@ import { defaultMaxConnections, RESERVED_DESCRIPTORS } from './openFileLimit.js'
 import { databaseUrlProblem, describeDatabaseUrl, urlGivesPassword, urlHasPassword } from './databaseUrl.js';
 import { OPTION_SPECS, type SettingKey } from './options.js';
 
+/** A boolean setting's value as written (a flag's, an environment variable's, a config file's); undefined if none. */
+export function parseFlag(value: string | boolean): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  const raw = value.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+  if (['false', '0', 'no', 'off', ''].includes(raw)) return false;
+  return undefined;
+}
+
 export type Verbosity = 0 | 1 | 2 | 3 | 4 | 5;
 
 export const BACKENDS = ['shared-secret', 'admin-api', 'appservice'] as const;
@@ -254,8 +263,8 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     if (picked === undefined) return false;
     if (typeof picked.value === 'boolean') return picked.value;
     const raw = String(picked.value).trim().toLowerCase();
-    if (['true', '1', 'yes', 'on'].includes(raw)) return true;
-    if (['false', '0', 'no', 'off', ''].includes(raw)) return false;
+    const parsed = parseFlag(raw);
+    if (parsed !== undefined) return parsed;
     problems.push(`${describe(key, picked)} must be true or false, got "${raw}"`);
     return false;
   };

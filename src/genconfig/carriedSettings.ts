@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { envName, OPTION_SPECS, type OptionKind, type SettingKey } from '../config/options.js';
-import type { RawSettings } from '../config/settings.js';
+import { parseFlag, type RawSettings } from '../config/settings.js';
 import { GenconfigError } from './genconfigError.js';
 
 /** A daemon setting given to genconfig that the deployment's file must carry as given: `--key value` in run.sh. */
@@ -22,13 +22,13 @@ export function carriedSettings(given: RawSettings, cwd: string = process.cwd())
     if (value === undefined) continue;
     if ('genconfig' in spec && spec.genconfig === 'refused') {
       throw new GenconfigError(
-        `--${spec.key} names the file genconfig writes itself (registration.yaml in --out); to keep a registration's id and tokens, run genconfig where it is or give --astoken and --hstoken`,
+        `--${spec.key} (${spec.key} in a --config file) names the file genconfig writes itself (registration.yaml in --out); to keep a registration's id and tokens, run genconfig where it is or give --astoken and --hstoken`,
       );
     }
     // A secret never lands on a command line: each has a file of its own that genconfig writes.
     if ('genconfig' in spec || (spec.kind as OptionKind) === 'secret') continue;
     if (spec.kind === 'boolean') {
-      if (value === true || String(value).toLowerCase() === 'true') carried.push({ key: spec.key, value: true });
+      if (parseFlag(typeof value === 'boolean' ? value : String(value)) === true) carried.push({ key: spec.key, value: true });
       continue;
     }
     carried.push({ key: spec.key, value: spec.kind === 'path' ? resolve(cwd, String(value)) : String(value) });

@@ -143,7 +143,8 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
       const secret = ownSecret !== '' ? ownSecret : (earlier ?? input.randomToken());
       writtenSecret = secret;
       files.push({ name: SECRET_FILE, content: `${secret}\n`, mode: 0o600 });
-      if (ownSecret === '') newSecretFile = secretFile;
+      // Synapse gets a copy of its own of a secret genconfig made, also one that it read from the service's copy before.
+      if (ownSecret === '' || (input.ownSecretCopy === true && input.secretWrittenByGenconfig === true)) newSecretFile = secretFile;
       secretNote =
         ownSecret !== ''
           ? `  (registration_shared_secret stays as it is: the same secret is now in ${secretFile})\n`

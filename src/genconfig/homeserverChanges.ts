@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import { configValue, confDirFiles, type SynapseConfig } from './homeserverConfig.js';
 import { listsOurs, planHomeserverPatch, type HomeserverChange, type WantedHomeserverConfig } from './homeserverPatch.js';
-import { classifyEntry, type OurRegistration } from './registrationEntries.js';
+import { classifyEntry, namesFile, type OurRegistration } from './registrationEntries.js';
 
 /** The first line of the conf.d file genconfig writes: how it knows the file for its own on a later run. */
 export const CONF_D_MARKER = '# matrix-regservice:';
@@ -32,6 +32,8 @@ export interface WantedDeployment {
   readonly registration: OurRegistration;
   /** A shared-secret file genconfig made, which Synapse must be told to read (when it has no secret yet). */
   readonly sharedSecretFile: string | undefined;
+  /** The service's own copy of the secret, when Synapse has one of its own: Synapse's configuration must not name it. */
+  readonly serviceSecretCopy?: string | undefined;
   /** Directories a relative entry of app_service_config_files may be relative to: homeserver.yaml's, Synapse's working one. */
   readonly bases: readonly string[];
   readonly now: Date;
@@ -69,11 +71,18 @@ export function planHomeserverUpdate(config: SynapseConfig, wanted: WantedDeploy
   const kinds = new Map(entries.map((entry) => [entry, classifyEntry(entry, wanted.bases, ours)]));
   const unresolved = [...kinds.values()].flatMap((kind) => (kind.kind === 'unresolved' ? [kind.why] : []));
   const stale = entries.filter((entry) => kinds.get(entry)?.kind === 'stale');
+  const secretPath = configValue(rest, 'registration_shared_secret_path');
+  const staleSecretPath =
+    wanted.sharedSecretFile !== undefined &&
+    wanted.serviceSecretCopy !== undefined &&
+    typeof secretPath === 'string' &&
+    namesFile(secretPath, wanted.bases, wanted.serviceSecretCopy);
   const wantedConfig: WantedHomeserverConfig = {
     registrationFile: ours.file,
     sharedSecretFile: wanted.sharedSecretFile,
     isOurs: (entry) => entry === ours.file || kinds.get(entry)?.kind === 'ours',
     stale,
+    staleSecretPath,
   };
   const listChange: HomeserverChange = { key: 'app_service_config_files', describe: `app_service_config_files:\n  - ${ours.file}` };
 
@@ -118,12 +127,12 @@ export function planHomeserverUpdate(config: SynapseConfig, wanted: WantedDeploy
   const hasSecret =
     configValue(rest, 'registration_shared_secret') !== undefined || configValue(rest, 'registration_shared_secret_path') !== undefined;
   // The secret's file a run before told Synapse of, and which genconfig now reads back from there, stays.
-  const secretPath =
+  const ourSecretPath =
     wanted.sharedSecretFile ??
     (typeof previous.registration_shared_secret_path === 'string' ? previous.registration_shared_secret_path : undefined);
-  if (secretPath !== undefined && !hasSecret) {
-    values.registration_shared_secret_path = secretPath;
-    changes.push({ key: 'registration_shared_secret_path', describe: `registration_shared_secret_path: ${secretPath}` });
+  if (ourSecretPath !== undefined && (!hasSecret || staleSecretPath)) {
+    values.registration_shared_secret_path = ourSecretPath;
+    changes.push({ key: 'registration_shared_secret_path', describe: `registration_shared_secret_path: ${ourSecretPath}` });
   }
   // A run before wrote just this: nothing to change (its date aside).
   if (changes.length === 0 || (written !== undefined && isDeepStrictEqual(previous, values))) {

@@ -13,6 +13,11 @@ export interface WantedHomeserverConfig {
   readonly isOurs?: (entry: string) => boolean;
   /** Entries that were this deployment's registration with another url or tokens: replaced by registrationFile. */
   readonly stale?: readonly string[];
+  /**
+   * registration_shared_secret_path names the service's own copy, which Synapse's account cannot read: replaced by
+   * sharedSecretFile (Synapse's copy).
+   */
+  readonly staleSecretPath?: boolean;
 }
 
 /** Whether `listed` (app_service_config_files as Synapse reads it) already has this deployment's registration. */
@@ -93,7 +98,7 @@ function changesNeeded(doc: Document.Parsed, wanted: WantedHomeserverConfig): Ho
     changes.push({ key: 'app_service_config_files', describe: `app_service_config_files:\n  - ${wanted.registrationFile}` });
   }
   const hasSecret = pairsOf(doc, 'registration_shared_secret').length > 0 || pairsOf(doc, 'registration_shared_secret_path').length > 0;
-  if (wanted.sharedSecretFile !== undefined && !hasSecret) {
+  if (wanted.sharedSecretFile !== undefined && (!hasSecret || wanted.staleSecretPath === true)) {
     changes.push({ key: 'registration_shared_secret_path', describe: `registration_shared_secret_path: ${wanted.sharedSecretFile}` });
   }
   return changes;
@@ -218,7 +223,15 @@ export function planHomeserverPatch(text: string, wanted: WantedHomeserverConfig
   }
 
   if (problems.length === 0 && needs('registration_shared_secret_path') && wanted.sharedSecretFile !== undefined) {
-    appended.push(`registration_shared_secret_path: ${yamlString(wanted.sharedSecretFile)}`);
+    const [pair] = pairsOf(doc, 'registration_shared_secret_path');
+    if (pair === undefined) appended.push(`registration_shared_secret_path: ${yamlString(wanted.sharedSecretFile)}`);
+    else if (isScalar(pair.value) && pair.value.range && !pair.value.anchor) {
+      edits.push({ at: pair.value.range[0], end: pair.value.range[1], text: yamlString(wanted.sharedSecretFile) });
+    } else {
+      problems.push(
+        `registration_shared_secret_path (line ${lineOf(text, (pair.key as { range?: number[] }).range?.[0] ?? 0)}) is not a plain value`,
+      );
+    }
   }
 
   if (problems.length > 0) return { ok: false, changes, problems };

@@ -68,6 +68,12 @@ function sameRegistration(path: string, ours: OurRegistration): EntryKind {
     : { kind: 'stale', why: `${path}: ${why}, but another url, tokens or user namespace` };
 }
 
+/** Whether a path from Synapse's configuration (relative ones from any of `bases`) names `file`, links followed. */
+export function namesFile(path: string, bases: readonly string[], file: string): boolean {
+  const candidates = isAbsolute(path) ? [path] : bases.map((base) => resolve(base, path));
+  return candidates.some((candidate) => realPath(candidate) === realPath(file));
+}
+
 /**
  * Whether an entry of app_service_config_files is this deployment's registration: the same file (by any path: relative
  * to homeserver.yaml's directory or to Synapse's working directory, or through a link), or a registration with our url,

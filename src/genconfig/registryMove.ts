@@ -1,4 +1,4 @@
-import { chownSync, cpSync, existsSync, readdirSync } from 'node:fs';
+import { chownSync, cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openLevelStore, STORE_DIRECTORY } from '../store/leveldb/levelStore.js';
 import { StoreOpenError } from '../store/store.js';
@@ -51,9 +51,12 @@ export function moveRegistry(move: RegistryMove, owner: FileOwner | undefined, o
   try {
     cpSync(move.from, move.to, { recursive: true, filter: (source) => !source.endsWith('/LOCK') });
   } catch (error) {
+    // A half copy would be taken for the registry on the next run (and by the service): none is left.
+    rmSync(move.to, { recursive: true, force: true });
     throw new GenconfigError(
       `cannot copy the registry ${move.from} to ${move.to} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); ` +
-        `the other files are written: copy it by hand, as the service's account, with cp -a ${shellQuote(move.from)} ${shellQuote(move.to)}`,
+        'the other files are written: fix that and run genconfig again with --force, or copy it by hand with ' +
+        `cp -a ${shellQuote(`${move.from}/.`)} ${shellQuote(move.to)} (then give it to the service's account)`,
     );
   }
   const copied = `Copied the registry ${move.from} (the nodes registered while the service ran from the Go original's run.sh) to ${move.to}; the original stays where it was.\n`;

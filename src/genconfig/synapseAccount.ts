@@ -9,8 +9,8 @@ export type SynapseAccountGuess =
 /**
  * The account Synapse runs as, from the files it owns: its working directory first (Debian's /var/lib/matrix-synapse),
  * then the files Synapse itself wrote (its signing key, its media store). A configuration directory owned by root (Arch,
- * Fedora: /etc/synapse) says nothing about Synapse's account; when everything found is root's while the service runs
- * under an account of its own, genconfig cannot tell, and asks rather than give Synapse files it cannot read.
+ * Fedora: /etc/synapse) says nothing about Synapse's account; when everything found is root's and the service has an
+ * account of its own, genconfig cannot tell, and asks rather than give Synapse files it cannot read.
  */
 export function guessSynapseAccount(
   workdir: string,
@@ -21,7 +21,7 @@ export function guessSynapseAccount(
   service: FileOwner | undefined,
 ): SynapseAccountGuess {
   const home = ownerOf(workdir);
-  if (home.uid !== 0 || service === undefined || service.uid === 0) return { kind: 'found', owner: home, from: workdir };
+  if (home.uid !== 0) return { kind: 'found', owner: home, from: workdir };
   const candidates = writtenBySynapse
     .filter((path): path is string => typeof path === 'string' && path !== '')
     .map((path) => resolve(base, path))
@@ -30,6 +30,9 @@ export function guessSynapseAccount(
     const owner = ownerOf(path);
     if (owner.uid !== 0) return { kind: 'found', owner, from: path };
   }
+  // Nothing but root's, Synapse's own signing key included: Synapse runs as root, which reads any file. Unless the
+  // service runs under an account of its own already: then its 0600 files would be out of reach of any other account.
+  if (service === undefined || service.uid === 0) return { kind: 'found', owner: home, from: workdir };
   return {
     kind: 'unknown',
     why: `${[workdir, ...candidates].join(', ')} ${candidates.length === 0 ? 'is' : 'are'} root's, which does not tell which account Synapse runs as`,

@@ -102,7 +102,7 @@ export function createPrimaryMetrics(load: { inFlight(): number; queued(): numbe
       }),
       time: new Gauge({
         name: 'regservice_appservice_ping_timestamp_seconds',
-        help: 'When the last application-service ping through the homeserver was answered (Unix time); absent before the first',
+        help: 'When the last application-service ping through the homeserver had its result (Unix time); absent before the first',
         registers: [registry],
       }),
     });

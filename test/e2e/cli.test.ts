@@ -257,13 +257,14 @@ describe('the built CLI', () => {
 
   it('genconfig carries the settings of --config FILE into run.sh, and ignores MATRIX_REGSERVICE_CONFIG with a warning', async () => {
     const dir = tempDir('regservice-gen-config-');
-    writeFileSync(join(dir, 'regservice.yaml'), 'matrixdomain: example.org\naccounts_per_day: 77\nallow_list: allow.txt\n', {
+    writeFileSync(join(dir, 'regservice.yaml'), 'matrixdomain: example.org\naccounts_per_day: 77\nallow_list: allow.txt\nlogin_after_register: yes\n', {
       mode: 0o600,
     });
     const given = await run(['genconfig', '--config', join(dir, 'regservice.yaml'), '--out', join(dir, 'a')], dir);
     assert.equal(given.code, 0, given.stderr);
     const runSh = readFileSync(join(dir, 'a', 'run.sh'), 'utf8');
     assert.match(runSh, /--accounts-per-day 77 /);
+    assert.match(runSh, /--login-after-register /, 'yes is true, as the daemon reads it');
     assert.match(runSh, new RegExp(`--allow-list ${join(dir, 'allow.txt')} `), "a path relative to the config file's directory");
 
     const fromEnvironment = await new Promise<{ code: number; stderr: string }>((resolve) => {

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, it } from '../support/timedTests.js';
@@ -220,3 +220,40 @@ describe('the registry copied for a service account that does not exist yet', ()
     assert.match(moved.stdout, new RegExp(`chown -R rs-not-yet: ${join(out, '.matrix', 'regservice.leveldb')}`));
   });
 });
+
+describe(
+  "Synapse's account found on a later run (its own copies from then on)",
+  { skip: process.getuid?.() === 0 ? false : 'needs root' },
+  () => {
+    it("points Synapse's registration and secret at copies of its own, away from the service's", async () => {
+      const dir = tempDir('regservice-separate-later-');
+      const etc = join(dir, 'etc');
+      mkdirSync(etc);
+      writeFileSync(join(etc, 'homeserver.yaml'), 'server_name: photon.test\n');
+      const out = join(dir, 'out');
+      const args = ['genconfig', '--homeserver-config', join(etc, 'homeserver.yaml'), '--patch-homeserver', '--out', out];
+      const first = await run([...args, '--synapse-user', 'root'], dir);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(
+        readFileSync(join(etc, 'homeserver.yaml'), 'utf8'),
+        new RegExp(`registration_shared_secret_path: ${join(out, 'registration_shared_secret')}`),
+      );
+
+      chownSync(etc, 4200, 4200); // Synapse's own account, from now on
+      const second = await run([...args, '--force'], dir);
+      assert.equal(second.code, 0, second.stderr);
+      const patched = readFileSync(join(etc, 'homeserver.yaml'), 'utf8');
+      assert.match(patched, new RegExp(`  - ${join(etc, 'matrix-regservice-registration.yaml')}\n`));
+      assert.match(patched, new RegExp(`registration_shared_secret_path: ${join(etc, 'matrix-regservice-shared-secret')}\n`));
+      assert.doesNotMatch(patched, new RegExp(out), "nothing of the service's own copies");
+      for (const [synapseCopy, serviceCopy] of [
+        ['matrix-regservice-registration.yaml', 'registration.yaml'],
+        ['matrix-regservice-shared-secret', 'registration_shared_secret'],
+      ] as const) {
+        const stat = statSync(join(etc, synapseCopy));
+        assert.deepEqual([stat.uid, stat.mode & 0o777], [4200, 0o600], synapseCopy);
+        assert.equal(readFileSync(join(etc, synapseCopy), 'utf8'), readFileSync(join(out, serviceCopy), 'utf8'));
+      }
+    });
+  },
+);

@@ -69,7 +69,7 @@ describe(
               'echo "::unit log"; tail -n 30 /var/log/unit-matrix-regservice.log; echo "::synapse log"; grep -E "ERROR|Error|rror:" /var/log/unit-matrix-synapse.log | tail -n 20',
               // Run again from the service's directory (not Synapse's), with new tokens: Debian's configuration is
               // found all the same, and Synapse's own copy follows the service's.
-              'cd /etc/matrix-regservice && matrix-regservice genconfig --out /etc/matrix-regservice --force --new-tokens --patch-homeserver --systemd /etc/systemd/system/matrix-regservice.service >/tmp/rerun.out 2>&1; echo "::rerun $?"; head -n 1 /tmp/rerun.out',
+              'cd /etc/matrix-regservice && matrix-regservice genconfig --out /etc/matrix-regservice --force --new-tokens --patch-homeserver --systemd /etc/systemd/system/matrix-regservice.service >/tmp/rerun.out 2>&1; echo "::rerun $?"; sed "s/^/::rerun-out /" /tmp/rerun.out',
               'if cmp -s <(grep hs_token /etc/matrix-regservice/registration.yaml) <(grep hs_token /etc/matrix-synapse/matrix-regservice-registration.yaml); then echo "::copies agree"; fi',
               'systemctl stop matrix-regservice; systemctl stop matrix-synapse; nginx -s quit',
             ].join('\n'),
@@ -137,7 +137,7 @@ describe(
 
     it("run again from elsewhere, genconfig finds Debian's configuration and renews Synapse's copy with the service's", () => {
       assert.match(deploy.output, /^::rerun 0$/m, output(deploy));
-      assert.match(deploy.output, /^Read \/etc\/matrix-synapse\/homeserver\.yaml, /m);
+      assert.match(deploy.output, /^::rerun-out Read \/etc\/matrix-synapse\/homeserver\.yaml, /m, output(deploy));
       assert.match(deploy.output, /^::copies agree$/m, output(deploy));
     });
 

@@ -214,6 +214,28 @@ describe('this deployment among the application services', () => {
     );
   });
 
+  it("points registration_shared_secret_path away from the service's copy, in conf.d too", () => {
+    const { dir, ours } = setUp();
+    const serviceSecret = join(dir, 'rs', 'registration_shared_secret');
+    writeFileSync(serviceSecret, 'a-secret\n');
+    mkdirSync(join(dir, 'conf.d'));
+    writeFileSync(join(dir, 'conf.d', 'secret.yaml'), 'registration_shared_secret_path: rs/registration_shared_secret\n');
+    writeFileSync(join(dir, 'homeserver.yaml'), `enable_registration: false\napp_service_config_files: [${ours.file}]\n`);
+    const update = planHomeserverUpdate(readSynapseConfig(join(dir, 'homeserver.yaml')), {
+      registration: ours,
+      sharedSecretFile: join(dir, 'matrix-regservice-shared-secret'),
+      serviceSecretCopy: serviceSecret,
+      bases: [dir],
+      now: new Date(),
+    });
+    assert.equal(
+      update.kind === 'write'
+        ? (parse(update.text) as { registration_shared_secret_path: unknown }).registration_shared_secret_path
+        : update.kind,
+      join(dir, 'matrix-regservice-shared-secret'),
+    );
+  });
+
   it('never lists ours twice: a stale entry beside ours, or two stale entries, leave one of ours', () => {
     const { dir, ours, plan } = setUp();
     writeFileSync(ours.file, 'id: anything\n');

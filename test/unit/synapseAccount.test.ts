@@ -32,5 +32,16 @@ describe("Synapse's account, guessed from the files it owns", { skip: process.ge
     assert.match(unknown.kind === 'unknown' ? unknown.why : unknown.kind, /example\.signing\.key are root's, which does not tell/);
     const asRoot = guessSynapseAccount(etc, ['example.signing.key'], etc, { name: 'root', uid: 0, gid: 0 });
     assert.equal(asRoot.kind === 'found' ? asRoot.owner.uid : asRoot.kind, 0, 'the service as root: Synapse reads its files anyway');
+    const noAccountYet = guessSynapseAccount(etc, ['example.signing.key'], etc, undefined);
+    assert.equal(
+      noAccountYet.kind === 'found' ? noAccountYet.owner.uid : noAccountYet.kind,
+      0,
+      "no service account yet: root's key, root's Synapse",
+    );
+    chownSync(join(etc, 'example.signing.key'), SYNAPSE_UID, SYNAPSE_UID);
+    for (const service of [{ name: 'root', uid: 0, gid: 0 }, undefined]) {
+      const guess = guessSynapseAccount(etc, ['example.signing.key'], etc, service);
+      assert.equal(guess.kind === 'found' ? guess.owner.uid : guess.kind, SYNAPSE_UID, 'the signing key tells, whoever the service is');
+    }
   });
 });
