@@ -257,9 +257,13 @@ describe('the built CLI', () => {
 
   it('genconfig carries the settings of --config FILE into run.sh, and ignores MATRIX_REGSERVICE_CONFIG with a warning', async () => {
     const dir = tempDir('regservice-gen-config-');
-    writeFileSync(join(dir, 'regservice.yaml'), 'matrixdomain: example.org\naccounts_per_day: 77\nallow_list: allow.txt\nlogin_after_register: yes\n', {
-      mode: 0o600,
-    });
+    writeFileSync(
+      join(dir, 'regservice.yaml'),
+      'matrixdomain: example.org\naccounts_per_day: 77\nallow_list: allow.txt\nlogin_after_register: yes\n',
+      {
+        mode: 0o600,
+      },
+    );
     const given = await run(['genconfig', '--config', join(dir, 'regservice.yaml'), '--out', join(dir, 'a')], dir);
     assert.equal(given.code, 0, given.stderr);
     const runSh = readFileSync(join(dir, 'a', 'run.sh'), 'utf8');
