@@ -3,7 +3,7 @@
 # takes seconds. CI's .ci/run calls it too. Its parts:
 #   Debian's packages: nginx-light (the deployment tests' real nginx), systemd (systemd-analyze verify of the unit
 #     genconfig writes), postgresql (the PostgreSQL store's tests start their own server), podman, buildah, runc,
-#     docker-compose and mmdebstrap (the container test);
+#     docker-compose and mmdebstrap (the container test), prometheus (promtool and the monitoring test's Prometheus);
 #   test/synapse/provision.sh: the real Synapse, Debian's matrix-synapse in a sid chroot (about a minute);
 #   test/containers/build-bases.sh: the container test's base images (about two minutes).
 # Downloads are tried again after a transient failure (test/support/retry.sh).
@@ -23,6 +23,7 @@ command -v podman >/dev/null 2>&1 || missing+=(podman buildah runc) # with what 
 lean=() # without what they recommend (docker-compose's is the Docker daemon)
 command -v docker-compose >/dev/null 2>&1 || lean+=(docker-compose)
 command -v mmdebstrap >/dev/null 2>&1 || lean+=(mmdebstrap)
+command -v promtool >/dev/null 2>&1 || lean+=(prometheus) # the monitoring test's Prometheus and promtool, never started as a service
 if [ ${#missing[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
   apt_get() { DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get -o Acquire::Retries=3 "$@"; }
   retry apt_get update -qq

@@ -12,8 +12,9 @@ import { startPingMonitor } from '../homeserver/pingMonitor.js';
 import { createUserExists } from '../homeserver/userExists.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
 import { openServiceStore } from '../store/openStore.js';
-import { createMetricsServer } from '../http/metricsServer.js';
+import { createMetricsServer, type Readiness } from '../http/metricsServer.js';
 import { aggregateMetrics, createPrimaryMetrics, metricsOptionsFor, type MetricsSnapshot } from '../metrics/metrics.js';
+import { labelProcess, RetiredCounts } from '../metrics/processSnapshots.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
 import { RefusalSummaries } from './refusalSummaries.js';
 import { StartError, Supervisor } from './supervisor.js';
@@ -76,9 +77,15 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   }
   const calls = new CallLimiter(settings.maxHomeserverCalls, settings.maxQueued);
   const metrics = createPrimaryMetrics(
-    { inFlight: () => calls.inFlight, queued: () => calls.queued },
+    {
+      inFlight: () => calls.inFlight,
+      queued: () => calls.queued,
+      maxInFlight: settings.maxHomeserverCalls,
+      maxQueued: settings.maxQueued,
+    },
     metricsOptionsFor(settings.metricsPort),
   );
+  const retired = new RetiredCounts();
   const registrar = registrarForBackend(settings);
   const userExists = createUserExists({
     homeserverUrl: settings.homeserverUrl,
@@ -120,28 +127,38 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   /** Workers that answer, within WORKER_ANSWER_MS, that they take connections. */
   const serving = async (): Promise<number> =>
     (await supervisor.collect<boolean>('serving', WORKER_ANSWER_MS)).filter((answer) => answer).length;
+  const readiness = async (): Promise<Readiness> => {
+    const [homeserver, database, workers] = await Promise.allSettled([
+      homeserverVersions(settings.homeserverUrl, 2000),
+      store.check(),
+      serving(),
+    ]);
+    return {
+      homeserver: homeserver.status === 'fulfilled',
+      store: database.status === 'fulfilled',
+      workers: { serving: workers.status === 'fulfilled' ? workers.value : 0, of: supervisor.count },
+    };
+  };
   const metricsServer =
     settings.metricsPort === 0
       ? undefined
       : createMetricsServer({
-          metricsText: async () =>
-            aggregateMetrics([
-              await metrics.registry.getMetricsAsJSON(),
-              ...(await supervisor.collect<MetricsSnapshot>('metrics', WORKER_ANSWER_MS, true)),
-            ]),
-          serving,
-          readiness: async () => {
-            const [homeserver, database, workers] = await Promise.allSettled([
-              homeserverVersions(settings.homeserverUrl, 2000),
-              store.check(),
-              serving(),
+          metricsText: async () => {
+            // Each scrape looks as /ready does, so that an idle service still says whether it could serve.
+            const [state, live] = await Promise.all([
+              readiness(),
+              supervisor.collectBySlot<MetricsSnapshot>('metrics', WORKER_ANSWER_MS, true),
             ]);
-            return {
-              homeserver: homeserver.status === 'fulfilled',
-              store: database.status === 'fulfilled',
-              workers: { serving: workers.status === 'fulfilled' ? workers.value : 0, of: supervisor.count },
-            };
+            metrics.observe({ ...state, workerReplacements: supervisor.replacements });
+            await retired.add(supervisor.takeRetired<MetricsSnapshot>('metrics'));
+            return aggregateMetrics([
+              labelProcess(await metrics.registry.getMetricsAsJSON(), 'primary'),
+              ...live.map(({ slot, value }) => labelProcess(value, String(slot))),
+              retired.snapshot,
+            ]);
           },
+          serving,
+          readiness,
         });
   try {
     await supervisor.start();

@@ -53,6 +53,8 @@ export interface SupervisorOptions {
 
 interface Managed {
   readonly worker: Worker;
+  /** Its place among the workers, 0..count-1, which its replacement takes over: a label that never grows. */
+  readonly slot: number;
   readonly peer: IpcPeer;
   listening: boolean;
   /** Each method's last answer, for collect's lastIfLate. */
@@ -89,6 +91,9 @@ const describeExit = (code: number | null, signal: string | null): string => (si
  */
 export class Supervisor {
   private readonly managed = new Set<Managed>();
+  /** The last answers of workers that exited, by method (collect's lastIfLate): what they counted stays counted. */
+  private readonly retiredAnswers = new Map<string, unknown[]>();
+  private replaced = 0;
   private failedStarts = 0;
   private stopping = false;
   private allExited: (() => void) | undefined;
@@ -120,11 +125,10 @@ export class Supervisor {
           reject(new StartError(reason));
         },
       };
-      for (let i = 0; i < this.options.count; i++) this.fork();
+      for (let slot = 0; slot < this.options.count; slot++) this.fork(slot);
     });
   }
 
-  /** Each listening worker's answer to `method` (e.g. its metrics). */
   /**
    * Asks every listening worker `method`, waiting `timeoutMs` at most for each: a worker that does not answer in time
    * (stopped, its channel wedged) must not hang a scrape or a health check. With `lastIfLate`, such a worker's last
@@ -132,20 +136,40 @@ export class Supervisor {
    * it is left out.
    */
   async collect<T>(method: string, timeoutMs: number, lastIfLate = false): Promise<T[]> {
+    return (await this.collectBySlot<T>(method, timeoutMs, lastIfLate)).map((answer) => answer.value);
+  }
+
+  /** collect, with each answer's worker slot. */
+  async collectBySlot<T>(method: string, timeoutMs: number, lastIfLate = false): Promise<{ slot: number; value: T }[]> {
     const answers = await Promise.all(
       [...this.managed]
         .filter((m) => m.listening)
-        .map(async (m): Promise<{ value: T } | undefined> => {
+        .map(async (m): Promise<{ slot: number; value: T } | undefined> => {
           try {
             const value = await m.peer.request<T>(method, [], timeoutMs);
             if (lastIfLate) m.lastAnswers.set(method, value);
-            return { value };
+            return { slot: m.slot, value };
           } catch {
-            return lastIfLate && m.lastAnswers.has(method) ? { value: m.lastAnswers.get(method) as T } : undefined;
+            return lastIfLate && m.lastAnswers.has(method) ? { slot: m.slot, value: m.lastAnswers.get(method) as T } : undefined;
           }
         }),
     );
-    return answers.filter((answer): answer is { value: T } => answer !== undefined).map((answer) => answer.value);
+    return answers.filter((answer) => answer !== undefined).sort((a, b) => a.slot - b.slot);
+  }
+
+  /**
+   * The last answers to `method` (collected with lastIfLate) of the workers that exited since the last call: the caller
+   * folds them into what it keeps. Each is handed out once.
+   */
+  takeRetired<T>(method: string): T[] {
+    const retired = (this.retiredAnswers.get(method) ?? []) as T[];
+    this.retiredAnswers.delete(method);
+    return retired;
+  }
+
+  /** Workers started in place of one that exited. */
+  get replacements(): number {
+    return this.replaced;
   }
 
   /** The workers there should be (a replacement counts from its fork on). */
@@ -170,12 +194,13 @@ export class Supervisor {
     clearTimeout(kill);
   }
 
-  private fork(): void {
+  private fork(slot: number): void {
     const { settings, log } = this.options;
     const worker = cluster.fork(workerEnvironment([...WORKER_ENVIRONMENT, ...(this.options.environment ?? [])]));
     const forWorker = workerSettingsOf(settings);
     const managed: Managed = {
       worker,
+      slot,
       listening: false,
       lastAnswers: new Map(),
       peer: new IpcPeer(
@@ -214,6 +239,8 @@ export class Supervisor {
     const { worker } = managed;
     const { log } = this.options;
     this.managed.delete(managed);
+    for (const [method, answer] of managed.lastAnswers)
+      this.retiredAnswers.set(method, [...(this.retiredAnswers.get(method) ?? []), answer]);
     managed.peer.close(`worker ${worker.id} exited`);
     this.options.onWorkerExit?.(worker.id);
     if (this.stopping) {
@@ -236,6 +263,7 @@ export class Supervisor {
     } else {
       log.warn(`worker ${worker.id} (pid ${worker.process.pid}) exited with ${how}; starting a replacement`);
     }
-    this.fork();
+    this.replaced += 1;
+    this.fork(managed.slot);
   }
 }

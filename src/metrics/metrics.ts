@@ -19,6 +19,16 @@ export interface PrimaryMetrics {
   timeHomeserverCall<T>(call: string, work: () => Promise<T>): Promise<T>;
   /** The last application-service ping through the homeserver: whether it succeeded, and when (ms since the epoch). */
   readonly pingResult: (ok: boolean, at: number) => void;
+  /** What the service found at a scrape, so that these exist without any traffic. */
+  readonly observe: (state: ServiceState) => void;
+}
+
+/** The service's state as /ready sees it, and its workers' replacements. */
+export interface ServiceState {
+  readonly homeserver: boolean;
+  readonly store: boolean;
+  readonly workers: { readonly serving: number; readonly of: number };
+  readonly workerReplacements: number;
 }
 
 /**
@@ -54,8 +64,33 @@ export function createWorkerMetrics(options: MetricsOptions): WorkerMetrics {
   return { registry, registration: (outcome) => registrations.inc({ outcome }) };
 }
 
-export function createPrimaryMetrics(load: { inFlight(): number; queued(): number }, options: MetricsOptions): PrimaryMetrics {
+export function createPrimaryMetrics(
+  load: { inFlight(): number; queued(): number; readonly maxInFlight?: number; readonly maxQueued?: number },
+  options: MetricsOptions,
+): PrimaryMetrics {
   const registry = processRegistry(options.processMetrics);
+  const gauge = (name: string, help: string): Gauge => new Gauge({ name, help, registers: [registry] });
+  const homeserverUp = gauge('regservice_homeserver_up', 'Whether the homeserver answered (client-server API versions) at the last scrape');
+  const storeUp = gauge('regservice_store_up', 'Whether the store (LevelDB or PostgreSQL) answered at the last scrape');
+  const workersServing = gauge('regservice_workers_serving', 'Workers that answered in time that they take connections');
+  const workersWanted = gauge('regservice_workers', 'Workers there should be (--workers)');
+  const ready = gauge('regservice_ready', 'Whether /ready would answer 200: the homeserver and the store answer, and every worker serves');
+  const replacements = new Counter({
+    name: 'regservice_worker_restarts_total',
+    help: 'Workers started in place of one that exited (a crash, a kill, one that did not answer)',
+    registers: [registry],
+  });
+  let replacementsSeen = 0;
+  if (load.maxInFlight !== undefined) {
+    gauge('regservice_homeserver_calls_max', 'Registrations at the homeserver at once at most (--max-homeserver-calls)').set(
+      load.maxInFlight,
+    );
+  }
+  if (load.maxQueued !== undefined) {
+    gauge('regservice_homeserver_queue_max', 'Registrations that may wait for a homeserver slot before 503 (--max-queued)').set(
+      load.maxQueued,
+    );
+  }
   const transactions = new Counter({
     name: 'regservice_transactions_total',
     help: 'Application-service transactions received from the homeserver, by outcome',
@@ -108,6 +143,15 @@ export function createPrimaryMetrics(load: { inFlight(): number; queued(): numbe
     });
   return {
     registry,
+    observe(state) {
+      homeserverUp.set(state.homeserver ? 1 : 0);
+      storeUp.set(state.store ? 1 : 0);
+      workersServing.set(state.workers.serving);
+      workersWanted.set(state.workers.of);
+      ready.set(state.homeserver && state.store && state.workers.serving === state.workers.of ? 1 : 0);
+      replacements.inc(state.workerReplacements - replacementsSeen);
+      replacementsSeen = state.workerReplacements;
+    },
     pingResult(ok, at) {
       const { up, time } = pingGauges();
       up.set(ok ? 1 : 0);

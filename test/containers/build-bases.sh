@@ -120,4 +120,22 @@ STOPSIGNAL SIGINT
 ENTRYPOINT ["/start.sh"]
 CONTAINERFILE
 fi
+# A stand-in for prom/prometheus: Debian's prometheus in a minbase of its own, as nobody on /prometheus.
+if ! exists "$PROMETHEUS_IMAGE"; then
+  retry mmdebstrap --quiet --variant=minbase --include=prometheus \
+    --aptopt='Acquire::Retries "3"' bookworm "$work/prometheus.tar"
+  podman import --quiet "$work/prometheus.tar" "$PROMETHEUS_IMAGE-base" >/dev/null
+  rm -f "$work/prometheus.tar"
+  mkdir "$work/prometheus"
+  build "$PROMETHEUS_IMAGE" "$work/prometheus" <<CONTAINERFILE
+FROM $PROMETHEUS_IMAGE-base
+RUN mkdir -p /prometheus && chown nobody:nogroup /prometheus
+USER nobody
+VOLUME /prometheus
+EXPOSE 9090
+ENTRYPOINT ["/usr/bin/prometheus"]
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+CONTAINERFILE
+  podman rmi --force "$PROMETHEUS_IMAGE-base" >/dev/null
+fi
 echo "container test bases ready"

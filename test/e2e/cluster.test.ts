@@ -248,6 +248,49 @@ describe(
       }
     });
 
+    it("keeps the service's counters across a worker's replacement, and labels each process's metrics by its slot", async () => {
+      await gate.stop();
+      const metricsPort = await freePort();
+      await gate.start([...WORKERS, '--metrics-port', String(metricsPort)]);
+      const scrape = async (): Promise<string> =>
+        (await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+      const value = (text: string, series: string): number => {
+        const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+        assert.ok(line !== undefined, `no ${series} in:\n${text}`);
+        return Number(line.slice(series.length + 1));
+      };
+      // One connection each: both workers take some.
+      for (let i = 0; i < 6; i++) assert.equal((await postFresh(`${gate.url}/register`, sign())).status, 200);
+      const before = await scrape();
+      const registered = value(before, 'regservice_registrations_total{outcome="registered"}');
+      assert.ok(registered >= 6, before);
+      assert.equal(value(before, 'regservice_worker_restarts_total'), 0);
+      for (const series of ['regservice_homeserver_up', 'regservice_store_up', 'regservice_ready'])
+        assert.equal(value(before, series), 1, series);
+      assert.equal(value(before, 'regservice_workers_serving'), 2);
+
+      const primary = gate.process()?.child.pid as number;
+      const workers = childrenOf(primary);
+      process.kill(workers[0]!, 'SIGKILL');
+      await waitFor(
+        'the replacement',
+        async () => (childrenOf(primary).length === workers.length && !childrenOf(primary).includes(workers[0]!) ? true : undefined),
+        10_000,
+      );
+      const after = await waitFor(
+        'a scrape with both workers',
+        async () => {
+          const text = await scrape();
+          return value(text, 'regservice_workers_serving') === 2 ? text : undefined;
+        },
+        20_000,
+      );
+      assert.ok(value(after, 'regservice_registrations_total{outcome="registered"}') >= registered, 'never lower: no reset to read');
+      assert.equal(value(after, 'regservice_worker_restarts_total'), 1);
+      const processes = new Set([...after.matchAll(/^regservice_process_resident_memory_bytes\{process="([^"]+)"\}/gm)].map((m) => m[1]));
+      assert.deepEqual([...processes].sort(), ['0', '1', 'primary'], 'the replacement took its slot: the label does not grow');
+    });
+
     it('acknowledges transactions whatever their events hold (content 6,000 arrays deep), and every worker serves on', async () => {
       const hsToken = String(gate.registration.hs_token);
       const deep = `${'['.repeat(6000)}${']'.repeat(6000)}`;

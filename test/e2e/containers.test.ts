@@ -19,7 +19,7 @@ const REPO = new URL('../../', import.meta.url).pathname;
 const COMPOSE_PRELUDE = new URL('../support/readmeComposePrelude.sh', import.meta.url).pathname;
 const SECTION = 'Running with Docker';
 /** The scenarios this file runs, each of README blocks marked with its name. */
-const SCENARIOS = ['compose', 'compose-backup', 'compose-earlier', 'compose-postgres'];
+const SCENARIOS = ['compose', 'compose-backup', 'compose-earlier', 'compose-monitoring', 'compose-postgres'];
 const serverName = 'containers.test';
 /** Not the default 172.28.56: every pinned address, and the one the service trusts, must follow TRANSPORT_SUBNET. */
 const subnet = '172.31.77';
@@ -58,6 +58,7 @@ describe('Running with Docker as the README writes it, in real containers (podma
   const shellState = tempDir('regservice-readme-compose-');
   let env: NodeJS.ProcessEnv;
   let publicUrl: string;
+  let prometheusUrl: string;
   let first: ScenarioRun;
   const key = randomPrivateKey();
 
@@ -95,6 +96,8 @@ describe('Running with Docker as the README writes it, in real containers (podma
       writeFileSync(join(shellState, '.readme-cwd'), `${checkout}\n`);
       const port = await freePort();
       publicUrl = `http://127.0.0.1:${port}`;
+      const prometheusPort = await freePort();
+      prometheusUrl = `http://127.0.0.1:${prometheusPort}`;
       // The variables the README names (.env.example lists them): shell variables win over .env.
       env = {
         ...podmanEnv(),
@@ -110,12 +113,15 @@ describe('Running with Docker as the README writes it, in real containers (podma
         SYNAPSE_IMAGE: IMAGES.synapse,
         NGINX_IMAGE: IMAGES.nginx,
         POSTGRES_IMAGE: IMAGES.postgres,
+        PROMETHEUS_IMAGE: IMAGES.prometheus,
+        PROMETHEUS_PORT: String(prometheusPort),
+        PROMETHEUS_VOLUME: `${project}-prometheus-data`,
         REGSERVICE_IMAGE: IMAGES.service,
         BUILD_BASE: IMAGES.nodeBuild,
         RUNTIME_BASE: IMAGES.node,
       };
       scope.after(async () => {
-        await compose('down', '--volumes', '--remove-orphans').catch(() => undefined);
+        await compose('--profile', 'monitoring', 'down', '--volumes', '--remove-orphans').catch(() => undefined);
         await podman(['volume', 'rm', '--force', `${project}-guide-synapse-data`, `${project}-earlier-regservice-data`]).catch(
           () => undefined,
         );
@@ -206,6 +212,32 @@ describe('Running with Docker as the README writes it, in real containers (podma
       lines.some((line) => line.includes(addressOfPrivateKey(key))),
       lines.join('\n'),
     );
+  });
+
+  it('monitors it with the monitoring profile: Prometheus scrapes the unpublished metrics listener, with the rules', async () => {
+    const started = await runScenario('compose-monitoring');
+    assert.equal(started.code, 0, tail(started));
+    try {
+      const target = await waitFor(
+        'Prometheus scraping the service',
+        async () => {
+          const answer = await fetch(`${prometheusUrl}/api/v1/targets`).catch(() => undefined);
+          if (answer?.ok !== true) return undefined;
+          const body = (await answer.json()) as {
+            data: { activeTargets: { labels: { job: string }; health: string; lastError: string }[] };
+          };
+          const found = body.data.activeTargets.find((candidate) => candidate.labels.job === 'matrix-regservice');
+          return found?.health === 'up' ? found : undefined;
+        },
+        90_000,
+      );
+      assert.equal(target.lastError, '');
+      const rules = (await (await fetch(`${prometheusUrl}/api/v1/rules`)).json()) as { data: { groups: { rules: unknown[] }[] } };
+      assert.equal(rules.data.groups.flatMap((group) => group.rules).length, 11, 'the alert rules are loaded');
+      assert.equal((await podman(['port', container('regservice')])).trim(), '', "the service's ports are not published");
+    } finally {
+      await compose('--profile', 'monitoring', 'rm', '--stop', '--force', 'prometheus');
+    }
   });
 
   it('keeps its registry across a restart of its container and across compose down and up (the volumes)', async () => {

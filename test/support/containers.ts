@@ -52,10 +52,11 @@ export const IMAGES = {
   synapse: imageName(names, 'SYNAPSE_IMAGE'),
   nginx: imageName(names, 'NGINX_IMAGE'),
   postgres: imageName(names, 'POSTGRES_IMAGE'),
+  prometheus: imageName(names, 'PROMETHEUS_IMAGE'),
   service: imageName(names, 'SERVICE_IMAGE'),
 } as const;
 /** The images test/containers/build-bases.sh makes (test/provision.sh runs it); the service's is built by the test. */
-const BASES = [IMAGES.node, IMAGES.nodeBuild, IMAGES.synapse, IMAGES.nginx, IMAGES.postgres];
+const BASES = [IMAGES.node, IMAGES.nodeBuild, IMAGES.synapse, IMAGES.nginx, IMAGES.postgres, IMAGES.prometheus];
 
 const imageExists = (image: string): boolean => spawnSync('podman', ['image', 'exists', image], { env: podmanEnv() }).status === 0;
 

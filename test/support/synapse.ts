@@ -66,6 +66,10 @@ export interface RunningSynapse {
   stop(): Promise<void>;
   /** Stops Synapse and starts it again on the homeserver.yaml in hostDir as it is now (chroot mode only). */
   restart(): Promise<void>;
+  /** Stops Synapse, keeping its files, for an outage that `resume` ends (chroot mode only). */
+  halt(): Promise<void>;
+  /** Starts Synapse again after `halt`, once it serves. */
+  resume(): Promise<void>;
 }
 
 function homeserverYaml(dir: string, serverName: string, port: number, appserviceFiles: readonly string[], extraConfig = ''): string {
@@ -143,6 +147,8 @@ export async function startSynapse(scope: Scope, config: SynapseConfig): Promise
       log: () => '',
       stop: async () => {},
       restart: async () => {},
+      halt: async () => {},
+      resume: async () => {},
     };
   }
 
@@ -204,12 +210,15 @@ export async function startSynapse(scope: Scope, config: SynapseConfig): Promise
   };
   scope.after(stop);
   await waitUntilServing(url, child, log);
-  const restart = async (): Promise<void> => {
-    await halt();
+  const resume = async (): Promise<void> => {
     child = launch();
     await waitUntilServing(url, child, log);
   };
-  return { url, hostDir, serverName: config.serverName, sharedSecret, log, stop, restart };
+  const restart = async (): Promise<void> => {
+    await halt();
+    await resume();
+  };
+  return { url, hostDir, serverName: config.serverName, sharedSecret, log, stop, restart, halt, resume };
 }
 
 export interface SharedSecretUser {

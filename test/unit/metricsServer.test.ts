@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, it } from '../support/timedTests.js';
 import { createMetricsServer } from '../../src/http/metricsServer.js';
 import { aggregateMetrics, createPrimaryMetrics, createWorkerMetrics } from '../../src/metrics/metrics.js';
+import { labelProcess, RetiredCounts } from '../../src/metrics/processSnapshots.js';
 
 describe('metrics listener', () => {
   it('serves the counters of every process summed, health, and readiness that follows the homeserver and the store', async () => {
@@ -94,6 +95,20 @@ describe('metrics listener', () => {
     const text = await metrics.registry.metrics();
     assert.match(text, /^regservice_appservice_ping_success 0$/m);
     assert.match(text, /^regservice_appservice_ping_timestamp_seconds 1700000300$/m);
+  });
+
+  it("keeps a replaced worker's counts in the sum, and labels each process's own metrics with a bounded label", async () => {
+    const worker = (registered: number) => {
+      const metrics = createWorkerMetrics({ processMetrics: true });
+      for (let n = 0; n < registered; n++) metrics.registration('registered');
+      return metrics.registry.getMetricsAsJSON();
+    };
+    const retired = new RetiredCounts();
+    await retired.add([await worker(5)]);
+    const text = await aggregateMetrics([labelProcess(await worker(2), '0'), labelProcess(await worker(1), '1'), retired.snapshot]);
+    assert.match(text, /^regservice_registrations_total\{outcome="registered"\} 8$/m, "the exited worker's 5 stay counted");
+    const processes = new Set([...text.matchAll(/^regservice_process_resident_memory_bytes\{process="([^"]+)"\}/gm)].map((m) => m[1]));
+    assert.deepEqual([...processes].sort(), ['0', '1'], "the exited worker's process metrics are not kept");
   });
 
   it('collects the Node.js process metrics only when asked (when /metrics is served): no event-loop sampling otherwise', async () => {
