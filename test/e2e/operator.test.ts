@@ -245,9 +245,9 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     assert.match(metrics, /regservice_homeserver_call_seconds_count\{call="register",result="ok"\} 5/);
     assert.match(metrics, /regservice_homeserver_calls_in_flight 0/);
     assert.match(metrics, /regservice_transactions_total/);
-    // Served, so the Node.js process metrics are collected too (summed over the processes; workers' settings: unit test).
-    assert.match(metrics, /^regservice_process_resident_memory_bytes \d+/m);
-    assert.match(metrics, /^regservice_nodejs_eventloop_lag_p99_seconds [\d.e-]+/m);
+    // Served, so the Node.js process metrics are collected too, each process's own (workers' settings: unit test).
+    assert.match(metrics, /^regservice_process_resident_memory_bytes\{process="primary"\} \d+/m);
+    assert.match(metrics, /^regservice_nodejs_eventloop_lag_p99_seconds\{process="0"\} [\d.e-]+/m);
     assert.equal((await fetch(`${metricsUrl}/health`)).status, 200);
     const ready = await requestJson('GET', `${metricsUrl}/ready`);
     assert.equal(ready.status, 200);
