@@ -222,6 +222,19 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     assert.match(overTls.body, /M_MISSING_PARAM/);
   });
 
+  it("answers nginx's own refusal of a body over 4 KiB as Matrix JSON, in the site and in the location snippet", async () => {
+    for (const url of [publicUrl, snippetUrl]) {
+      const answer = await fetch(`${url}/regapp/1/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ padding: 'x'.repeat(5000) }),
+      });
+      assert.equal(answer.status, 413, url);
+      assert.match(answer.headers.get('content-type') ?? '', /application\/json/);
+      assert.equal(((await answer.json()) as { errcode: string }).errcode, 'M_TOO_LARGE');
+    }
+  });
+
   it("behind the Go README's nginx, which names no client: a warning with the line to add, and doctor's FAIL", async () => {
     const since = gate.mark();
     const node = await registerNode({ privateKey: randomPrivateKey(), homeserverUrl: goReadmeUrl, serverName });
@@ -335,6 +348,17 @@ describe('a deployment as the operator makes it: Synapse and the service behind 
     );
 
     assert.equal(await gate.stop(), 0);
+    // No service answering: nginx says so as the service would, 503 M_UNKNOWN with Retry-After, never its HTML page.
+    for (const url of [publicUrl, snippetUrl]) {
+      const answer = await fetch(`${url}/regapp/1/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      assert.equal(answer.status, 503, url);
+      assert.equal(answer.headers.get('retry-after'), '5');
+      assert.equal(((await answer.json()) as { errcode: string }).errcode, 'M_UNKNOWN');
+    }
     const bad = await run(runSh, ['doctor', '--public-url', publicUrl], gate.dir);
     assert.equal(bad.code, 1);
     assert.match(bad.stdout, /FAIL {2}homeserver loaded our registration and reaches us .*: M_CONNECTION_FAILED/);
