@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { ignoredGoFlagsWarning, translateGoArgv } from './goOriginal/goFlags.js';
 import { loadSettingsForGoRunScript } from './goOriginal/goSettings.js';
 import { loadSettings, readSettingsFile, type SettingsSources } from './config/loadSettings.js';
+import { isNodeLocalpart } from './protocol/nodeId.js';
 import { urlSecrets } from './config/databaseUrl.js';
 import { envName, OPTION_SPECS } from './config/options.js';
 import {
@@ -318,6 +319,8 @@ async function runUsers(command: Command, action: string, address: string | unde
   if (!['list', 'count', 'show', 'export'].includes(action))
     fail(`users: unknown action "${action}" (list, count, show 0x…, export)`, EXIT_BAD_SETTINGS);
   if (action === 'show' && address === undefined) fail('users show needs a node address (0x…)', EXIT_BAD_SETTINGS);
+  if (action === 'show' && !isNodeLocalpart((address ?? '').toLowerCase()))
+    fail(`users show: not a node address: ${JSON.stringify(address)} (0x and 40 hex digits)`, EXIT_BAD_SETTINGS);
   const { settings } = settingsOrExit(command, { requireSecrets: false, requireServerName: false });
   try {
     const { runUsersCommand } = await import('./commands/users.js');

@@ -192,7 +192,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     try {
       const summary = await registration.reconcilePending();
       if (summary.confirmed + summary.dropped + summary.unresolved > 0) {
-        log.info('reconciled registrations interrupted by a stop', { ...summary });
+        log.info('reconciled registrations left unfinished (a gate stopped or died during them)', { ...summary });
       }
     } catch (error) {
       log.warn('cannot reconcile interrupted registrations now; trying again later', { reason: (error as Error).message });

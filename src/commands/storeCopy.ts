@@ -40,6 +40,12 @@ export async function runStoreCopy(options: StoreCopyOptions, io: { readonly std
       await source.close();
     }
   } catch (error) {
+    if (error instanceof StoreOpenError && error.reason === 'missing') {
+      throw new CommandFailure(
+        `there is no LevelDB registry at ${options.from}: is --from right? (the --datapath of the registry to copy)`,
+        EXIT_FAILURE,
+      );
+    }
     if (error instanceof StoreOpenError || error instanceof MatrixError) throw new CommandFailure(error.message, EXIT_FAILURE);
     throw error;
   }

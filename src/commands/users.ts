@@ -3,6 +3,36 @@ import { openStoreForReading, type StoreSettings } from '../store/openStore.js';
 
 export type UsersAction = 'list' | 'count' | 'show' | 'export';
 
+/**
+ * Writes to a reader that may fall behind or go away: waits while `out` is full (a million-node export into a slow
+ * pipe never piles up in memory), and says false once the reader is gone (`| head`: EPIPE), so the command stops quietly.
+ */
+function pipeWriter(out: NodeJS.WritableStream): { write(text: string): Promise<boolean> } {
+  let gone = false;
+  // It stays: what the stream still flushes after the reader left must not end the process either.
+  out.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    gone = true;
+  });
+  return {
+    async write(text) {
+      if (gone) return false;
+      if (!out.write(text)) {
+        await new Promise<void>((resolve) => {
+          const settle = (): void => {
+            out.off('drain', settle);
+            out.off('error', settle);
+            resolve();
+          };
+          out.once('drain', settle);
+          out.once('error', settle);
+        });
+      }
+      return !gone;
+    },
+  };
+}
+
 /** `users list|count|show 0x…|export` over the store; writes to `out`, returns the exit status. */
 export async function runUsersCommand(
   location: StoreSettings,
@@ -32,13 +62,16 @@ export async function runUsersCommand(
         out.write(`${count}\n`);
         return 0;
       }
-      case 'export':
-        for await (const record of nodes.list()) out.write(`${JSON.stringify(record)}\n`);
+      case 'export': {
+        const pipe = pipeWriter(out);
+        for await (const record of nodes.list()) if (!(await pipe.write(`${JSON.stringify(record)}\n`))) break;
         return 0;
+      }
       case 'list': {
+        const pipe = pipeWriter(out);
         const row = (record: NodeRecord): string => `${record.localpart}  ${record.registeredAt}  ${record.lastSeen ?? '-'}`;
-        out.write('address                                     registered                last seen\n');
-        for await (const record of nodes.list()) out.write(`${row(record)}\n`);
+        if (!(await pipe.write('address                                     registered                last seen\n'))) return 0;
+        for await (const record of nodes.list()) if (!(await pipe.write(`${row(record)}\n`))) break;
         return 0;
       }
     }

@@ -64,7 +64,16 @@ function expandLayer(layer: SettingsLayer, baseDir: string, expansion: Expansion
       expansion.problems.push(`${layer.source} gives both ${valueKey} and ${fileKey}; give one`);
     }
     const path = resolve(baseDir, String(file));
-    const secret = readSecretFile(path, fileKey, expansion);
+    // A layer above already gives this secret ("flags still win"): a file of this one that cannot be read only means
+    // the two cannot be compared.
+    const given = expansion.layers.find((earlier) => earlier !== expansion.layers.at(-1) && earlier.values[valueKey] !== undefined);
+    const reading: Expansion = given === undefined ? expansion : { layers: [], problems: [], warnings: [] };
+    const secret = readSecretFile(path, fileKey, reading);
+    if (given !== undefined) {
+      for (const problem of reading.problems) {
+        expansion.warnings.push(`${problem} (from ${layer.source}); ${given.source} is used, unchecked against it`);
+      }
+    }
     if (secret !== undefined) {
       expansion.layers.push({
         source: `${fileKey} ${path}`,

@@ -7,6 +7,7 @@ import { describe, it } from '../support/timedTests.js';
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/tempDir.js';
+import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 
 const BIN = new URL('../../bin/matrix-regservice', import.meta.url).pathname;
 
@@ -282,6 +283,50 @@ describe('the built CLI', () => {
     assert.equal(fromEnvironment.code, 0, fromEnvironment.stderr);
     assert.match(fromEnvironment.stderr, /warning: MATRIX_REGSERVICE_CONFIG is set in genconfig's environment and is not carried/);
     assert.doesNotMatch(readFileSync(join(dir, 'b', 'run.sh'), 'utf8'), /--accounts-per-day/);
+  });
+
+  it("genconfig with --sharesecret-file proceeds when Synapse's registration_shared_secret_path cannot be read, and says so", async () => {
+    const dir = tempDir('regservice-gen-secret-');
+    writeFileSync(join(dir, 'secret'), 'the-operators-secret\n', { mode: 0o600 });
+    writeFileSync(join(dir, 'homeserver.yaml'), 'server_name: example.org\nregistration_shared_secret_path: /nonexistent/shared_secret\n');
+    const answer = await run(['genconfig', '--sharesecret-file', join(dir, 'secret'), '--out', join(dir, 'out')], dir);
+    assert.equal(answer.code, 0, answer.stderr);
+    assert.match(
+      answer.stderr,
+      /warning: cannot read sharesecret-file \/nonexistent\/shared_secret: ENOENT \(from Synapse's configuration .*\); sharesecret-file \S+secret is used, unchecked against it/,
+    );
+    assert.match(readFileSync(join(dir, 'out', 'run.sh'), 'utf8'), new RegExp(`--sharesecret-file ${join(dir, 'secret')} `));
+  });
+
+  it('users show refuses what is not an address, and store copy names --from when there is no registry there', async () => {
+    const notAddress = await run(['users', 'show', 'nothex', '--datapath', tempDir('regservice-users-')]);
+    assert.equal(notAddress.code, 2);
+    assert.match(notAddress.stderr, /not a node address: "nothex" \(0x and 40 hex digits\)/);
+    const copy = await run(['store', 'copy', '--from', '/nonexistent/datapath', '--to', 'postgresql://rs@127.0.0.1:1/rs?sslmode=disable']);
+    assert.equal(copy.code, 1);
+    assert.match(copy.stderr, /there is no LevelDB registry at \/nonexistent\/datapath: is --from right\?/);
+  });
+
+  it('users list | head -1 stops quietly: exit 0, no stack trace, the snapshot and the store closed', async () => {
+    const datapath = tempDir('regservice-users-pipe-');
+    const store = await openLevelStore(datapath);
+    for (let n = 0; n < 3000; n++) {
+      const localpart = `0x${n.toString(16).padStart(40, '0')}`;
+      await store.nodes.put({ localpart, userId: `@${localpart}:example.org`, displayname: 'x', registeredAt: '2026-01-01T00:00:00.000Z' });
+    }
+    await store.close();
+    const piped = await new Promise<{ stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        'bash',
+        ['-c', `"$0" users list --datapath "$1" | head -n 1; echo "status \${PIPESTATUS[0]}"`, BIN, datapath],
+        { timeout: 60_000 },
+        (_error, stdout, stderr) => resolve({ stdout, stderr }),
+      );
+    });
+    assert.match(piped.stdout, /^address +registered +last seen\nstatus 0\n$/);
+    assert.doesNotMatch(piped.stderr, /EPIPE|at .*\.js/);
+    const reopened = await openLevelStore(datapath); // the lock was let go
+    await reopened.close();
   });
 
   it('genconfig refuses to overwrite without --force', async () => {

@@ -142,7 +142,9 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     assert.ok(await userOnSynapse(node.localpart));
 
     await faulty.start(FAULTY_ARGS());
-    await faulty.waitForLog(/reconciled registrations interrupted by a stop confirmed=1 dropped=\d+ unresolved=0/);
+    await faulty.waitForLog(
+      /reconciled registrations left unfinished \(a gate stopped or died during them\) confirmed=1 dropped=\d+ unresolved=0/,
+    );
     const retry = await register(faulty, node);
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal(retry.body.user_id, `@${node.localpart}:${serverName}`);
@@ -196,7 +198,11 @@ describe('faults between the service and a real Synapse', { skip }, () => {
 
     const since = faulty.mark();
     await faulty.start(FAULTY_ARGS());
-    await faulty.waitForLog(/reconciled registrations interrupted by a stop confirmed=0 dropped=[1-9]\d* unresolved=0/, 30_000, since);
+    await faulty.waitForLog(
+      /reconciled registrations left unfinished \(a gate stopped or died during them\) confirmed=0 dropped=[1-9]\d* unresolved=0/,
+      30_000,
+      since,
+    );
     const retry = await register(faulty, node);
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 200);

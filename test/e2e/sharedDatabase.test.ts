@@ -256,7 +256,7 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     assert.equal(during.status, 503, JSON.stringify(during.body));
     assert.ok(Number(during.headers.get('retry-after')) >= 1, "while the dead gate's lease runs");
     await gateB.waitForLog(
-      /reconciled registrations interrupted by a stop confirmed=1 dropped=0 unresolved=0/,
+      /reconciled registrations left unfinished \(a gate stopped or died during them\) confirmed=1 dropped=0 unresolved=0/,
       (LEASE_SECONDS + 10) * 1000,
     );
     const retry = await registerAt(gateB, body, '192.0.2.3');
@@ -309,6 +309,16 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     assert.equal((await fetch(`http://127.0.0.1:${metricsPorts[1]}/ready`)).status, 200);
     assert.equal(gateA.process()?.child.exitCode, null, 'gate A still runs');
     assert.equal(gateB.process()?.child.exitCode, null, 'gate B still runs');
+  });
+
+  it('says a password is needed, and names the flag, when the database asks for one and none was given', async () => {
+    const failed = await run(BIN, ['--database', databaseUrl, 'users', 'count']).then(
+      () => undefined,
+      (error: { stderr?: string; code?: number }) => error,
+    );
+    assert.equal(failed?.code, 1);
+    assert.match(failed?.stderr ?? '', /the server asks for a password and none was given: .*--database-password-file FILE/);
+    assert.doesNotMatch(failed?.stderr ?? '', /SASL|must be a string/);
   });
 
   it('store copy moves a LevelDB registry into the database, idempotently, and doctor reads it', async () => {

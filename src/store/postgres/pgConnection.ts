@@ -115,9 +115,15 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
 /** The server has no TLS (prefer falls back to plain text), or its pg_hba.conf wants TLS (allow falls back to TLS). */
 const TLS_REFUSAL = /does not support SSL|no encryption|SSL (off|required)/i;
 
+/** pg's words when the server asks for a password (SCRAM or md5) and none was given. */
+const NO_PASSWORD = /client password must be a string|password authentication failed.*no password supplied/i;
+
 function connectionFailure(url: string, error: unknown): StoreOpenError {
   const message = (error as Error).message;
-  return new StoreOpenError('unavailable', `cannot connect to the database ${describeDatabaseUrl(url)}: ${message}`);
+  const reason = NO_PASSWORD.test(message)
+    ? 'the server asks for a password and none was given: put it alone in a file (mode 0600) and give --database-password-file FILE'
+    : message;
+  return new StoreOpenError('unavailable', `cannot connect to the database ${describeDatabaseUrl(url)}: ${reason}`);
 }
 
 /**
