@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { registerNode } from '../node/registerNode.js';
+import { privateKeyBytes } from '../protocol/privateKey.js';
 import { EXIT_BAD_SETTINGS, EXIT_FAILURE, failCommand, type Output } from './commandFailure.js';
 
 /** `register`: signs as a Photon node does from a key file, registers, logs in, and prints the user id. */
@@ -9,13 +10,16 @@ export async function runRegister(
 ): Promise<void> {
   let text: string;
   try {
-    text = readFileSync(options.keyFile, 'utf8').trim().replace(/^0x/i, '');
+    text = readFileSync(options.keyFile, 'utf8');
   } catch (error) {
     failCommand(`cannot read ${options.keyFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, EXIT_BAD_SETTINGS);
   }
-  if (!/^[0-9a-fA-F]{64}$/.test(text))
-    failCommand(`${options.keyFile} must hold a 32-byte private key as 64 hex characters`, EXIT_BAD_SETTINGS);
-  const key = Buffer.from(text, 'hex');
+  let key: Uint8Array;
+  try {
+    key = privateKeyBytes(text);
+  } catch (error) {
+    failCommand(`${options.keyFile}: ${(error as Error).message}`, EXIT_BAD_SETTINGS);
+  }
   try {
     const node = await registerNode({
       privateKey: key,

@@ -1,10 +1,11 @@
+import type { PrivateKey } from '../protocol/privateKey.js';
 import { signRegistration, type RegistrationBody } from '../protocol/signRegistration.js';
 
-export { signRegistration, type RegistrationBody };
+export { signRegistration, type PrivateKey, type RegistrationBody };
 
 export interface RegisterNodeOptions {
-  /** 32-byte secp256k1 private key of the node. */
-  readonly privateKey: Uint8Array;
+  /** The node's secp256k1 private key: 32 bytes, or 64 hex characters with an optional 0x. */
+  readonly privateKey: PrivateKey;
   /** The homeserver's public URL; registration goes to <homeserverUrl>/regapp/1/register, the login to the homeserver. */
   readonly homeserverUrl: string;
   /**

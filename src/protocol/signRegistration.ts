@@ -1,6 +1,7 @@
 import { secp256k1 } from './nobleSecp256k1.js';
 import { keccak256, keccak256Utf8 } from './keccak.js';
 import { displaynamePrefix, userIdFor } from './nodeId.js';
+import { privateKeyBytes, type PrivateKey } from './privateKey.js';
 
 export interface RegistrationBody {
   readonly localpart: string;
@@ -15,13 +16,14 @@ export function signHashHex(privateKey: Uint8Array, messageHash: Uint8Array): st
   return Buffer.from(recovered.subarray(1)).toString('hex') + v.toString(16);
 }
 
-export function addressOfPrivateKey(privateKey: Uint8Array): string {
-  const publicKey = secp256k1.getPublicKey(privateKey, false);
+export function addressOfPrivateKey(privateKey: PrivateKey): string {
+  const publicKey = secp256k1.getPublicKey(privateKeyBytes(privateKey), false);
   return '0x' + Buffer.from(keccak256(publicKey.subarray(1)).subarray(12)).toString('hex');
 }
 
 /** Builds the body a Photon node POSTs to /regapp/1/register for `serverName`. */
-export function signRegistration(privateKey: Uint8Array, serverName: string): RegistrationBody {
+export function signRegistration(key: PrivateKey, serverName: string): RegistrationBody {
+  const privateKey = privateKeyBytes(key);
   const localpart = addressOfPrivateKey(privateKey);
   const password = signHashHex(privateKey, keccak256Utf8(serverName));
   const displaynameSignature = signHashHex(privateKey, keccak256Utf8(userIdFor(localpart, serverName)));

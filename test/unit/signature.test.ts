@@ -2,6 +2,8 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from '../support/timedTests.js';
 import { parseSignatureHex } from '../../src/protocol/signature.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
+import { privateKeyBytes } from '../../src/protocol/privateKey.js';
+import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const hex32 = (value: bigint): string => value.toString(16).padStart(64, '0');
@@ -51,5 +53,23 @@ describe('parseSignatureHex', () => {
     assert.doesNotThrow(() => parseSignatureHex(sig(5n, half, 27), 'password'));
     rejects(sig(5n, half + 1n, 27), /high s/);
     rejects(sig(5n, N - 1n, 28), /high s/);
+  });
+});
+
+describe('the private key a node gives', () => {
+  it('is 32 bytes or 64 hex characters with an optional 0x, signing alike; anything else is a clear TypeError', () => {
+    const key = randomPrivateKey();
+    const hex = Buffer.from(key).toString('hex');
+    const expected = signRegistration(key, 'example.org');
+    for (const given of [hex, `0x${hex}`, `0X${hex.toUpperCase()}\n`]) assert.deepEqual(signRegistration(given, 'example.org'), expected);
+    assert.deepEqual(privateKeyBytes(hex), key);
+    assert.throws(() => signRegistration(hex.slice(2), 'example.org'), { name: 'TypeError', message: /64 hex characters .*got 62/ });
+    assert.throws(() => signRegistration(key.subarray(1), 'example.org'), { name: 'TypeError', message: /32 bytes, got 31/ });
+    assert.throws(() => signRegistration('0'.repeat(64), 'example.org'), { name: 'TypeError', message: /not a secp256k1 private key/ });
+    assert.throws(() => privateKeyBytes(42 as unknown as string), { name: 'TypeError', message: /Uint8Array of 32 bytes or a string/ });
+    assert.throws(
+      () => signRegistration(`${hex.slice(0, 63)}z`, 'example.org'),
+      (error: Error) => !error.message.includes(hex.slice(0, 63)),
+    );
   });
 });
