@@ -80,6 +80,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     {
       inFlight: () => calls.inFlight,
       queued: () => calls.queued,
+      refused: () => calls.refused,
       maxInFlight: settings.maxHomeserverCalls,
       maxQueued: settings.maxQueued,
     },
@@ -145,12 +146,12 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
       : createMetricsServer({
           metricsText: async () => {
             // Each scrape looks as /ready does, so that an idle service still says whether it could serve.
-            const [state, live] = await Promise.all([
+            const [state, { live, retired: exited }] = await Promise.all([
               readiness(),
-              supervisor.collectBySlot<MetricsSnapshot>('metrics', WORKER_ANSWER_MS, true),
+              supervisor.collectWithRetired<MetricsSnapshot>('metrics', WORKER_ANSWER_MS),
             ]);
             metrics.observe({ ...state, workerReplacements: supervisor.replacements });
-            await retired.add(supervisor.takeRetired<MetricsSnapshot>('metrics'));
+            await retired.add(exited);
             return aggregateMetrics([
               labelProcess(await metrics.registry.getMetricsAsJSON(), 'primary'),
               ...live.map(({ slot, value }) => labelProcess(value, String(slot))),

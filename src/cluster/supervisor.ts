@@ -158,6 +158,21 @@ export class Supervisor {
   }
 
   /**
+   * collectBySlot's answers of the workers still running, and the last answers of those that exited, taken in one
+   * step after the last wait: a worker that exits meanwhile is in one or the other, never in both (its counts would
+   * be summed twice, then once, which Prometheus reads as a reset) and never in neither.
+   */
+  async collectWithRetired<T>(method: string, timeoutMs: number): Promise<{ live: { slot: number; value: T }[]; retired: T[] }> {
+    const running = new Map([...this.managed].map((m) => [m.slot, m]));
+    const answers = await this.collectBySlot<T>(method, timeoutMs, true);
+    const live = answers.filter((answer) => {
+      const managed = running.get(answer.slot);
+      return managed !== undefined && this.managed.has(managed);
+    });
+    return { live, retired: this.takeRetired<T>(method) };
+  }
+
+  /**
    * The last answers to `method` (collected with lastIfLate) of the workers that exited since the last call: the caller
    * folds them into what it keeps. Each is handed out once.
    */
@@ -241,6 +256,7 @@ export class Supervisor {
     this.managed.delete(managed);
     for (const [method, answer] of managed.lastAnswers)
       this.retiredAnswers.set(method, [...(this.retiredAnswers.get(method) ?? []), answer]);
+    managed.lastAnswers.clear();
     managed.peer.close(`worker ${worker.id} exited`);
     this.options.onWorkerExit?.(worker.id);
     if (this.stopping) {

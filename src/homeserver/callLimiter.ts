@@ -19,6 +19,7 @@ const busy = (network: string): Error =>
 export class CallLimiter {
   private active = 0;
   private waitingCount = 0;
+  private refusedCount = 0;
   /** Per network: calls at the homeserver, and calls waiting (oldest first). In Map order for turns among equals. */
   private readonly networks = new Map<string, { active: number; waiting: Waiting[] }>();
 
@@ -35,12 +36,22 @@ export class CallLimiter {
     return this.waitingCount;
   }
 
+  /** Calls refused because the queue was full (503), since the start. */
+  get refused(): number {
+    return this.refusedCount;
+  }
+
+  private refusal(network: string): Error {
+    this.refusedCount += 1;
+    return busy(network);
+  }
+
   async run<T>(call: () => Promise<T>, network = ''): Promise<T> {
     const entry = this.entry(network);
     if (this.active >= this.maxActive) {
       if (this.waitingCount >= this.maxQueued && !this.makeRoomFor(entry.waiting.length)) {
         this.forget(network, entry);
-        throw busy(network);
+        throw this.refusal(network);
       }
       await new Promise<void>((start, refuse) => {
         entry.waiting.push({ start, refuse });
@@ -99,7 +110,7 @@ export class CallLimiter {
     if (fullest === undefined || fullest[1].waiting.length <= waiting + 1) return false;
     const pushedOut = fullest[1].waiting.pop() as Waiting;
     this.waitingCount -= 1;
-    pushedOut.refuse(busy(fullest[0]));
+    pushedOut.refuse(this.refusal(fullest[0]));
     return true;
   }
 }

@@ -1,4 +1,5 @@
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { HomeserverError, MatrixError } from '../protocol/matrixError.js';
 
 /** One process's metrics as prom-client serializes them, to be summed across the cluster. */
 export type MetricsSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
@@ -65,7 +66,14 @@ export function createWorkerMetrics(options: MetricsOptions): WorkerMetrics {
 }
 
 export function createPrimaryMetrics(
-  load: { inFlight(): number; queued(): number; readonly maxInFlight?: number; readonly maxQueued?: number },
+  load: {
+    inFlight(): number;
+    queued(): number;
+    /** Registrations refused because the queue was full, since the start. */
+    refused?(): number;
+    readonly maxInFlight?: number;
+    readonly maxQueued?: number;
+  },
   options: MetricsOptions,
 ): PrimaryMetrics {
   const registry = processRegistry(options.processMetrics);
@@ -81,6 +89,17 @@ export function createPrimaryMetrics(
     registers: [registry],
   });
   let replacementsSeen = 0;
+  let refusedSeen = 0;
+  new Counter({
+    name: 'regservice_homeserver_queue_refusals_total',
+    help: 'Registrations refused (503) because the queue of those waiting for a homeserver slot was full (--max-queued)',
+    registers: [registry],
+    collect() {
+      const refused = load.refused?.() ?? 0;
+      this.inc(refused - refusedSeen);
+      refusedSeen = refused;
+    },
+  });
   if (load.maxInFlight !== undefined) {
     gauge('regservice_homeserver_calls_max', 'Registrations at the homeserver at once at most (--max-homeserver-calls)').set(
       load.maxInFlight,
@@ -166,7 +185,8 @@ export function createPrimaryMetrics(
         end({ result: 'ok' });
         return result;
       } catch (error) {
-        end({ result: 'error' });
+        // A refusal the homeserver answered (a user in use, its rate limit) is not a failure of it.
+        end({ result: error instanceof MatrixError && !(error instanceof HomeserverError) && error.status < 500 ? 'refused' : 'error' });
         throw error;
       }
     },

@@ -14,7 +14,12 @@ function isPerProcess(name: string): boolean {
 export function labelProcess(snapshot: MetricsSnapshot, process: string): MetricsSnapshot {
   return snapshot.map((metric) =>
     isPerProcess(metric.name)
-      ? { ...metric, values: metric.values.map((value) => ({ ...value, labels: { ...value.labels, process } })) }
+      ? {
+          ...metric,
+          // Each process's series is its own now: none is summed or dropped (prom-client omits process_start_time_seconds).
+          aggregator: 'first' as const,
+          values: metric.values.map((value) => ({ ...value, labels: { ...value.labels, process } })),
+        }
       : metric,
   );
 }
@@ -26,8 +31,16 @@ export function labelProcess(snapshot: MetricsSnapshot, process: string): Metric
  */
 export class RetiredCounts {
   private kept: MetricsSnapshot = [];
+  /** Adds one after another: two scrapes at once must not both fold into the same old sum. */
+  private adding: Promise<void> = Promise.resolve();
 
-  async add(snapshots: readonly MetricsSnapshot[]): Promise<void> {
+  /** Folds these in; once it resolves, `snapshot` holds them and every add begun before. */
+  add(snapshots: readonly MetricsSnapshot[]): Promise<void> {
+    this.adding = this.adding.catch(() => undefined).then(() => this.fold(snapshots));
+    return this.adding;
+  }
+
+  private async fold(snapshots: readonly MetricsSnapshot[]): Promise<void> {
     if (snapshots.length === 0) return;
     // prom-client's types give `type` as an enum; its snapshots hold the names ('counter').
     const counts = snapshots.map((snapshot) =>

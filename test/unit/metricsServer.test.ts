@@ -4,6 +4,7 @@ import { describe, it } from '../support/timedTests.js';
 import { createMetricsServer } from '../../src/http/metricsServer.js';
 import { aggregateMetrics, createPrimaryMetrics, createWorkerMetrics } from '../../src/metrics/metrics.js';
 import { labelProcess, RetiredCounts } from '../../src/metrics/processSnapshots.js';
+import { HomeserverError, MatrixError } from '../../src/protocol/matrixError.js';
 
 describe('metrics listener', () => {
   it('serves the counters of every process summed, health, and readiness that follows the homeserver and the store', async () => {
@@ -109,6 +110,18 @@ describe('metrics listener', () => {
     assert.match(text, /^regservice_registrations_total\{outcome="registered"\} 8$/m, "the exited worker's 5 stay counted");
     const processes = new Set([...text.matchAll(/^regservice_process_resident_memory_bytes\{process="([^"]+)"\}/gm)].map((m) => m[1]));
     assert.deepEqual([...processes].sort(), ['0', '1'], "the exited worker's process metrics are not kept");
+    assert.match(text, /^regservice_process_start_time_seconds\{process="1"\} \d+/m, 'each process keeps its start time');
+  });
+
+  it("counts a homeserver's refusal apart from its failures", async () => {
+    const metrics = createPrimaryMetrics({ inFlight: () => 0, queued: () => 0 }, { processMetrics: false });
+    const fail = (error: Error) => metrics.timeHomeserverCall('register', () => Promise.reject(error)).catch(() => undefined);
+    await fail(new MatrixError(400, 'M_USER_IN_USE', 'in use'));
+    await fail(new HomeserverError(502, 'M_UNKNOWN', 'unreachable'));
+    await fail(new Error('a bug'));
+    const text = await metrics.registry.metrics();
+    assert.match(text, /^regservice_homeserver_call_seconds_count\{call="register",result="refused"\} 1$/m);
+    assert.match(text, /^regservice_homeserver_call_seconds_count\{call="register",result="error"\} 2$/m);
   });
 
   it('collects the Node.js process metrics only when asked (when /metrics is served): no event-loop sampling otherwise', async () => {
