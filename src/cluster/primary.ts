@@ -7,6 +7,7 @@ import { UntrustedFileError } from '../config/trustedFile.js';
 import { createAddressRecovery } from '../protocol/addressRecovery.js';
 import { CallLimiter } from '../homeserver/callLimiter.js';
 import { registrarForBackend } from '../homeserver/registrarForBackend.js';
+import type { NewNode } from '../homeserver/registrar.js';
 import { pingThroughHomeserver } from '../homeserver/appservicePing.js';
 import { startPingMonitor } from '../homeserver/pingMonitor.js';
 import { createUserExists } from '../homeserver/userExists.js';
@@ -88,6 +89,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   );
   const retired = new RetiredCounts();
   const registrar = registrarForBackend(settings);
+  const logIn = registrar.logIn;
   const userExists = createUserExists({
     homeserverUrl: settings.homeserverUrl,
     asToken: settings.asToken,
@@ -98,7 +100,10 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   const { api, registration, workerGone } = createPrimaryApi({
     settings,
     store,
-    registrar: { register: (node) => metrics.timeHomeserverCall('register', () => registrar.register(node)) },
+    registrar: {
+      register: (node) => metrics.timeHomeserverCall('register', () => registrar.register(node)),
+      ...(logIn === undefined ? {} : { logIn: (node: NewNode) => metrics.timeHomeserverCall('login', () => logIn(node)) }),
+    },
     userExists: (userId) => metrics.timeHomeserverCall('user_exists', () => userExists(userId)),
     calls: (call, network) => calls.run(call, network),
     onCeilingReached: (reached) => {

@@ -92,13 +92,25 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     }
   }
 
+  /**
+   * The answer to a node whose account exists already (a registration completed after an interruption, or one whose
+   * 200 did not reach it): what a direct registration answers, a token included where the backend gives one.
+   */
+  async function answerFor(node: NewNode, userId: string, clientAddress: string): Promise<RegisteredUser> {
+    const logIn = deps.registrar.logIn;
+    if (logIn === undefined) return { userId, homeServer: deps.serverName };
+    const user = await calls(() => logIn(node), queueNetworkOf(clientAddress));
+    return { ...user, userId };
+  }
+
   async function register(request: NewNode, clientAddress: string): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
     const userId = userIdFor(localpart, deps.serverName);
     const answerRecorded = async (recorded: NodeRecord): Promise<RegisteredUser> => {
       if (recorded.answered !== false) throw userInUse('this node is already registered');
+      const answer = await answerFor(request, recorded.userId, clientAddress);
       await nodes.put({ ...recorded, answered: true });
-      return { userId: recorded.userId, homeServer: deps.serverName };
+      return answer;
     };
     const recorded = await nodes.get(localpart);
     if (recorded !== undefined) return answerRecorded(recorded);
@@ -133,8 +145,9 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     if (confirmedMeanwhile !== undefined) {
       await nodes.deletePending(localpart);
       if (confirmedMeanwhile.answered !== false) throw userInUse('this node is already registered');
+      const answer = await answerFor(request, confirmedMeanwhile.userId, clientAddress);
       await nodes.put({ ...confirmedMeanwhile, answered: true });
-      return { userId: confirmedMeanwhile.userId, homeServer: deps.serverName };
+      return answer;
     }
     // Written answered, as the 200 is on its way: a 200 that does not reach the node makes it unanswered again.
     const answered = (registeredUserId: string): NodeRecord => ({
@@ -147,9 +160,11 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     // `interrupted`: a pending entry of ours was there, so an earlier attempt of this node's reached the homeserver,
     // and its outcome is not known. Only such an entry makes an existing account the node's own.
     const completeInterrupted = async (): Promise<RegisteredUser> => {
+      // Logged in first: a login that fails leaves the entry pending, and the node's retry completes it then.
+      const answer = await answerFor(request, userId, clientAddress);
       await record(answered(userId));
       log.info('completed a registration that was interrupted', { localpart });
-      return { userId, homeServer: deps.serverName };
+      return answer;
     };
     const network = queueNetworkOf(clientAddress);
     if (interrupted && (await calls(() => deps.userExists(userId), network))) return completeInterrupted();

@@ -2,6 +2,7 @@ import { commonRefusal, refusalDetail, registeredUserOf } from './registrationAn
 import { callHomeserver, errcodeOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
 import { createdNothing } from './createdNothing.js';
+import { logInAsNode } from './logInAsNode.js';
 
 export interface AppserviceRegistrarOptions {
   readonly homeserverUrl: string;
@@ -59,5 +60,6 @@ export function createAppserviceRegistrar(options: AppserviceRegistrarOptions): 
 
       return { ...user, ...(warning === undefined ? {} : { warning }) };
     },
+    logIn: (node) => logInAsNode(options, node.localpart, { asToken: accessToken }),
   };
 }

@@ -22,4 +22,9 @@ export interface RegisteredUser {
  */
 export interface Registrar {
   register(node: NewNode): Promise<RegisteredUser>;
+  /**
+   * For a backend whose answers carry a token (appservice; shared-secret with --login-after-register): logs in as the
+   * node's existing account, so that a completed interrupted registration answers what a direct one does.
+   */
+  readonly logIn?: (node: NewNode) => Promise<RegisteredUser>;
 }

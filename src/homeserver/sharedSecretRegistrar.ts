@@ -4,6 +4,7 @@ import { sharedSecretMac } from '../protocol/sharedSecretMac.js';
 import { callHomeserver, errcodeOf, errorTextOf, homeserverFailed, type HomeserverAnswer } from './homeserverCall.js';
 import type { NewNode, RegisteredUser, Registrar } from './registrar.js';
 import { createdNothing } from './createdNothing.js';
+import { logInAsNode } from './logInAsNode.js';
 
 export interface SharedSecretRegistrarOptions {
   readonly homeserverUrl: string;
@@ -94,5 +95,7 @@ export function createSharedSecretRegistrar(options: SharedSecretRegistrarOption
         throw createdNothing(refusal(answer));
       }
     },
+    // Its password is its signature: a completed registration answers with a token, as a direct one does.
+    ...(options.login ? { logIn: (node: NewNode) => logInAsNode(options, node.localpart, { password: node.password }) } : {}),
   };
 }

@@ -11,6 +11,7 @@ import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { createRoomAndSay, invite, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
 import { freePort, waitFor } from '../support/ports.js';
+import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
 import { createAdmin, ownSynapseSkip, sharedSecretRegister, startSynapse, type RunningSynapse } from '../support/synapse.js';
 
 const skip = ownSynapseSkip();
@@ -181,15 +182,18 @@ describe('appservice backend against a real Synapse', { skip }, () => {
   let secretDir: string;
   let synapse: RunningSynapse;
   let gate: Gate;
+  let proxy: FaultProxy;
 
   before(async () => {
     secretDir = mkdtempSync(join(tmpdir(), 'regservice-asb-'));
     const secretFile = join(secretDir, 'shared_secret');
     writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
     const port = await freePort();
-    gate = await generateGate(scope, { serverName, homeserverUrl: `http://127.0.0.1:${port}`, genconfigArgs: ['--backend', 'appservice'] });
+    // The gate reaches Synapse through a proxy that can lose an answer on its way back.
+    proxy = await startFaultProxy(scope, `http://127.0.0.1:${port}`);
+    gate = await generateGate(scope, { serverName, homeserverUrl: proxy.url, genconfigArgs: ['--backend', 'appservice'] });
     synapse = await startSynapse(scope, { serverName, port, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
-    await gate.start();
+    await gate.start(['--homeserver-timeout', '3']);
   });
 
   after(async () => {
@@ -220,6 +224,26 @@ describe('appservice backend against a real Synapse', { skip }, () => {
     const profile = await profileDisplayname(synapse.url, userId, String(answer.body.access_token));
     assert.equal(profile.body.displayname, node.displayname);
     assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 403, 'appservice users have no password');
+    assert.equal((await requestJson('POST', `${gate.url}/register`, node)).status, 409);
+  });
+
+  it("completes a registration whose answer was lost with the node's token, as a direct registration answers", async () => {
+    const node = signRegistration(randomPrivateKey(), serverName);
+    proxy.fault = (method, path) => (method === 'POST' && path === '/_matrix/client/v3/register' ? 'hold-response' : 'pass');
+    try {
+      const lost = await requestJson('POST', `${gate.url}/register`, node);
+      assert.equal(lost.status, 504, JSON.stringify(lost.body));
+      await waitFor('Synapse to answer the held registration', async () => (proxy.heldAnswers.length === 1 ? true : undefined), 10_000);
+      assert.equal(proxy.heldAnswers[0], 200, 'Synapse created the user; its answer never reached the gate');
+    } finally {
+      proxy.fault = () => 'pass';
+    }
+    const retry = await requestJson('POST', `${gate.url}/register`, node);
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    assert.equal(typeof retry.body.access_token, 'string', 'a token: such users have no password to log in with');
+    assert.equal(typeof retry.body.device_id, 'string');
+    const whoami = await requestJson('GET', `${synapse.url}/_matrix/client/v3/account/whoami`, undefined, String(retry.body.access_token));
+    assert.equal(whoami.body.user_id, `@${node.localpart}:${serverName}`);
     assert.equal((await requestJson('POST', `${gate.url}/register`, node)).status, 409);
   });
 });
