@@ -132,7 +132,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
   const gone = new Set<number>();
   const settle = (localpart: string, reached: boolean): void => {
     if (!delivering.delete(localpart)) return;
-    registration.delivered(localpart, reached);
+    void registration.delivered(localpart, reached);
   };
   /** The one line (or, for a refusal, the count) each registration that reached the primary ends with. */
   const logOutcome = (outcome: Outcome, fields: Record<string, string | number | undefined>, client: string, heldBack?: string): void => {

@@ -187,16 +187,26 @@ export function runWorker(): void {
   );
   const api = primaryApiOver(peer);
 
-  /** 200s that reached their nodes, said with the next report: the primary need not wake for each. */
+  /**
+   * 200s that reached their nodes, said together once this turn of the event loop is done (under load, many in one
+   * message), before the node can have sent its next request: from then on its records count as answered.
+   */
   let reached: string[] = [];
+  const sayReached = (): void => {
+    if (reached.length > 0) api.delivered(reached, true);
+    reached = [];
+  };
   const delivered = (localpart: string, ok: boolean): void => {
-    if (!ok) api.delivered([localpart], false);
-    else reached.push(localpart);
+    if (!ok) {
+      api.delivered([localpart], false);
+      return;
+    }
+    if (reached.length === 0) setImmediate(sayReached);
+    reached.push(localpart);
   };
   const report = (): void => {
     if (!refusals.empty) api.reportRefusals(refusals.drain());
-    if (reached.length > 0) api.delivered(reached, true);
-    reached = [];
+    sayReached();
   };
 
   async function start(settings: WorkerSettings): Promise<void> {

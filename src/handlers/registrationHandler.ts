@@ -23,11 +23,12 @@ export interface ReconcileSummary {
 export interface RegistrationService {
   readonly register: RegistrationHandler;
   /**
-   * Whether the node's 200 reached its client. The record is written answered, as the 200 is on its way; one that did
-   * not reach it (its worker died, it hung up first) makes the record unanswered again (batched), so that the node's
-   * next request gets 200 once more, never a 409 for its own account.
+   * Whether the node's 200 reached its client. The record is written unanswered, and counts as answered only once its
+   * 200 reached the node (batched: one store write for many): a gate that dies before, or a client that hung up first,
+   * leaves it unanswered, so that the node's next request gets 200 once more, never a 409 for its own account.
+   * Resolves once the mark is written (or could not be).
    */
-  delivered(localpart: string, reached: boolean): void;
+  delivered(localpart: string, reached: boolean): Promise<void>;
   /**
    * Resolves registrations a crash interrupted, once nobody holds their lease (any gate's): confirmed when the user
    * exists on the homeserver, else dropped.
@@ -76,7 +77,11 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
   const calls: CallQueue = deps.calls ?? ((call) => call());
   const ceilings: AccountCeilings = deps.ceilings ?? { charge: async () => ({ refund: async () => {} }) };
   const unrecorded = new UnrecordedAccounts(nodes, log);
-  const toMarkUnanswered = new Set<string>();
+  const toMarkAnswered = new Set<string>();
+  /** Marks being written: with those queued, nodes whose 200 reached them though the store may not say so yet. */
+  const markingAnswered = new Set<string>();
+  let markBatch: Promise<void> | undefined;
+  const answeredNow = (localpart: string): boolean => toMarkAnswered.has(localpart) || markingAnswered.has(localpart);
 
   /** Writes the record; if the store cannot take it, answers 503 and keeps trying in the background. */
   async function record(entry: NodeRecord): Promise<void> {
@@ -107,10 +112,8 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     const { localpart, displayname } = request;
     const userId = userIdFor(localpart, deps.serverName);
     const answerRecorded = async (recorded: NodeRecord): Promise<RegisteredUser> => {
-      if (recorded.answered !== false) throw userInUse('this node is already registered');
-      const answer = await answerFor(request, recorded.userId, clientAddress);
-      await nodes.put({ ...recorded, answered: true });
-      return answer;
+      if (recorded.answered !== false || answeredNow(localpart)) throw userInUse('this node is already registered');
+      return answerFor(request, recorded.userId, clientAddress);
     };
     const recorded = await nodes.get(localpart);
     if (recorded !== undefined) return answerRecorded(recorded);
@@ -144,25 +147,23 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     const confirmedMeanwhile = await nodes.get(localpart);
     if (confirmedMeanwhile !== undefined) {
       await nodes.deletePending(localpart);
-      if (confirmedMeanwhile.answered !== false) throw userInUse('this node is already registered');
-      const answer = await answerFor(request, confirmedMeanwhile.userId, clientAddress);
-      await nodes.put({ ...confirmedMeanwhile, answered: true });
-      return answer;
+      if (confirmedMeanwhile.answered !== false || answeredNow(localpart)) throw userInUse('this node is already registered');
+      return answerFor(request, confirmedMeanwhile.userId, clientAddress);
     }
-    // Written answered, as the 200 is on its way: a 200 that does not reach the node makes it unanswered again.
-    const answered = (registeredUserId: string): NodeRecord => ({
+    // Written unanswered: it counts as answered once the 200 reached the node (delivered).
+    const recordOf = (registeredUserId: string): NodeRecord => ({
       localpart,
       userId: registeredUserId,
       displayname,
       registeredAt: now().toISOString(),
-      answered: true,
+      answered: false,
     });
     // `interrupted`: a pending entry of ours was there, so an earlier attempt of this node's reached the homeserver,
     // and its outcome is not known. Only such an entry makes an existing account the node's own.
     const completeInterrupted = async (): Promise<RegisteredUser> => {
       // Logged in first: a login that fails leaves the entry pending, and the node's retry completes it then.
       const answer = await answerFor(request, userId, clientAddress);
-      await record(answered(userId));
+      await record(recordOf(userId));
       log.info('completed a registration that was interrupted', { localpart });
       return answer;
     };
@@ -218,7 +219,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
         got: user.userId,
       });
     }
-    await record(answered(user.userId));
+    await record(recordOf(user.userId));
     return user;
   }
 
@@ -233,17 +234,19 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     }
   }
 
-  async function markUnanswered(): Promise<void> {
-    const localparts = [...toMarkUnanswered];
-    toMarkUnanswered.clear();
+  async function markAnswered(): Promise<void> {
+    const localparts = [...toMarkAnswered];
+    toMarkAnswered.clear();
+    for (const localpart of localparts) markingAnswered.add(localpart);
     try {
-      await nodes.markUnanswered(localparts);
-      log.info('answers that did not reach their nodes: each gets its 200 on its next request', { count: localparts.length });
+      await nodes.markAnswered(localparts, true);
     } catch (error) {
-      log.error('cannot record answers that did not reach their nodes: their next requests get 409', {
+      log.warn('cannot record that answers reached their nodes: a retry of theirs gets 200 again, not 409', {
         count: localparts.length,
         reason: (error as Error).message,
       });
+    } finally {
+      for (const localpart of localparts) markingAnswered.delete(localpart);
     }
   }
 
@@ -256,9 +259,15 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       return user;
     },
     delivered(localpart, reached) {
-      if (reached) return;
-      if (toMarkUnanswered.size === 0) setImmediate(() => void markUnanswered());
-      toMarkUnanswered.add(localpart);
+      // Not reached: the record stays unanswered, as written.
+      if (!reached) return Promise.resolve();
+      toMarkAnswered.add(localpart);
+      // Every mark of this turn in one write; resolves once it is written (or could not be).
+      markBatch ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        markBatch = undefined;
+        return markAnswered();
+      });
+      return markBatch;
     },
     async reconcilePending() {
       let confirmed = 0;

@@ -54,8 +54,11 @@ export interface NodeStore {
   deletePending(localpart: string): Promise<void>;
   /** Records the node and drops its pending entry in one atomic write. */
   confirm(record: NodeRecord): Promise<void>;
-  /** The nodes' 200s did not reach them: their records are unanswered again (recorded nodes only; others are ignored). */
-  markUnanswered(localparts: readonly string[]): Promise<void>;
+  /**
+   * The nodes' 200s reached them (true), or did not (false): their records say so, in one write for them all
+   * (recorded nodes only; others are ignored).
+   */
+  markAnswered(localparts: readonly string[], answered: boolean): Promise<void>;
   listPending(): Promise<PendingRegistration[]>;
   /** Pending entries nobody holds a live lease on: interrupted attempts, to reconcile. */
   listReconcilable(): Promise<PendingRegistration[]>;

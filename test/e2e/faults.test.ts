@@ -213,9 +213,13 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     const before = proxy.seen.filter((line) => line === `POST ${REGISTER}`).length;
     const answers = await Promise.all(Array.from({ length: 50 }, () => register(faulty, node)));
     const statuses = answers.map((answer) => answer.status);
-    assert.equal(statuses.filter((status) => status === 200).length, 1, statuses.join(','));
-    assert.equal(statuses.filter((status) => status === 409).length, 49);
-    assert.ok(answers.every((answer) => answer.status === 200 || answer.body.errcode === 'M_USER_IN_USE'));
+    // A copy that arrives after the registration but before its 200 reached the node gets that 200 too (a record
+    // counts as answered once its 200 reached the node); the others 409 (in progress, or answered).
+    assert.ok(statuses.includes(200), statuses.join(','));
+    assert.ok(
+      answers.every((answer) => answer.status === 200 || answer.body.errcode === 'M_USER_IN_USE'),
+      statuses.join(','),
+    );
     assert.equal(proxy.seen.filter((line) => line === `POST ${REGISTER}`).length - before, 1);
     assert.equal((await register(faulty, node)).status, 409);
   });

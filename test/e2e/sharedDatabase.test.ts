@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import pg from 'pg';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -163,7 +164,8 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
       Array.from({ length: 50 }, (_, index) => registerAt(index % 2 === 0 ? gateA : gateB, body, `198.51.100.${index + 1}`)),
     );
     const statuses = answers.map((answer) => answer.status);
-    assert.equal(statuses.filter((status) => status === 200).length, 1, statuses.join(','));
+    // Copies arriving after the registration but before its 200 reached the node get that 200 too.
+    assert.ok(statuses.includes(200), statuses.join(','));
     assert.ok(
       answers.every(
         (answer) => answer.status === 200 || answer.status === 409 || (answer.status === 503 && answer.headers.get('retry-after') !== null),
@@ -264,6 +266,41 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     assert.equal(retry.body.user_id, `@${body.localpart}:${serverName}`);
     assert.equal((await registerAt(gateB, body, '192.0.2.4')).status, 409);
     assert.equal((await passwordLogin(publicUrl, body.localpart, body.password)).status, 200);
+    await startA();
+  });
+
+  it("never answers 409 for a node's own account whose 200 never reached it: the gate killed while its record was written", async () => {
+    const body = signRegistration(randomPrivateKey(), serverName);
+    // The record's write waits behind a lock; the gate is killed meanwhile; PostgreSQL then commits the write.
+    const lockerUrl = new URL(databaseUrl);
+    lockerUrl.password = PG_PASSWORD;
+    const locker = new pg.Client({ connectionString: lockerUrl.href });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE regservice_nodes IN EXCLUSIVE MODE');
+      // Gate A was started again by the test before: its metrics listener opens just after its public one.
+      const before = await waitFor('the gates metrics', () => homeserverRegistrations().catch(() => undefined), 10_000);
+      const cut = registerAt(gateA, body, '192.0.2.11').catch(() => 'connection lost');
+      await waitFor('Synapse to create the user', async () => ((await homeserverRegistrations()) > before ? true : undefined), 15_000);
+      await new Promise((resolve) => setTimeout(resolve, 500)); // the record's write now waits for the lock
+      assert.equal(await gateA.stop('SIGKILL'), null);
+      assert.equal(await cut, 'connection lost');
+      await locker.query('COMMIT');
+    } finally {
+      await locker.end();
+    }
+    await new Promise((resolve) => setTimeout(resolve, (LEASE_SECONDS + 1) * 1000)); // the dead gate's lease ends
+    const retry = await waitFor(
+      'the retry answered',
+      async () => {
+        const answer = await registerAt(gateB, body, '192.0.2.12');
+        return answer.status === 503 ? undefined : answer;
+      },
+      30_000,
+    );
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    assert.equal((await registerAt(gateB, body, '192.0.2.13')).status, 409, 'answered once its 200 reached the node');
     await startA();
   });
 

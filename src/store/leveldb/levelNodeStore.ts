@@ -73,13 +73,13 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
     },
     deletePending: (localpart) => write([{ type: 'del', sublevel: pending, key: localpart }]),
     confirm: (record) => write([putNode(record), { type: 'del', sublevel: pending, key: record.localpart }]),
-    async markUnanswered(localparts) {
+    async markAnswered(localparts, answered) {
       const recorded = localparts.flatMap((localpart) => {
         const record = nodes.getSync(localpart) as NodeRecord | undefined;
         return record === undefined ? [] : [record];
       });
       if (recorded.length === 0) return;
-      await write(recorded.map((record) => putNode({ ...record, answered: false })));
+      await write(recorded.map((record) => putNode({ ...record, answered })));
     },
     async *list() {
       for await (const value of nodes.values()) yield value as NodeRecord;

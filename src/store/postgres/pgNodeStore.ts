@@ -115,9 +115,9 @@ export function createPgNodeStore(pool: pg.Pool, options: { readonly holder: str
       // One statement, so one transaction: the record appears and the pending entry goes together.
       await query(pool, `WITH gone AS (DELETE FROM regservice_pending WHERE localpart = $1) ${UPSERT_NODE}`, nodeValues(record));
     },
-    async markUnanswered(localparts) {
+    async markAnswered(localparts, answered) {
       if (localparts.length === 0) return;
-      await query(pool, 'UPDATE regservice_nodes SET answered = false WHERE localpart = ANY($1)', [[...localparts]]);
+      await query(pool, 'UPDATE regservice_nodes SET answered = $2 WHERE localpart = ANY($1)', [[...localparts], answered]);
     },
     async listPending() {
       const { rows } = await query<PendingRow>(pool, `SELECT ${PENDING_COLUMNS} FROM regservice_pending ORDER BY localpart`);
