@@ -265,10 +265,16 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
 
   program
     .command('users')
-    .description('read the registered nodes: list, count, show 0x…, export (JSON lines); works while the service runs')
-    .argument('<action>', 'list, count, show or export')
-    .argument('[address]', 'the node address, for show')
-    .action((action: string, address: string | undefined, _options: unknown, command: Command) => runUsers(command, action, address));
+    .description(
+      'the registered nodes: list, count, show 0x…, export (JSON lines), and forget 0x… | --all (their next signed requests reach the homeserver); all work while the service runs',
+    )
+    .argument('<action>', 'list, count, show, export or forget')
+    .argument('[addresses...]', 'the node address, for show; the node addresses, for forget')
+    .option('--all', 'forget: every registered node', false)
+    .option('--yes', 'forget: without asking first (needed without a terminal)', false)
+    .action((action: string, addresses: string[], options: { all: boolean; yes: boolean }, command: Command) =>
+      action === 'forget' ? runForget(command, addresses, options) : runUsers(command, action, addresses[0]),
+    );
 
   program
     .command('store')
@@ -315,9 +321,27 @@ async function runDoctorCommand(command: Command, publicUrl: string | undefined,
   process.exitCode = failed === 0 ? 0 : EXIT_FAILURE;
 }
 
+async function runForget(command: Command, addresses: readonly string[], options: { all: boolean; yes: boolean }): Promise<void> {
+  if (options.all === addresses.length > 0) fail('users forget takes node addresses (0x…) or --all, one of the two', EXIT_BAD_SETTINGS);
+  const which = options.all ? 'all' : addresses.map((address) => address.toLowerCase());
+  for (const address of which === 'all' ? [] : which)
+    if (!isNodeLocalpart(address))
+      fail(`users forget: not a node address: ${JSON.stringify(address)} (0x and 40 hex digits)`, EXIT_BAD_SETTINGS);
+  const { settings } = settingsOrExit(command, { requireSecrets: false, requireServerName: false });
+  await reportFailure(async () => {
+    const { runUsersForget } = await import('./commands/usersForget.js');
+    try {
+      await runUsersForget(settings, { which, yes: options.yes }, process);
+    } catch (error) {
+      if (error instanceof StoreOpenError || error instanceof MatrixError) fail(error.message, EXIT_FAILURE);
+      throw error;
+    }
+  });
+}
+
 async function runUsers(command: Command, action: string, address: string | undefined): Promise<void> {
   if (!['list', 'count', 'show', 'export'].includes(action))
-    fail(`users: unknown action "${action}" (list, count, show 0x…, export)`, EXIT_BAD_SETTINGS);
+    fail(`users: unknown action "${action}" (list, count, show 0x…, export, forget)`, EXIT_BAD_SETTINGS);
   if (action === 'show' && address === undefined) fail('users show needs a node address (0x…)', EXIT_BAD_SETTINGS);
   if (action === 'show' && !isNodeLocalpart((address ?? '').toLowerCase()))
     fail(`users show: not a node address: ${JSON.stringify(address)} (0x and 40 hex digits)`, EXIT_BAD_SETTINGS);

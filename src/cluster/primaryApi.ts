@@ -1,3 +1,4 @@
+import { forgetTarget } from '../protocol/forgetTarget.js';
 import type { AddressPolicy } from '../access/addressLists.js';
 import type { Settings } from '../config/settings.js';
 import { createRateLimits, type LimiterFactory } from '../handlers/rateLimits.js';
@@ -26,12 +27,14 @@ export interface PrimaryApi {
   /** Registers a node whose signatures verified; the primary logs its outcome. */
   register(node: NewNode, request: RegistrationRequestInfo): Promise<RegisteredUser>;
   /**
-   * Whether the 200s for these nodes reached their clients (no answer). Workers say a failure at once and the
-   * successes with their refusal reports, once a second: one message then, not one per registration.
+   * Whether the 200s for these nodes reached their clients (no answer). Workers say a failure at once, and the
+   * successes of one turn of their event loop together.
    */
   delivered(localparts: readonly string[], reached: boolean): void;
   transaction(txnId: string, body: unknown): Promise<TransactionOutcome>;
   queryUser(userId: string): Promise<boolean>;
+  /** The operator's `users forget`, through the running service: forgets these records (or all); how many there were. */
+  forget(which: readonly string[] | 'all'): Promise<number>;
   /** A worker's refusals since its last report; no answer. */
   reportRefusals(report: RefusalReport): void;
 }
@@ -61,6 +64,7 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
     delivered: (localparts, reached) => peer.notify('delivered', [localparts, reached]),
     transaction: (txnId, body) => peer.request('transaction', [txnId, body]),
     queryUser: (userId) => peer.request('queryUser', [userId]),
+    forget: (which) => peer.request('forget', [which]),
     reportRefusals: (report) => peer.notify('reportRefusals', [report]),
   };
 }
@@ -73,6 +77,8 @@ export function primaryApiHandlers(api: PrimaryApi): Handlers {
     delivered: (localparts: readonly string[], reached: boolean) => api.delivered(localparts, reached),
     transaction: (txnId: string, body: unknown) => api.transaction(txnId, body),
     queryUser: (userId: string) => api.queryUser(userId),
+    // What a worker sends is checked again here: a compromised worker forgets nothing but node records.
+    forget: (which: unknown) => api.forget(forgetTarget(which)),
     reportRefusals: (report: RefusalReport) => api.reportRefusals(report),
   };
 }
@@ -182,6 +188,14 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       return outcome;
     },
     queryUser: createUserQuery(settings.serverName, store.nodes),
+    async forget(which) {
+      const forgotten = await store.nodes.forget(which);
+      log.info("forgot registered nodes at the operator's request: their next signed requests reach the homeserver", {
+        asked: which === 'all' ? 'all' : which.length,
+        forgotten,
+      });
+      return forgotten;
+    },
     reportRefusals: deps.onRefusals,
   };
   return {

@@ -69,6 +69,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
     // Only what the primary uses crosses the channel: an event's content may be anything (6,000 arrays deep, say).
     onTransaction: (txnId, body) => api.transaction(txnId, transactionForPrimary(body)),
     queryUser: (userId) => api.queryUser(userId),
+    forgetNodes: (which) => api.forget(which),
     log,
   });
   let stopping = false;

@@ -14,6 +14,8 @@ export interface AppDeps {
   readonly registerRoute: RegisterRoute;
   readonly onTransaction: TransactionHandler;
   readonly queryUser: UserQuery;
+  /** The operator's `users forget` through the running service (hs_token-authenticated, never routed by nginx). */
+  readonly forgetNodes: (which: readonly string[] | 'all') => Promise<number>;
   readonly log: Logger;
 }
 

@@ -5,12 +5,14 @@ import type { Logger } from '../log/logger.js';
 import { MatrixError } from '../protocol/matrixError.js';
 import { methodNotAllowed, sendMatrixError } from './errorResponses.js';
 import { requireHsToken } from './hsTokenAuth.js';
+import { forgetTarget } from '../protocol/forgetTarget.js';
 
 export interface AppserviceRouteDeps {
   /** SHA-256 of the hs_token, hex (hsTokenDigest). */
   readonly hsTokenSha256: string;
   readonly onTransaction: TransactionHandler;
   readonly queryUser: UserQuery;
+  readonly forgetNodes: (which: readonly string[] | 'all') => Promise<number>;
   readonly log: Logger;
 }
 
@@ -51,6 +53,15 @@ export function appserviceRouter(deps: AppserviceRouteDeps): Router {
     deps.log.info('ping from the homeserver', { transaction_id: typeof txnId === 'string' ? txnId : undefined });
     res.json({});
   };
+
+  // Not the homeserver's API: the operator's `users forget` while the service holds the store (LevelDB admits one
+  // process). Authenticated as the homeserver's calls are, with the hs_token run.sh's registration holds.
+  const forget: RequestHandler = async (req, res) => {
+    const body = req.body as { all?: unknown; localparts?: unknown } | undefined;
+    const which = body?.all === true ? 'all' : body?.localparts;
+    res.json({ forgotten: await deps.forgetNodes(forgetTarget(which)) });
+  };
+  router.route('/_regservice/forget').post(auth, json, forget).all(methodNotAllowed);
 
   for (const prefix of ['/_matrix/app/v1', '']) {
     router.route(`${prefix}/transactions/:txnId`).put(auth, json, transaction).all(methodNotAllowed);

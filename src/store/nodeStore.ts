@@ -59,6 +59,11 @@ export interface NodeStore {
    * (recorded nodes only; others are ignored).
    */
   markAnswered(localparts: readonly string[], answered: boolean): Promise<void>;
+  /**
+   * Forgets these nodes' records (every record with 'all'), in one write: their next correctly signed requests reach
+   * the homeserver again (an operator's `users forget`). Returns how many were recorded.
+   */
+  forget(localparts: readonly string[] | 'all'): Promise<number>;
   listPending(): Promise<PendingRegistration[]>;
   /** Pending entries nobody holds a live lease on: interrupted attempts, to reconcile. */
   listReconcilable(): Promise<PendingRegistration[]>;

@@ -1,6 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from '../support/timedTests.js';
@@ -8,13 +10,14 @@ import { suiteScope } from '../support/scope.js';
 import { stringify } from 'yaml';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
-import { generateGate, type Gate } from '../support/gate.js';
+import { BIN, generateGate, type Gate } from '../support/gate.js';
 import { createRoomAndSay, invite, passwordLogin, profileDisplayname, requestJson } from '../support/matrixClient.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
 import { createAdmin, ownSynapseSkip, sharedSecretRegister, startSynapse, type RunningSynapse } from '../support/synapse.js';
 
 const skip = ownSynapseSkip();
+const execute = promisify(execFile);
 const serverName = 'photon.test';
 
 describe('application-service protocol and the admin-api backend against a real Synapse', { skip }, () => {
@@ -245,5 +248,56 @@ describe('appservice backend against a real Synapse', { skip }, () => {
     const whoami = await requestJson('GET', `${synapse.url}/_matrix/client/v3/account/whoami`, undefined, String(retry.body.access_token));
     assert.equal(whoami.body.user_id, `@${node.localpart}:${serverName}`);
     assert.equal((await requestJson('POST', `${gate.url}/register`, node)).status, 409);
+  });
+
+  it('moves its passwordless nodes to passwords as the README says: users forget, then admin-api with --allow-password-reset', async () => {
+    const node = signRegistration(randomPrivateKey(), serverName);
+    assert.equal((await requestJson('POST', `${gate.url}/register`, node)).status, 200);
+    assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 403, 'no password yet');
+    const runSh = join(gate.dir, 'run.sh');
+    const unasked = await execute(runSh, ['users', 'forget', node.localpart], { cwd: gate.dir }).catch(
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal((unasked as { code: number }).code, 2);
+    assert.match((unasked as { stderr: string }).stderr, /no terminal to ask on: give --yes/);
+
+    // The README's switch: genconfig for admin-api (a namespace no longer exclusive), Synapse restarted on it.
+    const adminTokenFile = join(secretDir, 'admin_token');
+    writeFileSync(adminTokenFile, await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex')), {
+      mode: 0o600,
+    });
+    const port = new URL(gate.url).port;
+    await execute(
+      BIN,
+      [
+        'genconfig',
+        '--matrixdomain',
+        serverName,
+        '--matrixurl',
+        proxy.url,
+        '--port',
+        port,
+        '--backend',
+        'admin-api',
+        '--admin-token-file',
+        adminTokenFile,
+        '--allow-password-reset',
+        '--force',
+      ],
+      { cwd: gate.dir },
+    );
+    copyFileSync(gate.registrationFile, join(synapse.hostDir, 'appservice-0.yaml'));
+    await synapse.restart();
+    // Forgotten through the running service, which holds the registry.
+    const forgot = await execute(runSh, ['users', 'forget', node.localpart, '--yes'], { cwd: gate.dir });
+    assert.match(forgot.stdout, /^forgot 1 registered node record: their next signed requests reach the homeserver$/m);
+    await gate.waitForLog(/forgot registered nodes at the operator's request: .* forgotten=1/);
+    await gate.stop();
+    await gate.start(['--homeserver-timeout', '3']);
+
+    const moved = await requestJson('POST', `${gate.url}/register`, node);
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    await gate.waitForLog(new RegExp(`registration localpart=${node.localpart} .*outcome=password_reset`));
+    assert.equal((await passwordLogin(synapse.url, node.localpart, node.password)).status, 200, 'its password is its signature now');
   });
 });

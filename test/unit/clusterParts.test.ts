@@ -51,6 +51,7 @@ describe('IPC between the primary and a worker', () => {
       delivered: () => {},
       transaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',
+      forget: async () => 0,
       reportRefusals: (report) => reports.push(report),
     };
     const { left, right, packets } = connectedPeers(primaryApiHandlers(primary), {});

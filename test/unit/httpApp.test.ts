@@ -28,6 +28,7 @@ describe('HTTP layer', () => {
   const logger = capturingLogger([HS_TOKEN]);
   const counted: Outcome[] = [];
   const delivered: [string, boolean][] = [];
+  const forgetCalls: (readonly string[] | 'all')[] = [];
 
   before(async () => {
     const listener = createRequestListener({
@@ -46,6 +47,10 @@ describe('HTTP layer', () => {
       }),
       onTransaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',
+      forgetNodes: async (which) => {
+        forgetCalls.push(which);
+        return which === 'all' ? 7 : which.length;
+      },
       log: logger.log,
     });
     server = createServer(listener).listen(0, '127.0.0.1');
@@ -226,6 +231,24 @@ describe('HTTP layer', () => {
     assert.ok(logger.lines().some((line) => /ping from the homeserver transaction_id=t/.test(line)));
   });
 
+  it("takes the operator's users forget with the hs_token only, node addresses or all, nothing else", async () => {
+    const forget = (body: unknown, token?: string) =>
+      fetch(`${base}/_regservice/forget`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+        body: JSON.stringify(body),
+      });
+    const address = `0x${'a'.repeat(40)}`;
+    assert.equal((await forget({ all: true })).status, 401);
+    assert.equal((await forget({ all: true }, 'wrong')).status, 403);
+    assert.equal((await forget({ localparts: ['not-an-address'] }, HS_TOKEN)).status, 400);
+    assert.equal((await forget({}, HS_TOKEN)).status, 400);
+    assert.deepEqual(forgetCalls, [], 'nothing reached the store');
+    assert.deepEqual(await (await forget({ localparts: [address] }, HS_TOKEN)).json(), { forgotten: 1 });
+    assert.deepEqual(await (await forget({ all: true }, HS_TOKEN)).json(), { forgotten: 7 });
+    assert.deepEqual(forgetCalls, [[address], 'all']);
+  });
+
   it('serves under a base path with characters Express would read as a pattern', async () => {
     const basePath = '/reg(app)/[1]+:x*';
     const listener = createRequestListener({
@@ -234,6 +257,7 @@ describe('HTTP layer', () => {
       registerRoute: (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"route":"register"}'),
       onTransaction: async () => 'processed',
       queryUser: async () => true,
+      forgetNodes: async () => 0,
       log: logger.log,
     });
     const other = createServer(listener).listen(0, '127.0.0.1');

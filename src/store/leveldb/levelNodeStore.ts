@@ -73,6 +73,13 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
     },
     deletePending: (localpart) => write([{ type: 'del', sublevel: pending, key: localpart }]),
     confirm: (record) => write([putNode(record), { type: 'del', sublevel: pending, key: record.localpart }]),
+    async forget(localparts) {
+      const chosen: string[] = [];
+      if (localparts === 'all') for await (const key of nodes.keys()) chosen.push(key);
+      else for (const localpart of localparts) if ((await get(localpart)) !== undefined) chosen.push(localpart);
+      if (chosen.length > 0) await write(chosen.map((key) => ({ type: 'del', sublevel: nodes, key }) as const));
+      return chosen.length;
+    },
     async markAnswered(localparts, answered) {
       const recorded = localparts.flatMap((localpart) => {
         const record = nodes.getSync(localpart) as NodeRecord | undefined;

@@ -115,6 +115,13 @@ export function createPgNodeStore(pool: pg.Pool, options: { readonly holder: str
       // One statement, so one transaction: the record appears and the pending entry goes together.
       await query(pool, `WITH gone AS (DELETE FROM regservice_pending WHERE localpart = $1) ${UPSERT_NODE}`, nodeValues(record));
     },
+    async forget(localparts) {
+      const result =
+        localparts === 'all'
+          ? await query(pool, 'DELETE FROM regservice_nodes')
+          : await query(pool, 'DELETE FROM regservice_nodes WHERE localpart = ANY($1)', [[...localparts]]);
+      return result.rowCount ?? 0;
+    },
     async markAnswered(localparts, answered) {
       if (localparts.length === 0) return;
       await query(pool, 'UPDATE regservice_nodes SET answered = $2 WHERE localpart = ANY($1)', [[...localparts], answered]);
