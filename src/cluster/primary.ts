@@ -1,9 +1,11 @@
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Settings } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
 import { loadAddressPolicy, type AddressPolicy } from '../access/addressLists.js';
 import { UntrustedFileError } from '../config/trustedFile.js';
+import { sharedSettingDifferences, sharedSettingsOf } from '../config/sharedSettings.js';
 import { createAddressRecovery } from '../protocol/addressRecovery.js';
 import { CallLimiter } from '../homeserver/callLimiter.js';
 import { registrarForBackend } from '../homeserver/registrarForBackend.js';
@@ -191,6 +193,26 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   });
   if (settings.allowList !== undefined || settings.denyList !== undefined) log.info(lists.summary);
 
+  // Gates sharing a database count on shared counters and one registry: settings they must agree on are compared.
+  const gateName = `${hostname()}:${settings.port}`;
+  const compareWithOtherGates = async (): Promise<void> => {
+    if (store.gates === undefined) return;
+    try {
+      const here = sharedSettingsOf(settings);
+      for (const difference of sharedSettingDifferences(here, await store.gates.announce(gateName, here))) {
+        log.warn('the gates sharing this database disagree on a setting they must share (README, Stores: two gates)', {
+          setting: `--${difference.key}`,
+          here: difference.here,
+          gate: difference.gate,
+          there: difference.there,
+        });
+      }
+    } catch (error) {
+      log.warn("cannot compare this gate's settings with the other gates sharing its database", { reason: (error as Error).message });
+    }
+  };
+  void compareWithOtherGates();
+
   let reconciling = false;
   const reconcile = async (): Promise<void> => {
     if (reconciling) return;
@@ -235,6 +257,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
       try {
         lists = addressPolicy(settings);
         log.info(`reloaded address lists: ${lists.summary}`);
+        void compareWithOtherGates();
       } catch (error) {
         log.error(`kept the previous address lists: ${(error as Error).message}`);
       }

@@ -14,11 +14,14 @@ export interface OptionSpec {
   readonly argName?: string;
   readonly description: string;
   readonly genconfig?: GenconfigUse;
+  /** Gates sharing one database must agree on it (shared counters, one registry): each warns at start when they do not. */
+  readonly shared?: true;
 }
 
 export const OPTION_SPECS = [
   {
     key: 'matrixdomain',
+    shared: true,
     genconfig: 'written',
     kind: 'string',
     argName: '<domain>',
@@ -51,6 +54,7 @@ export const OPTION_SPECS = [
   { key: 'database-pool', kind: 'integer', argName: '<n>', description: 'connections to PostgreSQL this gate opens at most' },
   {
     key: 'pending-lease',
+    shared: true,
     kind: 'integer',
     argName: '<seconds>',
     description: 'how long a registration in progress keeps other gates from registering the node; then it is reconciled',
@@ -64,6 +68,7 @@ export const OPTION_SPECS = [
   },
   {
     key: 'backend',
+    shared: true,
     genconfig: 'written',
     kind: 'string',
     argName: '<name>',
@@ -92,6 +97,7 @@ export const OPTION_SPECS = [
   },
   {
     key: 'allow-password-reset',
+    shared: true,
     genconfig: 'written',
     kind: 'boolean',
     description: 'admin-api: reset the password of an existing user to its signature instead of 409',
@@ -106,7 +112,7 @@ export const OPTION_SPECS = [
     description: 'log level: 0 critical, 1 error, 2 warn, 3 info, 4 debug, 5 trace',
   },
   { key: 'logfile', kind: 'path', argName: '<file>', description: 'append log lines to this file instead of standard error' },
-  { key: 'homeserver-timeout', kind: 'integer', argName: '<seconds>', description: 'timeout of one homeserver call' },
+  { key: 'homeserver-timeout', shared: true, kind: 'integer', argName: '<seconds>', description: 'timeout of one homeserver call' },
   {
     key: 'trusted-proxies',
     kind: 'string',
@@ -115,59 +121,74 @@ export const OPTION_SPECS = [
   },
   {
     key: 'rate-limit-client',
+    shared: true,
     kind: 'integer',
     argName: '<n>',
     description: 'registration requests per minute from one client address, 0 = no limit',
   },
   {
     key: 'rate-limit-node',
+    shared: true,
     kind: 'integer',
     argName: '<n>',
     description: 'registration requests per minute for one node address, counted once its signatures verified; 0 = no limit',
   },
   {
     key: 'rate-limit-ipv6-prefix',
+    shared: true,
     kind: 'integer',
     argName: '<bits>',
     description: 'IPv6 clients are limited per network of this prefix length, 32-128',
   },
   {
     key: 'accounts-per-hour-ipv4',
+    shared: true,
     kind: 'integer',
     argName: '<n>',
     description: 'new accounts per hour from one IPv4 address, 0 = no ceiling',
   },
   {
     key: 'accounts-per-hour-ipv4-24',
+    shared: true,
     kind: 'integer',
     argName: '<n>',
     description: 'new accounts per hour from one IPv4 /24, 0 = no ceiling',
   },
   {
     key: 'accounts-per-hour-ipv6-64',
+    shared: true,
     kind: 'integer',
     argName: '<n>',
     description: 'new accounts per hour from one IPv6 /64, 0 = no ceiling',
   },
   {
     key: 'accounts-per-hour-ipv6-56',
+    shared: true,
     kind: 'integer',
     argName: '<n>',
     description: 'new accounts per hour from one IPv6 /56, 0 = no ceiling',
   },
   {
     key: 'accounts-per-hour-ipv6-48',
+    shared: true,
     kind: 'integer',
     argName: '<n>',
     description: 'new accounts per hour from one IPv6 /48, 0 = no ceiling',
   },
   {
     key: 'accounts-per-hour',
+    shared: true,
     kind: 'integer',
     argName: '<n>',
     description: 'new accounts per hour on the whole service (every gate of a database), 0 = no ceiling',
   },
-  { key: 'accounts-per-day', kind: 'integer', argName: '<n>', description: 'new accounts per day on the whole service, 0 = no ceiling' },
+  {
+    key: 'accounts-per-day',
+    shared: true,
+    kind: 'integer',
+    argName: '<n>',
+    description: 'new accounts per day on the whole service, 0 = no ceiling',
+  },
   { key: 'workers', kind: 'integer', argName: '<n>', description: 'worker processes serving requests' },
   {
     key: 'refusal-summary-interval',
@@ -186,11 +207,18 @@ export const OPTION_SPECS = [
   },
   {
     key: 'allow-list',
+    shared: true,
     kind: 'path',
     argName: '<file>',
     description: 'only these node addresses may register (one 0x address a line; reloaded on SIGHUP)',
   },
-  { key: 'deny-list', kind: 'path', argName: '<file>', description: 'these node addresses may not register (reloaded on SIGHUP)' },
+  {
+    key: 'deny-list',
+    shared: true,
+    kind: 'path',
+    argName: '<file>',
+    description: 'these node addresses may not register (reloaded on SIGHUP)',
+  },
   { key: 'metrics-port', kind: 'integer', argName: '<port>', description: 'serve /metrics, /health and /ready on this port' },
   { key: 'metrics-host', kind: 'string', argName: '<address>', description: 'address of the metrics listener' },
   {

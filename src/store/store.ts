@@ -18,6 +18,8 @@ export interface Store {
   createCeilingCounter(limit: LimitSpec): CeilingCounter;
   /** Resolves when the store answers now; rejects with the reason otherwise (for /ready). */
   check(): Promise<void>;
+  /** Where gates sharing this store say their shared settings (PostgreSQL; a LevelDB store has one gate). */
+  readonly gates?: GateRegistry;
   close(): Promise<void>;
 }
 
@@ -34,4 +36,10 @@ export class StoreOpenError extends Error {
     this.name = 'StoreOpenError';
     this.reason = reason;
   }
+}
+
+/** The gates sharing one database, each with the settings it runs with that they must agree on. */
+export interface GateRegistry {
+  /** Records this gate's settings, and returns those of the other gates seen in the last week. */
+  announce(gate: string, settings: Readonly<Record<string, string>>): Promise<{ gate: string; settings: Record<string, string> }[]>;
 }

@@ -348,6 +348,20 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     assert.equal(gateB.process()?.child.exitCode, null, 'gate B still runs');
   });
 
+  it('warns at start when a gate sharing the database runs with another value of a setting they must share', async () => {
+    const since = gateB.mark();
+    await gateB.stop();
+    await gateB.start(['--metrics-port', String(metricsPorts[1]), ...GATE_ARGS, '--rate-limit-client', '7']);
+    await gateB.waitForLog(
+      /warn the gates sharing this database disagree on a setting they must share .*setting=--rate-limit-client here=7 gate=\S+ there=\d+/,
+      15_000,
+      since,
+    );
+    assert.doesNotMatch(gateB.output().slice(since), /setting=--(?!rate-limit-client)/, 'no other setting differs');
+    await gateB.stop();
+    await startB();
+  });
+
   it('says a password is needed, and names the flag, when the database asks for one and none was given', async () => {
     const failed = await run(BIN, ['--database', databaseUrl, 'users', 'count']).then(
       () => undefined,

@@ -7,6 +7,7 @@ import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
 import { loadSettings } from '../../src/config/loadSettings.js';
 import { COMMAND_LINE, describeDefault, resolveSettings, SettingsError, type SettingsLayer } from '../../src/config/settings.js';
 import { envName, OPTION_SPECS } from '../../src/config/options.js';
+import { sharedSettingDifferences, sharedSettingsOf } from '../../src/config/sharedSettings.js';
 import { databaseUrlProblem, describeDatabaseUrl, urlHasPassword, urlSecrets } from '../../src/config/databaseUrl.js';
 import { defaultMaxConnections, openFileLimitIn, RESERVED_DESCRIPTORS } from '../../src/config/openFileLimit.js';
 
@@ -322,6 +323,26 @@ describe("the README's settings", () => {
           `--${key}'s row shows its default ${shown}: ${row}`,
         );
     }
+  });
+});
+
+describe('the settings gates sharing one database must agree on', () => {
+  it('are listed in the README as the options table marks them, and compared value by value', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const listed = /<!-- shared settings -->([^]*?)<!-- \/shared settings -->/.exec(readme)?.[1] ?? '';
+    const named = [...listed.matchAll(/`--([a-z0-9-]+)`/g)].map((match) => match[1]);
+    const marked = OPTION_SPECS.filter((spec) => 'shared' in spec && spec.shared).map((spec) => spec.key);
+    assert.deepEqual(named, marked);
+    const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org', 'rate-limit-client': 10 } }], {
+      requireSecrets: false,
+    });
+    const here = sharedSettingsOf(settings);
+    assert.deepEqual(Object.keys(here).sort(), [...marked].sort());
+    const differences = sharedSettingDifferences(here, [
+      { gate: 'b:8009', settings: { ...here, 'rate-limit-client': '20' } },
+      { gate: 'c:8009', settings: { matrixdomain: 'hs.example.org' } }, // an older gate, which knows fewer settings
+    ]);
+    assert.deepEqual(differences, [{ key: 'rate-limit-client', here: '10', gate: 'b:8009', there: '20' }]);
   });
 });
 

@@ -42,6 +42,21 @@ function pgStoreOver(pool: pg.Pool, options: PgStoreOptions): Store {
     check: async () => {
       await query(pool, 'SELECT 1');
     },
+    gates: {
+      async announce(gate, settings) {
+        await query(
+          pool,
+          'INSERT INTO regservice_gates (gate, settings, seen) VALUES ($1, $2, now()) ON CONFLICT (gate) DO UPDATE SET settings = $2, seen = now()',
+          [gate, JSON.stringify(settings)],
+        );
+        const { rows } = await query<{ gate: string; settings: Record<string, string> }>(
+          pool,
+          "SELECT gate, settings FROM regservice_gates WHERE gate <> $1 AND seen > now() - interval '7 days' ORDER BY gate",
+          [gate],
+        );
+        return rows;
+      },
+    },
     close: () => {
       stopCleanup();
       return pool.end();
