@@ -212,6 +212,9 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     }
   };
   void compareWithOtherGates();
+  // Seen again every hour: a gate that runs for long without a SIGHUP is still compared with.
+  const reannounce = setInterval(() => void compareWithOtherGates(), 3_600_000);
+  reannounce.unref();
 
   let reconciling = false;
   const reconcile = async (): Promise<void> => {
@@ -267,8 +270,10 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
         log.info('stopping: no new connections, finishing requests in flight');
         await supervisor.stop();
         clearInterval(reconciler);
+        clearInterval(reannounce);
         pings?.stop();
-        registration.close();
+        await registration.close();
+        if (store.gates !== undefined) await store.gates.leave(gateName).catch(() => undefined);
         summaries.stop();
         metricsServer?.close();
         await store.close();

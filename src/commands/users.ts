@@ -9,25 +9,34 @@ export type UsersAction = 'list' | 'count' | 'show' | 'export';
  */
 function pipeWriter(out: NodeJS.WritableStream): { write(text: string): Promise<boolean> } {
   let gone = false;
-  // It stays: what the stream still flushes after the reader left must not end the process either.
+  let failure: Error | undefined;
+  // Read through a function: the listeners set it while a write waits, which the compiler cannot follow.
+  const failed = (): Error | undefined => failure;
+  let wake: (() => void) | undefined;
+  // They stay: what the stream still flushes after the reader left must not end the process either.
   out.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
+    if (error.code === 'EPIPE') gone = true;
+    else failure = error;
+    wake?.();
+  });
+  out.on('close', () => {
     gone = true;
+    wake?.();
   });
   return {
     async write(text) {
+      const before = failed();
+      if (before !== undefined) throw before;
       if (gone) return false;
       if (!out.write(text)) {
         await new Promise<void>((resolve) => {
-          const settle = (): void => {
-            out.off('drain', settle);
-            out.off('error', settle);
-            resolve();
-          };
-          out.once('drain', settle);
-          out.once('error', settle);
+          wake = resolve;
+          out.once('drain', resolve);
         });
+        wake = undefined;
       }
+      const after = failed();
+      if (after !== undefined) throw after;
       return !gone;
     },
   };

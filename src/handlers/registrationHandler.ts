@@ -34,8 +34,8 @@ export interface RegistrationService {
    * exists on the homeserver, else dropped.
    */
   reconcilePending(): Promise<ReconcileSummary>;
-  /** Stops the background work (records waiting for the store). */
-  close(): void;
+  /** Stops the background work (records waiting for the store), once the marks of answers delivered are written. */
+  close(): Promise<void>;
 }
 
 /**
@@ -61,6 +61,9 @@ export interface RegistrationHandlerDeps {
   readonly now?: () => Date;
 }
 
+/** How soon marks of delivered answers that the store could not take are tried again. */
+const MARK_RETRY_MS = 5000;
+
 const leaseLost = (): MatrixError =>
   retryLater(503, 'M_UNKNOWN', 'the registration could not be started while this gate held the node; retry later', 1000);
 
@@ -81,6 +84,11 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
   /** Marks being written: with those queued, nodes whose 200 reached them though the store may not say so yet. */
   const markingAnswered = new Set<string>();
   let markBatch: Promise<void> | undefined;
+  let closing = false;
+  const flushMarks = (): Promise<void> => {
+    markBatch = undefined;
+    return toMarkAnswered.size === 0 ? Promise.resolve() : markAnswered();
+  };
   const answeredNow = (localpart: string): boolean => toMarkAnswered.has(localpart) || markingAnswered.has(localpart);
 
   /** Writes the record; if the store cannot take it, answers 503 and keeps trying in the background. */
@@ -113,7 +121,8 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     const userId = userIdFor(localpart, deps.serverName);
     const answerRecorded = async (recorded: NodeRecord): Promise<RegisteredUser> => {
       if (recorded.answered !== false || answeredNow(localpart)) throw userInUse('this node is already registered');
-      return answerFor(request, recorded.userId, clientAddress);
+      // The same answer again, without logging in anew: a replayed body gets no token of its own.
+      return { userId: recorded.userId, homeServer: deps.serverName };
     };
     const recorded = await nodes.get(localpart);
     if (recorded !== undefined) return answerRecorded(recorded);
@@ -148,7 +157,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     if (confirmedMeanwhile !== undefined) {
       await nodes.deletePending(localpart);
       if (confirmedMeanwhile.answered !== false || answeredNow(localpart)) throw userInUse('this node is already registered');
-      return answerFor(request, confirmedMeanwhile.userId, clientAddress);
+      return { userId: confirmedMeanwhile.userId, homeServer: deps.serverName };
     }
     // Written unanswered: it counts as answered once the 200 reached the node (delivered).
     const recordOf = (registeredUserId: string): NodeRecord => ({
@@ -241,10 +250,14 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     try {
       await nodes.markAnswered(localparts, true);
     } catch (error) {
-      log.warn('cannot record that answers reached their nodes: a retry of theirs gets 200 again, not 409', {
+      log.warn('cannot record that answers reached their nodes yet: trying again; meanwhile a retry of theirs gets 200 again', {
         count: localparts.length,
         reason: (error as Error).message,
       });
+      if (!closing) {
+        for (const localpart of localparts) toMarkAnswered.add(localpart);
+        setTimeout(() => void flushMarks(), MARK_RETRY_MS).unref();
+      }
     } finally {
       for (const localpart of localparts) markingAnswered.delete(localpart);
     }
@@ -263,10 +276,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       if (!reached) return Promise.resolve();
       toMarkAnswered.add(localpart);
       // Every mark of this turn in one write; resolves once it is written (or could not be).
-      markBatch ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        markBatch = undefined;
-        return markAnswered();
-      });
+      markBatch ??= new Promise<void>((resolve) => setImmediate(resolve)).then(flushMarks);
       return markBatch;
     },
     async reconcilePending() {
@@ -300,7 +310,10 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       }
       return { confirmed, dropped, unresolved };
     },
-    close() {
+    async close() {
+      closing = true;
+      await markBatch;
+      if (toMarkAnswered.size > 0) await markAnswered();
       unrecorded.close();
     },
   };

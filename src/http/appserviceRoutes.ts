@@ -56,12 +56,23 @@ export function appserviceRouter(deps: AppserviceRouteDeps): Router {
 
   // Not the homeserver's API: the operator's `users forget` while the service holds the store (LevelDB admits one
   // process). Authenticated as the homeserver's calls are, with the hs_token run.sh's registration holds.
+  // From this machine only, and never through a proxy: a peer elsewhere, or one that forwards, is refused before the
+  // token is looked at.
+  const fromThisMachineOnly: RequestHandler = (req, res, next) => {
+    const peer = req.socket.remoteAddress ?? '';
+    const loopback = peer === '::1' || peer.startsWith('127.') || peer.startsWith('::ffff:127.');
+    if (loopback && req.headers['x-forwarded-for'] === undefined) {
+      next();
+      return;
+    }
+    sendMatrixError(res, new MatrixError(403, 'M_FORBIDDEN', 'users forget is taken from the machine the gate runs on only'));
+  };
   const forget: RequestHandler = async (req, res) => {
     const body = req.body as { all?: unknown; localparts?: unknown } | undefined;
     const which = body?.all === true ? 'all' : body?.localparts;
     res.json({ forgotten: await deps.forgetNodes(forgetTarget(which)) });
   };
-  router.route('/_regservice/forget').post(auth, json, forget).all(methodNotAllowed);
+  router.route('/_regservice/forget').post(fromThisMachineOnly, auth, json, forget).all(methodNotAllowed);
 
   for (const prefix of ['/_matrix/app/v1', '']) {
     router.route(`${prefix}/transactions/:txnId`).put(auth, json, transaction).all(methodNotAllowed);

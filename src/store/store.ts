@@ -40,6 +40,8 @@ export class StoreOpenError extends Error {
 
 /** The gates sharing one database, each with the settings it runs with that they must agree on. */
 export interface GateRegistry {
-  /** Records this gate's settings, and returns those of the other gates seen in the last week. */
+  /** Records this gate's settings, and returns those of the other gates seen in the last day. */
   announce(gate: string, settings: Readonly<Record<string, string>>): Promise<{ gate: string; settings: Record<string, string> }[]>;
+  /** This gate stops: it is no longer compared with. */
+  leave(gate: string): Promise<void>;
 }

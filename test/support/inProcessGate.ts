@@ -94,7 +94,7 @@ export async function startInProcessGate(
     (closing ??= (async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      registration.close();
+      await registration.close();
       await store.close();
       rmSync(datapath, { recursive: true, force: true });
     })());

@@ -299,7 +299,7 @@ describe('nginx site and systemd unit', () => {
     assert.match(nginx, /location = \/regapp\/1\/register \{\n\s+proxy_pass http:\/\/matrix_regservice;/);
     assert.match(
       nginx,
-      /server \{\n {4}listen 127\.0\.0\.1:8019;\n[^}]*location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/matrix_regservice;\n\s+proxy_http_version 1\.1;\n\s+proxy_request_buffering off;\n\s+client_max_body_size 8m;/,
+      /server \{\n {4}listen 127\.0\.0\.1:8019;\n[^]*?location \/regapp\/1\/_regservice\/ \{\n\s+default_type application\/json;\n\s+return 404 [^\n]*\n\s+\}\n\n\s+location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/matrix_regservice;\n\s+proxy_http_version 1\.1;\n\s+proxy_request_buffering off;\n\s+client_max_body_size 8m;/,
     );
     assert.equal(registrationUrlThroughNginx(settings, site), 'http://127.0.0.1:8019/regapp/1');
     nginxAccepts(nginx);

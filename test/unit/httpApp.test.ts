@@ -240,6 +240,12 @@ describe('HTTP layer', () => {
       });
     const address = `0x${'a'.repeat(40)}`;
     assert.equal((await forget({ all: true })).status, 401);
+    const forwarded = await fetch(`${base}/_regservice/forget`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${HS_TOKEN}`, 'x-forwarded-for': '127.0.0.1' },
+      body: JSON.stringify({ all: true }),
+    });
+    assert.equal(forwarded.status, 403, 'never through a proxy, even with the token');
     assert.equal((await forget({ all: true }, 'wrong')).status, 403);
     assert.equal((await forget({ localparts: ['not-an-address'] }, HS_TOKEN)).status, 400);
     assert.equal((await forget({}, HS_TOKEN)).status, 400);

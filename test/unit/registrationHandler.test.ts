@@ -64,7 +64,7 @@ function service(store: Store, registrar: Registrar, options: ServiceOptions = {
   return { ...made, register, registerUndelivered: (request: NewNode) => made.register(request, '203.0.113.1') };
 }
 const services: RegistrationService[] = [];
-after(() => services.forEach((made) => made.close()));
+after(() => Promise.all(services.map((made) => made.close())));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** A homeserver queue that holds every call `ms` before it runs. */
 const slowQueue =

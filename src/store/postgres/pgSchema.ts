@@ -36,13 +36,6 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
        expire bigint
      )`,
   ],
-  [
-    `CREATE TABLE regservice_gates (
-       gate text PRIMARY KEY,
-       settings jsonb NOT NULL,
-       seen timestamptz NOT NULL DEFAULT now()
-     )`,
-  ],
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -44,6 +44,11 @@ function pgStoreOver(pool: pg.Pool, options: PgStoreOptions): Store {
     },
     gates: {
       async announce(gate, settings) {
+        // Made when first needed, not by a schema migration: gates of an older version keep running on the database.
+        await query(
+          pool,
+          'CREATE TABLE IF NOT EXISTS regservice_gates (gate text PRIMARY KEY, settings jsonb NOT NULL, seen timestamptz NOT NULL DEFAULT now())',
+        );
         await query(
           pool,
           'INSERT INTO regservice_gates (gate, settings, seen) VALUES ($1, $2, now()) ON CONFLICT (gate) DO UPDATE SET settings = $2, seen = now()',
@@ -51,10 +56,13 @@ function pgStoreOver(pool: pg.Pool, options: PgStoreOptions): Store {
         );
         const { rows } = await query<{ gate: string; settings: Record<string, string> }>(
           pool,
-          "SELECT gate, settings FROM regservice_gates WHERE gate <> $1 AND seen > now() - interval '7 days' ORDER BY gate",
+          "SELECT gate, settings FROM regservice_gates WHERE gate <> $1 AND seen > now() - interval '1 day' ORDER BY gate",
           [gate],
         );
         return rows;
+      },
+      async leave(gate) {
+        await query(pool, 'DELETE FROM regservice_gates WHERE gate = $1', [gate]);
       },
     },
     close: () => {
