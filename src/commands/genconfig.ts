@@ -1,9 +1,10 @@
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { DEFAULTS, type RawSettings, type ResolvedSettings, type SettingsLayer } from '../config/settings.js';
 import { carriedSettings, type CarriedSetting } from '../genconfig/carriedSettings.js';
 import { configValue, readHomeserverFacts, readSynapseConfig, type SynapseConfig } from '../genconfig/homeserverConfig.js';
 import { planHomeserverUpdate, type HomeserverUpdate } from '../genconfig/homeserverChanges.js';
+import { namesFile } from '../genconfig/registrationEntries.js';
 import { DEBIAN_HOMESERVER_YAML, DEBIAN_SYNAPSE_WORKDIR } from '../genconfig/debianLayout.js';
 import type { HomeserverChange } from '../genconfig/homeserverPatch.js';
 import { findGoRegistration } from '../goOriginal/goRegistration.js';
@@ -80,12 +81,11 @@ function localPortOf(url: string | undefined): number | undefined {
 /** Whether a shared-secret file is one genconfig writes: its copy in the output directory, or Synapse's copy. */
 function isGenconfigSecret(file: string | undefined, outDir: string, homeserverYaml: string | undefined): boolean {
   if (file === undefined) return false;
-  const real = (path: string): string => (existsSync(path) ? realpathSync(path) : resolve(path));
   const ours = [
     join(outDir, SECRET_FILE),
     ...(homeserverYaml === undefined ? [] : [join(dirname(homeserverYaml), SYNAPSE_COPY_NAMES.secret)]),
   ];
-  return ours.map(real).includes(real(file));
+  return ours.some((copy) => namesFile(file, [outDir], copy));
 }
 
 function readConfigOrFail(path: string): SynapseConfig {

@@ -19,6 +19,14 @@ build() {
   podman build --quiet --format docker -t "$1" -f "$2/Containerfile" "$2" >/dev/null
   echo "built $1"
 }
+# start_sum SCRIPT: the digest of a stand-in's start script, which its image carries as a label.
+start_sum() { sha256sum "$here/$1" | cut -d' ' -f1; }
+# drop_if_changed IMAGE SUM: removes a stand-in image made from another version of its start script.
+drop_if_changed() {
+  if exists "$1" && [ "$(podman image inspect --format '{{index .Config.Labels "regservice-test.start"}}' "$1")" != "$2" ]; then
+    podman rmi --force "$1" >/dev/null
+  fi
+}
 # npm_package NAME DIR: npm's package NAME unpacked in DIR/package.
 npm_package() {
   mkdir -p "$2"
@@ -68,11 +76,8 @@ ENTRYPOINT ["nginx", "-g", "daemon off;"]
 CONTAINERFILE
 fi
 # The stand-in is made anew when its start script changed since.
-start_sum=$(sha256sum "$here/synapse-start.sh" | cut -d' ' -f1)
-if exists "$SYNAPSE_IMAGE" &&
-  [ "$(podman image inspect --format '{{index .Config.Labels "regservice-test.start"}}' "$SYNAPSE_IMAGE")" != "$start_sum" ]; then
-  podman rmi --force "$SYNAPSE_IMAGE" >/dev/null
-fi
+start_sum=$(start_sum synapse-start.sh)
+drop_if_changed "$SYNAPSE_IMAGE" "$start_sum"
 if ! exists "$SYNAPSE_IMAGE"; then
   if ! exists "$SYNAPSE_ROOT_IMAGE"; then
     if [ ! -d "$SYNAPSE_ROOT/usr/lib/python3/dist-packages/synapse" ]; then
@@ -96,11 +101,8 @@ ENTRYPOINT ["/start.sh"]
 CONTAINERFILE
 fi
 # A stand-in for the postgres image: Debian's postgresql in a minbase of its own, the entrypoint postgres-start.sh.
-pg_sum=$(sha256sum "$here/postgres-start.sh" | cut -d' ' -f1)
-if exists "$POSTGRES_IMAGE" &&
-  [ "$(podman image inspect --format '{{index .Config.Labels "regservice-test.start"}}' "$POSTGRES_IMAGE")" != "$pg_sum" ]; then
-  podman rmi --force "$POSTGRES_IMAGE" >/dev/null
-fi
+pg_sum=$(start_sum postgres-start.sh)
+drop_if_changed "$POSTGRES_IMAGE" "$pg_sum"
 if ! exists "$POSTGRES_IMAGE"; then
   if ! exists "$POSTGRES_IMAGE-base"; then
     retry mmdebstrap --quiet --variant=minbase --include=postgresql-15 \
