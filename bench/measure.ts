@@ -113,3 +113,38 @@ export function peakRss(pid: number): { main: number; worker: number | undefined
   const children = childrenOf(pid);
   return { main: hwm(pid), worker: children.length === 0 ? undefined : Math.max(...children.map(hwm)) };
 }
+
+/**
+ * The memory of a process tree as if nothing else ran on the machine, MB: each process's private pages, plus its
+ * shared pages divided among the tree's processes that map the same file (or anonymous region) alone. The kernel's
+ * PSS would also divide the Node binary's pages with the bench's own Node processes, and understate the service.
+ */
+export function treeMemoryAlone(pid: number): number {
+  const tree = [pid, ...childrenOf(pid)];
+  const mappings = tree.map((each) => {
+    const byName = new Map<string, { private: number; shared: number }>();
+    let name = '';
+    for (const line of readFileSync(`/proc/${each}/smaps`, 'utf8').split('\n')) {
+      const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (head !== null) {
+        name = head[1] === '' ? `anonymous:${each}` : (head[1] as string);
+        continue;
+      }
+      const field = /^(Private_Clean|Private_Dirty|Shared_Clean|Shared_Dirty):\s+(\d+) kB/.exec(line);
+      if (field === null) continue;
+      const entry = byName.get(name) ?? { private: 0, shared: 0 };
+      if (field[1]?.startsWith('Private')) entry.private += Number(field[2]);
+      else entry.shared += Number(field[2]);
+      byName.set(name, entry);
+    }
+    return byName;
+  });
+  let kb = 0;
+  for (const byName of mappings) {
+    for (const [name, { private: own, shared }] of byName) {
+      const sharers = mappings.filter((other) => other.has(name)).length;
+      kb += own + shared / sharers;
+    }
+  }
+  return Math.round(kb / 1024);
+}

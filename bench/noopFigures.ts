@@ -1,10 +1,23 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Level } from 'level';
 import { join } from 'node:path';
 import { openLevelStore, STORE_DIRECTORY } from '../src/store/leveldb/levelStore.js';
 import type { Store } from '../src/store/store.js';
-import { childrenOf, cpuSeconds, fmt, note, peakRss, rate, SERVER, treeCpuSeconds, treeUsage, type Daemon } from './measure.js';
+import {
+  childrenOf,
+  cpuSeconds,
+  fmt,
+  median,
+  note,
+  peakRss,
+  rate,
+  SERVER,
+  treeCpuSeconds,
+  treeMemoryAlone,
+  treeUsage,
+  type Daemon,
+} from './measure.js';
 import { allRegistered, postAll } from './postLoad.js';
 import { signedBodies } from './signedBodies.js';
 
@@ -14,10 +27,22 @@ const MIN_RUN_MS = 30_000;
 const WARM_UP = 2_000;
 export const MILLION = 1_000_000;
 
+export interface LoadAnswers {
+  readonly ms: number;
+  readonly statuses: ReadonlyMap<number, number>;
+}
+
+export interface NoopHomeserver {
+  readonly url: string;
+  /** POSTs `bodies` to `url` from the homeserver's own process, with fetch, `concurrency` in flight. */
+  load(url: string, bodies: readonly string[], concurrency: number): Promise<LoadAnswers>;
+  stop(): Promise<void>;
+}
+
 /** The no-op homeserver (bench/noopHomeserver.mjs) as a process of its own; its CPU is nobody's here. */
-export async function startNoopHomeserver(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, [new URL('noopHomeserver.mjs', import.meta.url).pathname, SERVER], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+export async function startNoopHomeserver(): Promise<NoopHomeserver> {
+  const child: ChildProcess = fork(new URL('noopHomeserver.mjs', import.meta.url).pathname, [SERVER], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('error', reject);
@@ -25,6 +50,14 @@ export async function startNoopHomeserver(): Promise<{ url: string; stop: () => 
   });
   return {
     url: `http://127.0.0.1:${port}`,
+    load: (url, bodies, concurrency) =>
+      new Promise((resolve) => {
+        child.once('message', (answer) => {
+          const { ms, statuses } = answer as { ms: number; statuses: [number, number][] };
+          resolve({ ms, statuses: new Map(statuses) });
+        });
+        child.send({ url, bodies, concurrency });
+      }),
     stop: async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -73,66 +106,179 @@ export async function floorRun(daemon: Daemon, registerUrl: string, what: string
   };
 }
 
-const IDLE_SETTLE_MS = 30_000;
-const IDLE_MS = 20_000;
+const ROUNDS = 3;
+const APART_WARM_UP = 2_000;
+const APART_COUNT = 12_000;
+const TOGETHER_COUNT = 6_000;
+const IDLE_SETTLE_MS = 15_000;
+const IDLE_MS = 15_000;
 
-/** The service's CPU while nobody asks anything (timers, metrics, the store's background work), ms per second. */
-async function idleCpuMsPerSecond(daemon: Daemon): Promise<number> {
-  await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
-  const before = treeCpuSeconds(daemon.pid);
-  await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
-  return ((treeCpuSeconds(daemon.pid) - before) / IDLE_MS) * 1e6;
+/** A daemon to compare, by name: started afresh for each run, against the homeserver at the given URL. */
+export type ValidConfig = readonly [string, (homeserverUrl: string) => () => Promise<Daemon>];
+
+interface ValidRun {
+  readonly rps: number;
+  /** CPU per registration, ms: the whole tree, the primary, the workers. */
+  readonly cpuMs: number;
+  readonly primaryMs: number;
+  readonly workersMs: number;
+  readonly rss: { main: number; worker: number | undefined };
 }
 
-const row = (what: string, run: FloorRun): string =>
-  `| ${what} | ${fmt(run.count)} | ${fmt(run.rps)} | **${run.cpuMs.toFixed(2)} ms** | ${run.primaryMs.toFixed(2)} / ${run.workersMs.toFixed(2)} ms | ` +
-  `${run.switches.toFixed(1)} | ${run.rss.main} / ${run.rss.worker ?? '?'} MB |`;
+/**
+ * The two harnesses: the load generator in the bench's process (Node's http client) after a warm-up, the homeserver
+ * apart; and the load generator in the no-op homeserver's process (fetch), no warm-up, as the issue that asked for the
+ * comparison measured it. Either way only the daemon's process tree is measured.
+ */
+const HARNESSES = {
+  apart: `the no-op homeserver in a process of its own; the load from the bench's process (Node's http client), ${fmt(APART_COUNT)} registrations after a warm-up of ${fmt(APART_WARM_UP)}`,
+  together: `the load from the no-op homeserver's own process (fetch), ${fmt(TOGETHER_COUNT)} registrations, no warm-up`,
+} as const;
+type Harness = keyof typeof HARNESSES;
 
-const HEADER =
-  '| store | registrations | registrations/s | CPU per registration (whole tree) | primary / workers | context switches per registration | peak RSS: primary / largest worker |\n' +
-  '|---|---|---|---|---|---|---|';
+async function validRun(daemon: Daemon, registerUrl: string, harness: Harness, noop: NoopHomeserver, what: string): Promise<ValidRun> {
+  if (harness === 'apart') allRegistered(await postAll(registerUrl, signedBodies(APART_WARM_UP, SERVER), CONCURRENCY), `${what} (warm-up)`);
+  const bodies = signedBodies(harness === 'apart' ? APART_COUNT : TOGETHER_COUNT, SERVER);
+  const tree = treeUsage(daemon.pid);
+  const primary = cpuSeconds(daemon.pid);
+  const outcome = harness === 'apart' ? await postAll(registerUrl, bodies, CONCURRENCY) : await noop.load(registerUrl, bodies, CONCURRENCY);
+  const treeCpu = treeUsage(daemon.pid).cpuSeconds - tree.cpuSeconds;
+  const primaryCpu = cpuSeconds(daemon.pid) - primary;
+  allRegistered(outcome, what);
+  return {
+    rps: rate(bodies.length, outcome.ms),
+    cpuMs: (treeCpu / bodies.length) * 1000,
+    primaryMs: (primaryCpu / bodies.length) * 1000,
+    workersMs: ((treeCpu - primaryCpu) / bodies.length) * 1000,
+    rss: peakRss(daemon.pid),
+  };
+}
 
-/** The service's own cost per verified registration, against a homeserver that costs nothing. */
-export async function noopFigures(
-  noopUrl: string,
-  registerUrl: string,
-  service: (args: readonly string[]) => () => Promise<Daemon>,
-  databaseArgs: readonly string[] | undefined,
+interface Idle {
+  readonly memoryMb: number;
+  readonly rss: { main: number; worker: number | undefined };
+  readonly cpuMsPerSecond: number;
+}
+
+/** The daemon's memory once settled after its start, and its CPU while nobody asks anything. */
+async function idleFigures(daemon: Daemon): Promise<Idle> {
+  await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
+  const memoryMb = treeMemoryAlone(daemon.pid);
+  const rss = peakRss(daemon.pid);
+  const before = treeCpuSeconds(daemon.pid);
+  await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+  return { memoryMb, rss, cpuMsPerSecond: ((treeCpuSeconds(daemon.pid) - before) / IDLE_MS) * 1e6 };
+}
+
+const range = (values: readonly number[], digits: number): string =>
+  `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
+const rssText = (rss: { main: number; worker: number | undefined }): string =>
+  `${rss.main}${rss.worker === undefined ? '' : ` / ${rss.worker}`} MB`;
+
+/**
+ * The service's own cost per verified registration, against a homeserver that costs nothing, beside the Go original
+ * (which verifies both signatures and makes the same two homeserver calls, but writes no state): idle memory and CPU,
+ * then each harness in interleaved rounds, then the targets.
+ */
+export async function validFigures(
+  noop: NoopHomeserver,
+  registerPath: string,
+  configs: readonly ValidConfig[],
+  names: { readonly defaultWorkers: string; readonly oneProcess: string; readonly postgres?: string; readonly goOriginal?: string },
 ): Promise<void> {
-  const stores: [string, readonly string[]][] = [
-    ['LevelDB', []],
-    ...(databaseArgs === undefined ? [] : [['PostgreSQL', databaseArgs] as [string, readonly string[]]]),
-  ];
-  const results = new Map<string, FloorRun>();
-  const idle = new Map<string, number>();
-  for (const [name, args] of stores) {
-    const daemon = await service(['--matrixurl', noopUrl, ...args])();
+  note(
+    `Every daemon started afresh for each run, with run.sh's flags and rate limits and account ceilings off, ${CONCURRENCY} ` +
+      `registrations in flight, distinct signed nodes. CPU is utime+stime of the daemon's whole process tree (every thread: ` +
+      `LevelDB's compactions count). Median of ${ROUNDS} rounds, interleaved, for each harness.\n`,
+  );
+  const idle = new Map<string, Idle>();
+  for (const [name, start] of configs) {
+    const daemon = await start(noop.url)();
     try {
-      idle.set(name, await idleCpuMsPerSecond(daemon));
-      results.set(name, await floorRun(daemon, registerUrl, `the service on ${name}`));
+      idle.set(name, await idleFigures(daemon));
     } finally {
       await daemon.stop();
     }
   }
   note(
-    `A homeserver that answers the nonce and the registration at once (bench/noopHomeserver.mjs, a process of its own), ` +
-      `${CONCURRENCY} registrations in flight, distinct signed nodes, each run at least ${fmt(MIN_COUNT)} registrations and ` +
-      `${MIN_RUN_MS / 1000} s after a warm-up of ${fmt(WARM_UP)}; run.sh's flags, default workers, rate limits and account ` +
-      `ceilings off. CPU is utime+stime of the service's processes (every thread: LevelDB's compactions count).\n`,
+    `### Idle\n\n${IDLE_SETTLE_MS / 1000} s after start-up, then ${IDLE_MS / 1000} s with no request (no \`--metrics-port\`, as run.sh starts it). ` +
+      "Memory is the daemon's processes as if alone on the machine: private pages, and pages shared only among its own processes " +
+      "(the Node binary's) counted once (the kernel's PSS would share them with the bench's own Node processes too).\n",
   );
-  note(HEADER);
-  for (const [name, run] of results) note(row(name, run));
-  note(
-    `\n- Idle, before the warm-up (${IDLE_SETTLE_MS / 1000} s after start-up, then ${IDLE_MS / 1000} s with no request): the service's processes used ` +
-      [...idle].map(([name, ms]) => `${ms.toFixed(1)} ms of CPU a second on ${name}`).join(', ') +
-      ' (no `--metrics-port`, as run.sh starts it: no process collects the Node.js process metrics).',
-  );
-  for (const [name, run] of results) {
+  note('| daemon | memory (alone) | RSS: primary / largest worker | CPU while idle |\n|---|---|---|---|');
+  for (const [name, figures] of idle)
+    note(`| ${name} | **${figures.memoryMb} MB** | ${rssText(figures.rss)} | ${figures.cpuMsPerSecond.toFixed(1)} ms/s |`);
+
+  const medians = new Map<Harness, Map<string, ValidRun>>();
+  for (const harness of Object.keys(HARNESSES) as Harness[]) {
+    const all = new Map<string, ValidRun[]>(configs.map(([name]) => [name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, start] of configs) {
+        const daemon = await start(noop.url)();
+        try {
+          all
+            .get(name)!
+            .push(await validRun(daemon, `http://127.0.0.1:${daemon.port}${registerPath}`, harness, noop, `${name}, ${harness}`));
+        } finally {
+          await daemon.stop();
+        }
+      }
+    }
+    note(`\n### ${harness === 'apart' ? 'A' : 'B'}: ${HARNESSES[harness]}\n`);
     note(
-      `\n- ${name}: ${run.cpuMs.toFixed(2)} ms of CPU per registration (target ≤ 0.6 ms: ${run.cpuMs <= 0.6 ? 'met' : 'not met'}); ` +
-        `${fmt(run.rps)} registrations/s (target ≥ 1,000: ${run.rps >= 1000 ? 'met' : 'not met'}).`,
+      '| daemon | CPU per registration | range | registrations/s | range | primary / workers | peak RSS: primary / largest worker |\n|---|---|---|---|---|---|---|',
     );
+    const table = new Map<string, ValidRun>();
+    for (const [name, runs] of all) {
+      const run: ValidRun = {
+        rps: median(runs.map((r) => r.rps)),
+        cpuMs: median(runs.map((r) => r.cpuMs)),
+        primaryMs: median(runs.map((r) => r.primaryMs)),
+        workersMs: median(runs.map((r) => r.workersMs)),
+        rss: {
+          main: Math.max(...runs.map((r) => r.rss.main)),
+          worker: runs[0]?.rss.worker === undefined ? undefined : Math.max(...runs.map((r) => r.rss.worker ?? 0)),
+        },
+      };
+      table.set(name, run);
+      note(
+        `| ${name} | **${run.cpuMs.toFixed(2)} ms** | ${range(
+          runs.map((r) => r.cpuMs),
+          2,
+        )} | ${fmt(run.rps)} | ${range(
+          runs.map((r) => r.rps),
+          0,
+        )} | ` + `${run.primaryMs.toFixed(2)} / ${run.workersMs.toFixed(2)} ms | ${rssText(run.rss)} |`,
+      );
+    }
+    medians.set(harness, table);
   }
+
+  note('\n### Against the targets\n');
+  for (const [harness, table] of medians) {
+    const ours = table.get(names.defaultWorkers)!;
+    const go = names.goOriginal === undefined ? undefined : table.get(names.goOriginal);
+    const label = harness === 'apart' ? 'A' : 'B';
+    if (go !== undefined) {
+      const cpu = ours.cpuMs / go.cpuMs;
+      const pace = ours.rps / go.rps;
+      note(
+        `- ${label}: CPU per registration, LevelDB with default workers ÷ the Go original: **${cpu.toFixed(2)}×** (target ≤ 1: ${cpu <= 1 ? 'met' : 'not met'}); ` +
+          `registrations/s: **${pace.toFixed(2)}×** (target ≥ 1: ${pace >= 1 ? 'met' : 'not met'}).`,
+      );
+    }
+    const pg = names.postgres === undefined ? undefined : table.get(names.postgres);
+    if (pg !== undefined) {
+      const cpu = pg.cpuMs / ours.cpuMs;
+      note(
+        `- ${label}: CPU per registration, PostgreSQL ÷ LevelDB (default workers): **${cpu.toFixed(2)}×** (target ≤ 1.3: ${cpu <= 1.3 ? 'met' : 'not met'}); ` +
+          `registrations/s ${(pg.rps / ours.rps).toFixed(2)}×.`,
+      );
+    }
+  }
+  const one = idle.get(names.oneProcess);
+  if (one !== undefined)
+    note(`- One process (\`--workers 0\`) idle: ${one.memoryMb} MB (target ≤ 60 MB: ${one.memoryMb <= 60 ? 'met' : 'not met'}).`);
 }
 
 /** A node record as the service writes one, for a fresh key. */

@@ -55,7 +55,7 @@ export async function postAll(url: string, bodies: readonly string[], concurrenc
 }
 
 /** Every answer was a 200, or says which were not. */
-export function allRegistered(outcome: LoadOutcome, what: string): void {
+export function allRegistered(outcome: { readonly statuses: ReadonlyMap<number, number> }, what: string): void {
   const others = [...outcome.statuses].filter(([status]) => status !== 200);
   if (others.length > 0) throw new Error(`${what}: answers other than 200: ${JSON.stringify(others)}`);
 }

@@ -29,10 +29,11 @@ import {
   millionNodeDatapath,
   millionRun,
   MILLION,
-  noopFigures,
   seedStore,
   startNoopHomeserver,
+  validFigures,
   type MillionRun,
+  type ValidConfig,
 } from './noopFigures.js';
 import { floodFigures } from './floodFigures.js';
 import { refusalFigures, WRK_ARGS, type RefusalConfig } from './refusalFigures.js';
@@ -231,10 +232,12 @@ async function main(): Promise<void> {
     // Each configuration, given the service's rate-limit flags of a table (the Go original has no limits).
     const ONE_WORKER = 'this service, `--workers 1`';
     const DEFAULT_WORKERS = `this service, default workers (${cores})`;
+    const ONE_PROCESS = 'this service, one process (`--workers 0`)';
     const GO_ORIGINAL = 'Go original';
     const configs: RefusalConfig[] = [
       [ONE_WORKER, (limits) => service(['--workers', '1', ...limits])],
       [DEFAULT_WORKERS, (limits) => service(limits)],
+      [ONE_PROCESS, (limits) => service(['--workers', '0', ...limits])],
       // The measurement behind the workers' V8 flags (supervisor.ts): the setting the service does not use, beside it.
       [
         'this service, default workers, workers also `--optimize-for-size`',
@@ -268,7 +271,12 @@ async function main(): Promise<void> {
     } else if (spawnSync('wrk', ['--version']).error !== undefined) {
       note('wrk is not installed (apt-get install wrk): no HTTP figures.');
     } else {
-      await refusalFigures(configs, forgedFile, cores, { oneWorker: ONE_WORKER, defaultWorkers: DEFAULT_WORKERS, goOriginal: GO_ORIGINAL });
+      await refusalFigures(configs, forgedFile, cores, {
+        oneWorker: ONE_WORKER,
+        defaultWorkers: DEFAULT_WORKERS,
+        oneProcess: ONE_PROCESS,
+        goOriginal: GO_ORIGINAL,
+      });
     }
 
     const registerUrl = `${gate.url}/register`;
@@ -292,15 +300,31 @@ async function main(): Promise<void> {
     }
     if (runs('noop') || runs('million')) {
       const noop = await startNoopHomeserver();
-      enders.push(noop.stop);
+      enders.push(() => noop.stop());
       if (runs('noop')) {
-        note("\n## 4. Valid registrations against a no-op homeserver: the service's own cost\n");
-        await noopFigures(
-          noop.url,
-          registerUrl,
-          (args) => service([...NO_LIMITS, ...args]),
-          postgres === undefined ? undefined : databaseArgs,
-        );
+        note("\n## 4. Valid registrations against a no-op homeserver: the service's own cost, beside the Go original\n");
+        const POSTGRES = `${DEFAULT_WORKERS}, PostgreSQL store`;
+        const validConfigs: ValidConfig[] = [
+          [DEFAULT_WORKERS, (url) => service([...NO_LIMITS, '--matrixurl', url])],
+          [ONE_WORKER, (url) => service([...NO_LIMITS, '--matrixurl', url, '--workers', '1'])],
+          [ONE_PROCESS, (url) => service([...NO_LIMITS, '--matrixurl', url, '--workers', '0'])],
+          ...(postgres === undefined
+            ? []
+            : [
+                [POSTGRES, (url: string) => service([...NO_LIMITS, '--matrixurl', url, ...databaseArgs])] as ValidConfig,
+                [
+                  `${ONE_PROCESS}, PostgreSQL store`,
+                  (url: string) => service([...NO_LIMITS, '--matrixurl', url, '--workers', '0', ...databaseArgs]),
+                ] as ValidConfig,
+              ]),
+          ...(goBinary === undefined ? [] : [[GO_ORIGINAL, (url: string) => go(goBinary, url)] as ValidConfig]),
+        ];
+        await validFigures(noop, new URL(registerUrl).pathname, validConfigs, {
+          defaultWorkers: DEFAULT_WORKERS,
+          oneProcess: ONE_PROCESS,
+          ...(postgres === undefined ? {} : { postgres: POSTGRES }),
+          ...(goBinary === undefined ? {} : { goOriginal: GO_ORIGINAL }),
+        });
       }
       if (runs('million')) {
         note(`\n## 5. ${fmt(MILLION)} recorded nodes\n`);

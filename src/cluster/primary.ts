@@ -16,12 +16,14 @@ import { createUserExists } from '../homeserver/userExists.js';
 import { homeserverVersions } from '../homeserver/homeserverVersions.js';
 import { openServiceStore } from '../store/openStore.js';
 import { createMetricsServer, type Readiness } from '../http/metricsServer.js';
-import { aggregateMetrics, createPrimaryMetrics, metricsOptionsFor, type MetricsSnapshot } from '../metrics/metrics.js';
+import { aggregateMetrics, createPrimaryMetrics, metricsOptionsFor } from '../metrics/metrics.js';
 import { labelProcess, RetiredCounts } from '../metrics/processSnapshots.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
 import { RefusalSummaries } from './refusalSummaries.js';
+import { InProcessServer } from './inProcessServer.js';
+import type { RequestServers } from './requestServers.js';
 import { StartError, Supervisor } from './supervisor.js';
-import { refusalLineShare } from './workerSettings.js';
+import { refusalLineShare, workerSettingsOf } from './workerSettings.js';
 
 export { StartError } from './supervisor.js';
 
@@ -61,7 +63,8 @@ function addressPolicy(settings: Settings): { policy: AddressPolicy; summary: st
 /**
  * The primary process: the only one that opens the store and calls the homeserver. It owns the rate
  * limits, one registration per node at a time, pending entries and their reconciliation, transaction
- * de-duplication, the address lists (SIGHUP) and the start-up ping; workers serve the listener.
+ * de-duplication, the address lists (SIGHUP) and the start-up ping; workers serve the listener, or with `--workers 0`
+ * the primary itself.
  */
 export async function startPrimary(settings: Settings, log: Logger, onCrashLoop: (reason: string) => void): Promise<RunningPrimary> {
   let lists: { policy: AddressPolicy; summary: string };
@@ -122,19 +125,21 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     refusalLine: () => refusals.lineAllowed(),
   });
 
-  const supervisor = new Supervisor({
-    count: settings.workers,
-    exec: WORKER_ENTRY,
-    settings,
-    handlers: primaryApiHandlers(api),
-    log,
-    onCrashLoop,
-    onWorkerExit: workerGone,
-    stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
-  });
-  /** Workers that answer, within WORKER_ANSWER_MS, that they take connections. */
-  const serving = async (): Promise<number> =>
-    (await supervisor.collect<boolean>('serving', WORKER_ANSWER_MS)).filter((answer) => answer).length;
+  const servers: RequestServers =
+    settings.workers === 0
+      ? new InProcessServer({ settings: workerSettingsOf(settings), api, log, refusals })
+      : new Supervisor({
+          count: settings.workers,
+          exec: WORKER_ENTRY,
+          settings,
+          handlers: primaryApiHandlers(api),
+          log,
+          onCrashLoop,
+          onWorkerExit: workerGone,
+          stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
+        });
+  /** Listeners that answer, within WORKER_ANSWER_MS, that they take connections. */
+  const serving = (): Promise<number> => servers.serving(WORKER_ANSWER_MS);
   const readiness = async (): Promise<Readiness> => {
     const [homeserver, database, workers] = await Promise.allSettled([
       homeserverVersions(settings.homeserverUrl, 2000),
@@ -144,7 +149,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     return {
       homeserver: homeserver.status === 'fulfilled',
       store: database.status === 'fulfilled',
-      workers: { serving: workers.status === 'fulfilled' ? workers.value : 0, of: supervisor.count },
+      workers: { serving: workers.status === 'fulfilled' ? workers.value : 0, of: servers.count },
     };
   };
   const metricsServer =
@@ -153,11 +158,8 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
       : createMetricsServer({
           metricsText: async () => {
             // Each scrape looks as /ready does, so that an idle service still says whether it could serve.
-            const [state, { live, retired: exited }] = await Promise.all([
-              readiness(),
-              supervisor.collectWithRetired<MetricsSnapshot>('metrics', WORKER_ANSWER_MS),
-            ]);
-            metrics.observe({ ...state, workerReplacements: supervisor.replacements });
+            const [state, { live, retired: exited }] = await Promise.all([readiness(), servers.metrics(WORKER_ANSWER_MS)]);
+            metrics.observe({ ...state, workerReplacements: servers.replacements });
             await retired.add(exited);
             return aggregateMetrics([
               labelProcess(await metrics.registry.getMetricsAsJSON(), 'primary'),
@@ -169,10 +171,10 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
           readiness,
         });
   try {
-    await supervisor.start();
+    await servers.start();
     if (metricsServer !== undefined) await listen(metricsServer, settings.metricsPort, settings.metricsHost);
   } catch (error) {
-    await supervisor.stop();
+    await servers.stop();
     summaries.stop();
     await store.close();
     throw error;
@@ -268,7 +270,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     stop() {
       stopping ??= (async () => {
         log.info('stopping: no new connections, finishing requests in flight');
-        await supervisor.stop();
+        await servers.stop();
         clearInterval(reconciler);
         clearInterval(reannounce);
         pings?.stop();

@@ -1,34 +1,14 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Settings } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
+import type { MetricsSnapshot } from '../metrics/metrics.js';
 import { IpcPeer, type Channel, type Handlers } from './ipc.js';
+import { workerExecArgv } from './nodeFlags.js';
+import type { RequestServers, ServersMetrics } from './requestServers.js';
 import { WORKER_ENVIRONMENT, workerSettingsOf } from './workerSettings.js';
 
 /** Replacements that fail to start one after another before the service gives up (a crash loop). */
 export const MAX_FAILED_STARTS = 3;
-
-/**
- * The workers' V8 flags, measured under a flood of forged requests from ever-new addresses (npm run bench, and side by
- * side by hand: BENCHMARKS.md). A small young generation: V8 otherwise grows it to 3 × 16 MB per worker (peak RSS
- * ~115 → ~95 MB). A slow-growing old generation (heap grows by 10% before the next full collection, not ~2×): peak
- * RSS ~105 → ~80 MB, refusals/s unchanged within the noise.
- */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percent=10'];
-
-/**
- * The primary's own V8 flags that workers do not get, though node:cluster would pass on everything the primary was
- * started with (run.sh gives the primary --optimize-for-size): it keeps worker memory as low as the flags above do,
- * but costs the workers, the refusal hot path, about 5% of their refusals in the open case and 15% under the botnet
- * load (BENCHMARKS.md, "workers also --optimize-for-size").
- */
-const PRIMARY_ONLY_FLAGS: ReadonlySet<string> = new Set(['--optimize-for-size']);
-
-/** What a worker's Node is started with: the primary's flags but the primary-only ones and those the workers set. */
-export function workerExecArgv(primaryExecArgv: readonly string[]): string[] {
-  const nameOf = (flag: string): string => flag.split('=')[0] ?? flag;
-  const own = new Set(WORKER_V8_FLAGS.map(nameOf));
-  return [...primaryExecArgv.filter((flag) => !PRIMARY_ONLY_FLAGS.has(flag) && !own.has(nameOf(flag))), ...WORKER_V8_FLAGS];
-}
 
 export class StartError extends Error {}
 
@@ -89,7 +69,7 @@ const describeExit = (code: number | null, signal: string | null): string => (si
  * start MAX_FAILED_STARTS times in a row stop the service. Workers get only what they need of the
  * settings: no shared secret, admin token or as_token.
  */
-export class Supervisor {
+export class Supervisor implements RequestServers {
   private readonly managed = new Set<Managed>();
   /** The last answers of workers that exited, by method (collect's lastIfLate): what they counted stays counted. */
   private readonly retiredAnswers = new Map<string, unknown[]>();
@@ -180,6 +160,15 @@ export class Supervisor {
     const retired = (this.retiredAnswers.get(method) ?? []) as T[];
     this.retiredAnswers.delete(method);
     return retired;
+  }
+
+  /** Workers that answer, within `timeoutMs`, that they take connections. */
+  async serving(timeoutMs: number): Promise<number> {
+    return (await this.collect<boolean>('serving', timeoutMs)).filter((answer) => answer).length;
+  }
+
+  metrics(timeoutMs: number): Promise<ServersMetrics> {
+    return this.collectWithRetired<MetricsSnapshot>('metrics', timeoutMs);
   }
 
   /** Workers started in place of one that exited. */

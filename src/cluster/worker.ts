@@ -14,6 +14,7 @@ import { expectationFailed } from '../http/errorResponses.js';
 import { clientKeyOf, createClientKey } from '../http/clientKey.js';
 import { registerRoute } from '../http/registerRoute.js';
 import { transactionForPrimary } from '../handlers/transactionHandler.js';
+import { batchedDeliveryReports } from './deliveryReports.js';
 import { IpcPeer } from './ipc.js';
 import { primaryApiOver, type PrimaryApi } from './primaryApi.js';
 import type { WorkerSettings } from './workerSettings.js';
@@ -39,6 +40,11 @@ export interface WorkerServer {
    * connection is gone: the requests in flight have been answered, or `cutAfterMs` passed and they were cut.
    */
   close(cutAfterMs: number): Promise<void>;
+}
+
+/** How long a stop waits for requests in flight: at most one homeserver call (and the primary's store around it). */
+export function stopCutAfterMs(settings: WorkerSettings): number {
+  return settings.homeserverTimeoutMs + 1000;
 }
 
 /** How often, while stopping, connections that have become idle are closed. */
@@ -131,7 +137,8 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
   };
 }
 
-function listen(server: Server, settings: WorkerSettings): Promise<void> {
+/** Listens as `settings` say; rejects with a reason an operator can act on. */
+export function listen(server: Server, settings: WorkerSettings): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       const reason = error.code === 'EADDRINUSE' ? 'the address is already in use' : error.message;
@@ -188,26 +195,10 @@ export function runWorker(): void {
   );
   const api = primaryApiOver(peer);
 
-  /**
-   * 200s that reached their nodes, said together once this turn of the event loop is done (under load, many in one
-   * message), before the node can have sent its next request: from then on its records count as answered.
-   */
-  let reached: string[] = [];
-  const sayReached = (): void => {
-    if (reached.length > 0) api.delivered(reached, true);
-    reached = [];
-  };
-  const delivered = (localpart: string, ok: boolean): void => {
-    if (!ok) {
-      api.delivered([localpart], false);
-      return;
-    }
-    if (reached.length === 0) setImmediate(sayReached);
-    reached.push(localpart);
-  };
+  const reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached));
   const report = (): void => {
     if (!refusals.empty) api.reportRefusals(refusals.drain());
-    sayReached();
+    reports.flush();
   };
 
   async function start(settings: WorkerSettings): Promise<void> {
@@ -219,9 +210,8 @@ export function runWorker(): void {
     });
     try {
       metrics = createWorkerMetrics({ processMetrics: settings.processMetrics });
-      worker = createWorkerServer({ settings, api, log, metrics, refusals, delivered });
-      // A registration in flight waits at most for one homeserver call (and the primary's store around it).
-      cutAfterMs = settings.homeserverTimeoutMs + 1000;
+      worker = createWorkerServer({ settings, api, log, metrics, refusals, delivered: reports.delivered });
+      cutAfterMs = stopCutAfterMs(settings);
       await listen(worker.server, settings);
       setInterval(report, REPORT_INTERVAL_MS).unref();
     } catch (error) {

@@ -189,7 +189,12 @@ export const OPTION_SPECS = [
     argName: '<n>',
     description: 'new accounts per day on the whole service, 0 = no ceiling',
   },
-  { key: 'workers', kind: 'integer', argName: '<n>', description: 'worker processes serving requests' },
+  {
+    key: 'workers',
+    kind: 'integer',
+    argName: '<n>',
+    description: 'worker processes serving requests; 0 = the primary serves them itself (one process)',
+  },
   {
     key: 'refusal-summary-interval',
     kind: 'integer',

@@ -25,6 +25,7 @@ import type { FileOwner } from './fileOwners.js';
 import { changesSynapseMustReload, type PreviousDeployment } from './previousDeployment.js';
 import { renderTemplate, shellQuote } from './template.js';
 import { systemdPath, systemdUserName } from './unitValues.js';
+import { PRIMARY_NODE_FLAGS } from '../cluster/nodeFlags.js';
 
 export { GenconfigError } from './genconfigError.js';
 
@@ -190,6 +191,7 @@ export function planGenconfig(input: GenconfigInput): GenconfigPlan {
   const run = renderTemplate(input.runTemplate, {
     DATE: input.now.toISOString(),
     NODE: shellQuote(input.nodePath),
+    NODE_FLAGS: PRIMARY_NODE_FLAGS.join(' '),
     BIN: shellQuote(input.binPath),
     SERVER_NAME: shellQuote(settings.serverName),
     HOMESERVER_URL: shellQuote(settings.homeserverUrl),

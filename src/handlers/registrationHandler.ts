@@ -116,19 +116,21 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     return { ...user, userId };
   }
 
+  /** A recorded node's answer: 409, unless its 200 never reached it (then the same answer again). */
+  function answerRecorded(recorded: NodeRecord): RegisteredUser {
+    if (recorded.answered !== false || answeredNow(recorded.localpart)) throw userInUse('this node is already registered');
+    // The same answer again, without logging in anew: a replayed body gets no token of its own.
+    return { userId: recorded.userId, homeServer: deps.serverName };
+  }
+
   async function register(request: NewNode, clientAddress: string): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
     const userId = userIdFor(localpart, deps.serverName);
-    const answerRecorded = async (recorded: NodeRecord): Promise<RegisteredUser> => {
-      if (recorded.answered !== false || answeredNow(localpart)) throw userInUse('this node is already registered');
-      // The same answer again, without logging in anew: a replayed body gets no token of its own.
-      return { userId: recorded.userId, homeServer: deps.serverName };
-    };
-    const recorded = await nodes.get(localpart);
-    if (recorded !== undefined) return answerRecorded(recorded);
-    // The lease keeps every other gate from calling the homeserver for this node while this one may be.
+    // The lease keeps every other gate from calling the homeserver for this node while this one may be. The claim
+    // also looks for the node's record, and writes nothing when there is one.
     const claimSentAt = Date.now();
     const claim = await nodes.claimPending({ localpart, userId, displayname, startedAt: now().toISOString() });
+    if ('recorded' in claim) return answerRecorded(claim.recorded);
     if (!claim.claimed) {
       throw retryLater(503, 'M_UNKNOWN', 'a registration of this node is in progress on another gate; retry later', claim.retryAfterMs);
     }
@@ -152,13 +154,6 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     lease: HeldLease,
   ): Promise<RegisteredUser> {
     const { localpart, displayname } = request;
-    // Another gate may have confirmed the node between our first look and the claim (its pending entry gone with it).
-    const confirmedMeanwhile = await nodes.get(localpart);
-    if (confirmedMeanwhile !== undefined) {
-      await nodes.deletePending(localpart);
-      if (confirmedMeanwhile.answered !== false || answeredNow(localpart)) throw userInUse('this node is already registered');
-      return { userId: confirmedMeanwhile.userId, homeServer: deps.serverName };
-    }
     // Written unanswered: it counts as answered once the 200 reached the node (delivered).
     const recordOf = (registeredUserId: string): NodeRecord => ({
       localpart,
@@ -213,8 +208,11 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       if (error instanceof MatrixError && error.status === 409) {
         // The earlier attempt's account, created after we stopped waiting for it: the node's own.
         if (interrupted) return completeInterrupted();
-        // Already on the homeserver before any attempt of ours: not ours, and it keeps its 409.
+        // Another gate recorded the node while our claim ran (a record the claim could not see yet): its record decides.
+        const recordedMeanwhile = await nodes.get(localpart);
         await nodes.deletePending(localpart);
+        if (recordedMeanwhile !== undefined) return answerRecorded(recordedMeanwhile);
+        // Already on the homeserver before any attempt of ours: not ours, and it keeps its 409.
       }
       // Anything else may have happened or not: it stays pending.
       throw error;
@@ -286,7 +284,13 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       for (const pending of await nodes.listReconcilable()) {
         const outcome = await exclusively(pending.localpart, async () => {
           // Another gate may be reconciling it, or the node registering again there.
-          if (!(await nodes.claimPending(pending)).claimed) return 'skipped' as const;
+          const claim = await nodes.claimPending(pending);
+          if ('recorded' in claim) {
+            // Recorded meanwhile: the entry is left over.
+            await nodes.deletePending(pending.localpart);
+            return 'dropped' as const;
+          }
+          if (!claim.claimed) return 'skipped' as const;
           if (await calls(() => deps.userExists(pending.userId))) {
             await nodes.confirm({
               localpart: pending.localpart,

@@ -1,10 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import express, { type Express } from 'express';
 import type { TransactionHandler } from '../handlers/transactionHandler.js';
 import type { UserQuery } from '../handlers/userQuery.js';
 import type { Logger } from '../log/logger.js';
-import { appserviceRouter } from './appserviceRoutes.js';
-import { errorHandler, methodNotAllowed, missingHost, unrecognized, unrecognizedRequest } from './errorResponses.js';
+import { createAppserviceRoutes } from './appserviceRoutes.js';
+import { methodNotAllowed, missingHost, unrecognizedRequest } from './errorResponses.js';
 import type { RegisterRoute } from './registerRoute.js';
 
 export interface AppDeps {
@@ -19,26 +18,13 @@ export interface AppDeps {
   readonly log: Logger;
 }
 
-/** The Express routes, below the base path: everything but the /register hot path (see createRequestListener). */
-function createApp(deps: AppDeps): Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  app.post('/register', deps.registerRoute);
-  app.all('/register', methodNotAllowed);
-  app.use(appserviceRouter(deps));
-  app.use(unrecognized);
-  app.use(errorHandler(deps.log));
-  return app;
-}
-
 /**
- * The server's request listener. The base path (from the registration url, any characters) is matched and cut off
- * here, so that Express never compiles it as a route pattern; POST <basePath>/register goes straight to its handler,
- * the hot path every forged request takes; everything else below the base path goes through Express.
+ * The server's request listener. The base path (from the registration url, any characters) is matched as text and
+ * cut off; POST <basePath>/register goes straight to its handler, the hot path every forged request takes; everything
+ * else below the base path goes to the application-service routes.
  */
 export function createRequestListener(deps: AppDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const app = createApp(deps);
+  const appservice = createAppserviceRoutes(deps);
   const { basePath } = deps;
   return (req, res) => {
     if (req.headers.host === undefined && req.httpVersion === '1.1') {
@@ -52,11 +38,13 @@ export function createRequestListener(deps: AppDeps): (req: IncomingMessage, res
       return;
     }
     const rest = url.slice(basePath.length);
-    if (req.method === 'POST' && (rest === '/register' || rest.startsWith('/register?'))) {
-      deps.registerRoute(req, res);
+    const queryAt = rest.indexOf('?');
+    const path = queryAt === -1 ? rest : rest.slice(0, queryAt);
+    if (path === '/register' || path === '/register/') {
+      if (req.method === 'POST') deps.registerRoute(req, res);
+      else methodNotAllowed(req, res);
       return;
     }
-    req.url = rest.startsWith('/') ? rest : `/${rest}`;
-    app(req, res);
+    appservice(req, res, path === '' ? '/' : path, queryAt === -1 ? '' : rest.slice(queryAt + 1));
   };
 }

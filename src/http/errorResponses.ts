@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { MatrixError } from '../protocol/matrixError.js';
 import type { Logger } from '../log/logger.js';
 
@@ -13,40 +12,17 @@ export function sendMatrixError(res: ServerResponse, error: MatrixError): void {
   sendJson(res, error.status, error.toJSON(), error.headers);
 }
 
-interface BodyParserError {
-  readonly type?: string;
-  readonly status?: number;
-}
-
-/** Maps anything thrown below the HTTP layer to a Matrix error body; unknown errors are logged and become 500. */
+/** The Matrix error a failure below the HTTP layer is answered with; undefined for the unexpected (a 500). */
 export function toMatrixError(error: unknown): MatrixError | undefined {
-  if (error instanceof MatrixError) return error;
-  const { type, status } = (error ?? {}) as BodyParserError;
-  switch (type) {
-    case 'entity.parse.failed':
-      return new MatrixError(400, 'M_NOT_JSON', 'request body is not valid JSON');
-    case 'entity.too.large':
-      return new MatrixError(413, 'M_TOO_LARGE', 'request body is too large');
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return new MatrixError(415, 'M_UNKNOWN', 'request body encoding is not supported; send UTF-8 JSON');
-    case 'request.aborted':
-    case 'request.size.invalid':
-    case 'stream.encoding.set':
-      return new MatrixError(400, 'M_UNKNOWN', 'request body was incomplete');
-    default:
-      if (typeof status === 'number' && status >= 400 && status < 500) {
-        return new MatrixError(status, 'M_UNKNOWN', 'bad request');
-      }
-      return undefined;
-  }
+  return error instanceof MatrixError ? error : undefined;
 }
 
-export function errorHandler(log: Logger): ErrorRequestHandler {
-  return (error: unknown, _req, res, _next) => {
+/** Answers whatever a route threw: its Matrix error, or 500 (logged) for anything unexpected. */
+export function answerFailure(log: Logger): (error: unknown, res: ServerResponse) => void {
+  return (error, res) => {
     const matrixError = toMatrixError(error);
     if (matrixError !== undefined) {
-      sendMatrixError(res, matrixError);
+      if (!res.headersSent) sendMatrixError(res, matrixError);
       return;
     }
     log.error('unexpected error while handling a request', { reason: (error as Error)?.message ?? String(error) });
@@ -68,8 +44,6 @@ export function unrecognizedRequest(res: ServerResponse): void {
   sendMatrixError(res, new MatrixError(404, 'M_UNRECOGNIZED', 'unrecognized request'));
 }
 
-export const unrecognized: RequestHandler = (_req, res) => unrecognizedRequest(res);
-
-export const methodNotAllowed: RequestHandler = (req, res) => {
+export function methodNotAllowed(req: IncomingMessage, res: ServerResponse): void {
   sendMatrixError(res, new MatrixError(405, 'M_UNRECOGNIZED', `method ${req.method} is not allowed here`));
-};
+}

@@ -1,4 +1,3 @@
-import winston from 'winston';
 import type { Verbosity } from '../config/settings.js';
 
 export const LOG_LEVELS = { critical: 0, error: 1, warn: 2, info: 3, debug: 4, trace: 5 } as const;
@@ -34,41 +33,44 @@ export interface LoggerOptions {
   readonly stream?: NodeJS.WritableStream;
 }
 
-/** One line per event: `time level message key=value …`, with every known secret replaced. */
+/**
+ * One line per event: `time level message key=value …`, with every known secret replaced. Written straight to the
+ * stream: a line per registration is on the hot path, and a logging framework here cost memory and CPU for nothing
+ * this format needs (BENCHMARKS.md, section 4).
+ */
 export function createLogger(options: LoggerOptions): Logger {
-  const secrets = new Set<string>((options.secrets ?? []).filter((secret) => secret.length >= 4));
+  const secrets = [...new Set<string>((options.secrets ?? []).filter((secret) => secret.length >= 4))];
   const scrub = (text: string): string => {
     let result = text;
-    for (const secret of secrets) result = result.replaceAll(secret, REDACTED);
+    for (const secret of secrets) if (result.includes(secret)) result = result.replaceAll(secret, REDACTED);
     return result;
   };
-
-  const line = winston.format.printf((info) => {
-    const { level, message, timestamp, ...fields } = info;
-    const pairs = Object.entries(fields)
-      .filter(([, value]) => value !== undefined)
-      .map(([key, value]) => `${key}=${formatValue(value)}`);
-    return scrub([String(timestamp), level, String(message), ...pairs].join(' '));
-  });
-
-  const transport =
-    options.stream === undefined
-      ? new winston.transports.Console({ stderrLevels: Object.keys(LOG_LEVELS) })
-      : new winston.transports.Stream({ stream: options.stream });
-  const winstonLogger = winston.createLogger({
-    levels: LOG_LEVELS,
-    level: LEVEL_BY_VERBOSITY[options.verbosity] ?? 'info',
-    format: winston.format.combine(winston.format.timestamp(), line),
-    transports: [transport],
+  const stream = options.stream ?? process.stderr;
+  let writable = true;
+  // A broken stream (standard error's reader gone, a full disk) must not take the service down: lines are dropped.
+  stream.on('error', () => {
+    writable = false;
   });
 
   const threshold = LOG_LEVELS[LEVEL_BY_VERBOSITY[options.verbosity] ?? 'info'];
-  // Lines above the verbosity are dropped here, before winston formats them: this runs per request.
+  const write = (level: LogLevel, message: string, fields: LogFields): void => {
+    let text = `${new Date().toISOString()} ${level} ${message}`;
+    for (const key in fields) {
+      if (options.fields !== undefined && key in options.fields) continue;
+      const value = fields[key];
+      if (value !== undefined) text += ` ${key}=${formatValue(value)}`;
+    }
+    for (const key in options.fields) {
+      const value = options.fields[key];
+      if (value !== undefined) text += ` ${key}=${formatValue(value)}`;
+    }
+    stream.write(`${scrub(text)}\n`);
+  };
+  // Lines above the verbosity are dropped before anything is formatted: this runs per request.
   const at =
     (level: LogLevel) =>
     (message: string, fields: LogFields = {}): void => {
-      if (LOG_LEVELS[level] <= threshold)
-        winstonLogger.log(level, message, options.fields === undefined ? fields : { ...fields, ...options.fields });
+      if (LOG_LEVELS[level] <= threshold && writable) write(level, message, fields);
     };
   return {
     critical: at('critical'),
@@ -80,8 +82,11 @@ export function createLogger(options: LoggerOptions): Logger {
     enabled: (level) => LOG_LEVELS[level] <= threshold,
     close: () =>
       new Promise<void>((resolve) => {
-        winstonLogger.on('finish', () => resolve());
-        winstonLogger.end();
+        const wasWritable = writable;
+        writable = false;
+        // Standard error stays open for whatever comes after; a stream of our own is ended once its lines are out.
+        if (options.stream === undefined || !wasWritable) resolve();
+        else options.stream.end(() => resolve());
       }),
   };
 }

@@ -1,5 +1,5 @@
-import { LRUCache } from 'lru-cache';
 import type { CeilingCounter } from './ceilingCounter.js';
+import { keyCache } from './keyCache.js';
 import { MAX_REMEMBERED_KEYS, type LimitSpec } from './rateLimiter.js';
 
 interface Window {
@@ -17,7 +17,7 @@ export function createMemoryCeilingCounter(
   options: { readonly maxKeys?: number; readonly now?: () => number } = {},
 ): CeilingCounter {
   const now = options.now ?? Date.now;
-  const windows = new LRUCache<string, Window>({ max: options.maxKeys ?? MAX_REMEMBERED_KEYS });
+  const windows = keyCache<Window>(options.maxKeys ?? MAX_REMEMBERED_KEYS);
   return {
     async take(key) {
       const at = now();

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { keyCache } from './keyCache.js';
 import { ALLOWED, MAX_REMEMBERED_KEYS, WINDOW_MS, type RateLimiter } from './rateLimiter.js';
 
 /**
@@ -9,8 +9,7 @@ export function createMemoryRateLimiter(
   points: number,
   options: { readonly maxKeys?: number; readonly now?: () => number; readonly windowMs?: number } = {},
 ): RateLimiter {
-  const used = new LRUCache<string, number>({
-    max: options.maxKeys ?? MAX_REMEMBERED_KEYS,
+  const used = keyCache<number>(options.maxKeys ?? MAX_REMEMBERED_KEYS, {
     ttl: options.windowMs ?? WINDOW_MS,
     noUpdateTTL: true,
     ttlAutopurge: false,

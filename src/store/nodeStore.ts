@@ -24,10 +24,13 @@ export interface PendingRegistration {
 
 /**
  * The answer to a claim on a node's pending entry. Claimed: this gate may call the homeserver for the node (and
- * `interrupted` says an earlier attempt's entry was there). Held: another gate's call may be in flight.
+ * `interrupted` says an earlier attempt's entry was there). Held: another gate's call may be in flight. Recorded: the
+ * node is registered already, and nothing was written.
  */
 export type PendingClaim =
-  { readonly claimed: true; readonly interrupted: boolean } | { readonly claimed: false; readonly retryAfterMs: number };
+  | { readonly claimed: true; readonly interrupted: boolean }
+  | { readonly claimed: false; readonly retryAfterMs: number }
+  | { readonly claimed: false; readonly recorded: NodeRecord };
 
 /**
  * A pending entry carries a lease: its holder (one store instance: one gate's primary, for one run) and an end. While the
@@ -43,7 +46,8 @@ export interface NodeStore {
   getPending(localpart: string): Promise<PendingRegistration | undefined>;
   /**
    * Written before the homeserver is called, so a crash leaves a trace to reconcile: takes (or renews) the lease on
-   * the node's entry, unless another holder's lease is live.
+   * the node's entry, unless the node is recorded (its record is answered, in the same look) or another holder's lease
+   * is live.
    */
   claimPending(pending: PendingRegistration): Promise<PendingClaim>;
   /**

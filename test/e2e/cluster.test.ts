@@ -1,20 +1,20 @@
 import { strict as assert } from 'node:assert';
-import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { generateGate, type Gate } from '../support/gate.js';
+import type { Gate } from '../support/gate.js';
+import { gateBesideSynapse, type GateBesideSynapse } from '../support/gateBesideSynapse.js';
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
 import { passwordLogin } from '../support/matrixClient.js';
 import { alive, childrenOf, memoryHolds } from '../support/processTree.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
 import { freePort, waitFor } from '../support/ports.js';
-import { startSynapse, synapseAvailability, type RunningSynapse } from '../support/synapse.js';
+import { synapseAvailability } from '../support/synapse.js';
 
 const availability = synapseAvailability();
 const serverName = 'photon.test';
@@ -106,9 +106,8 @@ describe(
   { skip: availability.available ? false : availability.reason },
   () => {
     const scope = suiteScope();
-    let secretDir: string;
+    let deployment: GateBesideSynapse | undefined;
     let secretFile: string;
-    let synapse: RunningSynapse | undefined;
     let gate: Gate;
     let homeserverUrl: string;
     let proxy: FaultProxy;
@@ -134,27 +133,13 @@ describe(
       );
 
     before(async () => {
-      secretDir = mkdtempSync(join(tmpdir(), 'regservice-cluster-'));
-      secretFile = join(secretDir, 'shared_secret');
-      writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
-      const synapsePort = await freePort();
-      homeserverUrl = process.env.SYNAPSE_URL ?? `http://127.0.0.1:${synapsePort}`;
-      gate = await generateGate(scope, { serverName, homeserverUrl, genconfigArgs: ['--sharesecret-file', secretFile] });
-      if (process.env.SYNAPSE_URL === undefined) {
-        synapse = await startSynapse(scope, {
-          serverName,
-          port: synapsePort,
-          sharedSecretFile: secretFile,
-          appserviceFiles: [gate.registrationFile],
-        });
-      }
+      deployment = await gateBesideSynapse(scope, serverName, 'regservice-cluster-');
+      ({ gate, homeserverUrl, secretFile } = deployment);
       proxy = await startFaultProxy(scope, homeserverUrl);
     });
 
     after(async () => {
-      if (gate !== undefined) await gate.stop('SIGKILL');
-      if (synapse !== undefined) await synapse.stop();
-      for (const dir of [secretDir, gate?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+      await deployment?.end();
     });
 
     it('starts one worker per core by default; nodes register on every worker and log in', async () => {
@@ -452,11 +437,11 @@ describe(
       const registration = gate.registration as { as_token: string; hs_token: string };
       const sharedSecret = readFileSync(secretFile, 'utf8').trim();
       // The workers have served Synapse's pings and transactions, which present the hs_token: only its digest is theirs.
-      assert.ok(readFileSync(`/proc/${primary}/cmdline`, 'utf8').includes('--optimize-for-size'), "run.sh's flag for the primary");
+      assert.ok(readFileSync(`/proc/${primary}/cmdline`, 'utf8').includes('--v8-pool-size=1'), "run.sh's flag for the primary");
       for (const worker of childrenOf(primary)) {
         const cmdline = readFileSync(`/proc/${worker}/cmdline`, 'utf8');
         assert.ok(
-          !cmdline.includes('--optimize-for-size') && cmdline.includes('--max-semi-space-size=2'),
+          !cmdline.includes('--v8-pool-size') && cmdline.includes('--max-semi-space-size=2'),
           'the workers have their own V8 flags',
         );
         const environ = readFileSync(`/proc/${worker}/environ`, 'utf8') + cmdline;

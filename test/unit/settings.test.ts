@@ -5,7 +5,14 @@ import { describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
 import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
 import { loadSettings } from '../../src/config/loadSettings.js';
-import { COMMAND_LINE, describeDefault, resolveSettings, SettingsError, type SettingsLayer } from '../../src/config/settings.js';
+import {
+  COMMAND_LINE,
+  defaultWorkers,
+  describeDefault,
+  resolveSettings,
+  SettingsError,
+  type SettingsLayer,
+} from '../../src/config/settings.js';
 import { envName, OPTION_SPECS } from '../../src/config/options.js';
 import { sharedSettingDifferences, sharedSettingsOf } from '../../src/config/sharedSettings.js';
 import { databaseUrlProblem, describeDatabaseUrl, urlHasPassword, urlSecrets } from '../../src/config/databaseUrl.js';
@@ -141,7 +148,7 @@ describe('settings checked before start', () => {
             host: 'bad host',
             'metrics-host': 'x;y',
             'trusted-proxies': 'loopback,bogus',
-            workers: 0,
+            workers: -1,
             'rate-limit-ipv6-prefix': 16,
           },
         },
@@ -150,7 +157,7 @@ describe('settings checked before start', () => {
     assert.match(problems, /host must be an IP address or a host name, got "bad host"/);
     assert.match(problems, /metrics-host must be an IP address or a host name, got "x;y"/);
     assert.match(problems, /trusted-proxies must be comma-separated addresses, CIDRs/);
-    assert.match(problems, /workers \(from command line\) must be a whole number from 1 to 1024/);
+    assert.match(problems, /workers \(from command line\) must be a whole number from 0 to 1024/);
     assert.match(problems, /rate-limit-ipv6-prefix \(from command line\) must be a whole number from 32 to 128/);
     const fine = resolveSettings([
       {
@@ -343,6 +350,14 @@ describe('the settings gates sharing one database must agree on', () => {
       { gate: 'c:8009', settings: { matrixdomain: 'hs.example.org' } }, // an older gate, which knows fewer settings
     ]);
     assert.deepEqual(differences, [{ key: 'rate-limit-client', here: '10', gate: 'b:8009', there: '20' }]);
+  });
+});
+
+describe('worker processes by default (--workers)', () => {
+  it('are one per core, and none (one process) on a machine with one core', () => {
+    assert.equal(defaultWorkers(1), 0);
+    assert.equal(defaultWorkers(2), 2);
+    assert.equal(defaultWorkers(16), 16);
   });
 });
 

@@ -91,7 +91,7 @@ describe('two gates on one PostgreSQL store', () => {
     assert.equal(registrarA.calls, 1);
   });
 
-  it('never calls the homeserver for a node another gate confirmed between the first look and the claim', async () => {
+  it('never calls the homeserver for a node another gate confirmed before its claim: the claim sees the record', async () => {
     const storeA = await postgres.fresh();
     const storeB = await postgres.laterRun(storeA);
     const body = node();
@@ -116,6 +116,45 @@ describe('two gates on one PostgreSQL store', () => {
     await assert.rejects(gate(racing, registrarB).register(parseRegistrationRequest(body)), isStatus(409));
     assert.equal(registrarB.calls, 0);
     assert.equal(await storeB.nodes.getPending(body.localpart), undefined, 'no pending entry left behind');
+  });
+
+  it("answers from the other gate's record when that gate confirmed the node while this gate's claim ran", async () => {
+    const storeA = await postgres.fresh();
+    const storeB = await postgres.laterRun(storeA);
+    const [answered, unanswered] = [node(), node()];
+    const confirmOnA = (body: ReturnType<typeof node>, wasAnswered: boolean) =>
+      storeA.nodes.confirm({
+        localpart: body.localpart,
+        userId: `@${body.localpart}:${SERVER}`,
+        displayname: body.displayname,
+        registeredAt: new Date().toISOString(),
+        answered: wasAnswered,
+      });
+    // Gate B's claim saw no record; gate A's record lands before B's homeserver call, which the homeserver refuses.
+    const inUse = countingRegistrar(async () => {
+      throw new MatrixError(409, 'M_USER_IN_USE', 'User ID already taken.');
+    });
+    for (const [body, wasAnswered] of [
+      [answered, true],
+      [unanswered, false],
+    ] as const) {
+      const racing: Store = {
+        ...storeB,
+        nodes: {
+          ...storeB.nodes,
+          claimPending: async (entry) => {
+            const claim = await storeB.nodes.claimPending(entry);
+            await confirmOnA(body, wasAnswered);
+            return claim;
+          },
+        },
+      };
+      const outcome = gate(racing, inUse).register(parseRegistrationRequest(body));
+      if (wasAnswered) await assert.rejects(outcome, isStatus(409), 'its 200 reached it through gate A');
+      else assert.equal((await outcome).userId, `@${body.localpart}:${SERVER}`, 'its 200 never reached it: this is its answer');
+      assert.equal(await storeB.nodes.getPending(body.localpart), undefined, 'no pending entry left behind');
+    }
+    assert.equal(inUse.calls, 2);
   });
 
   it("completes a dead gate's registration on another gate once its lease is over: by reconciling, or on the node's retry", async () => {

@@ -3,7 +3,8 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
-import { MAX_FAILED_STARTS, StartError, Supervisor, workerExecArgv } from '../../src/cluster/supervisor.js';
+import { MAX_FAILED_STARTS, StartError, Supervisor } from '../../src/cluster/supervisor.js';
+import { PRIMARY_NODE_FLAGS, workerExecArgv } from '../../src/cluster/nodeFlags.js';
 import { WORKER_ENVIRONMENT, workerSettingsOf } from '../../src/cluster/workerSettings.js';
 import { resolveSettings } from '../../src/config/settings.js';
 import { capturingLogger } from '../support/capturingLogger.js';
@@ -177,13 +178,20 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
   });
 });
 
-describe("workers' V8 flags", () => {
-  it("are the primary's but --optimize-for-size and those the workers set themselves", () => {
-    assert.deepEqual(workerExecArgv(['--max-semi-space-size=2', '--optimize-for-size', '--enable-source-maps']), [
-      '--enable-source-maps',
-      '--max-semi-space-size=2',
-      '--heap-growing-percent=10',
-    ]);
+describe("the processes' Node flags", () => {
+  it("are the primary's for workers but the primary-only ones and those the workers set themselves", () => {
+    assert.deepEqual(
+      workerExecArgv(['--max-semi-space-size=4', '--optimize-for-size', '--v8-pool-size=1', '--enable-source-maps', ...PRIMARY_NODE_FLAGS]),
+      ['--enable-source-maps', '--max-semi-space-size=2', '--heap-growing-percent=10'],
+    );
+  });
+
+  it('are the same in run.sh and in the container image', () => {
+    const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+    assert.deepEqual(JSON.parse(entrypoint ?? '[]'), ['node', ...PRIMARY_NODE_FLAGS, '/app/bin/matrix-regservice']);
+    const template = readFileSync(new URL('../../run.sh.template', import.meta.url), 'utf8');
+    assert.match(template, /^exec \{\{NODE\}\} \{\{NODE_FLAGS\}\} \{\{BIN\}\}/m);
   });
 });
 

@@ -61,6 +61,8 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
       return stored === undefined ? undefined : entryOf(stored);
     },
     async claimPending(entry): Promise<PendingClaim> {
+      const recorded = nodes.getSync(entry.localpart) as NodeRecord | undefined;
+      if (recorded !== undefined) return { claimed: false, recorded };
       const interrupted = getStored(entry.localpart) !== undefined;
       await write([putPending({ ...entryOf(entry), holder: options.holder, leaseUntil: now() + options.leaseMs })]);
       return { claimed: true, interrupted };

@@ -51,19 +51,25 @@ const nodeValues = (record: NodeRecord): unknown[] => [
 ];
 
 /**
- * The claim in one statement: insert the entry, or take over one whose lease is ours or has ended; `previous` is the
- * entry as it was before (an interrupted attempt), and how long its lease still runs when the claim fails.
+ * The claim in one statement, one round trip: the node's record if it has one (then nothing is written); else insert
+ * the entry, or take over one whose lease is ours or has ended. `previous` is the entry as it was before (an
+ * interrupted attempt), and how long its lease still runs when the claim fails. A record another gate writes while
+ * this runs is not seen: the homeserver then answers M_USER_IN_USE, and the handler looks again.
  */
-const CLAIM = `WITH previous AS (SELECT lease_until FROM regservice_pending WHERE localpart = $1),
+const CLAIM = `WITH recorded AS (SELECT ${NODE_COLUMNS} FROM regservice_nodes WHERE localpart = $1),
+  previous AS (SELECT lease_until FROM regservice_pending WHERE localpart = $1),
   claimed AS (
     INSERT INTO regservice_pending (${PENDING_COLUMNS}, holder, lease_until)
-      VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 millisecond')
+      SELECT $1::text, $2::text, $3::text, $4::timestamptz, $5::text, now() + $6::bigint * interval '1 millisecond'
+      WHERE NOT EXISTS (SELECT 1 FROM recorded)
     ON CONFLICT (localpart) DO UPDATE SET user_id = EXCLUDED.user_id, displayname = EXCLUDED.displayname,
       started_at = EXCLUDED.started_at, holder = EXCLUDED.holder, lease_until = EXCLUDED.lease_until
       WHERE regservice_pending.holder = EXCLUDED.holder OR regservice_pending.lease_until <= now()
     RETURNING 1)
   SELECT EXISTS (SELECT 1 FROM claimed) AS claimed, EXISTS (SELECT 1 FROM previous) AS existed,
-    (SELECT ceil(extract(epoch FROM lease_until - now()) * 1000) FROM previous)::bigint AS remaining_ms`;
+    (SELECT ceil(extract(epoch FROM lease_until - now()) * 1000) FROM previous)::bigint AS remaining_ms,
+    recorded.*
+  FROM (SELECT 1) AS one LEFT JOIN recorded ON true`;
 
 /** Node records and pending entries in PostgreSQL, shared by every gate; leases use the database's clock. */
 export function createPgNodeStore(pool: pg.Pool, options: { readonly holder: string; readonly leaseMs: number }): NodeStore {
@@ -88,15 +94,11 @@ export function createPgNodeStore(pool: pg.Pool, options: { readonly holder: str
       return rows[0] === undefined ? undefined : pendingOf(rows[0]);
     },
     async claimPending(entry): Promise<PendingClaim> {
-      const { rows } = await query<{ claimed: boolean; existed: boolean; remaining_ms: string | null }>(pool, CLAIM, [
-        entry.localpart,
-        entry.userId,
-        entry.displayname,
-        entry.startedAt,
-        options.holder,
-        options.leaseMs,
-      ]);
+      const { rows } = await query<
+        { claimed: boolean; existed: boolean; remaining_ms: string | null } & (NodeRow | { [K in keyof NodeRow]: null })
+      >(pool, CLAIM, [entry.localpart, entry.userId, entry.displayname, entry.startedAt, options.holder, options.leaseMs]);
       const row = rows[0];
+      if (row !== undefined && row.localpart !== null) return { claimed: false, recorded: recordOf(row) };
       if (row?.claimed === true) return { claimed: true, interrupted: row.existed };
       return { claimed: false, retryAfterMs: Math.max(1000, Number(row?.remaining_ms ?? 1000)) };
     },

@@ -1,0 +1,65 @@
+import type { Logger } from '../log/logger.js';
+import type { RefusalTally } from '../log/refusalTally.js';
+import { createWorkerMetrics } from '../metrics/metrics.js';
+import { batchedDeliveryReports, type DeliveryReports } from './deliveryReports.js';
+import type { PrimaryApi } from './primaryApi.js';
+import type { RequestServers, ServersMetrics } from './requestServers.js';
+import { StartError } from './supervisor.js';
+import { createWorkerServer, listen, stopCutAfterMs, type WorkerServer } from './worker.js';
+import type { WorkerSettings } from './workerSettings.js';
+
+/**
+ * One process (`--workers 0`): the primary serves the listener itself, through the same request path a worker has,
+ * calling the primary's API directly instead of over IPC. For machines with one core, where a worker beside the
+ * primary costs memory and buys nothing.
+ */
+export class InProcessServer implements RequestServers {
+  readonly count = 1;
+  readonly replacements = 0;
+  private readonly metricsOfRequests = createWorkerMetrics({ processMetrics: false });
+  private readonly reports: DeliveryReports;
+  private readonly worker: WorkerServer;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly options: {
+      readonly settings: WorkerSettings;
+      readonly api: PrimaryApi;
+      readonly log: Logger;
+      /** The primary's own tally: refusals counted here are in its summaries at once. */
+      readonly refusals: RefusalTally;
+    },
+  ) {
+    const { settings, api, log, refusals } = options;
+    this.reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached));
+    this.worker = createWorkerServer({ settings, api, log, metrics: this.metricsOfRequests, refusals, delivered: this.reports.delivered });
+  }
+
+  async start(): Promise<void> {
+    try {
+      await listen(this.worker.server, this.options.settings);
+    } catch (error) {
+      throw new StartError((error as Error).message);
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.worker.server.listening) await this.worker.close(stopCutAfterMs(this.options.settings));
+      this.reports.flush();
+    })();
+    return this.stopping;
+  }
+
+  serving(): Promise<number> {
+    const { server } = this.worker;
+    if (!server.listening || this.stopping !== undefined) return Promise.resolve(0);
+    return new Promise((resolve) =>
+      server.getConnections((error, count) => resolve(error === null && count < server.maxConnections ? 1 : 0)),
+    );
+  }
+
+  async metrics(): Promise<ServersMetrics> {
+    return { live: [{ slot: 0, value: await this.metricsOfRequests.registry.getMetricsAsJSON() }], retired: [] };
+  }
+}
