@@ -22,6 +22,8 @@ const DEFAULT_LIMIT_S: Readonly<Record<string, number>> = { 'test/unit': 120, 't
 const LIMIT_S: Readonly<Record<string, number>> = {
   // Builds the service's image (npm ci and tsc inside a container), then runs the compose deployment.
   'test/e2e/containers.test.ts': 900,
+  // The fuzzer runs for FUZZ_SECONDS (test/fuzz/runProperty.ts; `npm run fuzz` sets more), then shrinks what failed.
+  'test/e2e/fuzz.test.ts': 240 + Number(process.env.FUZZ_SECONDS ?? 60),
 };
 /** Past this share of its limit a file is named in the closing table, before it outgrows its limit on a slower machine. */
 const NEAR_LIMIT = 0.6;

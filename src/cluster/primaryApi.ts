@@ -16,6 +16,15 @@ import type { Store } from '../store/store.js';
 import type { CeilingCounter } from '../store/ceilingCounter.js';
 import type { LimitSpec } from '../store/rateLimiter.js';
 import type { Handlers, IpcPeer } from './ipc.js';
+import {
+  checkedKey,
+  checkedLines,
+  checkedLocalparts,
+  checkedNode,
+  checkedRefusalReport,
+  checkedRequestInfo,
+  checkedString,
+} from './workerMessages.js';
 
 /**
  * What a worker asks of the primary, the one process that holds state: rate-limit allowances, the
@@ -37,6 +46,8 @@ export interface PrimaryApi {
   forget(which: readonly string[] | 'all'): Promise<number>;
   /** A worker's refusals since its last report; no answer. */
   reportRefusals(report: RefusalReport): void;
+  /** A worker's log lines, formatted: the primary replaces the secrets it knows and writes them. No answer. */
+  log(lines: readonly string[]): void;
 }
 
 /** What the worker knows of the request a registration came in, for the primary's outcome line. */
@@ -66,20 +77,22 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
     queryUser: (userId) => peer.request('queryUser', [userId]),
     forget: (which) => peer.request('forget', [which]),
     reportRefusals: (report) => peer.notify('reportRefusals', [report]),
+    log: (lines) => peer.notify('log', [lines]),
   };
 }
 
-/** The primary's side of the same calls. */
+/** The primary's side of the same calls: what a worker sends is checked again here (workerMessages.ts). */
 export function primaryApiHandlers(api: PrimaryApi): Handlers {
   return {
-    limitClient: (key: string) => api.limitClient(key),
-    register: (node: NewNode, request: RegistrationRequestInfo) => api.register(node, request),
-    delivered: (localparts: readonly string[], reached: boolean) => api.delivered(localparts, reached),
-    transaction: (txnId: string, body: unknown) => api.transaction(txnId, body),
-    queryUser: (userId: string) => api.queryUser(userId),
-    // What a worker sends is checked again here: a compromised worker forgets nothing but node records.
+    limitClient: (key: unknown) => api.limitClient(checkedKey(key)),
+    register: (node: unknown, request: unknown) => api.register(checkedNode(node), checkedRequestInfo(request)),
+    delivered: (localparts: unknown, reached: unknown) => api.delivered(checkedLocalparts(localparts), reached === true),
+    transaction: (txnId: unknown, body: unknown) => api.transaction(checkedString(txnId, 'transaction id', 4096), body),
+    queryUser: (userId: unknown) => api.queryUser(checkedString(userId, 'user id', 4096)),
+    // A compromised worker forgets nothing but node records.
     forget: (which: unknown) => api.forget(forgetTarget(which)),
-    reportRefusals: (report: RefusalReport) => api.reportRefusals(report),
+    reportRefusals: (report: unknown) => api.reportRefusals(checkedRefusalReport(report)),
+    log: (lines: unknown) => api.log(checkedLines(lines)),
   };
 }
 
@@ -197,6 +210,9 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       return forgotten;
     },
     reportRefusals: deps.onRefusals,
+    log: (lines) => {
+      for (const line of lines) log.passOn(line);
+    },
   };
   return {
     api,

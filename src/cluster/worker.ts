@@ -1,5 +1,4 @@
 import cluster from 'node:cluster';
-import { createWriteStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -189,13 +188,26 @@ export function runWorker(): void {
     (method, error) => log?.error(`the primary's ${method} failed here`, { reason: (error as Error).message }),
     // The primary cannot be reached: nothing can be registered any more; the primary replaces a worker that exits.
     (reason) => {
-      log?.error('exiting: the primary cannot be reached', { reason });
+      // Nobody to pass the line on to: it is written here, and says nothing a request carried.
+      process.stderr.write(
+        `${new Date().toISOString()} error exiting: the primary cannot be reached reason=${JSON.stringify(reason)} worker=${cluster.worker?.id}\n`,
+      );
       process.exit(1);
     },
   );
   const api = primaryApiOver(peer);
 
   const reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached));
+  /** Log lines of this turn of the event loop, sent together. */
+  let lines: string[] = [];
+  const sendLines = (): void => {
+    if (lines.length > 0) api.log(lines);
+    lines = [];
+  };
+  const sendLine = (line: string): void => {
+    if (lines.length === 0) setImmediate(sendLines);
+    lines.push(line);
+  };
   const report = (): void => {
     if (!refusals.empty) api.reportRefusals(refusals.drain());
     reports.flush();
@@ -203,11 +215,9 @@ export function runWorker(): void {
 
   async function start(settings: WorkerSettings): Promise<void> {
     refusals = new RefusalTally(settings.refusalLinesPerSecond);
-    log = createLogger({
-      verbosity: settings.verbosity,
-      fields: { worker: cluster.worker?.id },
-      ...(settings.logfile === undefined ? {} : { stream: createWriteStream(settings.logfile, { flags: 'a', mode: 0o640 }) }),
-    });
+    // Lines go to the primary, which replaces every secret it knows (a worker holds none of them, and a request may
+    // carry one) and writes them where its own go.
+    log = createLogger({ verbosity: settings.verbosity, fields: { worker: cluster.worker?.id }, send: sendLine });
     try {
       metrics = createWorkerMetrics({ processMetrics: settings.processMetrics });
       worker = createWorkerServer({ settings, api, log, metrics, refusals, delivered: reports.delivered });
@@ -226,6 +236,7 @@ export function runWorker(): void {
     stopping ??= (async () => {
       if (worker?.server.listening === true) await worker.close(cutAfterMs);
       report();
+      sendLines();
       await peer.flushNow();
       await log?.close();
       process.exit(0);

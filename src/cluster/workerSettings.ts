@@ -19,8 +19,6 @@ export interface WorkerSettings {
   readonly port: number;
   readonly basePath: string;
   readonly verbosity: Settings['verbosity'];
-  /** Log lines go to this file (appended) instead of standard error. */
-  readonly logfile: string | undefined;
   readonly hsTokenSha256: string;
   readonly trustedProxies: string;
   readonly rateLimitClientPerMinute: number;
@@ -43,7 +41,6 @@ export function workerSettingsOf(settings: Settings): WorkerSettings {
     port: settings.port,
     basePath: settings.basePath,
     verbosity: settings.verbosity,
-    logfile: settings.logfile,
     hsTokenSha256: hsTokenDigest(settings.hsToken),
     trustedProxies: settings.trustedProxies,
     rateLimitClientPerMinute: settings.rateLimitClientPerMinute,

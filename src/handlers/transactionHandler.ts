@@ -1,4 +1,3 @@
-import { badJson } from '../protocol/matrixError.js';
 import { nodeLocalpartOf } from '../protocol/nodeId.js';
 import type { NodeStore } from '../store/nodeStore.js';
 import type { TransactionLog } from '../store/transactionLog.js';
@@ -49,12 +48,15 @@ export function createTransactionHandler(deps: TransactionHandlerDeps): Transact
   const now = deps.now ?? (() => new Date());
 
   return async (txnId, body) => {
-    const events = (body as { events?: unknown } | undefined)?.events;
-    if (!Array.isArray(events)) throw badJson('transaction body must be a JSON object with an events array');
+    const given = (body as { events?: unknown } | null | undefined)?.events;
     if (await deps.transactions.has(txnId)) {
       deps.log.debug('transaction already processed', { txn_id: txnId });
       return 'duplicate';
     }
+    // Whatever a transaction holds is acknowledged: a refused one the homeserver sends again for ever, every later
+    // transaction held behind it.
+    if (!Array.isArray(given)) deps.log.warn('a transaction without an events array: acknowledged, nothing in it used', { txn_id: txnId });
+    const events: unknown[] = Array.isArray(given) ? given : [];
     const latest = new Map<string, number>();
     let unusable = 0;
     let future = 0;

@@ -13,6 +13,11 @@ export interface Logger {
   trace(message: string, fields?: LogFields): void;
   /** Whether lines of `level` are written at this verbosity. */
   enabled(level: LogLevel): boolean;
+  /**
+   * A line another process formatted (a worker's): written as this logger writes its own, every known secret
+   * replaced, on one line.
+   */
+  passOn(line: string): void;
   close(): Promise<void>;
 }
 
@@ -31,7 +36,17 @@ export interface LoggerOptions {
   readonly fields?: LogFields;
   /** Where lines go; standard error by default so standard output stays free for command output. */
   readonly stream?: NodeJS.WritableStream;
+  /**
+   * Where each formatted line goes instead of a stream: a worker's go to the primary, which holds the secrets to
+   * replace and writes them.
+   */
+  readonly send?: (line: string) => void;
 }
+
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
+
+/** A line passed on is cut here: a worker cannot make the primary write without bound. */
+export const MAX_PASSED_LINE = 16 * 1024;
 
 /**
  * One line per event: `time level message key=value …`, with every known secret replaced. Written straight to the
@@ -48,9 +63,15 @@ export function createLogger(options: LoggerOptions): Logger {
   const stream = options.stream ?? process.stderr;
   let writable = true;
   // A broken stream (standard error's reader gone, a full disk) must not take the service down: lines are dropped.
-  stream.on('error', () => {
-    writable = false;
-  });
+  if (options.send === undefined)
+    stream.on('error', () => {
+      writable = false;
+    });
+  // One event, one line: a value or message that carries a line break (an error's text) cannot forge another line.
+  const out = (line: string): void => {
+    if (options.send !== undefined) options.send(line);
+    else stream.write(`${scrub(line.replace(CONTROL_CHARACTERS, ' '))}\n`);
+  };
 
   const threshold = LOG_LEVELS[LEVEL_BY_VERBOSITY[options.verbosity] ?? 'info'];
   const write = (level: LogLevel, message: string, fields: LogFields): void => {
@@ -64,7 +85,7 @@ export function createLogger(options: LoggerOptions): Logger {
       const value = options.fields[key];
       if (value !== undefined) text += ` ${key}=${formatValue(value)}`;
     }
-    stream.write(`${scrub(text)}\n`);
+    out(text);
   };
   // Lines above the verbosity are dropped before anything is formatted: this runs per request.
   const at =
@@ -80,12 +101,15 @@ export function createLogger(options: LoggerOptions): Logger {
     debug: at('debug'),
     trace: at('trace'),
     enabled: (level) => LOG_LEVELS[level] <= threshold,
+    passOn: (line) => {
+      if (writable) out(String(line).slice(0, MAX_PASSED_LINE));
+    },
     close: () =>
       new Promise<void>((resolve) => {
         const wasWritable = writable;
         writable = false;
         // Standard error stays open for whatever comes after; a stream of our own is ended once its lines are out.
-        if (options.stream === undefined || !wasWritable) resolve();
+        if (options.stream === undefined || options.send !== undefined || !wasWritable) resolve();
         else options.stream.end(() => resolve());
       }),
   };

@@ -1,3 +1,4 @@
+import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { strict as assert } from 'node:assert';
 import { describe, it } from '../support/timedTests.js';
 import cluster from 'node:cluster';
@@ -40,12 +41,13 @@ function connectedPeers(a: Handlers, b: Handlers): { left: IpcPeer; right: IpcPe
 describe('IPC between the primary and a worker', () => {
   it('answers requests, carries Matrix errors whole, and sends what one turn asks as one packet', async () => {
     const reports: unknown[] = [];
+    const [good, down] = [signRegistration(randomPrivateKey(), 'hs'), signRegistration(randomPrivateKey(), 'hs')];
     const primary: PrimaryApi = {
       limitClient: async (key) => {
         if (key === 'flooder') throw retryLater(429, 'M_LIMIT_EXCEEDED', 'too many', 2500);
       },
       register: async (node) => {
-        if (node.localpart === 'down') throw new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer');
+        if (node.localpart === down.localpart) throw new HomeserverError(504, 'M_UNKNOWN', 'homeserver failed: no answer');
         return { userId: `@${node.localpart}:hs`, homeServer: 'hs' };
       },
       delivered: () => {},
@@ -53,21 +55,19 @@ describe('IPC between the primary and a worker', () => {
       queryUser: async (userId) => userId === '@known:hs',
       forget: async () => 0,
       reportRefusals: (report) => reports.push(report),
+      log: () => {},
     };
     const { left, right, packets } = connectedPeers(primaryApiHandlers(primary), {});
     void left;
     const api = primaryApiOver(right);
     const before = packets();
     const [user, known, unknown, outcome] = await Promise.all([
-      api.register(
-        { localpart: '0xab', displayname: 'ab-…', password: 'p' },
-        { client: '203.0.113.9', address: '203.0.113.9', elapsedMs: 1, worker: 1 },
-      ),
+      api.register(good, { client: '203.0.113.9', address: '203.0.113.9', elapsedMs: 1, worker: 1 }),
       api.queryUser('@known:hs'),
       api.queryUser('@other:hs'),
       api.transaction('t1', { events: [] }),
     ]);
-    assert.deepEqual(user, { userId: '@0xab:hs', homeServer: 'hs' });
+    assert.deepEqual(user, { userId: `@${good.localpart}:hs`, homeServer: 'hs' });
     assert.equal(known, true);
     assert.equal(unknown, false);
     assert.equal(outcome, 'processed');
@@ -83,16 +83,15 @@ describe('IPC between the primary and a worker', () => {
     });
     await api.limitClient('anyone');
     await assert.rejects(
-      api.register(
-        { localpart: 'down', displayname: 'x', password: 'p' },
-        { client: '203.0.113.9', address: '203.0.113.9', elapsedMs: 1, worker: 1 },
-      ),
+      api.register(down, { client: '203.0.113.9', address: '203.0.113.9', elapsedMs: 1, worker: 1 }),
       (error: unknown) => error instanceof HomeserverError && error.status === 504,
     );
 
     api.reportRefusals({ outcomes: { forbidden: 2 }, topClients: [['a', 2]] });
     await waitFor('the report to arrive', async () => (reports.length > 0 ? true : undefined), 5000);
-    assert.deepEqual(reports, [{ outcomes: { forbidden: 2 }, topClients: [['a', 2]] }]);
+    assert.deepEqual(reports, [
+      { outcomes: { forbidden: 2 }, topClients: [['a', 2]], unnamedClients: 0, unlogged: 0, untrustedForwarders: [] },
+    ]);
   });
 
   it('turns an unexpected error into a plain error and fails every open request when the other side is gone', async () => {

@@ -37,6 +37,11 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
   const putNode = (record: NodeRecord): LevelWrite => ({ type: 'put', sublevel: nodes, key: record.localpart, value: record });
   const putPending = (stored: StoredPending): LevelWrite => ({ type: 'put', sublevel: pending, key: stored.localpart, value: stored });
   const liveOwnLease = (stored: StoredPending): boolean => stored.holder === options.holder && (stored.leaseUntil ?? 0) > now();
+  // Records being forgotten: their deletes are queued but not written yet. A mark or a last-seen time read from such a
+  // record now would be written after the delete and bring the record back.
+  const forgetting = new Set<string>();
+  let forgettingAll = 0;
+  const beingForgotten = (localpart: string): boolean => forgettingAll > 0 || forgetting.has(localpart);
   const allPending = async (): Promise<StoredPending[]> => {
     const entries: StoredPending[] = [];
     for await (const value of pending.values()) entries.push(value as StoredPending);
@@ -48,7 +53,7 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
     put: (record) => write([putNode(record)]),
     async touch(localpart, when) {
       const record = await get(localpart);
-      if (record === undefined) return false;
+      if (record === undefined || beingForgotten(localpart)) return false;
       // Times, not their text: an ISO string past year 9999 ('+010000-…') sorts before every ordinary one. A stored
       // time that does not parse is replaced.
       if (record.lastSeen === undefined || !(Date.parse(record.lastSeen) >= Date.parse(when))) {
@@ -77,14 +82,21 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options
     confirm: (record) => write([putNode(record), { type: 'del', sublevel: pending, key: record.localpart }]),
     async forget(localparts) {
       const chosen: string[] = [];
-      if (localparts === 'all') for await (const key of nodes.keys()) chosen.push(key);
-      else for (const localpart of localparts) if ((await get(localpart)) !== undefined) chosen.push(localpart);
-      if (chosen.length > 0) await write(chosen.map((key) => ({ type: 'del', sublevel: nodes, key }) as const));
+      if (localparts === 'all') forgettingAll += 1;
+      else for (const localpart of localparts) forgetting.add(localpart);
+      try {
+        if (localparts === 'all') for await (const key of nodes.keys()) chosen.push(key);
+        else for (const localpart of localparts) if ((await get(localpart)) !== undefined) chosen.push(localpart);
+        if (chosen.length > 0) await write(chosen.map((key) => ({ type: 'del', sublevel: nodes, key }) as const));
+      } finally {
+        if (localparts === 'all') forgettingAll -= 1;
+        else for (const localpart of localparts) forgetting.delete(localpart);
+      }
       return chosen.length;
     },
     async markAnswered(localparts, answered) {
       const recorded = localparts.flatMap((localpart) => {
-        const record = nodes.getSync(localpart) as NodeRecord | undefined;
+        const record = beingForgotten(localpart) ? undefined : (nodes.getSync(localpart) as NodeRecord | undefined);
         return record === undefined ? [] : [record];
       });
       if (recorded.length === 0) return;

@@ -1,0 +1,200 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomPrivateKey, signRegistration, type RegistrationBody } from '../../src/protocol/signRegistration.js';
+import { generateGate, type Gate } from '../support/gate.js';
+import { freePort } from '../support/ports.js';
+import type { Scope } from '../support/scope.js';
+import { PLACEHOLDERS } from './arbitraries.js';
+import { HEALTHY, startFakeHomeserver, type FakeHomeserver } from './fakeHomeserver.js';
+
+export const FUZZ_SERVER = 'photon.test';
+
+/** The built service as run.sh starts it, with two workers, against the fake homeserver, and what checks it. */
+export interface FuzzedGate {
+  readonly gate: Gate;
+  readonly port: number;
+  readonly homeserver: FakeHomeserver;
+  readonly hsToken: string;
+  /** Every configured secret, which no log line may show. */
+  readonly secrets: readonly string[];
+  /** Replaces the placeholders of arbitraries.ts in a case's strings: a fresh signed node, a known node, the secrets. */
+  fill(text: string, node: RegistrationBody): string;
+  fillValue(value: unknown, node: RegistrationBody): unknown;
+  /** A fresh validly signed node. */
+  freshNode(): RegistrationBody;
+  /** POSTs a node's registration on a connection of its own, from a client address of its own. */
+  register(node: RegistrationBody): Promise<{ status: number; body: string }>;
+  /** GET on the metrics listener: /ready, /health. */
+  probe(path: string): Promise<number>;
+  /** Throws, naming what broke, unless every invariant holds now (after a case). */
+  checkInvariants(): Promise<void>;
+  end(): Promise<void>;
+}
+
+let clients = 0;
+/** A client address no case has used: the limits, raised anyway, count nothing twice. */
+const freshClient = (): string => {
+  clients += 1;
+  return `198.18.${(clients >> 8) & 255}.${clients & 255}`;
+};
+
+const sendRequest = (
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<{ status: number; body: string }> =>
+  new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`${method} ${path}: no answer within 10 s`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+
+/** Lines that only a fault writes: a worker gone, an error nobody expected, a promise nobody awaited. */
+const FAULT_LINES =
+  /unhandled promise rejection|unexpected error|unexpected: |status=500 |exited with|exiting: |cannot be reached| critical /;
+
+export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
+  const dir = mkdtempSync(join(tmpdir(), 'regservice-fuzz-'));
+  const secretFile = join(dir, 'shared_secret');
+  const sharedSecret = randomBytes(24).toString('hex');
+  writeFileSync(secretFile, sharedSecret, { mode: 0o600 });
+  const homeserver = await startFakeHomeserver(FUZZ_SERVER);
+  const gate = await generateGate(scope, {
+    serverName: FUZZ_SERVER,
+    homeserverUrl: homeserver.url,
+    genconfigArgs: ['--sharesecret-file', secretFile],
+  });
+  const metricsPort = await freePort();
+  // Verbosity 5 as the Go original's run.sh has it: every line a case can make is written, and checked.
+  // Limits raised, not off, so that their code runs and never refuses what the invariants send.
+  await gate.start([
+    '--workers',
+    '2',
+    '--verbosity',
+    '5',
+    '--metrics-port',
+    String(metricsPort),
+    '--homeserver-timeout',
+    '2',
+    '--client-timeout',
+    '3',
+    '--rate-limit-client',
+    '1000000',
+    '--rate-limit-node',
+    '1000000',
+    ...['ipv4', 'ipv4-24', 'ipv6-64', 'ipv6-56', 'ipv6-48'].flatMap((ceiling) => [`--accounts-per-hour-${ceiling}`, '0']),
+  ]);
+  const registration = gate.registration as { hs_token: string; as_token: string };
+  const secrets = [registration.hs_token, registration.as_token, sharedSecret];
+  const port = Number(new URL(gate.url).port);
+  const known: string[] = [];
+  let checkedUpTo = 0;
+
+  const fill = (text: string, node: RegistrationBody): string =>
+    text
+      .replaceAll(PLACEHOLDERS.localpart, node.localpart)
+      .replaceAll(PLACEHOLDERS.password, node.password)
+      .replaceAll(PLACEHOLDERS.displayname, node.displayname)
+      .replaceAll(PLACEHOLDERS.knownNode, known.at(-1) ?? node.localpart)
+      .replaceAll(PLACEHOLDERS.hsToken, registration.hs_token)
+      .replaceAll(PLACEHOLDERS.asToken, registration.as_token)
+      .replaceAll(PLACEHOLDERS.sharedSecret, sharedSecret);
+  const fillValue = (value: unknown, node: RegistrationBody): unknown =>
+    typeof value === 'string'
+      ? fill(value, node)
+      : Array.isArray(value)
+        ? value.map((each) => fillValue(each, node))
+        : typeof value === 'object' && value !== null
+          ? Object.fromEntries(Object.entries(value).map(([key, each]) => [key, fillValue(each, node)]))
+          : value;
+
+  const register = async (node: RegistrationBody): Promise<{ status: number; body: string }> => {
+    const answer = await sendRequest(
+      port,
+      'POST',
+      '/regapp/1/register',
+      { 'content-type': 'application/json', 'x-forwarded-for': freshClient() },
+      JSON.stringify(node),
+    );
+    if (answer.status === 200) known.push(node.localpart);
+    return answer;
+  };
+  const probe = async (path: string): Promise<number> => (await sendRequest(metricsPort, 'GET', path, {})).status;
+
+  /** The workers serving now, by the ids the primary logged them with. */
+  const workers = (): Set<string> => {
+    const output = gate.output();
+    const live = new Set([...output.matchAll(/ worker listening worker=(\d+)/g)].map((match) => match[1] as string));
+    for (const match of output.matchAll(/ worker (\d+) \(pid \d+\) exited/g)) live.delete(match[1] as string);
+    return live;
+  };
+
+  return {
+    gate,
+    port,
+    homeserver,
+    hsToken: registration.hs_token,
+    secrets,
+    fill,
+    fillValue,
+    freshNode: () => signRegistration(randomPrivateKey(), FUZZ_SERVER),
+    register,
+    probe,
+    async checkInvariants() {
+      homeserver.plan = HEALTHY;
+      // Every worker still registers a fresh node from a fresh client (the kernel hands each new connection to one).
+      const expected = workers();
+      if (expected.size !== 2) throw new Error(`two workers expected, the log names ${[...expected].join(', ') || 'none'}`);
+      const served = new Set<string>();
+      for (let attempt = 0; attempt < 40 && served.size < expected.size; attempt++) {
+        const node = signRegistration(randomPrivateKey(), FUZZ_SERVER);
+        const answer = await register(node);
+        if (answer.status !== 200) throw new Error(`a fresh node got ${answer.status} ${answer.body}`);
+        const outcome = new RegExp(` registration localpart=${node.localpart} .*worker=(\\d+) outcome=registered`);
+        for (let wait = 0; wait < 100; wait++) {
+          const match = outcome.exec(gate.output());
+          if (match !== null) {
+            served.add(match[1] as string);
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      }
+      if (served.size < expected.size)
+        throw new Error(`workers ${[...expected].join(', ')}: only ${[...served].join(', ')} registered a fresh node`);
+      // /ready tells the truth: everything is healthy, so it says ready within a few seconds.
+      let ready = 0;
+      for (let wait = 0; wait < 50 && ready !== 200; wait++) {
+        ready = await probe('/ready');
+        if (ready !== 200) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      if (ready !== 200) throw new Error(`/ready answered ${ready} with everything healthy`);
+      // The log: no fault, no secret, wherever the case put them.
+      const output = gate.output();
+      const lines = output.slice(checkedUpTo);
+      checkedUpTo = output.length;
+      const fault = FAULT_LINES.exec(lines);
+      if (fault !== null) throw new Error(`the log says: ${lines.slice(Math.max(0, fault.index - 200), fault.index + 300)}`);
+      for (const secret of secrets)
+        if (lines.includes(secret))
+          throw new Error(
+            `a configured secret is in the log: ${lines.slice(Math.max(0, lines.indexOf(secret) - 200), lines.indexOf(secret) + 100)}`,
+          );
+    },
+    async end() {
+      await gate.stop('SIGKILL');
+      await homeserver.close();
+      for (const each of [dir, gate.dir]) rmSync(each, { recursive: true, force: true });
+    },
+  };
+}
