@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, openSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ignoredGoFlagsWarning, translateGoArgv } from './goOriginal/goFlags.js';
 import { loadSettingsForGoRunScript } from './goOriginal/goSettings.js';
@@ -87,10 +87,20 @@ function serviceSettingsOrExit(command: Command): ReturnType<typeof loadSettings
 }
 
 /** Where log lines go: standard error, or the --logfile (appended; the Go original's flag). */
+/** The log file, opened now: a file that cannot be opened stops the start, saying why, instead of every line going nowhere. */
 function logStream(settings: Settings): NodeJS.WritableStream | undefined {
   if (settings.logfile === undefined) return undefined;
+  let fd: number;
+  try {
+    fd = openSync(settings.logfile, 'a', 0o640);
+  } catch (error) {
+    fail(
+      `cannot open --logfile ${settings.logfile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      EXIT_BAD_SETTINGS,
+    );
+  }
   process.stderr.write(`matrix-regservice: logging to ${settings.logfile}\n`);
-  return createWriteStream(settings.logfile, { flags: 'a', mode: 0o640 });
+  return createWriteStream('', { fd });
 }
 
 async function runDaemon(command: Command, context: ProgramContext): Promise<void> {

@@ -87,8 +87,8 @@ export function primaryApiHandlers(api: PrimaryApi): Handlers {
     limitClient: (key: unknown) => api.limitClient(checkedKey(key)),
     register: (node: unknown, request: unknown) => api.register(checkedNode(node), checkedRequestInfo(request)),
     delivered: (localparts: unknown, reached: unknown) => api.delivered(checkedLocalparts(localparts), reached === true),
-    transaction: (txnId: unknown, body: unknown) => api.transaction(checkedString(txnId, 'transaction id', 4096), body),
-    queryUser: (userId: unknown) => api.queryUser(checkedString(userId, 'user id', 4096)),
+    transaction: (txnId: unknown, body: unknown) => api.transaction(checkedString(txnId, 'transaction id'), body),
+    queryUser: (userId: unknown) => api.queryUser(checkedString(userId, 'user id')),
     // A compromised worker forgets nothing but node records.
     forget: (which: unknown) => api.forget(forgetTarget(which)),
     reportRefusals: (report: unknown) => api.reportRefusals(checkedRefusalReport(report)),

@@ -249,6 +249,12 @@ export function runWorker(): void {
   process.on('SIGINT', () => void stop());
   // The primary is gone: nothing can be registered any more, and nobody would replace this worker.
   process.on('disconnect', () => process.exit(1));
+  // A fault that escapes: its line and this turn's lines reach the primary before the worker exits (and is replaced).
+  process.on('uncaughtException', (error) => {
+    log?.critical('exiting on an unexpected error', { reason: error.message });
+    sendLines();
+    void peer.flushNow().finally(() => process.exit(1));
+  });
   process.on('unhandledRejection', (reason) => {
     log?.error('unhandled promise rejection', { reason: reason instanceof Error ? reason.message : String(reason) });
   });

@@ -6,18 +6,21 @@ import type { RegistrationRequestInfo } from './primaryApi.js';
 
 /**
  * What a worker sends, checked again by the primary: a worker serves the public listener, and one that is compromised
- * (or has a bug) must not make the primary store, count or call the homeserver with what no request could carry.
- * Each check throws a 400 (the worker's request fails) or returns what is safe to use.
+ * (or has a bug) must not make the primary store, count or call the homeserver with values of a shape no request
+ * could carry. Shapes only: the signatures are the worker's to verify (twice per registration would cost the primary
+ * what the workers are there to spend). The bounds are above anything a request through Node's HTTP parser (16 KiB of
+ * headers) can carry, so that both modes (workers, one process) answer alike. Each check throws a 400 (the worker's
+ * request fails) or returns what is safe to use.
  */
 
-/** Longer than any client key or address a worker forms (an IPv6 network, a proxy's name). */
-const MAX_KEY_LENGTH = 256;
+/** Longer than anything a request's line and headers can carry. */
+const MAX_TEXT_LENGTH = 64 * 1024;
 /** More than a worker reports in a second under any flood: the tally keeps at most a few thousand clients. */
 const MAX_REPORT_ENTRIES = 10_000;
 
 const malformed = (what: string): MatrixError => new MatrixError(400, 'M_BAD_JSON', `a worker sent a malformed ${what}`);
 
-const isKey = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && value.length <= MAX_KEY_LENGTH;
+const isKey = (value: unknown): value is string => typeof value === 'string' && value.length <= MAX_TEXT_LENGTH;
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 
 /** A registration as only a request that passed the worker's checks can be: the node's three fields, well-formed. */
@@ -38,14 +41,14 @@ export function checkedKey(key: unknown): string {
   return key;
 }
 
-export function checkedString(value: unknown, what: string, maxLength = 64 * 1024): string {
-  if (typeof value !== 'string' || value.length > maxLength) throw malformed(what);
+export function checkedString(value: unknown, what: string): string {
+  if (!isKey(value)) throw malformed(what);
   return value;
 }
 
 export function checkedLocalparts(localparts: unknown): string[] {
   if (!Array.isArray(localparts) || localparts.length > MAX_REPORT_ENTRIES) throw malformed('delivery report');
-  return localparts.filter((each): each is string => typeof each === 'string' && each.length <= MAX_KEY_LENGTH);
+  return localparts.filter(isKey);
 }
 
 const pairs = (value: unknown): [string, number][] =>
@@ -79,5 +82,12 @@ export function checkedRefusalReport(report: unknown): RefusalReport {
 /** A worker's log lines: strings, each cut by the logger that writes it. */
 export function checkedLines(lines: unknown): string[] {
   if (!Array.isArray(lines)) throw malformed('log message');
-  return lines.slice(0, MAX_REPORT_ENTRIES).filter((line): line is string => typeof line === 'string');
+  const kept = lines.slice(0, MAX_REPORT_ENTRIES).filter((line): line is string => typeof line === 'string');
+  const dropped = lines.length - kept.length;
+  return dropped === 0
+    ? kept
+    : [
+        ...kept,
+        `${new Date().toISOString()} warn dropped log lines a worker sent that were not lines or past ${MAX_REPORT_ENTRIES} at once count=${dropped}`,
+      ];
 }

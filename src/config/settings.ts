@@ -127,6 +127,9 @@ export interface SettingsLayer {
 export const COMMAND_LINE = 'command line';
 export const DEFAULT_BASE_PATH = '/regapp/1';
 
+/** Descriptors one process (--workers 0) keeps beside a worker's: the store's files, the database pool, /metrics. */
+export const ONE_PROCESS_DESCRIPTORS = 64;
+
 /** One worker per core; on one core the primary serves requests itself, which saves a process's memory and an IPC hop. */
 export function defaultWorkers(cores = availableParallelism()): number {
   return cores === 1 ? 0 : cores;
@@ -328,6 +331,8 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
       );
     }
   }
+  const workers = integer('workers', 0, 1024);
+  const maxHomeserverCalls = integer('max-homeserver-calls', 1, 10_000);
   const settings: Settings = {
     serverName,
     homeserverUrl,
@@ -373,12 +378,17 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
       perHour: integer('accounts-per-hour', 0, 100_000_000),
       perDay: integer('accounts-per-day', 0, 100_000_000),
     },
-    workers: integer('workers', 0, 1024),
+    workers,
     refusalSummaryIntervalMs: integer('refusal-summary-interval', 1, 3600) * 1000,
-    maxHomeserverCalls: integer('max-homeserver-calls', 1, 10_000),
+    maxHomeserverCalls,
     maxQueued: integer('max-queued', 0, 1_000_000),
     clientTimeoutMs: integer('client-timeout', 1, 3600) * 1000,
-    maxConnections: integer('max-connections', 1, 1_000_000),
+    maxConnections:
+      // One process (--workers 0) also holds the homeserver calls' sockets and the store's files on its listener's
+      // descriptors: by default it leaves them room.
+      workers === 0 && pick('max-connections')?.source === 'default'
+        ? Math.max(16, integer('max-connections', 1, 1_000_000) - maxHomeserverCalls - ONE_PROCESS_DESCRIPTORS)
+        : integer('max-connections', 1, 1_000_000),
     allowList: optionalPath('allow-list'),
     denyList: optionalPath('deny-list'),
     metricsPort: integer('metrics-port', 0, 65535),

@@ -40,7 +40,8 @@ export function createRequestListener(deps: AppDeps): (req: IncomingMessage, res
     const rest = url.slice(basePath.length);
     const queryAt = rest.indexOf('?');
     const path = queryAt === -1 ? rest : rest.slice(0, queryAt);
-    if (path === '/register' || path === '/register/') {
+    // As the router below matches: letter case aside, a trailing slash allowed.
+    if (path === '/register' || /^\/register\/?$/i.test(path)) {
       if (req.method === 'POST') deps.registerRoute(req, res);
       else methodNotAllowed(req, res);
       return;

@@ -62,11 +62,14 @@ export function createLogger(options: LoggerOptions): Logger {
   };
   const stream = options.stream ?? process.stderr;
   let writable = true;
-  // A broken stream (standard error's reader gone, a full disk) must not take the service down: lines are dropped.
-  if (options.send === undefined)
-    stream.on('error', () => {
-      writable = false;
-    });
+  // A broken stream (standard error's reader gone, a full disk) must not take the service down: lines are dropped,
+  // and where the stream is a file, standard error says so once.
+  const broken = (error: Error): void => {
+    if (!writable) return;
+    writable = false;
+    if (options.stream !== undefined) process.stderr.write(`matrix-regservice: log lines are dropped from now on: ${error.message}\n`);
+  };
+  if (options.send === undefined) stream.on('error', broken);
   // One event, one line: a value or message that carries a line break (an error's text) cannot forge another line.
   const out = (line: string): void => {
     if (options.send !== undefined) options.send(line);
@@ -102,12 +105,14 @@ export function createLogger(options: LoggerOptions): Logger {
     trace: at('trace'),
     enabled: (level) => LOG_LEVELS[level] <= threshold,
     passOn: (line) => {
-      if (writable) out(String(line).slice(0, MAX_PASSED_LINE));
+      // Every secret replaced before the line is cut: one cut in two could leave part of it.
+      if (writable) out(scrub(String(line).replace(CONTROL_CHARACTERS, ' ')).slice(0, MAX_PASSED_LINE));
     },
     close: () =>
       new Promise<void>((resolve) => {
         const wasWritable = writable;
         writable = false;
+        stream.off('error', broken);
         // Standard error stays open for whatever comes after; a stream of our own is ended once its lines are out.
         if (options.stream === undefined || options.send !== undefined || !wasWritable) resolve();
         else options.stream.end(() => resolve());

@@ -81,7 +81,10 @@ export function createPrimaryMetrics(
   const homeserverUp = gauge('regservice_homeserver_up', 'Whether the homeserver answered (client-server API versions) at the last scrape');
   const storeUp = gauge('regservice_store_up', 'Whether the store (LevelDB or PostgreSQL) answered at the last scrape');
   const workersServing = gauge('regservice_workers_serving', 'Workers that answered in time that they take connections');
-  const workersWanted = gauge('regservice_workers', 'Workers there should be (--workers)');
+  const workersWanted = gauge(
+    'regservice_workers',
+    'Processes there should be serving requests: --workers, or 1 (the primary) with --workers 0',
+  );
   const ready = gauge('regservice_ready', 'Whether /ready would answer 200: the homeserver and the store answer, and every worker serves');
   const replacements = new Counter({
     name: 'regservice_worker_restarts_total',

@@ -131,10 +131,12 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
   };
   const probe = async (path: string): Promise<number> => (await sendRequest(metricsPort, 'GET', path, {})).status;
 
-  /** The workers serving now, by the ids the primary logged them with. */
-  const workers = (): Set<string> => {
+  /** The workers serving now: each id the primary logged, and its pid. */
+  const workers = (): Map<string, number> => {
     const output = gate.output();
-    const live = new Set([...output.matchAll(/ worker listening worker=(\d+)/g)].map((match) => match[1] as string));
+    const live = new Map(
+      [...output.matchAll(/ worker listening worker=(\d+) pid=(\d+)/g)].map((match) => [match[1] as string, Number(match[2])]),
+    );
     for (const match of output.matchAll(/ worker (\d+) \(pid \d+\) exited/g)) live.delete(match[1] as string);
     return live;
   };
@@ -152,26 +154,29 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
     probe,
     async checkInvariants() {
       homeserver.plan = HEALTHY;
-      // Every worker still registers a fresh node from a fresh client (the kernel hands each new connection to one).
-      const expected = workers();
-      if (expected.size !== 2) throw new Error(`two workers expected, the log names ${[...expected].join(', ') || 'none'}`);
-      const served = new Set<string>();
-      for (let attempt = 0; attempt < 40 && served.size < expected.size; attempt++) {
-        const node = signRegistration(randomPrivateKey(), FUZZ_SERVER);
-        const answer = await register(node);
-        if (answer.status !== 200) throw new Error(`a fresh node got ${answer.status} ${answer.body}`);
-        const outcome = new RegExp(` registration localpart=${node.localpart} .*worker=(\\d+) outcome=registered`);
-        for (let wait = 0; wait < 100; wait++) {
-          const match = outcome.exec(gate.output());
-          if (match !== null) {
-            served.add(match[1] as string);
-            break;
+      // Every worker still registers a fresh node from a fresh client. The kernel hands a new connection to whichever
+      // worker accepts first, one often winning for long: the others are stopped (SIGSTOP) meanwhile, so that the
+      // one checked is the only one to accept it.
+      const live = workers();
+      if (live.size !== 2) throw new Error(`two workers expected, the log names ${[...live.keys()].join(', ') || 'none'}`);
+      for (const [id, pid] of live) {
+        const others = [...live.values()].filter((other) => other !== pid);
+        for (const other of others) process.kill(other, 'SIGSTOP');
+        try {
+          const node = signRegistration(randomPrivateKey(), FUZZ_SERVER);
+          const answer = await register(node);
+          if (answer.status !== 200) throw new Error(`a fresh node got ${answer.status} ${answer.body} from worker ${id}`);
+          const outcome = new RegExp(` registration localpart=${node.localpart} .*worker=(\\d+) outcome=registered`);
+          let served: string | undefined;
+          for (let wait = 0; wait < 200 && served === undefined; wait++) {
+            served = outcome.exec(gate.output())?.[1];
+            if (served === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
           }
-          await new Promise((resolve) => setTimeout(resolve, 10));
+          if (served !== id) throw new Error(`worker ${id} alone accepting, the fresh node's outcome names worker ${served ?? 'none'}`);
+        } finally {
+          for (const other of others) process.kill(other, 'SIGCONT');
         }
       }
-      if (served.size < expected.size)
-        throw new Error(`workers ${[...expected].join(', ')}: only ${[...served].join(', ')} registered a fresh node`);
       // /ready tells the truth: everything is healthy, so it says ready within a few seconds.
       let ready = 0;
       for (let wait = 0; wait < 50 && ready !== 200; wait++) {

@@ -69,11 +69,14 @@ describe('HTTP layer', () => {
     assert.deepEqual(login.body, { user_id: '@u:hs', home_server: 'hs', access_token: 'tok', device_id: 'DEV' });
   });
 
-  it('serves /register with a query string through the same route', async () => {
+  it('serves /register with a query string, a trailing slash or in capitals through the same route', async () => {
     outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
-    const answer = await requestJson('POST', `${base}/register?via=query`, node);
-    assert.equal(answer.status, 200);
-    assert.equal(answer.body.user_id, '@u:hs');
+    for (const path of ['/register?via=query', '/register/', '/REGISTER', '/Register/?x=1']) {
+      const answer = await requestJson('POST', `${base}${path}`, node);
+      assert.equal(answer.status, 200, path);
+      assert.equal(answer.body.user_id, '@u:hs');
+    }
+    assert.equal((await requestJson('GET', `${base}/REGISTER`)).status, 405);
   });
 
   it('parses the body as JSON whatever its content type', async () => {

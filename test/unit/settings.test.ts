@@ -7,6 +7,8 @@ import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
 import { loadSettings } from '../../src/config/loadSettings.js';
 import {
   COMMAND_LINE,
+  ONE_PROCESS_DESCRIPTORS,
+  type RawSettings,
   defaultWorkers,
   describeDefault,
   resolveSettings,
@@ -358,6 +360,15 @@ describe('worker processes by default (--workers)', () => {
     assert.equal(defaultWorkers(1), 0);
     assert.equal(defaultWorkers(2), 2);
     assert.equal(defaultWorkers(16), 16);
+  });
+
+  it('with none, leave the one process room for its homeserver sockets and store files beside its connections', () => {
+    const values = { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h' };
+    const of = (more: RawSettings) => resolveSettings([{ source: 'test', values: { ...values, ...more } }]).settings.maxConnections;
+    const workersDefault = of({ workers: 2 });
+    assert.equal(of({ workers: 0 }), Math.max(16, workersDefault - 32 - ONE_PROCESS_DESCRIPTORS));
+    assert.equal(of({ workers: 0, 'max-homeserver-calls': 8 }), Math.max(16, workersDefault - 8 - ONE_PROCESS_DESCRIPTORS));
+    assert.equal(of({ workers: 0, 'max-connections': 500 }), 500, 'as given');
   });
 });
 

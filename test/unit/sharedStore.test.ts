@@ -245,6 +245,46 @@ describe('two gates on one PostgreSQL store', () => {
   });
 });
 
+describe("PostgreSQL claims racing another gate's confirm", () => {
+  it("is no takeover when the entry it waited on was deleted by the confirm: that attempt is not this gate's to complete", async () => {
+    const url = await databaseUrl();
+    const [storeA, storeB] = [await openGate(url), await openGate(url)];
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    const body = node();
+    const entry = {
+      localpart: body.localpart,
+      userId: `@${body.localpart}:${SERVER}`,
+      displayname: body.displayname,
+      startedAt: new Date().toISOString(),
+    };
+    try {
+      assert.deepEqual(await storeA.nodes.claimPending(entry), { claimed: true, interrupted: false });
+      // Gate A's confirm, held open: the pending entry deleted and the record written, not committed yet.
+      const confirming = await pool.connect();
+      try {
+        await confirming.query('BEGIN');
+        await confirming.query('DELETE FROM regservice_pending WHERE localpart = $1', [body.localpart]);
+        await confirming.query(
+          'INSERT INTO regservice_nodes (localpart, user_id, displayname, registered_at, answered) VALUES ($1, $2, $3, now(), true)',
+          [body.localpart, entry.userId, body.displayname],
+        );
+        // Gate B's claim (its lease over A's, were A's entry still there) waits on A's row, then finds it gone.
+        const claim = storeB.nodes.claimPending({ ...entry, startedAt: new Date().toISOString() });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await confirming.query('COMMIT');
+        const claimed = await claim;
+        assert.ok(!('recorded' in claimed), 'the record was not in its snapshot');
+        assert.deepEqual(claimed, { claimed: true, interrupted: false }, 'a fresh entry: no earlier attempt of its own to complete');
+      } finally {
+        confirming.release();
+      }
+    } finally {
+      await pool.end();
+      await Promise.all([storeA.close(), storeB.close()]);
+    }
+  });
+});
+
 describe('PostgreSQL rate limits under load', () => {
   it('never deadlocks: two gates charging the same clients in opposite orders, over and over', async () => {
     const url = await databaseUrl();

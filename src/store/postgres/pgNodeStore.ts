@@ -52,9 +52,11 @@ const nodeValues = (record: NodeRecord): unknown[] => [
 
 /**
  * The claim in one statement, one round trip: the node's record if it has one (then nothing is written); else insert
- * the entry, or take over one whose lease is ours or has ended. `previous` is the entry as it was before (an
- * interrupted attempt), and how long its lease still runs when the claim fails. A record another gate writes while
- * this runs is not seen: the homeserver then answers M_USER_IN_USE, and the handler looks again.
+ * the entry, or take over one whose lease is ours or has ended. `took_over` says the entry was there (an interrupted
+ * attempt): taken from the row the upsert wrote, not from the statement's snapshot, since another gate's confirm may
+ * delete that entry (and write the record) while this statement waits for its row. Then this claim inserts afresh and
+ * is no takeover, the record stays unseen, the homeserver answers M_USER_IN_USE, and the handler looks again.
+ * `previous` says how long another's lease still runs when the claim fails.
  */
 const CLAIM = `WITH recorded AS (SELECT ${NODE_COLUMNS} FROM regservice_nodes WHERE localpart = $1),
   previous AS (SELECT lease_until FROM regservice_pending WHERE localpart = $1),
@@ -65,8 +67,8 @@ const CLAIM = `WITH recorded AS (SELECT ${NODE_COLUMNS} FROM regservice_nodes WH
     ON CONFLICT (localpart) DO UPDATE SET user_id = EXCLUDED.user_id, displayname = EXCLUDED.displayname,
       started_at = EXCLUDED.started_at, holder = EXCLUDED.holder, lease_until = EXCLUDED.lease_until
       WHERE regservice_pending.holder = EXCLUDED.holder OR regservice_pending.lease_until <= now()
-    RETURNING 1)
-  SELECT EXISTS (SELECT 1 FROM claimed) AS claimed, EXISTS (SELECT 1 FROM previous) AS existed,
+    RETURNING xmax <> 0 AS took_over)
+  SELECT EXISTS (SELECT 1 FROM claimed) AS claimed, COALESCE((SELECT took_over FROM claimed), false) AS existed,
     (SELECT ceil(extract(epoch FROM lease_until - now()) * 1000) FROM previous)::bigint AS remaining_ms,
     recorded.*
   FROM (SELECT 1) AS one LEFT JOIN recorded ON true`;
