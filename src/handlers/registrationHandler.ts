@@ -76,6 +76,8 @@ const leaseLost = (): MatrixError =>
 export function createRegistrationService(deps: RegistrationHandlerDeps): RegistrationService {
   const { nodes, log } = deps;
   const inFlight = new Set<string>();
+  /** Nodes this gate is reconciling now: a request of theirs waits for it, instead of a 409 for its own account. */
+  const reconciling = new Map<string, Promise<unknown>>();
   const now = deps.now ?? (() => new Date());
   const calls: CallQueue = deps.calls ?? ((call) => call());
   const ceilings: AccountCeilings = deps.ceilings ?? { charge: async () => ({ refund: async () => {} }) };
@@ -265,6 +267,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     async register(request, clientAddress) {
       await deps.limitNode(request.localpart);
       deps.policy()(request.localpart);
+      await reconciling.get(request.localpart);
       const user = await exclusively(request.localpart, () => register(request, clientAddress));
       if (user === undefined) throw userInUse('a registration of this node is already in progress');
       return user;
@@ -282,7 +285,7 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
       let dropped = 0;
       let unresolved = 0;
       for (const pending of await nodes.listReconcilable()) {
-        const outcome = await exclusively(pending.localpart, async () => {
+        const reconciled = exclusively(pending.localpart, async () => {
           // Another gate may be reconciling it, or the node registering again there.
           const claim = await nodes.claimPending(pending);
           if ('recorded' in claim) {
@@ -307,6 +310,8 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
           log.warn('cannot reconcile an interrupted registration yet', { localpart: pending.localpart, reason: (error as Error).message });
           return 'unresolved' as const;
         });
+        reconciling.set(pending.localpart, reconciled);
+        const outcome = await reconciled.finally(() => reconciling.delete(pending.localpart));
         // Undefined or skipped: a registration of the node is in progress here or elsewhere, which decides it.
         if (outcome === 'confirmed') confirmed += 1;
         else if (outcome === 'dropped') dropped += 1;

@@ -83,6 +83,13 @@ async function leftInterrupted(kind: StoreKind, entries: readonly PendingRegistr
   return kind.laterRun(earlier);
 }
 const node = () => signRegistration(randomPrivateKey(), SERVER);
+/** The pending entry an attempt of 2026-01-01 left for the node. */
+const interruptedAt2026 = (body: { localpart: string; displayname: string }): PendingRegistration => ({
+  localpart: body.localpart,
+  userId: `@${body.localpart}:${SERVER}`,
+  displayname: body.displayname,
+  startedAt: '2026-01-01T00:00:00.000Z',
+});
 const isStatus = (status: number) => (error: unknown) => error instanceof MatrixError && error.status === status;
 
 for (const kind of STORE_KINDS)
@@ -192,17 +199,25 @@ for (const kind of STORE_KINDS)
 
     it('retries an interrupted registration whose user does not exist', async () => {
       const body = node();
-      const store = await leftInterrupted(kind, [
-        {
-          localpart: body.localpart,
-          userId: `@${body.localpart}:${SERVER}`,
-          displayname: body.displayname,
-          startedAt: '2026-01-01T00:00:00.000Z',
-        },
-      ]);
+      const store = await leftInterrupted(kind, [interruptedAt2026(body)]);
       const registrar = new ScriptedRegistrar(created);
       await service(store, registrar).register(parseRegistrationRequest(body));
       assert.equal(registrar.calls.length, 1);
+      await store.close();
+    });
+
+    it("answers a node's request that comes while its interrupted registration is being reconciled, once that is done: never 409", async () => {
+      const body = node();
+      const store = await leftInterrupted(kind, [interruptedAt2026(body)]);
+      const registrar = new ScriptedRegistrar(created);
+      // The homeserver takes its time to say the user exists: the node's retry comes meanwhile.
+      const svc = service(store, registrar, { exists: () => true, calls: slowQueue(300) });
+      const reconciled = svc.reconcilePending();
+      await sleep(50);
+      const answer = await svc.register(parseRegistrationRequest(body));
+      assert.equal(answer.userId, `@${body.localpart}:${SERVER}`);
+      assert.deepEqual(await reconciled, { confirmed: 1, dropped: 0, unresolved: 0 });
+      assert.equal(registrar.calls.length, 0, 'nothing created twice');
       await store.close();
     });
 
