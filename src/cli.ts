@@ -216,6 +216,10 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
       "Synapse's account, which alone reads its own copies of the registration and secret (default: the owner of Synapse's working directory, else of its signing key or media store)",
     )
     .option('--nginx-location <file>', 'also write the nginx location nodes register through, to include in your own server block')
+    .option(
+      '--nginx-upstream <file>',
+      "with --nginx-location and --upstream: also write the gates' upstream block and the loopback server Synapse reaches them through, for nginx's http block",
+    )
     .option('--nginx <file>', 'also write a whole nginx site (a server block for Synapse and the service) for this deployment')
     .option('--tls-certificate <file>', 'with --nginx: the site speaks TLS with this certificate (full chain)')
     .option('--tls-key <file>', "with --nginx: the certificate's private key")

@@ -26,7 +26,14 @@ import { settleOwnership } from '../genconfig/ownership.js';
 import { readerCopies, separateReaders, SYNAPSE_COPY_NAMES, type Readers } from '../genconfig/readerCopies.js';
 import { moveRegistry, planRegistryMove } from '../genconfig/registryMove.js';
 import { readPreviousDeployment } from '../genconfig/previousDeployment.js';
-import { registrationUrlThroughNginx, renderNginxSite, renderNginxSnippet, type NginxTemplates } from '../genconfig/nginxSite.js';
+import {
+  registrationUrlThroughNginx,
+  renderNginxSite,
+  renderNginxSnippet,
+  renderNginxUpstream,
+  type NginxTemplates,
+} from '../genconfig/nginxSite.js';
+import { isLoopbackHost } from '../config/connectAddress.js';
 import { EXIT_BAD_SETTINGS, EXIT_FAILURE, failCommand, type Output } from './commandFailure.js';
 
 export interface GenconfigOptions {
@@ -39,6 +46,8 @@ export interface GenconfigOptions {
   readonly nginx?: string | undefined;
   /** A location snippet to include in the operator's own server block. */
   readonly nginxLocation?: string | undefined;
+  /** With --nginx-location and --upstream: the gates' upstream block and loopback server, for nginx's http block. */
+  readonly nginxUpstream?: string | undefined;
   readonly tlsCertificate?: string | undefined;
   readonly tlsKey?: string | undefined;
   readonly appservicePort: string;
@@ -187,8 +196,25 @@ export async function runGenconfig(
     out.stderr.write('warning: --public-port 443 without --tls-certificate and --tls-key: the site serves plain HTTP there\n');
   }
   const upstreams = options.upstream;
-  if (upstreams.length > 0 && options.nginx === undefined) {
-    failCommand('--upstream lists the gates of an nginx upstream block: give --nginx FILE too (a whole site)', EXIT_BAD_SETTINGS);
+  if (upstreams.length > 0 && options.nginx === undefined && options.nginxUpstream === undefined) {
+    failCommand(
+      options.nginxLocation === undefined
+        ? '--upstream lists the gates of an nginx upstream block: give --nginx FILE too (a whole site), or --nginx-location FILE and --nginx-upstream FILE (your own server block)'
+        : "--upstream with --nginx-location: give --nginx-upstream FILE too, where the upstream block the location proxies to goes (nginx's http block: /etc/nginx/conf.d/ on Debian)",
+      EXIT_BAD_SETTINGS,
+    );
+  }
+  if (options.nginxUpstream !== undefined && (upstreams.length === 0 || options.nginxLocation === undefined)) {
+    failCommand(
+      '--nginx-upstream writes the upstream block of several gates for --nginx-location: give --nginx-location and --upstream once per gate',
+      EXIT_BAD_SETTINGS,
+    );
+  }
+  const remoteGate = upstreams.find((upstream) => !isLoopbackHost(upstream.replace(/:\d+$/, '')));
+  if (remoteGate !== undefined && isLoopbackHost(new URL(settings.homeserverUrl).hostname)) {
+    out.stderr.write(
+      `warning: --matrixurl ${settings.homeserverUrl} is loopback: the gate at ${remoteGate} cannot reach Synapse there if it runs on another machine; give --matrixurl an address every gate reaches\n`,
+    );
   }
   if (upstreams.length > 1 && settings.database === undefined) {
     out.stderr.write('warning: several gates without --database each keep their own LevelDB registry and limits\n');
@@ -266,6 +292,7 @@ export async function runGenconfig(
       location: readTemplate('nginx-location.conf.template'),
       snippet: readTemplate('nginx-snippet.conf.template'),
       appservice: readTemplate('nginx-appservice.conf.template'),
+      upstream: readTemplate('nginx-upstream.conf.template'),
     };
     const update =
       config === undefined
@@ -321,7 +348,16 @@ export async function runGenconfig(
         : [
             {
               name: resolve(options.nginxLocation),
-              content: renderNginxSnippet(templates, settings, resolve(options.nginxLocation), input.now),
+              content: renderNginxSnippet(templates, settings, { upstreams, snippetPath: resolve(options.nginxLocation) }, input.now),
+              mode: 0o644,
+            },
+          ]),
+      ...(options.nginxUpstream === undefined
+        ? []
+        : [
+            {
+              name: resolve(options.nginxUpstream),
+              content: renderNginxUpstream(templates, settings, nginxOptions, input.now),
               mode: 0o644,
             },
           ]),

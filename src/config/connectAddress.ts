@@ -11,3 +11,9 @@ export function connectHost(listenAddress: string): string {
 export function localServiceUrl(settings: { readonly host: string; readonly port: number; readonly basePath: string }): string {
   return `http://${connectHost(settings.host)}:${settings.port}${settings.basePath}`;
 }
+
+/** A host name or address (IPv6 with or without brackets) that reaches only this machine: localhost, 127/8, ::1. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return bare === 'localhost' || bare.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(bare) || bare === '::1';
+}

@@ -11,6 +11,7 @@ export interface NginxTemplates {
   readonly location: string;
   readonly snippet: string;
   readonly appservice: string;
+  readonly upstream: string;
 }
 
 export interface NginxOptions {
@@ -62,8 +63,6 @@ function registerLocation(templates: NginxTemplates, settings: Settings, options
  * through which Synapse reaches them.
  */
 export function renderNginxSite(templates: NginxTemplates, settings: Settings, options: NginxOptions, now: Date): string {
-  const several = options.upstreams.length > 0;
-  const servers = options.upstreams.map((upstream) => `    server ${upstreamAddress(upstream)};\n`).join('');
   const listen = (address: string): string => `    listen ${address}${options.tls === undefined ? '' : ' ssl'};`;
   const ipv6 = options.publicPort === 80 || options.publicPort === 443 ? `\n${listen(`[::]:${options.publicPort}`)}` : '';
   return renderTemplate(templates.site, {
@@ -80,27 +79,58 @@ export function renderNginxSite(templates: NginxTemplates, settings: Settings, o
           '    ssl_protocols TLSv1.2 TLSv1.3;\n',
     HOMESERVER_ORIGIN: origin(settings.homeserverUrl),
     REGISTER_LOCATION: registerLocation(templates, settings, options),
-    UPSTREAM_BLOCK: several
-      ? `\n# The gates sharing one PostgreSQL database: a request one cannot take (down, refusing connections) goes to the next.\nupstream ${UPSTREAM_NAME} {\n${servers}}\n\n`
-      : '',
-    APPSERVICE_SERVER: several
-      ? renderTemplate(templates.appservice, {
-          APPSERVICE_PORT: String(options.appservicePort),
-          BASE_PATH: nginxWord(settings.basePath, 'the registration url path'),
-          SERVICE_ORIGIN: serviceOrigin(settings, options),
-          TRANSACTION_LIMIT: `${MAX_TRANSACTION_BYTES / (1024 * 1024)}m`,
-        })
-      : '',
+    ...gatesParts(templates, settings, options),
   });
 }
 
-/** The location alone, for the operator to include in the server block that already serves Synapse. */
-export function renderNginxSnippet(templates: NginxTemplates, settings: Settings, snippetPath: string, now: Date): string {
+/** With several gates: their upstream block and the loopback server Synapse reaches them through (empty otherwise). */
+function gatesParts(
+  templates: NginxTemplates,
+  settings: Settings,
+  options: Pick<NginxOptions, 'upstreams' | 'appservicePort'>,
+): { UPSTREAM_BLOCK: string; APPSERVICE_SERVER: string } {
+  if (options.upstreams.length === 0) return { UPSTREAM_BLOCK: '', APPSERVICE_SERVER: '' };
+  const servers = options.upstreams.map((upstream) => `    server ${upstreamAddress(upstream)};\n`).join('');
+  return {
+    UPSTREAM_BLOCK: `\n# The gates sharing one PostgreSQL database: a request one cannot take (down, refusing connections) goes to the next.\nupstream ${UPSTREAM_NAME} {\n${servers}}\n\n`,
+    APPSERVICE_SERVER: renderTemplate(templates.appservice, {
+      APPSERVICE_PORT: String(options.appservicePort),
+      BASE_PATH: nginxWord(settings.basePath, 'the registration url path'),
+      SERVICE_ORIGIN: serviceOrigin(settings, options),
+      TRANSACTION_LIMIT: `${MAX_TRANSACTION_BYTES / (1024 * 1024)}m`,
+    }),
+  };
+}
+
+/**
+ * The location alone, for the operator to include in the server block that already serves Synapse; with several
+ * gates it proxies to their upstream, which renderNginxUpstream writes for the http block.
+ */
+export function renderNginxSnippet(
+  templates: NginxTemplates,
+  settings: Settings,
+  options: Pick<NginxOptions, 'upstreams'> & { readonly snippetPath: string },
+  now: Date,
+): string {
   return renderTemplate(templates.snippet, {
     DATE: now.toISOString(),
     SERVER_NAME: settings.serverName,
     BASE_PATH: settings.basePath,
-    SNIPPET_PATH: snippetPath,
-    REGISTER_LOCATION: registerLocation(templates, settings, { upstreams: [] }),
+    SNIPPET_PATH: options.snippetPath,
+    REGISTER_LOCATION: registerLocation(templates, settings, options),
+  });
+}
+
+/** With the location snippet and several gates: the upstream block and the loopback server, for nginx's http block. */
+export function renderNginxUpstream(
+  templates: NginxTemplates,
+  settings: Settings,
+  options: Pick<NginxOptions, 'upstreams' | 'appservicePort'>,
+  now: Date,
+): string {
+  return renderTemplate(templates.upstream, {
+    DATE: now.toISOString(),
+    SERVER_NAME: settings.serverName,
+    ...gatesParts(templates, settings, options),
   });
 }

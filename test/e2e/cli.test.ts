@@ -329,6 +329,63 @@ describe('the built CLI', () => {
     await reopened.close();
   });
 
+  it("genconfig for gates behind the operator's own server block: the location and the upstream file, or a refusal naming what is missing", async () => {
+    const dir = tempDir('regservice-gen-gates-');
+    const common = ['genconfig', '--matrixdomain', 'example.org', '--database', 'postgresql://regservice@db.example.org/regservice'];
+    const gates = ['--upstream', '10.0.0.1:8009', '--upstream', '10.0.0.2:8009'];
+    const snippet = join(dir, 'location.conf');
+    const upstream = join(dir, 'gates.conf');
+    const missing = await run([...common, ...gates, '--nginx-location', snippet, '--out', join(dir, 'a')], dir);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /--upstream with --nginx-location: give --nginx-upstream FILE too/);
+    const alone = await run([...common, '--nginx-location', snippet, '--nginx-upstream', upstream, '--out', join(dir, 'b')], dir);
+    assert.equal(alone.code, 2, alone.stderr);
+    assert.match(alone.stderr, /--nginx-upstream writes the upstream block of several gates/);
+    const loopback = await run(
+      [
+        ...common,
+        ...gates,
+        '--matrixurl',
+        'http://127.0.0.1:8008',
+        '--nginx-location',
+        snippet,
+        '--nginx-upstream',
+        upstream,
+        '--out',
+        join(dir, 'c'),
+      ],
+      dir,
+    );
+    assert.equal(loopback.code, 0, loopback.stderr);
+    assert.match(
+      loopback.stderr,
+      /warning: --matrixurl http:\/\/127\.0\.0\.1:8008\/? is loopback: the gate at 10\.0\.0\.1:8009 cannot reach Synapse/,
+    );
+    assert.match(readFileSync(snippet, 'utf8'), /proxy_pass http:\/\/matrix_regservice;/);
+    assert.match(
+      readFileSync(upstream, 'utf8'),
+      /upstream matrix_regservice \{\n {4}server 10\.0\.0\.1:8009;\n {4}server 10\.0\.0\.2:8009;\n\}/,
+    );
+    const reached = await run(
+      [
+        ...common,
+        ...gates,
+        '--matrixurl',
+        'http://10.0.0.1:8008',
+        '--nginx-location',
+        snippet,
+        '--nginx-upstream',
+        upstream,
+        '--out',
+        join(dir, 'd'),
+        '--force',
+      ],
+      dir,
+    );
+    assert.equal(reached.code, 0, reached.stderr);
+    assert.doesNotMatch(reached.stderr, /--matrixurl/);
+  });
+
   it('genconfig refuses to overwrite without --force', async () => {
     const dir = tempDir('regservice-gen-');
     assert.equal((await run(['genconfig', '--matrixdomain', 'example.org'], dir)).code, 0);

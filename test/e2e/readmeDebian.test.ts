@@ -1,13 +1,18 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, chmodSync, chownSync, cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from '../support/timedTests.js';
-import { debianMachine, removeMachineFiles, type DebianMachine } from '../support/debianMachine.js';
+import { debianMachine, removeMachineFiles, runJoined, type DebianMachine } from '../support/debianMachine.js';
+import { selfSignedCertificate } from '../support/certificates.js';
+import { tempDir } from '../support/tempDir.js';
 import { readmeShellBlocks, scenarioBlocks } from '../support/readmeBlocks.js';
 import { blockStatuses, scenarioScript } from '../support/readmeScenario.js';
-import { ownSynapseSkip } from '../support/synapse.js';
+import { ownSynapseSkip, SYNAPSE_ROOT } from '../support/synapse.js';
 
 /** The sections whose shell blocks are executable documentation: each is run by a scenario or says why not. */
-const EXECUTABLE_SECTIONS = ['Installing', 'Deploying with Synapse', 'Moving from the Go original'];
+const EXECUTABLE_SECTIONS = ['Installing', 'Deploying with Synapse', 'Moving from the Go original', 'Stores: LevelDB or PostgreSQL'];
 const SERVER_NAME = 'transport01.example.org';
 
 describe('the README: every shell block of the deployment sections is run by a test or says why not', () => {
@@ -25,7 +30,7 @@ describe('the README: every shell block of the deployment sections is run by a t
     );
     assert.deepEqual(
       [...scenarios].sort(),
-      ['debian', 'go', 'install'],
+      ['debian', 'gates', 'go', 'install', 'second'],
       'each scenario this file runs holds a block, and no other is named',
     );
     for (const block of blocks) {
@@ -40,7 +45,7 @@ function output(run: { output: string }): string {
 }
 
 describe(
-  "the README on Debian's matrix-synapse, as written: Installing, Deploying with Synapse, Moving from the Go original",
+  "the README on Debian's matrix-synapse, as written: Installing, Deploying with Synapse, Moving from the Go original, Two gates",
   { skip: ownSynapseSkip() },
   () => {
     let machine: DebianMachine;
@@ -48,12 +53,17 @@ describe(
     let install: { code: number; output: string };
     let deploy: { code: number; output: string };
     let moved: { code: number; output: string };
+    let secondMachine: DebianMachine;
+    let firstMachine: DebianMachine;
+    let gates: { code: number; output: string };
+    let second: { code: number; output: string };
 
     before(
       async () => {
         machine = debianMachine({ serverName: SERVER_NAME });
         install = await machine.run(scenarioScript(scenarioBlocks('install')), { network: 'host', timeoutMs: 150_000 });
         goMachine = goOriginalMachine(machine.fork());
+        secondMachine = onTheNetwork(machine.fork());
         deploy = await machine.run(
           scenarioScript(scenarioBlocks('debian'), {
             // What the machine's packages start: Synapse under its unit, nginx.
@@ -76,6 +86,8 @@ describe(
           }),
           { network: 'private', timeoutMs: 150_000 },
         );
+        firstMachine = withDatabase(onTheNetwork(machine.fork()));
+        [gates = { code: 1, output: '' }, second = { code: 1, output: '' }] = await runTwoGates(firstMachine, secondMachine);
         moved = await goMachine.run(
           scenarioScript(scenarioBlocks('go'), {
             before: 'systemctl start matrix-synapse && nginx',
@@ -104,7 +116,7 @@ describe(
     );
 
     after(() => {
-      for (const made of [machine, goMachine]) if (made !== undefined) removeMachineFiles(made);
+      for (const made of [machine, goMachine, firstMachine, secondMachine]) if (made !== undefined) removeMachineFiles(made);
     });
 
     it('installs the tarball as root: matrix-regservice is on PATH under /usr/local', () => {
@@ -164,8 +176,135 @@ describe(
       assert.doesNotMatch(lists, /\/etc\/matrix-synapse\/registration\.yaml/, "the Go original's @.* registration is no longer loaded");
       assert.match(moved.output, /All checks passed\./, output(moved));
     });
+
+    it('two gates: the database made, the nodes moved, the deployment generated for both and unpacked on the second machine', () => {
+      assert.equal(gates.code, 0, output(gates));
+      assert.match(gates.output, /^::blocks done$/m, output(gates));
+      assert.equal(second.code, 0, output(second));
+      assert.match(second.output, /^::blocks done$/m, output(second));
+      assert.match(gates.output, /^registered nodes: [1-9]\d* copied, 0 already there$/m, output(gates));
+      assert.doesNotMatch(gates.output, /^warning: --matrixurl/m, 'every gate reaches Synapse at --matrixurl');
+    });
+
+    it('two gates: nodes register through nginx on both gates, on the second alone when the first stops, and users lists every node', () => {
+      const user = (label: string): string[] =>
+        [...gates.output.matchAll(new RegExp(`^::${label} @(0x[0-9a-f]{40}):transport01\\.example\\.org$`, 'gm'))].map(
+          (match) => match[1] ?? '',
+        );
+      const [before] = user('before-move');
+      const nodes = user('node');
+      const [alone] = user('alone');
+      assert.ok(before !== undefined && alone !== undefined && nodes.length === 3, output(gates));
+      const servedBy = (run: { output: string }): string[] =>
+        [...run.output.matchAll(/^::served (0x[0-9a-f]{40})$/gm)].map((match) => match[1] ?? '');
+      const [first, other] = [servedBy(gates), servedBy(second)];
+      for (const node of nodes) assert.equal(Number(first.includes(node)) + Number(other.includes(node)), 1, `${node}: one gate served it`);
+      assert.ok(
+        nodes.some((node) => first.includes(node)),
+        'the first gate served a node',
+      );
+      assert.ok(other.includes(alone), `the second gate served ${alone} while the first was stopped\n${output(second)}`);
+      const listed = gates.output.split('::users')[1] ?? '';
+      for (const node of [before, alone, ...nodes]) assert.match(listed, new RegExp(`^${node}\\s`, 'm'), `${node} listed`);
+    });
   },
 );
+
+const DATABASE_NAME = 'db.example.org';
+
+/** Both machines of the two-gate scenario: the database's name on their network, and its certificate trusted. */
+function onTheNetwork(machine: DebianMachine): DebianMachine {
+  const hosts = machine.hostPath('/etc/hosts');
+  appendFileSync(hosts, `10.0.0.1 ${DATABASE_NAME}\n`);
+  appendFileSync(machine.hostPath('/etc/ssl/readme-test/ca.pem'), readFileSync(databaseCertificate().cert));
+  return machine;
+}
+
+let databaseCertificateFiles: { cert: string; key: string } | undefined;
+function databaseCertificate(): { cert: string; key: string } {
+  if (databaseCertificateFiles === undefined) {
+    const dir = tempDir('regservice-db-tls-');
+    databaseCertificateFiles = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+    selfSignedCertificate(DATABASE_NAME, databaseCertificateFiles);
+  }
+  return databaseCertificateFiles;
+}
+
+/** The first machine's PostgreSQL (Debian's package, its cluster main) with a certificate for the database's name. */
+function withDatabase(machine: DebianMachine): DebianMachine {
+  const postgresUid = Number(execFileSync('chroot', [SYNAPSE_ROOT, 'id', '-u', 'postgres'], { encoding: 'utf8' }).trim());
+  const [version] = readdirSync(join(SYNAPSE_ROOT, 'etc/postgresql'));
+  const files = databaseCertificate();
+  for (const [from, to] of [
+    [files.cert, '/etc/ssl/readme-test/db.pem'],
+    [files.key, '/etc/ssl/readme-test/db.key'],
+  ] as const) {
+    cpSync(from, machine.hostPath(to));
+    chownSync(machine.hostPath(to), postgresUid, postgresUid);
+    chmodSync(machine.hostPath(to), 0o600);
+  }
+  writeFileSync(
+    machine.hostPath(`/etc/postgresql/${version}/main/conf.d/readme-test-tls.conf`),
+    "# The machine's certificate for the database's name.\nssl_cert_file = '/etc/ssl/readme-test/db.pem'\nssl_key_file = '/etc/ssl/readme-test/db.key'\n",
+  );
+  return machine;
+}
+
+/**
+ * The README's "Two gates" on two machines joined by a network: 10.0.0.1, the deployed Debian machine with the one
+ * gate (a node registered on it first), and 10.0.0.2, a machine with matrix-regservice installed. Each then registers
+ * nodes and reports what its gate served.
+ */
+async function runTwoGates(first: DebianMachine, second: DebianMachine): Promise<Array<{ code: number; output: string }>> {
+  const shared = '/run/readme-transfer';
+  const waitFor = (file: string): string =>
+    `for i in $(seq 1200); do [ -e ${shared}/${file} ] && break; sleep 0.25; done; [ -e ${shared}/${file} ] || echo "::no ${file}"`;
+  const register = (label: string): string =>
+    `openssl rand -hex 32 >/root/${label}.key && echo "::${label} $(matrix-regservice register --key-file /root/${label}.key --homeserver https://transport01.example.org 2>&1)"`;
+  // The nodes this machine's gate registered since it moved to the database.
+  const served =
+    "sed -n '/store=\"postgresql/,$ s/.* localpart=\\(0x[0-9a-f]*\\) .*outcome=registered.*/::served \\1/p' /var/log/unit-matrix-regservice.log";
+  const firstScript = scenarioScript(scenarioBlocks('gates'), {
+    before: [
+      `export README_DB_PASSWORD=${randomBytes(12).toString('hex')}`,
+      'systemctl start postgresql && systemctl start matrix-synapse && nginx && systemctl start matrix-regservice',
+      register('before-move'),
+    ].join('\n'),
+    edits: {
+      'synapse-listener': `sed -i "/^  - port: 8008/,/^    type: http/ s/^      - '127.0.0.1'$/      - '127.0.0.1'\\n      - '10.0.0.1'/" /etc/matrix-synapse/homeserver.yaml`,
+    },
+    after: [
+      `touch ${shared}/first-blocks-ended`,
+      waitFor('second-ready'),
+      // Three, and one with the first gate stopped: Synapse lets one address log in five times in a row.
+      ...[1, 2, 3].map(() => register('node')),
+      'systemctl stop matrix-regservice',
+      register('alone'),
+      served,
+      'echo "::users"; (cd /etc/matrix-regservice && sudo -u matrix-regservice ./run.sh users list 2>&1)',
+      'echo "::unit log"; tail -n 20 /var/log/unit-matrix-regservice.log',
+      `touch ${shared}/first-done`,
+      'systemctl stop matrix-synapse; nginx -s quit; systemctl stop postgresql',
+    ].join('\n'),
+  });
+  const secondScript = scenarioScript(scenarioBlocks('second'), {
+    before: [waitFor('first-blocks-ended'), 'take_transfers 10.0.0.2'].join('\n'),
+    after: [
+      `touch ${shared}/second-ready`,
+      waitFor('first-done'),
+      served,
+      'echo "::unit log"; tail -n 20 /var/log/unit-matrix-regservice.log',
+      'systemctl stop matrix-regservice',
+    ].join('\n'),
+  });
+  return runJoined(
+    [
+      { machine: first, script: firstScript, address: '10.0.0.1/24' },
+      { machine: second, script: secondScript, address: '10.0.0.2/24' },
+    ],
+    150_000,
+  );
+}
 
 /** The Go original as its README set it up on this machine: its files in /etc/matrix-synapse, Synapse and nginx on them. */
 function goOriginalMachine(machine: DebianMachine): DebianMachine {

@@ -1,5 +1,17 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { selfSignedCertificate } from './certificates.js';
 import { SYNAPSE_ROOT } from './synapse.js';
@@ -15,13 +27,24 @@ export interface DebianMachine {
   /** Where a path of the machine is written on this host (the overlay's upper layer: write before a run). */
   hostPath(this: void, path: string): string;
   /** Runs a bash script as root on the machine; `network: 'private'` gives it a loopback of its own (ports as written). */
-  run(
-    script: string,
-    options: { readonly network: 'host' | 'private'; readonly timeoutMs: number },
-  ): Promise<{ code: number; output: string }>;
+  run(script: string, options: RunOptions): Promise<{ code: number; output: string }>;
   /** A new machine whose starting state is this one's now (a copy of its layer below the new one's). */
   fork(): DebianMachine;
 }
+
+export interface RunOptions {
+  readonly network: 'host' | 'private';
+  readonly timeoutMs: number;
+  /** With a private network: a network device the run waits for (runJoined moves it in), and its address (CIDR). */
+  readonly lan?: { readonly device: string; readonly address: string };
+  /** A host directory mounted at /run/readme-transfer: what runs joined hand each other. */
+  readonly transfer?: string;
+  /** Called with the pid of the run's outermost process, which holds its namespaces. */
+  readonly onSpawn?: (pid: number) => void;
+}
+
+/** Where a run finds the transfer directory of RunOptions. */
+export const TRANSFER_DIR = '/run/readme-transfer';
 
 const CHECKOUT = new URL('../..', import.meta.url).pathname;
 
@@ -73,7 +96,18 @@ function newMachine(lowers: readonly string[]): DebianMachine {
         `mount -t tmpfs tmpfs ${mount}/run`,
         // The operator's npm cache: what `npm ci` downloads once per machine.
         `mkdir -p ${npmCache} ${mount}/root/.npm && mount --bind ${npmCache} ${mount}/root/.npm`,
+        ...(options.transfer === undefined
+          ? []
+          : [`mkdir -p ${mount}${TRANSFER_DIR} && mount --bind ${options.transfer} ${mount}${TRANSFER_DIR}`]),
         ...(options.network === 'private' ? ['ip link set lo up'] : []),
+        ...(options.lan === undefined
+          ? []
+          : [
+              // runJoined moves the device into this namespace once it exists.
+              `for i in $(seq 300); do ip link show ${options.lan.device} >/dev/null 2>&1 && break; sleep 0.1; done`,
+              `ip addr add ${options.lan.address} dev ${options.lan.device}`,
+              `ip link set ${options.lan.device} up`,
+            ]),
         `exec chroot ${mount} /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb ` +
           'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_EXTRA_CA_CERTS=/etc/ssl/readme-test/ca.pem ' +
           'bash /root/.readme-test.sh',
@@ -89,6 +123,7 @@ function newMachine(lowers: readonly string[]): DebianMachine {
       ];
       return new Promise((resolve) => {
         const child = spawn('unshare', [...flags, 'sh', '-c', setup], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+        if (child.pid !== undefined) options.onSpawn?.(child.pid);
         let output = '';
         const collect = (chunk: Buffer): void => {
           output += chunk.toString();
@@ -111,6 +146,67 @@ function newMachine(lowers: readonly string[]): DebianMachine {
       });
     },
   };
+}
+
+/**
+ * Runs machines at once, each in a network namespace of its own, joined by a network: the first two by a veth pair
+ * with the addresses given (10.0.0.1/24 and 10.0.0.2/24, say), and a directory both see at TRANSFER_DIR.
+ */
+export async function runJoined(
+  runs: readonly [JoinedRun, JoinedRun],
+  timeoutMs: number,
+): Promise<Array<{ code: number; output: string }>> {
+  const transfer = tempDir('regservice-transfer-');
+  const devices = runs.map((_, index) => `rgl${process.pid % 100_000}${'ab'[index]}`);
+  const pids: number[] = [];
+  const done = runs.map((joined, index) =>
+    joined.machine.run(joined.script, {
+      network: 'private',
+      timeoutMs,
+      transfer,
+      lan: { device: devices[index] ?? '', address: joined.address },
+      onSpawn: (pid) => pids.push(pid),
+    }),
+  );
+  try {
+    // unshare makes its namespaces before it runs anything: wait until both have theirs, then join them.
+    const ownNet = readlinkSync('/proc/self/ns/net');
+    const deadline = Date.now() + 10_000;
+    const inOwnNet = (pid: number): boolean => {
+      try {
+        return readlinkSync(`/proc/${pid}/ns/net`) !== ownNet;
+      } catch {
+        return false;
+      }
+    };
+    while (!(pids.length === 2 && pids.every(inOwnNet)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const [a, b] = pids;
+    execFileSync('ip', [
+      'link',
+      'add',
+      devices[0] ?? '',
+      'netns',
+      String(a),
+      'type',
+      'veth',
+      'peer',
+      'name',
+      devices[1] ?? '',
+      'netns',
+      String(b),
+    ]);
+    return await Promise.all(done);
+  } finally {
+    await Promise.allSettled(done);
+    rmSync(transfer, { recursive: true, force: true });
+  }
+}
+
+export interface JoinedRun {
+  readonly machine: DebianMachine;
+  readonly script: string;
+  /** Its address on the network (CIDR). */
+  readonly address: string;
 }
 
 /** The tracked and untracked (not ignored) files of this checkout: what a clone of it holds, uncommitted changes included. */

@@ -12,6 +12,28 @@ sudo() {
   fi
 }
 
+# sudoedit FILE, where the README has the operator type the database's password into FILE: the test's password.
+sudoedit() { printf '%s\n' "$README_DB_PASSWORD" >"$1"; }
+
+# scp FILE USER@HOST: (into HOST's home directory): into the directory the machines of a joined run share, from which
+# the machine at HOST takes it (take_transfers).
+scp() {
+  local host=${2%%:*}
+  host=${host#*@}
+  mkdir -p "/run/readme-transfer/$host"
+  cp "$1" "/run/readme-transfer/$host/"
+}
+take_transfers() { cp -a "/run/readme-transfer/$1/." /root/; }
+
+# Debian's postgresql unit starts and stops its clusters' units: each cluster, with pg_ctlcluster.
+postgresql_clusters() {
+  local dir
+  for dir in /etc/postgresql/*/*/; do
+    dir=${dir%/}
+    pg_ctlcluster "$(basename "$(dirname "$dir")")" "$(basename "$dir")" "$1" || return 1
+  done
+}
+
 unit_file() {
   local dir
   for dir in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
@@ -48,6 +70,10 @@ unit_wait() {
 # group), from its WorkingDirectory, with its EnvironmentFile, in the background; its output in /var/log/unit-NAME.log.
 unit_start() {
   local name=${1%.service} file user group dir envfile pre start
+  if [ "$name" = postgresql ]; then
+    postgresql_clusters start
+    return
+  fi
   file=$(unit_file "$name") || return 1
   user=$(unit_get "$file" User)
   user=${user:-root}
@@ -70,6 +96,10 @@ unit_start() {
 
 unit_stop() {
   local name=${1%.service} pid
+  if [ "$name" = postgresql ]; then
+    postgresql_clusters stop
+    return
+  fi
   [ -f "/run/unit-$name.pid" ] || return 0
   pid=$(cat "/run/unit-$name.pid")
   rm -f "/run/unit-$name.pid"

@@ -9,9 +9,13 @@ const PRELUDE = new URL('./readmePrelude.sh', import.meta.url).pathname;
  * written. The shell part (sudo, systemctl) is readmePrelude.sh.
  */
 export function substitute(text: string): string {
-  return text
-    .replaceAll('git clone … matrix-regservice', 'cp -r /root/checkout matrix-regservice')
-    .replaceAll('<version>', packageVersion());
+  return (
+    text
+      .replaceAll('git clone … matrix-regservice', 'cp -r /root/checkout matrix-regservice')
+      .replaceAll('<version>', packageVersion())
+      // The password createuser asks for twice, at a terminal the test has not: on its standard input.
+      .replaceAll('--pwprompt', () => `--pwprompt <<<"$README_DB_PASSWORD"$'\\n'"$README_DB_PASSWORD"`)
+  );
 }
 
 export interface ScenarioOptions {

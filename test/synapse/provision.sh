@@ -1,15 +1,18 @@
 #!/bin/sh
 # Builds a Debian unstable chroot with the matrix-synapse package, for the end-to-end tests (part of test/provision.sh),
-# and nginx-light: the README's Debian deployment runs in a copy of it as on an operator's machine.
+# nginx-light and postgresql: the README's Debian deployment (and its database for two gates) runs in a copy of it as on
+# an operator's machine. systemd-standalone-tmpfiles, not systemd, is what postgresql-common needs of systemd.
 # Usage (as root): test/synapse/provision.sh [DIR]   (default: $SYNAPSE_ROOT or /var/tmp/matrix-regservice/synapse-root)
 set -eu
 . "$(dirname "$0")/../support/retry.sh"
 root="${1:-${SYNAPSE_ROOT:-/var/tmp/matrix-regservice/synapse-root}}"
+packages=matrix-synapse,nginx-light,postgresql,systemd-standalone-tmpfiles
 if [ -x "$root/usr/bin/python3" ] && chroot "$root" python3 -c 'import synapse' 2>/dev/null; then
-  if [ ! -x "$root/usr/sbin/nginx" ]; then
-    # A chroot made before nginx was part of it.
-    chroot "$root" sh -c 'export DEBIAN_FRONTEND=noninteractive; apt-get -o Acquire::Retries=3 update -qq &&
-      apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends nginx-light >/dev/null'
+  if [ ! -x "$root/usr/sbin/nginx" ] || ! ls "$root"/usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    # A chroot made before nginx or postgresql was part of it (their scripts need /proc).
+    unshare --mount --propagation private sh -c "mount -t proc proc '$root/proc' && chroot '$root' sh -c 'export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+      apt-get -o Acquire::Retries=3 update -qq &&
+      apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends $(echo "$packages" | tr , " ") >/dev/null'"
   fi
   echo "synapse chroot ready at $root ($(chroot "$root" python3 -c 'import synapse; print(synapse.__version__)'))"
   exit 0
@@ -28,7 +31,7 @@ mkdir -p "$(dirname "$root")"
 build_chroot() {
   rm -rf "$root.tmp"
   mmdebstrap --quiet --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' --aptopt='Acquire::Retries "3"' \
-    --include=matrix-synapse,nginx-light sid "$root.tmp"
+    --include="$packages" sid "$root.tmp"
 }
 retry build_chroot
 rm -rf "$root"

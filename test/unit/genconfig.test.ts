@@ -15,7 +15,13 @@ import {
   writeGenconfig,
   type GenconfigInput,
 } from '../../src/genconfig/genconfig.js';
-import { registrationUrlThroughNginx, renderNginxSite, renderNginxSnippet, type NginxTemplates } from '../../src/genconfig/nginxSite.js';
+import {
+  registrationUrlThroughNginx,
+  renderNginxSite,
+  renderNginxSnippet,
+  renderNginxUpstream,
+  type NginxTemplates,
+} from '../../src/genconfig/nginxSite.js';
 import { renderTemplate, shellQuote } from '../../src/genconfig/template.js';
 import { carriedSettings } from '../../src/genconfig/carriedSettings.js';
 import { OPTION_SPECS } from '../../src/config/options.js';
@@ -196,11 +202,13 @@ const templates: NginxTemplates = {
   location: readTemplate('nginx-location.conf.template'),
   snippet: readTemplate('nginx-snippet.conf.template'),
   appservice: readTemplate('nginx-appservice.conf.template'),
+  upstream: readTemplate('nginx-upstream.conf.template'),
 };
 const plainSite = { upstreams: [], publicPort: 80, publicName: 'hs.example.org', appservicePort: 8019 };
 
 /** nginx -t on a rendered site (or, for a snippet, a server block including it). */
-function nginxAccepts(text: string, asSnippet = false): void {
+/** nginx -t on a site, or on a snippet included in an operator's server block (with an http-level file beside it). */
+function nginxAccepts(text: string, asSnippet = false, httpLevel = ''): void {
   if (spawnSync('nginx', ['-v']).error !== undefined && process.env.CI !== 'true') return; // nginx not installed here
   const dir = tempDir('regservice-nginx-t-');
   const file = join(dir, asSnippet ? 'snippet.conf' : 'site.conf');
@@ -208,7 +216,7 @@ function nginxAccepts(text: string, asSnippet = false): void {
   if (asSnippet) {
     writeFileSync(
       join(dir, 'site.conf'),
-      `server {\n  listen 8081;\n  server_name hs.example.org;\n  location /_matrix { proxy_pass http://127.0.0.1:8008; }\n  include ${file};\n}\n`,
+      `${httpLevel}\nserver {\n  listen 8081;\n  server_name hs.example.org;\n  location /_matrix { proxy_pass http://127.0.0.1:8008; }\n  include ${file};\n}\n`,
     );
   }
   const check = checkNginxSite(dir, join(dir, 'site.conf'));
@@ -279,7 +287,12 @@ describe('nginx site and systemd unit', () => {
     const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org', port: 8010 } }], {
       requireSecrets: false,
     });
-    const snippet = renderNginxSnippet(templates, settings, '/etc/nginx/snippets/regservice.conf', new Date());
+    const snippet = renderNginxSnippet(
+      templates,
+      settings,
+      { upstreams: [], snippetPath: '/etc/nginx/snippets/regservice.conf' },
+      new Date(),
+    );
     assert.doesNotMatch(snippet, /\{\{|server \{|listen /);
     assert.match(snippet, /include \/etc\/nginx\/snippets\/regservice\.conf;/);
     assert.match(snippet, /location = \/regapp\/1\/register \{\n\s+proxy_pass http:\/\/127\.0\.0\.1:8010;/);
@@ -306,6 +319,21 @@ describe('nginx site and systemd unit', () => {
     for (const bad of ['10.0.0.2', '10.0.0.2:0', 'a;b:1', 'host:99999']) {
       assert.throws(() => renderNginxSite(templates, settings, { ...site, upstreams: [bad] }, new Date()), /--upstream/);
     }
+  });
+
+  it("with the operator's own server block: the location proxies to the gates' upstream, written with the loopback server for the http block", () => {
+    const { settings } = resolveSettings([{ source: 't', values: { matrixdomain: 'hs.example.org', port: 8009 } }], {
+      requireSecrets: false,
+    });
+    const gates = { upstreams: ['10.0.0.1:8009', '10.0.0.2:8009'], appservicePort: 8019 };
+    const snippet = renderNginxSnippet(templates, settings, { ...gates, snippetPath: '/etc/nginx/snippets/regservice.conf' }, new Date());
+    assert.match(snippet, /location = \/regapp\/1\/register \{\n\s+proxy_pass http:\/\/matrix_regservice;/);
+    assert.doesNotMatch(snippet, /upstream |listen /, 'the snippet goes inside a server block');
+    const upstream = renderNginxUpstream(templates, settings, gates, new Date());
+    assert.doesNotMatch(upstream, /\{\{|location = /);
+    assert.match(upstream, /upstream matrix_regservice \{\n {4}server 10\.0\.0\.1:8009;\n {4}server 10\.0\.0\.2:8009;\n\}/);
+    assert.match(upstream, /listen 127\.0\.0\.1:8019;[^]*location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/matrix_regservice;/);
+    nginxAccepts(snippet, true, upstream);
   });
 });
 
