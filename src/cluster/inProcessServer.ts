@@ -31,7 +31,8 @@ export class InProcessServer implements RequestServers {
     },
   ) {
     const { settings, api, log, refusals } = options;
-    this.reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached));
+    // Worker 0: what its registrations carry (createWorkerServer, outside a cluster worker).
+    this.reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached, 0));
     this.worker = createWorkerServer({ settings, api, log, metrics: this.metricsOfRequests, refusals, delivered: this.reports.delivered });
   }
 

@@ -24,6 +24,7 @@ import {
   checkedRefusalReport,
   checkedRequestInfo,
   checkedString,
+  checkedWorker,
 } from './workerMessages.js';
 
 /**
@@ -39,7 +40,7 @@ export interface PrimaryApi {
    * Whether the 200s for these nodes reached their clients (no answer). Workers say a failure at once, and the
    * successes of one turn of their event loop together.
    */
-  delivered(localparts: readonly string[], reached: boolean): void;
+  delivered(localparts: readonly string[], reached: boolean, worker: number): void;
   transaction(txnId: string, body: unknown): Promise<TransactionOutcome>;
   queryUser(userId: string): Promise<boolean>;
   /** The operator's `users forget`, through the running service: forgets these records (or all); how many there were. */
@@ -72,7 +73,7 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
         { localpart, displayname, password },
         { client, address, elapsedMs, worker },
       ]),
-    delivered: (localparts, reached) => peer.notify('delivered', [localparts, reached]),
+    delivered: (localparts, reached, worker) => peer.notify('delivered', [localparts, reached, worker]),
     transaction: (txnId, body) => peer.request('transaction', [txnId, body]),
     queryUser: (userId) => peer.request('queryUser', [userId]),
     forget: (which) => peer.request('forget', [which]),
@@ -86,7 +87,8 @@ export function primaryApiHandlers(api: PrimaryApi): Handlers {
   return {
     limitClient: (key: unknown) => api.limitClient(checkedKey(key)),
     register: (node: unknown, request: unknown) => api.register(checkedNode(node), checkedRequestInfo(request)),
-    delivered: (localparts: unknown, reached: unknown) => api.delivered(checkedLocalparts(localparts), reached === true),
+    delivered: (localparts: unknown, reached: unknown, worker: unknown) =>
+      api.delivered(checkedLocalparts(localparts), reached === true, checkedWorker(worker)),
     transaction: (txnId: unknown, body: unknown) => api.transaction(checkedString(txnId, 'transaction id'), body),
     queryUser: (userId: unknown) => api.queryUser(checkedString(userId, 'user id')),
     // A compromised worker forgets nothing but node records.
@@ -145,13 +147,25 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
     policy: deps.policy,
     log,
   });
-  /** The nodes whose 200 is on its way, and the worker delivering each. */
-  const delivering = new Map<string, number>();
+  /**
+   * The nodes whose 200 is on its way, and the worker delivering each answer: a node's retry may be answered by another
+   * worker (or the same one) while the first answer is still on its way.
+   */
+  const delivering = new Map<string, number[]>();
   /** Workers that exited: an answer finished for one of them afterwards reaches nobody. */
   const gone = new Set<number>();
-  const settle = (localpart: string, reached: boolean): void => {
-    if (!delivering.delete(localpart)) return;
-    void registration.delivered(localpart, reached);
+  /** One answer's fate: any answer that reached the node makes its record answered; a lost one is only forgotten. */
+  const settle = (localpart: string, reached: boolean, worker: number): void => {
+    const workers = delivering.get(localpart);
+    const at = workers?.indexOf(worker) ?? -1;
+    if (workers === undefined || at === -1) return;
+    if (reached) {
+      delivering.delete(localpart);
+      void registration.delivered(localpart, true);
+      return;
+    }
+    workers.splice(at, 1);
+    if (workers.length === 0) delivering.delete(localpart);
   };
   /** The one line (or, for a refusal, the count) each registration that reached the primary ends with. */
   const logOutcome = (outcome: Outcome, fields: Record<string, string | number | undefined>, client: string, heldBack?: string): void => {
@@ -178,8 +192,8 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       const durationMs = (): number => Math.round((elapsedMs + performance.now() - started) * 1000) / 1000;
       try {
         const user = await registration.register(node, address);
-        delivering.set(node.localpart, worker);
-        if (gone.has(worker)) settle(node.localpart, false);
+        delivering.set(node.localpart, [...(delivering.get(node.localpart) ?? []), worker]);
+        if (gone.has(worker)) settle(node.localpart, false, worker);
         logOutcome(outcomeOfUser(user), { ...base, outcome: outcomeOfUser(user), status: 200, duration_ms: durationMs() }, client);
         return user;
       } catch (error) {
@@ -192,8 +206,8 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
         throw error;
       }
     },
-    delivered: (localparts, reached) => {
-      for (const localpart of localparts) settle(localpart, reached);
+    delivered: (localparts, reached, worker) => {
+      for (const localpart of localparts) settle(localpart, reached, worker);
     },
     async transaction(txnId, body) {
       const outcome = await onTransaction(txnId, body);
@@ -219,7 +233,8 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
     registration,
     workerGone: (worker) => {
       gone.add(worker);
-      for (const [localpart, by] of delivering) if (by === worker) settle(localpart, false);
+      for (const [localpart, workers] of delivering)
+        for (const by of workers.filter((each) => each === worker)) settle(localpart, false, by);
     },
   };
 }

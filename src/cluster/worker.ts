@@ -197,7 +197,7 @@ export function runWorker(): void {
   );
   const api = primaryApiOver(peer);
 
-  const reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached));
+  const reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached, cluster.worker?.id ?? 0));
   /** Log lines of this turn of the event loop, sent together. */
   let lines: string[] = [];
   const sendLines = (): void => {

@@ -7,7 +7,7 @@ import { randomPrivateKey, signRegistration, type RegistrationBody } from '../..
 import { generateGate, type Gate } from '../support/gate.js';
 import { freePort } from '../support/ports.js';
 import type { Scope } from '../support/scope.js';
-import { PLACEHOLDERS } from './arbitraries.js';
+import { fillText, fillValue, type PlaceholderValues } from './fill.js';
 import { HEALTHY, startFakeHomeserver, type FakeHomeserver } from './fakeHomeserver.js';
 
 export const FUZZ_SERVER = 'photon.test';
@@ -100,23 +100,15 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
   const known: string[] = [];
   let checkedUpTo = 0;
 
-  const fill = (text: string, node: RegistrationBody): string =>
-    text
-      .replaceAll(PLACEHOLDERS.localpart, node.localpart)
-      .replaceAll(PLACEHOLDERS.password, node.password)
-      .replaceAll(PLACEHOLDERS.displayname, node.displayname)
-      .replaceAll(PLACEHOLDERS.knownNode, known.at(-1) ?? node.localpart)
-      .replaceAll(PLACEHOLDERS.hsToken, registration.hs_token)
-      .replaceAll(PLACEHOLDERS.asToken, registration.as_token)
-      .replaceAll(PLACEHOLDERS.sharedSecret, sharedSecret);
-  const fillValue = (value: unknown, node: RegistrationBody): unknown =>
-    typeof value === 'string'
-      ? fill(value, node)
-      : Array.isArray(value)
-        ? value.map((each) => fillValue(each, node))
-        : typeof value === 'object' && value !== null
-          ? Object.fromEntries(Object.entries(value).map(([key, each]) => [key, fillValue(each, node)]))
-          : value;
+  const placeholderValues = (node: RegistrationBody): PlaceholderValues => ({
+    localpart: node.localpart,
+    password: node.password,
+    displayname: node.displayname,
+    knownNode: known.at(-1) ?? node.localpart,
+    hsToken: registration.hs_token,
+    asToken: registration.as_token,
+    sharedSecret,
+  });
 
   const register = async (node: RegistrationBody): Promise<{ status: number; body: string }> => {
     const answer = await sendRequest(
@@ -147,8 +139,8 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
     homeserver,
     hsToken: registration.hs_token,
     secrets,
-    fill,
-    fillValue,
+    fill: (text, node) => fillText(text, placeholderValues(node)),
+    fillValue: (value, node) => fillValue(value, placeholderValues(node)),
     freshNode: () => signRegistration(randomPrivateKey(), FUZZ_SERVER),
     register,
     probe,

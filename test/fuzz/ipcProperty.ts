@@ -1,19 +1,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createPrimaryApi, primaryApiHandlers, type PrimaryApi } from '../../src/cluster/primaryApi.js';
+import { primaryApiHandlers, type PrimaryApi } from '../../src/cluster/primaryApi.js';
 import { RefusalSummaries } from '../../src/cluster/refusalSummaries.js';
 import type { Handlers } from '../../src/cluster/ipc.js';
 import { resolveSettings } from '../../src/config/settings.js';
-import type { RegisteredUser } from '../../src/homeserver/registrar.js';
 import { isNodeLocalpart } from '../../src/protocol/nodeId.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
-import { createMemoryCeilingCounter } from '../../src/store/memoryCeilingCounter.js';
-import { createMemoryRateLimiter } from '../../src/store/memoryRateLimiter.js';
 import type { Store } from '../../src/store/store.js';
 import { capturingLogger } from '../support/capturingLogger.js';
+import { primaryBesideFakeHomeserver } from '../support/primaryBesideFakeHomeserver.js';
 import type { IpcCase } from './arbitraries.js';
+import { fillValue } from './fill.js';
 
 const SERVER = 'photon.test';
 const SECRETS = {
@@ -47,28 +46,17 @@ export async function startFuzzedPrimary(): Promise<FuzzedPrimary> {
   const store: Store = await openLevelStore(datapath);
   const logger = capturingLogger(Object.values(SECRETS));
   const summaries = new RefusalSummaries(logger.log, 3_600_000, 10);
-  const users = new Set<string>();
   const malformed: string[] = [];
-  const { api, registration } = createPrimaryApi({
+  const { api, registration } = primaryBesideFakeHomeserver({
     settings,
     store,
-    registrar: {
-      register: async (node): Promise<RegisteredUser> => {
-        // Only what a request that passed a worker's checks can carry may reach the homeserver.
-        if (!isNodeLocalpart(node.localpart) || !/^[0-9a-f]{130}$/i.test(node.password) || typeof node.displayname !== 'string')
-          malformed.push(JSON.stringify(node).slice(0, 300));
-        users.add(node.localpart);
-        return { userId: `@${node.localpart}:${SERVER}`, homeServer: SERVER };
-      },
-    },
-    userExists: async (userId) => users.has(userId.slice(1, userId.indexOf(':'))),
-    policy: () => () => {},
-    makeLimiter: (limit) => createMemoryRateLimiter(limit.points, { windowMs: limit.windowMs }),
-    makeCeiling: (limit) => createMemoryCeilingCounter(limit),
     log: logger.log,
-    onRefusals: (report) => summaries.tally.merge(report),
-    refused: (outcome, client) => summaries.tally.add(outcome, client),
-    refusalLine: () => summaries.tally.lineAllowed(),
+    tally: summaries.tally,
+    onRegister: (node) => {
+      // Only what a request that passed a worker's checks can carry may reach the homeserver.
+      if (!isNodeLocalpart(node.localpart) || !/^[0-9a-f]{130}$/i.test(node.password) || typeof node.displayname !== 'string')
+        malformed.push(JSON.stringify(node).slice(0, 300));
+    },
   });
   const handlers = primaryApiHandlers(api);
   const unhandled: unknown[] = [];
@@ -79,17 +67,7 @@ export async function startFuzzedPrimary(): Promise<FuzzedPrimary> {
   let clients = 0;
 
   const fill = (value: unknown, fresh: string): unknown =>
-    typeof value === 'string'
-      ? value
-          .replaceAll('{{localpart}}', fresh)
-          .replaceAll('{{known-node}}', known || fresh)
-          .replaceAll('{{hs_token}}', SECRETS.hsToken)
-          .replaceAll('{{shared_secret}}', SECRETS.sharedSecret)
-      : Array.isArray(value)
-        ? value.map((each) => fill(each, fresh))
-        : typeof value === 'object' && value !== null
-          ? Object.fromEntries(Object.entries(value).map(([key, each]) => [key, fill(each, fresh)]))
-          : value;
+    fillValue(value, { localpart: fresh, knownNode: known || fresh, hsToken: SECRETS.hsToken, sharedSecret: SECRETS.sharedSecret });
 
   return {
     handlers,
@@ -114,7 +92,7 @@ export async function startFuzzedPrimary(): Promise<FuzzedPrimary> {
       const client = `10.${(clients >> 8) & 255}.${clients & 255}.1`;
       const user = await api.register(node, { client, address: client, elapsedMs: 1, worker: 1 });
       if (user.userId !== `@${node.localpart}:${SERVER}`) throw new Error(`registered as ${user.userId}`);
-      api.delivered([node.localpart], true);
+      api.delivered([node.localpart], true, 1);
       known = node.localpart;
       summaries.summarize();
       await new Promise((resolve) => setImmediate(resolve));

@@ -86,7 +86,7 @@ export async function startInProcessGate(
     log: logger.log,
     metrics: createWorkerMetrics({ processMetrics: false }),
     refusals,
-    delivered: (localpart, reached) => api.delivered([localpart], reached),
+    delivered: (localpart, reached) => api.delivered([localpart], reached, 0),
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   let closing: Promise<void> | undefined;
