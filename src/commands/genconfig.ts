@@ -293,6 +293,7 @@ export async function runGenconfig(
       snippet: readTemplate('nginx-snippet.conf.template'),
       appservice: readTemplate('nginx-appservice.conf.template'),
       upstream: readTemplate('nginx-upstream.conf.template'),
+      errors: readTemplate('nginx-errors.conf.template'),
     };
     const update =
       config === undefined

@@ -12,6 +12,7 @@ export interface NginxTemplates {
   readonly snippet: string;
   readonly appservice: string;
   readonly upstream: string;
+  readonly errors: string;
 }
 
 export interface NginxOptions {
@@ -54,6 +55,7 @@ function registerLocation(templates: NginxTemplates, settings: Settings, options
   return renderTemplate(templates.location, {
     BASE_PATH: nginxWord(settings.basePath, 'the registration url path'),
     SERVICE_ORIGIN: serviceOrigin(settings, options),
+    ERROR_LOCATIONS: templates.errors,
   });
 }
 
@@ -98,6 +100,7 @@ function gatesParts(
       BASE_PATH: nginxWord(settings.basePath, 'the registration url path'),
       SERVICE_ORIGIN: serviceOrigin(settings, options),
       TRANSACTION_LIMIT: `${MAX_TRANSACTION_BYTES / (1024 * 1024)}m`,
+      ERROR_LOCATIONS: templates.errors,
     }),
   };
 }

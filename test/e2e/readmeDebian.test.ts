@@ -186,7 +186,7 @@ describe(
       assert.doesNotMatch(gates.output, /^warning: --matrixurl/m, 'every gate reaches Synapse at --matrixurl');
     });
 
-    it('two gates: nodes register through nginx on both gates, on the second alone when the first stops, and users lists every node', () => {
+    it('two gates: nodes register through nginx on both gates, on the second alone when the first stops, users lists every node, and with neither nginx answers Synapse in JSON', () => {
       const user = (label: string): string[] =>
         [...gates.output.matchAll(new RegExp(`^::${label} @(0x[0-9a-f]{40}):transport01\\.example\\.org$`, 'gm'))].map(
           (match) => match[1] ?? '',
@@ -204,6 +204,11 @@ describe(
         'the first gate served a node',
       );
       assert.ok(other.includes(alone), `the second gate served ${alone} while the first was stopped\n${output(second)}`);
+      assert.match(
+        gates.output,
+        /^::loopback 503 5 \{"errcode":"M_UNKNOWN","error":"the registration service is unavailable; retry later"\}$/m,
+        "with both gates down, nginx's loopback server answers Synapse in Matrix JSON",
+      );
       const listed = gates.output.split('::users')[1] ?? '';
       for (const node of [before, alone, ...nodes]) assert.match(listed, new RegExp(`^${node}\\s`, 'm'), `${node} listed`);
     });
@@ -284,6 +289,9 @@ async function runTwoGates(first: DebianMachine, second: DebianMachine): Promise
       'echo "::users"; (cd /etc/matrix-regservice && sudo -u matrix-regservice ./run.sh users list 2>&1)',
       'echo "::unit log"; tail -n 20 /var/log/unit-matrix-regservice.log',
       `touch ${shared}/first-done`,
+      // Both gates down: Synapse's way to them through nginx answers as the service would.
+      waitFor('second-stopped'),
+      `node -e "fetch('http://127.0.0.1:8019/regapp/1/_matrix/app/v1/ping', { method: 'POST', body: '{}' }).then(async (r) => console.log('::loopback', r.status, r.headers.get('retry-after'), await r.text()))"`,
       'systemctl stop matrix-synapse; nginx -s quit; systemctl stop postgresql',
     ].join('\n'),
   });
@@ -295,6 +303,7 @@ async function runTwoGates(first: DebianMachine, second: DebianMachine): Promise
       served,
       'echo "::unit log"; tail -n 20 /var/log/unit-matrix-regservice.log',
       'systemctl stop matrix-regservice',
+      `touch ${shared}/second-stopped`,
     ].join('\n'),
   });
   return runJoined(

@@ -203,6 +203,7 @@ const templates: NginxTemplates = {
   snippet: readTemplate('nginx-snippet.conf.template'),
   appservice: readTemplate('nginx-appservice.conf.template'),
   upstream: readTemplate('nginx-upstream.conf.template'),
+  errors: readTemplate('nginx-errors.conf.template'),
 };
 const plainSite = { upstreams: [], publicPort: 80, publicName: 'hs.example.org', appservicePort: 8019 };
 
@@ -333,6 +334,9 @@ describe('nginx site and systemd unit', () => {
     assert.doesNotMatch(upstream, /\{\{|location = /);
     assert.match(upstream, /upstream matrix_regservice \{\n {4}server 10\.0\.0\.1:8009;\n {4}server 10\.0\.0\.2:8009;\n\}/);
     assert.match(upstream, /listen 127\.0\.0\.1:8019;[^]*location \/regapp\/1\/ \{\n\s+proxy_pass http:\/\/matrix_regservice;/);
+    // Synapse meets nginx's own errors there as Matrix JSON too: no gate answering, a transaction over 8m.
+    assert.match(upstream, /error_page 502 503 504 = @matrix_regservice_unavailable;\n\s+error_page 413 = @matrix_regservice_too_large;/);
+    assert.match(upstream, /location @matrix_regservice_unavailable \{[^}]*Retry-After 5 always;[^}]*return 503 '\{"errcode":"M_UNKNOWN"/);
     nginxAccepts(snippet, true, upstream);
   });
 });
