@@ -132,7 +132,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
           count: settings.workers,
           exec: WORKER_ENTRY,
           settings,
-          handlers: primaryApiHandlers(api),
+          handlers: (worker) => primaryApiHandlers(api, worker),
           log,
           onCrashLoop,
           onWorkerExit: workerGone,

@@ -24,7 +24,6 @@ import {
   checkedRefusalReport,
   checkedRequestInfo,
   checkedString,
-  checkedWorker,
 } from './workerMessages.js';
 
 /**
@@ -82,13 +81,15 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
   };
 }
 
-/** The primary's side of the same calls: what a worker sends is checked again here (workerMessages.ts). */
-export function primaryApiHandlers(api: PrimaryApi): Handlers {
+/**
+ * The primary's side of the same calls, for the worker `worker` (the supervisor's id of it: a worker's word on who it
+ * is counts for nothing). What a worker sends is checked again here (workerMessages.ts).
+ */
+export function primaryApiHandlers(api: PrimaryApi, worker: number): Handlers {
   return {
     limitClient: (key: unknown) => api.limitClient(checkedKey(key)),
-    register: (node: unknown, request: unknown) => api.register(checkedNode(node), checkedRequestInfo(request)),
-    delivered: (localparts: unknown, reached: unknown, worker: unknown) =>
-      api.delivered(checkedLocalparts(localparts), reached === true, checkedWorker(worker)),
+    register: (node: unknown, request: unknown) => api.register(checkedNode(node), { ...checkedRequestInfo(request), worker }),
+    delivered: (localparts: unknown, reached: unknown) => api.delivered(checkedLocalparts(localparts), reached === true, worker),
     transaction: (txnId: unknown, body: unknown) => api.transaction(checkedString(txnId, 'transaction id'), body),
     queryUser: (userId: unknown) => api.queryUser(checkedString(userId, 'user id')),
     // A compromised worker forgets nothing but node records.

@@ -18,8 +18,8 @@ export interface SupervisorOptions {
   readonly exec: string;
   /** What each worker is started with. */
   readonly settings: Settings;
-  /** The primary's answers to workers' calls. */
-  readonly handlers: Handlers;
+  /** The primary's answers to the calls of the worker with this id (node:cluster's). */
+  readonly handlers: (worker: number) => Handlers;
   readonly log: Logger;
   /** Workers keep failing at start: the service cannot run. */
   readonly onCrashLoop: (reason: string) => void;
@@ -210,7 +210,7 @@ export class Supervisor implements RequestServers {
       peer: new IpcPeer(
         workerChannel(worker),
         {
-          ...this.options.handlers,
+          ...this.options.handlers(worker.id),
           hello: () => managed.peer.notify('start', [forWorker]),
           failedToStart: (reason: string) => (managed.failure = reason),
         },

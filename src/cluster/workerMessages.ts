@@ -36,12 +36,6 @@ export function checkedRequestInfo(info: unknown): RegistrationRequestInfo {
   return { client, address, elapsedMs: Math.max(0, elapsedMs), worker };
 }
 
-/** The worker id a worker says it is (as in its registrations' request info). */
-export function checkedWorker(worker: unknown): number {
-  if (!isCount(worker)) throw malformed('worker id');
-  return worker;
-}
-
 export function checkedKey(key: unknown): string {
   if (!isKey(key)) throw malformed('client key');
   return key;

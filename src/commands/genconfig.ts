@@ -31,9 +31,10 @@ import {
   renderNginxSite,
   renderNginxSnippet,
   renderNginxUpstream,
+  upstreamAddress,
   type NginxTemplates,
 } from '../genconfig/nginxSite.js';
-import { isLoopbackHost } from '../config/connectAddress.js';
+import { gateWarnings } from '../genconfig/gateWarnings.js';
 import { EXIT_BAD_SETTINGS, EXIT_FAILURE, failCommand, type Output } from './commandFailure.js';
 
 export interface GenconfigOptions {
@@ -210,12 +211,24 @@ export async function runGenconfig(
       EXIT_BAD_SETTINGS,
     );
   }
-  const remoteGate = upstreams.find((upstream) => !isLoopbackHost(upstream.replace(/:\d+$/, '')));
-  if (remoteGate !== undefined && isLoopbackHost(new URL(settings.homeserverUrl).hostname)) {
-    out.stderr.write(
-      `warning: --matrixurl ${settings.homeserverUrl} is loopback: the gate at ${remoteGate} cannot reach Synapse there if it runs on another machine; give --matrixurl an address every gate reaches\n`,
+  if (options.nginx !== undefined && options.nginxUpstream !== undefined) {
+    failCommand(
+      "--nginx writes a whole site with the gates' upstream in it: give it, or --nginx-location and --nginx-upstream for your own server block, not both",
+      EXIT_BAD_SETTINGS,
     );
   }
+  try {
+    upstreams.forEach(upstreamAddress);
+  } catch (error) {
+    failCommand((error as Error).message, EXIT_BAD_SETTINGS);
+  }
+  for (const warning of gateWarnings({
+    upstreams,
+    homeserverUrl: settings.homeserverUrl,
+    host: settings.host,
+    trustedProxies: settings.trustedProxies,
+  }))
+    out.stderr.write(`warning: ${warning}\n`);
   if (upstreams.length > 1 && settings.database === undefined) {
     out.stderr.write('warning: several gates without --database each keep their own LevelDB registry and limits\n');
   }

@@ -1,3 +1,5 @@
+import ipaddr from 'ipaddr.js';
+
 /**
  * The host to connect to for a listen address, as it goes in a URL: a wildcard (0.0.0.0, ::, empty)
  * becomes loopback, an IPv6 address gets brackets.
@@ -12,8 +14,14 @@ export function localServiceUrl(settings: { readonly host: string; readonly port
   return `http://${connectHost(settings.host)}:${settings.port}${settings.basePath}`;
 }
 
-/** A host name or address (IPv6 with or without brackets) that reaches only this machine: localhost, 127/8, ::1. */
+/**
+ * A host name or address (IPv6 with or without brackets) that only this machine reaches itself at: localhost,
+ * loopback (127/8, ::1, IPv4-mapped too) or the unspecified address a wildcard listener takes (0.0.0.0, ::).
+ */
 export function isLoopbackHost(host: string): boolean {
   const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  return bare === 'localhost' || bare.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(bare) || bare === '::1';
+  if (bare === 'localhost' || bare.endsWith('.localhost')) return true;
+  if (!ipaddr.isValid(bare)) return false;
+  const parsed = ipaddr.process(bare);
+  return parsed.range() === 'loopback' || parsed.range() === 'unspecified';
 }

@@ -28,12 +28,20 @@ export interface NginxOptions {
 
 const UPSTREAM_NAME = 'matrix_regservice';
 
+const UPSTREAM = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
 /** host:port (or [v6]:port) of a gate, as nginx's upstream server line takes it. */
 export function upstreamAddress(value: string): string {
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const match = UPSTREAM.exec(value);
   const port = Number(match?.[2]);
   if (match === null || port < 1 || port > 65535) throw new GenconfigError(`--upstream must be host:port, got ${JSON.stringify(value)}`);
   return nginxWord(value, '--upstream');
+}
+
+/** The host of a gate's host:port, without an IPv6 address's brackets. */
+export function upstreamHost(value: string): string {
+  const host = UPSTREAM.exec(upstreamAddress(value))?.[1] ?? '';
+  return host.replace(/^\[(.*)\]$/, '$1');
 }
 
 function origin(url: string): string {

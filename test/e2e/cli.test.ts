@@ -372,6 +372,10 @@ describe('the built CLI', () => {
         ...gates,
         '--matrixurl',
         'http://10.0.0.1:8008',
+        '--host',
+        '0.0.0.0',
+        '--trusted-proxies',
+        'loopback,10.0.0.1',
         '--nginx-location',
         snippet,
         '--nginx-upstream',
@@ -383,7 +387,24 @@ describe('the built CLI', () => {
       dir,
     );
     assert.equal(reached.code, 0, reached.stderr);
-    assert.doesNotMatch(reached.stderr, /--matrixurl/);
+    assert.doesNotMatch(reached.stderr, /warning/);
+    const both = await run(
+      [
+        ...common,
+        ...gates,
+        '--nginx',
+        join(dir, 'site.conf'),
+        '--nginx-location',
+        snippet,
+        '--nginx-upstream',
+        upstream,
+        '--out',
+        join(dir, 'e'),
+      ],
+      dir,
+    );
+    assert.equal(both.code, 2, both.stderr);
+    assert.match(both.stderr, /--nginx writes a whole site with the gates' upstream in it/);
   });
 
   it('genconfig refuses to overwrite without --force', async () => {

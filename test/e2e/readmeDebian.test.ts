@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, chmodSync, chownSync, cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from '../support/timedTests.js';
 import { debianMachine, removeMachineFiles, runJoined, type DebianMachine } from '../support/debianMachine.js';
@@ -63,7 +63,7 @@ describe(
         machine = debianMachine({ serverName: SERVER_NAME });
         install = await machine.run(scenarioScript(scenarioBlocks('install')), { network: 'host', timeoutMs: 150_000 });
         goMachine = goOriginalMachine(machine.fork());
-        secondMachine = onTheNetwork(machine.fork());
+        secondMachine = machine.fork();
         deploy = await machine.run(
           scenarioScript(scenarioBlocks('debian'), {
             // What the machine's packages start: Synapse under its unit, nginx.
@@ -86,7 +86,7 @@ describe(
           }),
           { network: 'private', timeoutMs: 150_000 },
         );
-        firstMachine = withDatabase(onTheNetwork(machine.fork()));
+        firstMachine = withDatabase(machine.fork());
         [gates = { code: 1, output: '' }, second = { code: 1, output: '' }] = await runTwoGates(firstMachine, secondMachine);
         moved = await goMachine.run(
           scenarioScript(scenarioBlocks('go'), {
@@ -183,7 +183,11 @@ describe(
       assert.equal(second.code, 0, output(second));
       assert.match(second.output, /^::blocks done$/m, output(second));
       assert.match(gates.output, /^registered nodes: [1-9]\d* copied, 0 already there$/m, output(gates));
-      assert.doesNotMatch(gates.output, /^warning: --matrixurl/m, 'every gate reaches Synapse at --matrixurl');
+      assert.doesNotMatch(
+        gates.output,
+        /^warning: --(matrixurl|host|trusted-proxies) /m,
+        'each gate can listen, reach Synapse and believe nginx',
+      );
     });
 
     it('two gates: nodes register through nginx on both gates, on the second alone when the first stops, users lists every node, and with neither nginx answers Synapse in JSON', () => {
@@ -217,41 +221,27 @@ describe(
 
 const DATABASE_NAME = 'db.example.org';
 
-/** Both machines of the two-gate scenario: the database's name on their network, and its certificate trusted. */
-function onTheNetwork(machine: DebianMachine): DebianMachine {
-  const hosts = machine.hostPath('/etc/hosts');
-  appendFileSync(hosts, `10.0.0.1 ${DATABASE_NAME}\n`);
-  appendFileSync(machine.hostPath('/etc/ssl/readme-test/ca.pem'), readFileSync(databaseCertificate().cert));
-  return machine;
-}
-
-let databaseCertificateFiles: { cert: string; key: string } | undefined;
-function databaseCertificate(): { cert: string; key: string } {
-  if (databaseCertificateFiles === undefined) {
-    const dir = tempDir('regservice-db-tls-');
-    databaseCertificateFiles = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
-    selfSignedCertificate(DATABASE_NAME, databaseCertificateFiles);
-  }
-  return databaseCertificateFiles;
-}
-
-/** The first machine's PostgreSQL (Debian's package, its cluster main) with a certificate for the database's name. */
+/** The first machine's PostgreSQL (Debian's package, its cluster main), and a certificate for the database's name where the README names it. */
 function withDatabase(machine: DebianMachine): DebianMachine {
-  const postgresUid = Number(execFileSync('chroot', [SYNAPSE_ROOT, 'id', '-u', 'postgres'], { encoding: 'utf8' }).trim());
-  const [version] = readdirSync(join(SYNAPSE_ROOT, 'etc/postgresql'));
-  const files = databaseCertificate();
-  for (const [from, to] of [
-    [files.cert, '/etc/ssl/readme-test/db.pem'],
-    [files.key, '/etc/ssl/readme-test/db.key'],
+  const inChroot = (...args: string[]): number =>
+    Number(
+      execFileSync('chroot', [SYNAPSE_ROOT, ...args], { encoding: 'utf8' })
+        .trim()
+        .split(':')[2] ?? 'NaN',
+    );
+  const sslCert = inChroot('getent', 'group', 'ssl-cert');
+  const dir = tempDir('regservice-db-tls-');
+  const files = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+  selfSignedCertificate(DATABASE_NAME, files);
+  for (const [from, to, group, mode] of [
+    [files.cert, `/etc/ssl/certs/${DATABASE_NAME}.pem`, 0, 0o644],
+    [files.key, `/etc/ssl/private/${DATABASE_NAME}.key`, sslCert, 0o640],
   ] as const) {
     cpSync(from, machine.hostPath(to));
-    chownSync(machine.hostPath(to), postgresUid, postgresUid);
-    chmodSync(machine.hostPath(to), 0o600);
+    chownSync(machine.hostPath(to), 0, group);
+    chmodSync(machine.hostPath(to), mode);
   }
-  writeFileSync(
-    machine.hostPath(`/etc/postgresql/${version}/main/conf.d/readme-test-tls.conf`),
-    "# The machine's certificate for the database's name.\nssl_cert_file = '/etc/ssl/readme-test/db.pem'\nssl_key_file = '/etc/ssl/readme-test/db.key'\n",
-  );
+  rmSync(dir, { recursive: true, force: true });
   return machine;
 }
 

@@ -58,7 +58,7 @@ export async function startFuzzedPrimary(): Promise<FuzzedPrimary> {
         malformed.push(JSON.stringify(node).slice(0, 300));
     },
   });
-  const handlers = primaryApiHandlers(api);
+  const handlers = primaryApiHandlers(api, 1);
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
   process.on('unhandledRejection', onUnhandled);

@@ -15,13 +15,13 @@ sudo() {
 # sudoedit FILE, where the README has the operator type the database's password into FILE: the test's password.
 sudoedit() { printf '%s\n' "$README_DB_PASSWORD" >"$1"; }
 
-# scp FILE USER@HOST: (into HOST's home directory): into the directory the machines of a joined run share, from which
-# the machine at HOST takes it (take_transfers).
-scp() {
-  local host=${2%%:*}
-  host=${host#*@}
+# ssh HOST CMD: CMD in the directory the machines of a joined run share for HOST, whose files the machine at HOST
+# takes into its home directory (take_transfers) as if CMD had run there.
+ssh() {
+  local host=${1#*@}
+  shift
   mkdir -p "/run/readme-transfer/$host"
-  cp "$1" "/run/readme-transfer/$host/"
+  (cd "/run/readme-transfer/$host" && bash -c "$*")
 }
 take_transfers() { cp -a "/run/readme-transfer/$1/." /root/; }
 
@@ -85,6 +85,8 @@ unit_start() {
   start=$(unit_get "$file" ExecStart)
   (
     cd "${dir:-/}" || exit 1
+    # systemd gives a unit none of the caller's environment: the machine's CA for the public name is not the unit's.
+    unset NODE_EXTRA_CA_CERTS
     if [ -n "$envfile" ] && [ -f "${envfile#-}" ]; then set -a && . "${envfile#-}" && set +a; fi
     as_unit() { setpriv --reuid="$user" --regid="$group" --init-groups -- sh -c "exec $1"; }
     if [ -n "$pre" ]; then as_unit "$pre" || exit 1; fi

@@ -57,7 +57,7 @@ describe('IPC between the primary and a worker', () => {
       reportRefusals: (report) => reports.push(report),
       log: () => {},
     };
-    const { left, right, packets } = connectedPeers(primaryApiHandlers(primary), {});
+    const { left, right, packets } = connectedPeers(primaryApiHandlers(primary, 1), {});
     void left;
     const api = primaryApiOver(right);
     const before = packets();

@@ -22,6 +22,7 @@ import {
   renderNginxUpstream,
   type NginxTemplates,
 } from '../../src/genconfig/nginxSite.js';
+import { gateWarnings } from '../../src/genconfig/gateWarnings.js';
 import { renderTemplate, shellQuote } from '../../src/genconfig/template.js';
 import { carriedSettings } from '../../src/genconfig/carriedSettings.js';
 import { OPTION_SPECS } from '../../src/config/options.js';
@@ -493,5 +494,42 @@ describe('every daemon setting given to genconfig reaches the deployment', () =>
         spec.key,
       );
     }
+  });
+});
+
+describe('warnings for gates on other machines', () => {
+  const plan = {
+    upstreams: ['10.0.0.1:8009', '10.0.0.2:8009'],
+    homeserverUrl: 'http://10.0.0.1:8008',
+    host: '0.0.0.0',
+    trustedProxies: 'loopback,10.0.0.1',
+  };
+
+  it('says nothing when every gate can listen, reach the homeserver and believe nginx, or when all gates are local', () => {
+    assert.deepEqual(gateWarnings(plan), []);
+    assert.deepEqual(
+      gateWarnings({
+        upstreams: ['127.0.0.1:8009', '[::1]:8010'],
+        homeserverUrl: 'http://127.0.0.1:8008',
+        host: '127.0.0.1',
+        trustedProxies: 'loopback',
+      }),
+      [],
+    );
+  });
+
+  it('names a loopback --matrixurl, a loopback --host and --trusted-proxies without the network, whatever their spelling', () => {
+    for (const homeserverUrl of ['http://127.0.0.1:8008', 'http://localhost:8008', 'http://[::1]:8008', 'http://[::ffff:7f00:1]:8008'])
+      assert.match(
+        gateWarnings({ ...plan, homeserverUrl }).join('\n'),
+        /--matrixurl .* is loopback: the gate at 10\.0\.0\.1:8009 cannot reach Synapse/,
+      );
+    assert.match(gateWarnings({ ...plan, host: '127.0.0.1' }).join('\n'), /--host 127\.0\.0\.1: every gate listens on loopback only/);
+    assert.match(
+      gateWarnings({ ...plan, trustedProxies: 'loopback' }).join('\n'),
+      /--trusted-proxies loopback names none of the gates' addresses/,
+    );
+    assert.deepEqual(gateWarnings({ ...plan, trustedProxies: 'loopback,10.0.0.0/24' }), []);
+    assert.deepEqual(gateWarnings({ ...plan, upstreams: ['[fd00::1]:8009'], trustedProxies: 'uniquelocal' }), []);
   });
 });

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { rmSync } from 'node:fs';
 import { after, describe, it } from '../support/timedTests.js';
-import type { PrimaryState } from '../../src/cluster/primaryApi.js';
+import { primaryApiHandlers, type PrimaryState } from '../../src/cluster/primaryApi.js';
 import { RefusalTally } from '../../src/log/refusalTally.js';
 import { resolveSettings } from '../../src/config/settings.js';
 import { MatrixError } from '../../src/protocol/matrixError.js';
@@ -65,6 +65,19 @@ describe("the primary's record of answers on their way", () => {
       api.delivered([lost.localpart], true, 1); // said by a worker already counted as gone: ignored
       await settled();
       assert.equal((await api.register(lost, request(2))).userId, `@${lost.localpart}:${SERVER}`);
+
+      // Over IPC, a worker is who the supervisor says: its own word on it (the request's worker field) counts for nothing.
+      const claimed = signRegistration(randomPrivateKey(), SERVER);
+      // As IpcPeer calls them: with whatever arrived.
+      const call = (worker: number, method: string, ...args: unknown[]): unknown =>
+        (primaryApiHandlers(api, worker)[method] as (...values: unknown[]) => unknown)(...args);
+      await call(2, 'register', claimed, request(9));
+      call(9, 'delivered', [claimed.localpart], true);
+      await settled();
+      assert.equal((await api.register(claimed, request(2))).userId, `@${claimed.localpart}:${SERVER}`, 'worker 9 delivered nothing');
+      call(2, 'delivered', [claimed.localpart], true);
+      await settled();
+      await assert.rejects(api.register(claimed, request(2)), (error: unknown) => error instanceof MatrixError && error.status === 409);
     } finally {
       await state.registration.close();
       await store.close();

@@ -22,7 +22,7 @@ function supervisor(count: number, onCrashLoop: (reason: string) => void = () =>
     count,
     exec,
     settings,
-    handlers: {},
+    handlers: () => ({}),
     log: logger.log,
     onCrashLoop,
     stopTimeoutMs: 5000,
