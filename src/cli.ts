@@ -229,7 +229,7 @@ export function buildProgram(context: ProgramContext = { ignoredGoFlags: [] }): 
     .option('--systemd-user <user>', 'system user of the systemd unit', 'matrix-regservice')
     .option(
       '--upstream <host:port>',
-      'a gate behind nginx, once per gate sharing --database: renders an upstream block, and the registration url points at it',
+      "a gate behind nginx, once per gate sharing --database: their upstream block (in --nginx's site, or --nginx-upstream's file), and the registration url points at nginx's loopback server for them",
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
     )

@@ -1,17 +1,15 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { childrenOf } from '../support/processTree.js';
-import { generateGate, type Gate } from '../support/gate.js';
+import type { Gate } from '../support/gate.js';
+import { gateBesideSynapse, type GateBesideSynapse } from '../support/gateBesideSynapse.js';
 import { hostileRequests, type RawRequest } from '../support/hostileRequests.js';
 import { requestJson } from '../support/matrixClient.js';
-import { freePort } from '../support/ports.js';
-import { createAdmin, startSynapse, ownSynapseSkip, type RunningSynapse } from '../support/synapse.js';
+import { createAdmin, ownSynapseSkip, type RunningSynapse } from '../support/synapse.js';
 
 const skip = ownSynapseSkip();
 const serverName = 'photon.test';
@@ -48,7 +46,7 @@ function rssKb(pid: number): number {
 
 describe('hostile input against the running service and a real Synapse', { skip }, () => {
   const scope = suiteScope();
-  let secretDir: string;
+  let beside: GateBesideSynapse;
   let synapse: RunningSynapse;
   let gate: Gate;
   let adminToken: string;
@@ -59,25 +57,17 @@ describe('hostile input against the running service and a real Synapse', { skip 
   };
 
   before(async () => {
-    secretDir = mkdtempSync(join(tmpdir(), 'regservice-hostile-'));
-    const secretFile = join(secretDir, 'shared_secret');
-    writeFileSync(secretFile, randomBytes(24).toString('hex'), { mode: 0o600 });
-    const port = await freePort();
-    gate = await generateGate(scope, {
-      serverName,
-      homeserverUrl: `http://127.0.0.1:${port}`,
-      genconfigArgs: ['--sharesecret-file', secretFile],
-    });
-    synapse = await startSynapse(scope, { serverName, port, sharedSecretFile: secretFile, appserviceFiles: [gate.registrationFile] });
+    beside = await gateBesideSynapse(scope, serverName, 'regservice-hostile-');
+    gate = beside.gate;
+    if (beside.synapse === undefined) throw new Error('this test starts its own Synapse (ownSynapseSkip)');
+    synapse = beside.synapse;
     adminToken = await createAdmin(synapse, `admin${randomBytes(4).toString('hex')}`, randomBytes(16).toString('hex'));
     // No rate limits: every request must reach validation, not stop at a 429.
     await gate.start(['--verbosity', '3', '--rate-limit-client', '0', '--rate-limit-node', '0']);
   });
 
   after(async () => {
-    if (gate !== undefined) await gate.stop();
-    if (synapse !== undefined) await synapse.stop();
-    for (const dir of [secretDir, gate?.dir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    if (beside !== undefined) await beside.end();
   });
 
   it(`answers ${COUNT} malformed, forged and tricky requests with 4xx Matrix errors, stays up in bounded memory, and creates no user`, async () => {
