@@ -72,7 +72,8 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
         { localpart, displayname, password },
         { client, address, elapsedMs, worker },
       ]),
-    delivered: (localparts, reached, worker) => peer.notify('delivered', [localparts, reached, worker]),
+    // The primary knows which worker says it (primaryApiHandlers).
+    delivered: (localparts, reached) => peer.notify('delivered', [localparts, reached]),
     transaction: (txnId, body) => peer.request('transaction', [txnId, body]),
     queryUser: (userId) => peer.request('queryUser', [userId]),
     forget: (which) => peer.request('forget', [which]),
@@ -193,7 +194,9 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       const durationMs = (): number => Math.round((elapsedMs + performance.now() - started) * 1000) / 1000;
       try {
         const user = await registration.register(node, address);
-        delivering.set(node.localpart, [...(delivering.get(node.localpart) ?? []), worker]);
+        const workers = delivering.get(node.localpart);
+        if (workers === undefined) delivering.set(node.localpart, [worker]);
+        else workers.push(worker);
         if (gone.has(worker)) settle(node.localpart, false, worker);
         logOutcome(outcomeOfUser(user), { ...base, outcome: outcomeOfUser(user), status: 200, duration_ms: durationMs() }, client);
         return user;
@@ -234,8 +237,11 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
     registration,
     workerGone: (worker) => {
       gone.add(worker);
-      for (const [localpart, workers] of delivering)
-        for (const by of workers.filter((each) => each === worker)) settle(localpart, false, by);
+      for (const [localpart, workers] of delivering) {
+        const left = workers.filter((each) => each !== worker);
+        if (left.length === 0) delivering.delete(localpart);
+        else delivering.set(localpart, left);
+      }
     },
   };
 }
