@@ -59,10 +59,10 @@ export async function refusalFigures(
   configs: readonly RefusalConfig[],
   forgedFile: string,
   cores: number,
-  /** Which of the configurations are the service with one worker and with its default workers, and the Go original. */
-  names: { readonly oneWorker: string; readonly defaultWorkers: string; readonly oneProcess?: string; readonly goOriginal: string },
+  /** Which of the configurations are the service in one process and with its default workers, and the Go original. */
+  names: { readonly defaultWorkers: string; readonly oneProcess: string; readonly goOriginal: string },
 ): Promise<void> {
-  for (const name of [names.oneWorker, names.defaultWorkers])
+  for (const name of [names.oneProcess, names.defaultWorkers])
     if (!configs.some(([each]) => each === name)) throw new Error(`refusalFigures: no configuration named ${name}`);
   const table = async (title: string, script: string, serviceArgs: readonly string[], rounds: number): Promise<Map<string, LoadResult>> => {
     const all = new Map<string, LoadResult[]>(configs.map(([name]) => [name, []]));
@@ -101,7 +101,7 @@ export async function refusalFigures(
 
   const goOpen = open.get(names.goOriginal);
   const ours = open.get(names.defaultWorkers)!;
-  const one = open.get(names.oneWorker)!;
+  const one = open.get(names.oneProcess)!;
   note('\n### Against the targets\n');
   if (goOpen !== undefined) {
     const rpsRatio = ours.rps / goOpen.rps;
@@ -119,14 +119,14 @@ export async function refusalFigures(
       'RSS counts the pages of the Node binary each process maps (about 40 MB, shared between the processes); the primary keeps ' +
       'the rate-limit allowances (at most 100,000 clients per limit) and the database.',
   );
-  const oneProcess = names.oneProcess === undefined ? undefined : botnet.get(names.oneProcess);
+  const oneProcess = botnet.get(names.oneProcess);
   if (oneProcess !== undefined)
     note(
       `- One process (\`--workers 0\`) under the botnet load: peak RSS ${oneProcess.rss.main} MB (target ≤ 100 MB: ${oneProcess.rss.main <= 100 ? 'met' : 'not met'}); ` +
         `${fmt(oneProcess.rps)} refusals/s at ${oneProcess.cpuUs.toFixed(0)} µs each.`,
     );
   note(
-    `- Scaling: ${fmt(one.rps)}/s with one worker, ${fmt(ours.rps)}/s with ${cores} (${(ours.rps / one.rps).toFixed(2)}×) on ${cores} cores that wrk shares. ` +
+    `- Scaling: ${fmt(one.rps)}/s in one process, ${fmt(ours.rps)}/s with default workers (${(ours.rps / one.rps).toFixed(2)}×) on ${cores} cores that wrk shares. ` +
       `One refusal costs ${ours.cpuUs.toFixed(0)} µs of CPU here, so a 16-core machine with the load generated elsewhere would refuse about ` +
       `16 ÷ ${ours.cpuUs.toFixed(0)} µs ≈ **${fmt(16 / (ours.cpuUs / 1e6))}/s**${goOpen === undefined ? '' : ` (the Go original, at ${goOpen.cpuUs.toFixed(0)} µs: ≈ ${fmt(16 / (goOpen.cpuUs / 1e6))}/s)`}.`,
   );

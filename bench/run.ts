@@ -22,6 +22,7 @@ import { freePort, waitFor } from '../test/support/ports.js';
 import { PG_PASSWORD, startPostgres, type PostgresServer } from '../test/support/postgres.js';
 import { startSynapse, synapseAvailability, SYNAPSE_ROOT, type RunningSynapse } from '../test/support/synapse.js';
 import { openPgStore } from '../src/store/postgres/pgStore.js';
+import { defaultWorkers } from '../src/config/settings.js';
 import { fmt, lines, note, NO_CEILINGS, NO_LIMITS, rate, SERVER, type Daemon } from './measure.js';
 import { synapseFigures } from './synapseFigures.js';
 import {
@@ -230,23 +231,19 @@ async function main(): Promise<void> {
   try {
     const cores = availableParallelism();
     // Each configuration, given the service's rate-limit flags of a table (the Go original has no limits).
-    const ONE_WORKER = 'this service, `--workers 1`';
-    const DEFAULT_WORKERS = `this service, default workers (${cores})`;
+    // The default before the primary served requests too: a worker per core (as many processes serving, and one more).
+    const WORKER_PER_CORE = `this service, a worker per core beside the primary (\`--workers ${cores}\`)`;
+    const DEFAULT_WORKERS = `this service, default workers (${defaultWorkers(cores)} beside the primary)`;
     const ONE_PROCESS = 'this service, one process (`--workers 0`)';
     const GO_ORIGINAL = 'Go original';
     const configs: RefusalConfig[] = [
-      [ONE_WORKER, (limits) => service(['--workers', '1', ...limits])],
       [DEFAULT_WORKERS, (limits) => service(limits)],
+      [WORKER_PER_CORE, (limits) => service(['--workers', String(cores), ...limits])],
       [ONE_PROCESS, (limits) => service(['--workers', '0', ...limits])],
       // The measurement behind the workers' V8 flags (supervisor.ts): the setting the service does not use, beside it.
       [
         'this service, default workers, workers also `--optimize-for-size`',
         (limits) => service(limits, { NODE_OPTIONS: `--import ${resolve('bench/workersOptimizeForSize.mjs')}` }),
-      ],
-      // The measurement behind the scheduling policy (supervisor.ts): Node's round-robin hand-off, which the service left.
-      [
-        "this service, default workers, the primary's round-robin hand-off (`NODE_CLUSTER_SCHED_POLICY=rr`)",
-        (limits) => service(limits, { NODE_CLUSTER_SCHED_POLICY: 'rr' }),
       ],
       ...(postgres === undefined
         ? []
@@ -272,7 +269,6 @@ async function main(): Promise<void> {
       note('wrk is not installed (apt-get install wrk): no HTTP figures.');
     } else {
       await refusalFigures(configs, forgedFile, cores, {
-        oneWorker: ONE_WORKER,
         defaultWorkers: DEFAULT_WORKERS,
         oneProcess: ONE_PROCESS,
         goOriginal: GO_ORIGINAL,
@@ -306,7 +302,7 @@ async function main(): Promise<void> {
         const POSTGRES = `${DEFAULT_WORKERS}, PostgreSQL store`;
         const validConfigs: ValidConfig[] = [
           [DEFAULT_WORKERS, (url) => service([...NO_LIMITS, '--matrixurl', url])],
-          [ONE_WORKER, (url) => service([...NO_LIMITS, '--matrixurl', url, '--workers', '1'])],
+          [WORKER_PER_CORE, (url) => service([...NO_LIMITS, '--matrixurl', url, '--workers', String(cores)])],
           [ONE_PROCESS, (url) => service([...NO_LIMITS, '--matrixurl', url, '--workers', '0'])],
           ...(postgres === undefined
             ? []

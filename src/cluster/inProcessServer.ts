@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import type { Logger } from '../log/logger.js';
 import type { RefusalTally } from '../log/refusalTally.js';
 import { createWorkerMetrics } from '../metrics/metrics.js';
@@ -9,9 +10,9 @@ import { createWorkerServer, listen, stopCutAfterMs, type WorkerServer } from '.
 import type { WorkerSettings } from './workerSettings.js';
 
 /**
- * One process (`--workers 0`): the primary serves the listener itself, through the same request path a worker has,
- * calling the primary's API directly instead of over IPC. For machines with one core, where a worker beside the
- * primary costs memory and buys nothing.
+ * The primary's own listener: it serves requests through the same request path a worker has, calling the primary's
+ * API directly instead of over IPC. Alone with `--workers 0` (one process, for machines with one core); otherwise its
+ * workers accept from its socket beside it (ServingProcesses).
  */
 export class InProcessServer implements RequestServers {
   readonly count = 1;
@@ -34,6 +35,11 @@ export class InProcessServer implements RequestServers {
     // Worker 0: what its registrations carry (createWorkerServer, outside a cluster worker).
     this.reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached, 0));
     this.worker = createWorkerServer({ settings, api, log, metrics: this.metricsOfRequests, refusals, delivered: this.reports.delivered });
+  }
+
+  /** The listening socket, which workers accept from too. */
+  get server(): Server {
+    return this.worker.server;
   }
 
   async start(): Promise<void> {

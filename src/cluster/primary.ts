@@ -22,6 +22,7 @@ import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
 import { RefusalSummaries } from './refusalSummaries.js';
 import { InProcessServer } from './inProcessServer.js';
 import type { RequestServers } from './requestServers.js';
+import { ServingProcesses } from './servingProcesses.js';
 import { StartError, Supervisor } from './supervisor.js';
 import { refusalLineShare, workerSettingsOf } from './workerSettings.js';
 
@@ -63,8 +64,8 @@ function addressPolicy(settings: Settings): { policy: AddressPolicy; summary: st
 /**
  * The primary process: the only one that opens the store and calls the homeserver. It owns the rate
  * limits, one registration per node at a time, pending entries and their reconciliation, transaction
- * de-duplication, the address lists (SIGHUP) and the start-up ping; workers serve the listener, or with `--workers 0`
- * the primary itself.
+ * de-duplication, the address lists (SIGHUP) and the start-up ping. It serves the listener too, and its workers accept
+ * from the same socket beside it.
  */
 export async function startPrimary(settings: Settings, log: Logger, onCrashLoop: (reason: string) => void): Promise<RunningPrimary> {
   let lists: { policy: AddressPolicy; summary: string };
@@ -125,19 +126,29 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     refusalLine: () => refusals.lineAllowed(),
   });
 
+  const inProcess = new InProcessServer({
+    settings: { ...workerSettingsOf(settings), maxConnections: settings.primaryMaxConnections },
+    api,
+    log,
+    refusals,
+  });
   const servers: RequestServers =
     settings.workers === 0
-      ? new InProcessServer({ settings: workerSettingsOf(settings), api, log, refusals })
-      : new Supervisor({
-          count: settings.workers,
-          exec: WORKER_ENTRY,
-          settings,
-          handlers: (worker) => primaryApiHandlers(api, worker),
-          log,
-          onCrashLoop,
-          onWorkerExit: workerGone,
-          stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
-        });
+      ? inProcess
+      : new ServingProcesses(
+          inProcess,
+          new Supervisor({
+            count: settings.workers,
+            exec: WORKER_ENTRY,
+            settings,
+            listener: inProcess.server,
+            handlers: (worker) => primaryApiHandlers(api, worker),
+            log,
+            onCrashLoop,
+            onWorkerExit: workerGone,
+            stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
+          }),
+        );
   /** Listeners that answer, within WORKER_ANSWER_MS, that they take connections. */
   const serving = (): Promise<number> => servers.serving(WORKER_ANSWER_MS);
   const readiness = async (): Promise<Readiness> => {

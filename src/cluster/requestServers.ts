@@ -7,8 +7,8 @@ export interface ServersMetrics {
 }
 
 /**
- * What serves the public listener for the primary: worker processes (Supervisor), or the primary itself in one
- * process (`--workers 0`, InProcessServer).
+ * What serves the public listener: the primary itself (InProcessServer), alone with `--workers 0` or beside its worker
+ * processes (ServingProcesses, Supervisor).
  */
 export interface RequestServers {
   /** The listeners there should be. */

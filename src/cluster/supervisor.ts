@@ -1,8 +1,10 @@
 import cluster, { type Worker } from 'node:cluster';
+import type { Server } from 'node:net';
 import type { Settings } from '../config/settings.js';
 import type { Logger } from '../log/logger.js';
 import type { MetricsSnapshot } from '../metrics/metrics.js';
 import { IpcPeer, type Channel, type Handlers } from './ipc.js';
+import { sendListener } from './listenerHandle.js';
 import { workerExecArgv } from './nodeFlags.js';
 import type { RequestServers, ServersMetrics } from './requestServers.js';
 import { WORKER_ENVIRONMENT, workerSettingsOf } from './workerSettings.js';
@@ -18,6 +20,8 @@ export interface SupervisorOptions {
   readonly exec: string;
   /** What each worker is started with. */
   readonly settings: Settings;
+  /** The primary's listening socket: every worker accepts from it, beside the primary. */
+  readonly listener: Server;
   /** The primary's answers to the calls of the worker with this id (node:cluster's). */
   readonly handlers: (worker: number) => Handlers;
   readonly log: Logger;
@@ -81,11 +85,6 @@ export class Supervisor implements RequestServers {
   private startup: { listening(): void; failed(reason: string): void } | undefined;
 
   constructor(private readonly options: SupervisorOptions) {
-    // Each worker accepts from the shared listener itself, not through the primary's round-robin hand-off: a worker at
-    // its descriptor limit cannot take a connection handed to it, never says so, and the hand-off then waits for ever
-    // (README, "Processes"). A worker at --max-connections closes new connections at once, and counts them. Node's own
-    // NODE_CLUSTER_SCHED_POLICY still chooses where it is set (the bench measures the hand-off beside this).
-    if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: options.exec, args: [], serialization: 'json', execArgv: workerExecArgv(process.execArgv) });
   }
 
@@ -211,7 +210,13 @@ export class Supervisor implements RequestServers {
         workerChannel(worker),
         {
           ...this.options.handlers(worker.id),
-          hello: () => managed.peer.notify('start', [forWorker]),
+          hello: () => {
+            managed.peer.notify('start', [forWorker]);
+            sendListener(worker, this.options.listener, (error) => {
+              if (error !== null) managed.peer.close(`worker ${worker.id}: ${error.message}`);
+            });
+          },
+          listening: () => this.listened(managed),
           failedToStart: (reason: string) => (managed.failure = reason),
         },
         (method, error) => log.error(`a worker's ${method} report failed`, { reason: (error as Error).message }),
@@ -225,18 +230,20 @@ export class Supervisor implements RequestServers {
     // A send to a worker whose channel has just closed fails; the peer hears of it through its send callbacks, and
     // nothing Node emits here may go unheard (an 'error' without a listener would end the primary and every worker).
     worker.on('error', (error) => managed.peer.close(`worker ${worker.id}: ${error.message}`));
-    worker.on('listening', () => {
-      managed.listening = true;
-      this.failedStarts = 0;
-      log.debug('worker listening', { worker: worker.id, pid: worker.process.pid });
-      this.startup?.listening();
-    });
     // A worker's last messages (why it could not start) may still be in the channel when 'exit' comes: judge the
     // exit once the channel closed too.
     worker.on('exit', (code, signal) => {
       if (worker.isConnected()) worker.once('disconnect', () => this.exited(managed, code, signal));
       else this.exited(managed, code, signal);
     });
+  }
+
+  private listened(managed: Managed): void {
+    if (managed.listening) return;
+    managed.listening = true;
+    this.failedStarts = 0;
+    this.options.log.debug('worker listening', { worker: managed.worker.id, pid: managed.worker.process.pid });
+    this.startup?.listening();
   }
 
   private exited(managed: Managed, code: number | null, signal: string | null): void {

@@ -16,6 +16,7 @@ import { transactionForPrimary } from '../handlers/transactionHandler.js';
 import { batchedDeliveryReports } from './deliveryReports.js';
 import { IpcPeer } from './ipc.js';
 import { primaryApiOver, type PrimaryApi } from './primaryApi.js';
+import { listenerIn, type ListenerHandle } from './listenerHandle.js';
 import type { WorkerSettings } from './workerSettings.js';
 
 /** How often a worker hands its refusal counts to the primary, which logs them per summary interval. */
@@ -151,6 +152,17 @@ export function listen(server: Server, settings: WorkerSettings): Promise<void> 
   });
 }
 
+/** Accepts connections from `listener`, the socket the primary listens on. */
+function listenOn(server: Server, listener: ListenerHandle): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listener, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 /**
  * The worker process: asks the primary for its settings, serves until told to stop (or SIGTERM/SIGINT),
  * and exits at once when the primary is gone. SIGHUP is the primary's: a worker ignores it.
@@ -196,6 +208,13 @@ export function runWorker(): void {
     },
   );
   const api = primaryApiOver(peer);
+  /** The primary's listening socket, which this worker accepts from beside it. */
+  const listener = new Promise<ListenerHandle>((resolve) =>
+    process.on('message', (message: unknown, handle: unknown) => {
+      const received = listenerIn(message, handle);
+      if (received !== undefined) resolve(received);
+    }),
+  );
 
   const reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached, cluster.worker?.id ?? 0));
   /** Log lines of this turn of the event loop, sent together. */
@@ -222,7 +241,8 @@ export function runWorker(): void {
       metrics = createWorkerMetrics({ processMetrics: settings.processMetrics });
       worker = createWorkerServer({ settings, api, log, metrics, refusals, delivered: reports.delivered });
       cutAfterMs = stopCutAfterMs(settings);
-      await listen(worker.server, settings);
+      await listenOn(worker.server, await listener);
+      peer.notify('listening', []);
       setInterval(report, REPORT_INTERVAL_MS).unref();
     } catch (error) {
       peer.notify('failedToStart', [(error as Error).message]);

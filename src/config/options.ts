@@ -193,7 +193,7 @@ export const OPTION_SPECS = [
     key: 'workers',
     kind: 'integer',
     argName: '<n>',
-    description: 'worker processes serving requests; 0 = the primary serves them itself (one process)',
+    description: 'worker processes serving requests beside the primary, which serves them too; 0 = one process',
   },
   {
     key: 'refusal-summary-interval',
@@ -208,7 +208,7 @@ export const OPTION_SPECS = [
     key: 'max-connections',
     kind: 'integer',
     argName: '<n>',
-    description: 'connections each worker holds at once; past it a new one is closed at once and counted',
+    description: 'connections each process serving holds at once; past it a new one is closed at once and counted',
   },
   {
     key: 'allow-list',

@@ -85,14 +85,16 @@ export interface Settings {
   readonly rateLimitIpv6Prefix: number;
   /** New accounts per hour per client network, and for the whole service per hour and day; 0: no ceiling. */
   readonly accountCeilings: AccountCeilingSettings;
-  /** Worker processes that serve the listener; the primary holds the state. */
+  /** Worker processes that serve the listener beside the primary, which holds the state and serves it too. */
   readonly workers: number;
   readonly refusalSummaryIntervalMs: number;
   readonly maxHomeserverCalls: number;
   readonly maxQueued: number;
   readonly clientTimeoutMs: number;
-  /** Connections one worker holds at once. */
+  /** Connections one worker holds at once (and the primary, when given). */
   readonly maxConnections: number;
+  /** Connections the primary's own listener holds at once: by default fewer, as the primary also holds the store's. */
+  readonly primaryMaxConnections: number;
   readonly allowList: string | undefined;
   readonly denyList: string | undefined;
   /** 0: no metrics listener. */
@@ -127,12 +129,15 @@ export interface SettingsLayer {
 export const COMMAND_LINE = 'command line';
 export const DEFAULT_BASE_PATH = '/regapp/1';
 
-/** Descriptors one process (--workers 0) keeps beside a worker's: the store's files, the database pool, /metrics. */
-export const ONE_PROCESS_DESCRIPTORS = 64;
+/** Descriptors the primary keeps beside a worker's: the store's files, the database pool, /metrics. */
+export const PRIMARY_DESCRIPTORS = 64;
 
-/** One worker per core; on one core the primary serves requests itself, which saves a process's memory and an IPC hop. */
+/**
+ * The primary serves requests too, so one worker per core besides its own: on one core, none (one process). A process
+ * more than there are cores would cost memory, and an IPC hop per registration, and verify no faster.
+ */
 export function defaultWorkers(cores = availableParallelism()): number {
-  return cores === 1 ? 0 : cores;
+  return Math.max(0, cores - 1);
 }
 
 export const DEFAULTS = {
@@ -170,7 +175,7 @@ export const DEFAULTS = {
 
 /** How help texts show a default that depends on the machine rather than its value here. */
 export const DEFAULT_DESCRIPTIONS: Partial<Record<SettingKey, string>> = {
-  workers: "the machine's available parallelism; 0 (one process) on one core",
+  workers: "the machine's available parallelism less one (the primary serves too): 0, one process, on one core",
   'pending-lease': 'twice --homeserver-timeout',
   'max-connections': `the open-file limit (ulimit -n) less ${RESERVED_DESCRIPTORS}`,
 };
@@ -383,11 +388,12 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     maxHomeserverCalls,
     maxQueued: integer('max-queued', 0, 1_000_000),
     clientTimeoutMs: integer('client-timeout', 1, 3600) * 1000,
-    maxConnections:
-      // One process (--workers 0) also holds the homeserver calls' sockets and the store's files on its listener's
-      // descriptors: by default it leaves them room.
-      workers === 0 && pick('max-connections')?.source === 'default'
-        ? Math.max(16, integer('max-connections', 1, 1_000_000) - maxHomeserverCalls - ONE_PROCESS_DESCRIPTORS)
+    maxConnections: integer('max-connections', 1, 1_000_000),
+    // The primary also holds the homeserver calls' sockets and the store's files on its listener's descriptors: by
+    // default it leaves them room.
+    primaryMaxConnections:
+      pick('max-connections')?.source === 'default'
+        ? Math.max(16, integer('max-connections', 1, 1_000_000) - maxHomeserverCalls - PRIMARY_DESCRIPTORS)
         : integer('max-connections', 1, 1_000_000),
     allowList: optionalPath('allow-list'),
     denyList: optionalPath('deny-list'),

@@ -13,6 +13,8 @@ export const MAX_WAITING_PER_CONNECTION = 32;
 
 interface ConnectionState {
   inProgress: number;
+  /** The requests being handled: one whose body is still arriving can never complete once the parser fails. */
+  readonly handling: Set<IncomingMessage>;
   readonly waiting: (() => void)[];
   /** What to call for each request being handled if the connection closes first: its answer may never be sent. */
   readonly gone: Set<() => void>;
@@ -30,7 +32,8 @@ export interface ConnectionRequests {
   request(req: IncomingMessage, res: ServerResponse, handle: (onGone: (callback: () => void) => void) => void): void;
   /**
    * A request the HTTP parser refused on `socket`: `answer` runs once every earlier request of the connection is
-   * answered, so that their answers (a 200 among them) go out first, in order.
+   * answered, so that their answers (a 200 among them) go out first, in order; at once if one of them never arrived
+   * whole (its body too slow, or the client's end came first).
    */
   clientError(socket: Duplex, answer: () => void): void;
 }
@@ -50,7 +53,7 @@ export function connectionRequests(
   const stateOf = (socket: Duplex): ConnectionState => {
     let state = states.get(socket);
     if (state === undefined) {
-      const created: ConnectionState = { inProgress: 0, waiting: [], gone: new Set(), closed: socket.destroyed };
+      const created: ConnectionState = { inProgress: 0, handling: new Set(), waiting: [], gone: new Set(), closed: socket.destroyed };
       socket.once('close', () => {
         created.closed = true;
         created.waiting.length = 0;
@@ -84,6 +87,7 @@ export function connectionRequests(
         const end = (): void => {
           if (ended) return;
           ended = true;
+          state.handling.delete(req);
           state.gone.delete(gone);
           done(state);
         };
@@ -92,6 +96,7 @@ export function connectionRequests(
           for (const callback of callbacks) callback();
         };
         state.gone.add(gone);
+        state.handling.add(req);
         res.once('finish', end);
         res.once('close', end);
         handle((callback) => callbacks.push(callback));
@@ -102,7 +107,10 @@ export function connectionRequests(
     },
     clientError(socket, answer) {
       const state = states.get(socket);
-      if (state === undefined || (state.inProgress === 0 && state.waiting.length === 0)) answer();
+      // A request whose body was still arriving (too slowly, or cut short by a half-close) never gets the rest: held
+      // behind it, the error's answer would keep the connection open for ever.
+      const receiving = state !== undefined && [...state.handling].some((req) => !req.complete);
+      if (state === undefined || receiving || (state.inProgress === 0 && state.waiting.length === 0)) answer();
       else state.clientError = answer;
     },
   };

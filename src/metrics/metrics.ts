@@ -80,11 +80,11 @@ export function createPrimaryMetrics(
   const gauge = (name: string, help: string): Gauge => new Gauge({ name, help, registers: [registry] });
   const homeserverUp = gauge('regservice_homeserver_up', 'Whether the homeserver answered (client-server API versions) at the last scrape');
   const storeUp = gauge('regservice_store_up', 'Whether the store (LevelDB or PostgreSQL) answered at the last scrape');
-  const workersServing = gauge('regservice_workers_serving', 'Workers that answered in time that they take connections');
-  const workersWanted = gauge(
-    'regservice_workers',
-    'Processes there should be serving requests: --workers, or 1 (the primary) with --workers 0',
+  const workersServing = gauge(
+    'regservice_workers_serving',
+    'Processes serving requests (the primary and its workers) that answered in time that they take connections',
   );
+  const workersWanted = gauge('regservice_workers', 'Processes there should be serving requests: the primary and its --workers');
   const ready = gauge('regservice_ready', 'Whether /ready would answer 200: the homeserver and the store answer, and every worker serves');
   const replacements = new Counter({
     name: 'regservice_worker_restarts_total',

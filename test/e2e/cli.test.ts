@@ -5,7 +5,7 @@ import { parse } from 'yaml';
 import { join } from 'node:path';
 import { describe, it } from '../support/timedTests.js';
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
-import { freePort } from '../support/ports.js';
+import { freePort, waitFor } from '../support/ports.js';
 import { tempDir } from '../support/tempDir.js';
 import { openLevelStore } from '../../src/store/leveldb/levelStore.js';
 
@@ -143,13 +143,22 @@ describe('the built CLI', () => {
     ].map((arg) => arg.replace(/^--/, '-'));
     const daemon = spawnDaemon(t, BIN, goStyle);
     await waitUntilListening(daemon, `http://127.0.0.1:${port}/regapp/1`);
-    await fetch(`http://127.0.0.1:${port}/regapp/1/register`, { method: 'POST', body: '{}' });
+    // The primary serves too: requests on connections of their own until a worker has served one.
+    const workerLine = /debug registration client=127\.0\.0\.1 outcome=invalid status=400 .* worker=\d+/;
+    await waitFor(
+      "a worker's line in the log file",
+      async () => {
+        await fetch(`http://127.0.0.1:${port}/regapp/1/register`, { method: 'POST', body: '{}', headers: { connection: 'close' } });
+        return workerLine.test(readFileSync(logfile, 'utf8')) || undefined;
+      },
+      10_000,
+    );
     assert.equal(await daemon.stop(), 0);
     assert.match(daemon.output(), /logging to .*regservice\.log/);
     const log = readFileSync(logfile, 'utf8');
     assert.match(log, /warn ignoring the Go original's diagnostic flags --debug, --pprof, --pprofport, --vmodule/);
     assert.match(log, /info matrix-regservice listening/);
-    assert.match(log, /debug registration client=127\.0\.0\.1 outcome=invalid status=400 .* worker=\d+/, "the workers' lines too");
+    assert.match(log, workerLine, "the workers' lines too");
   });
 
   it('genconfig --container writes both volumes: the config file the image runs on, and the copy Synapse reads', async () => {

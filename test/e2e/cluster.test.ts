@@ -11,7 +11,9 @@ import type { Gate } from '../support/gate.js';
 import { gateBesideSynapse, type GateBesideSynapse } from '../support/gateBesideSynapse.js';
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
 import { passwordLogin } from '../support/matrixClient.js';
-import { alive, childrenOf, memoryHolds } from '../support/processTree.js';
+import { alive, childrenOf, holderOfConnection, memoryHolds } from '../support/processTree.js';
+import { defaultWorkers, PRIMARY_DESCRIPTORS } from '../../src/config/settings.js';
+import { RESERVED_DESCRIPTORS } from '../../src/config/openFileLimit.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { synapseAvailability } from '../support/synapse.js';
@@ -58,13 +60,13 @@ const sign = () => signRegistration(randomPrivateKey(), serverName);
 const forged = () => ({ ...sign(), password: sign().password });
 
 /** A POST whose headers and half its body are sent now, the rest by `finish`, which resolves with the answer's head. */
-function heldRequest(url: string, body: string): Promise<{ socket: Socket; finish(): Promise<string> }> {
+function heldRequest(url: string, body: string, headers = ''): Promise<{ socket: Socket; finish(): Promise<string> }> {
   const { hostname, port, pathname } = new URL(`${url}/register`);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname, () => {
       const half = Math.floor(body.length / 2);
       socket.write(
-        `POST ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, half)}`,
+        `POST ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body.slice(0, half)}`,
       );
       let answer = '';
       const head = new Promise<string>((done, failed) => {
@@ -112,8 +114,8 @@ describe(
     let homeserverUrl: string;
     let proxy: FaultProxy;
     /**
-     * The workers of every test but the first (which checks the default, one per core): two whatever the machine's
-     * cores, so that one can be lost while the other serves, on a machine of one core too.
+     * The workers of every test but the first (which checks the default, one per core beside the primary): two whatever
+     * the machine's cores, so that one can be lost while the other serves, on a machine of one core too.
      */
     const WORKERS = ['--workers', '2'];
     /** The refusal summary lines since `since`, once they count `refusals` in all. */
@@ -142,9 +144,9 @@ describe(
       await deployment?.end();
     });
 
-    it('starts one worker per core by default; nodes register on every worker and log in', async () => {
+    it('serves from the primary and a worker per other core by default; nodes register on each and log in', async () => {
       await gate.start();
-      await gate.waitForLog(new RegExp(`matrix-regservice listening .* workers=${availableParallelism()}`));
+      await gate.waitForLog(new RegExp(`matrix-regservice listening .* workers=${defaultWorkers(availableParallelism())}`));
       const nodes = Array.from({ length: 6 }, sign);
       for (const node of nodes) {
         const answer = await postFresh(`${gate.url}/register`, node);
@@ -163,7 +165,7 @@ describe(
         const workers = new Set(
           [...gate.output().matchAll(/ info registration .* worker=(\d+) outcome=registered/g)].map((match) => match[1]),
         );
-        assert.ok(workers.size > 1, `registrations served by more than one worker: ${[...workers].join(',')}`);
+        assert.ok(workers.size > 1, `registrations served by more than one process (0: the primary): ${[...workers].join(',')}`);
       }
       const again = await postFresh(`${gate.url}/register`, nodes[0]);
       assert.equal(again.status, 409, 'the one store in the primary knows every node, whichever worker answers');
@@ -252,7 +254,8 @@ describe(
       assert.equal(value(before, 'regservice_worker_restarts_total'), 0);
       for (const series of ['regservice_homeserver_up', 'regservice_store_up', 'regservice_ready'])
         assert.equal(value(before, series), 1, series);
-      assert.equal(value(before, 'regservice_workers_serving'), 2);
+      assert.equal(value(before, 'regservice_workers_serving'), 3, 'the primary and both workers');
+      assert.equal(value(before, 'regservice_workers'), 3);
 
       const primary = gate.process()?.child.pid as number;
       const workers = childrenOf(primary);
@@ -266,7 +269,7 @@ describe(
         'a scrape with both workers',
         async () => {
           const text = await scrape();
-          return value(text, 'regservice_workers_serving') === 2 ? text : undefined;
+          return value(text, 'regservice_workers_serving') === 3 ? text : undefined;
         },
         20_000,
       );
@@ -320,21 +323,31 @@ describe(
         },
         10_000,
       );
-      assert.deepEqual((JSON.parse(oneDown.body) as { workers: unknown }).workers, { serving: 1, of: 2 });
-      assert.equal((await read('/health')).status, 200, 'one worker still serves');
+      assert.deepEqual((JSON.parse(oneDown.body) as { workers: unknown }).workers, { serving: 2, of: 3 });
+      assert.equal((await read('/health')).status, 200, 'the primary and a worker still serve');
       assert.match((await read('/metrics')).body, /regservice_registrations_total|regservice_homeserver_calls_in_flight/);
 
       process.kill(workers[1]!, 'SIGSTOP');
       stopped.push(workers[1]!);
-      const none = await waitFor('/health to fail', async () => ((await read('/health')).status === 503 ? true : undefined), 10_000);
-      assert.ok(none);
+      const primaryAlone = await waitFor(
+        '/ready to count the primary alone',
+        async () => {
+          const answer = await read('/ready');
+          const counted = (JSON.parse(answer.body) as { workers: { serving: number } }).workers;
+          return counted.serving === 1 ? answer : undefined;
+        },
+        10_000,
+      );
+      assert.equal(primaryAlone.status, 503);
+      assert.equal((await read('/health')).status, 200, 'the primary still serves');
+      assert.equal((await postFresh(`${gate.url}/register`, sign())).status, 200, 'a connection the primary takes is served');
 
       for (const pid of stopped.splice(0)) process.kill(pid, 'SIGCONT');
       await waitFor('ready again', async () => ((await read('/ready')).status === 200 ? true : undefined), 10_000);
       assert.equal((await read('/health')).status, 200);
     });
 
-    it('serves again once a connection flood past its descriptor limit ends: each worker holds its bound, sheds the rest and counts them', async (t) => {
+    it('serves again once a connection flood past its descriptor limit ends: each process holds its bound, sheds the rest and counts them', async (t) => {
       await gate.stop();
       // As an operator's shell with `ulimit -n 300` starts run.sh; --max-connections is left to its default.
       const metricsPort = await freePort();
@@ -375,16 +388,19 @@ describe(
             }),
         ),
       );
-      // 2 workers × (300 − 64) connections at most: the rest are shed, and said so in the summary.
+      // 2 workers × (300 − 64) connections at most, and the primary 32 homeserver calls and its store's descriptors
+      // fewer: the rest are shed, and said so in the summary.
+      const perWorker = 300 - RESERVED_DESCRIPTORS;
+      const held = 2 * perWorker + (perWorker - 32 - PRIMARY_DESCRIPTORS);
       const shed = /refused requests interval_s=1 total=\d+ connection_shed=(\d+)/g;
       const counted = (): number => [...daemon.output().matchAll(shed)].reduce((sum, match) => sum + Number(match[1]), 0);
-      await waitFor('the shed connections in the summaries', async () => (counted() >= 800 - 2 * 236 ? true : undefined), 30_000);
-      for (const worker of childrenOf(daemon.child.pid as number))
-        assert.ok(readdirSync(`/proc/${worker}/fd`).length <= 300, `worker ${worker} within its descriptor limit`);
-      // A worker at its bound takes no connection, and /ready says so. (The other may still have room: a full worker
-      // goes on accepting and shedding, so the two need not fill alike.)
+      await waitFor('the shed connections in the summaries', async () => (counted() >= 800 - held ? true : undefined), 30_000);
+      for (const pid of [daemon.child.pid as number, ...childrenOf(daemon.child.pid as number)])
+        assert.ok(readdirSync(`/proc/${pid}/fd`).length <= 300, `process ${pid} within its descriptor limit`);
+      // A process at its bound takes no connection, and /ready says so. (Another may still have room: a full one goes
+      // on accepting and shedding, so they need not fill alike.)
       const full = await waitFor(
-        '/ready to say no worker takes connections',
+        '/ready to say not every process takes connections',
         async () => {
           const answer = await ready();
           return answer.status === 503 ? answer : undefined;
@@ -392,7 +408,7 @@ describe(
         10_000,
       );
       const workers = full.workers as { serving: number; of: number };
-      assert.ok(workers.of === 2 && workers.serving < 2, JSON.stringify(workers));
+      assert.ok(workers.of === 3 && workers.serving < 3, JSON.stringify(workers));
       flood.splice(0).forEach((socket) => socket.destroy());
       await waitFor('ready again after the flood', async () => ((await ready()).status === 200 ? true : undefined), 10_000);
 
@@ -457,14 +473,35 @@ describe(
       }
     });
 
-    it("completes a registration whose worker was killed mid-way: one outcome line, from the primary, and the node's retry gets 200 once", async () => {
+    it("completes a registration whose worker was killed mid-way: one outcome line, from the primary, and the node's retry gets 200 once", async (t) => {
       await gate.stop();
       await gate.start([...WORKERS, '--matrixurl', proxy.url]);
       const primary = gate.process()?.child.pid as number;
       const node = sign();
       proxy.fault = (method, path) => (method === 'POST' && path === '/_synapse/admin/v1/register' ? 'slow' : 'pass');
       const seen = proxy.seen.length;
-      const lost = postFresh(`${gate.url}/register`, node, '198.51.100.77').catch(() => 'connection lost');
+      // The primary serves too: the request goes on a connection a worker accepted.
+      const body = JSON.stringify(node);
+      const opened: Socket[] = [];
+      t.after(() => opened.forEach((socket) => socket.destroy()));
+      const held = await waitFor(
+        'a connection a worker accepted',
+        async () => {
+          const request = await heldRequest(gate.url, body, 'X-Forwarded-For: 198.51.100.77\r\n');
+          opened.push(request.socket);
+          const holder = await waitFor(
+            'the process that accepted it',
+            async () => holderOfConnection([primary, ...childrenOf(primary)], request.socket.localPort as number),
+            5000,
+          );
+          return holder === primary ? undefined : request;
+        },
+        10_000,
+      );
+      const lost = held.finish().then(
+        () => 'answered',
+        () => 'connection lost',
+      );
       await waitFor(
         'the homeserver call',
         async () => (proxy.seen.slice(seen).includes('POST /_synapse/admin/v1/register') ? true : undefined),

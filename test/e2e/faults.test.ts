@@ -260,6 +260,37 @@ describe('faults between the service and a real Synapse', { skip }, () => {
     assert.match(answer, /^HTTP\/1\.1 408 [^]*"errcode":"M_UNKNOWN"/);
   });
 
+  it('cuts off a client whose body comes too slowly, or ends before its body is whole, and serves on', async () => {
+    const port = Number(new URL(faulty.url).port);
+    const body = JSON.stringify(sign());
+    const head = `POST /regapp/1/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const held = (how: 'trickles' | 'half-closes'): Promise<{ ms: number; answer: string }> =>
+      new Promise((resolve) => {
+        const started = Date.now();
+        let answer = '';
+        let sent = body.length / 2;
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.write(head + body.slice(0, sent));
+          if (how === 'half-closes') socket.end();
+        });
+        socket.on('error', () => {}); // writes after the server hung up fail; the close is what we wait for
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+        const timer = setInterval(() => socket.writable && sent < body.length - 1 && socket.write(body[sent++] ?? ''), 300);
+        const give = setTimeout(() => socket.destroy(), 15_000);
+        socket.on('close', () => {
+          clearInterval(timer);
+          clearTimeout(give);
+          resolve({ ms: Date.now() - started, answer });
+        });
+      });
+    const [trickled, halfClosed] = await Promise.all([held('trickles'), held('half-closes')]);
+    assert.ok(trickled.ms < 6000, `the trickling client was cut after ${trickled.ms} ms`);
+    assert.match(trickled.answer, /^HTTP\/1\.1 408 [^]*"errcode":"M_UNKNOWN"/);
+    assert.ok(halfClosed.ms < 6000, `the half-closed connection closed after ${halfClosed.ms} ms`);
+    assert.match(halfClosed.answer, /^HTTP\/1\.1 400 [^]*"errcode":"M_NOT_JSON"/);
+    assert.equal((await register(faulty, sign())).status, 200, 'serves on');
+  });
+
   it('never logs a secret, token or password, at verbosity 5', () => {
     const secrets = [
       String(direct.registration.as_token),

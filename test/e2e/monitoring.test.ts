@@ -151,7 +151,7 @@ describe('monitoring: a real Prometheus scrapes the service in front of the real
       const [series] = await query(expr);
       assert.equal(series?.value[1], '1', expr);
     }
-    assert.equal((await query('regservice_workers_serving'))[0]?.value[1], '2');
+    assert.equal((await query('regservice_workers_serving'))[0]?.value[1], '3', 'the primary and its two workers');
   });
 
   it('fires the homeserver-down alert during an outage of Synapse, and clears it after', async () => {
@@ -196,8 +196,8 @@ describe('monitoring: a real Prometheus scrapes the service in front of the real
     );
     for (let n = 30; n < 34; n++) assert.equal(await register(sign(), `198.51.100.${n}`), 200);
     await waitFor(
-      'both workers serving',
-      async () => ((await query('regservice_workers_serving == 2')).length === 1 ? true : undefined),
+      'both workers serving, and the primary',
+      async () => ((await query('regservice_workers_serving == 3')).length === 1 ? true : undefined),
       30_000,
     );
     const resets = await query('resets(regservice_registrations_total[10m]) > 0');

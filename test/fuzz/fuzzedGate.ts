@@ -146,12 +146,14 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
     probe,
     async checkInvariants() {
       homeserver.plan = HEALTHY;
-      // Every worker still registers a fresh node from a fresh client. The kernel hands a new connection to whichever
-      // worker it wakes, and may wake one for long: the others are stopped (SIGSTOP) while the one checked takes a
-      // registration. Where the kernel still hands the connection to a stopped worker (one wake-up per connection),
-      // the others go on again after a second, the answer comes from whichever took it, and the check tries again.
+      // Every process serving (the primary, 0, and each worker) still registers a fresh node from a fresh client. The
+      // kernel hands a new connection to whichever process it wakes, and may wake one for long: the other workers are
+      // stopped (SIGSTOP) while the one checked takes a registration (the primary cannot be: it registers). Where a
+      // connection still goes to another process, the stopped go on again after a second, the answer comes from
+      // whichever took it, and the check tries again.
       const live = workers();
       if (live.size !== 2) throw new Error(`two workers expected, the log names ${[...live.keys()].join(', ') || 'none'}`);
+      const checked = ['0', ...live.keys()];
       const served = new Set<string>();
       const serving = async (node: RegistrationBody): Promise<string | undefined> => {
         const outcome = new RegExp(` registration localpart=${node.localpart} .*worker=(\\d+) outcome=registered`);
@@ -162,9 +164,9 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
         }
         return undefined;
       };
-      for (let attempt = 0; attempt < 10 && served.size < live.size; attempt++) {
-        const [, pid] = [...live].find(([each]) => !served.has(each)) as [string, number];
-        const others = [...live.values()].filter((other) => other !== pid);
+      for (let attempt = 0; attempt < 30 && checked.some((each) => !served.has(each)); attempt++) {
+        const target = checked.find((each) => !served.has(each));
+        const others = [...live].filter(([each]) => each !== target).map(([, pid]) => pid);
         for (const other of others) process.kill(other, 'SIGSTOP');
         let resumed = false;
         const resume = (): void => {
@@ -185,8 +187,10 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
           resume();
         }
       }
-      if (served.size < live.size)
-        throw new Error(`workers ${[...live.keys()].join(', ')}: only ${[...served].join(', ')} registered a fresh node`);
+      if (checked.some((each) => !served.has(each)))
+        throw new Error(
+          `the primary (0) and workers ${[...live.keys()].join(', ')}: only ${[...served].join(', ')} registered a fresh node`,
+        );
       // /ready tells the truth: everything is healthy, so it says ready within a few seconds.
       let ready = 0;
       for (let wait = 0; wait < 50 && ready !== 200; wait++) {

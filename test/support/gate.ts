@@ -91,8 +91,17 @@ function gateRunning(
     url,
     ...made,
     async start(extraArgs = [], env = {}) {
+      const since = output().length;
       current = spawnDaemon(scope, join(dir, 'run.sh'), [...baseArgs, '--verbosity', '5', ...extraArgs], { cwd: dir, env });
       await waitUntilListening(current, url);
+      // The primary answers as soon as it listens; this line comes once every worker listens too.
+      const started = current;
+      await waitFor(
+        'every process listening',
+        async () => /matrix-regservice listening/.test(output().slice(since)) || undefined,
+        20_000,
+        () => (started.child.exitCode !== null ? `daemon exited with ${started.child.exitCode}:\n${started.output()}` : undefined),
+      );
       return current;
     },
     process: () => current,

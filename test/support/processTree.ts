@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 
 /** The direct children of a process (the service's workers, for its primary). */
 export function childrenOf(pid: number): number[] {
@@ -50,4 +50,36 @@ export function memoryHolds(pid: number, needles: readonly string[]): string[] {
     closeSync(mem);
   }
   return [...found];
+}
+
+/**
+ * Which of `pids` holds the service's end of the TCP connection whose client end has local port `clientPort` (both
+ * ends in this network namespace): which process accepted it, the primary or a worker.
+ */
+export function holderOfConnection(pids: readonly number[], clientPort: number): number | undefined {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const remotePort = Number.parseInt(fields[2]?.split(':')[1] ?? '', 16);
+      if (remotePort === clientPort && fields[9] !== undefined && fields[9] !== '0') inodes.add(fields[9]);
+    }
+  }
+  for (const pid of pids) {
+    let descriptors: string[];
+    try {
+      descriptors = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    for (const fd of descriptors) {
+      try {
+        const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+        if (inode !== undefined && inodes.has(inode)) return pid;
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return undefined;
 }

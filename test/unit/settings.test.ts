@@ -7,7 +7,7 @@ import { normalizeHomeserverUrl } from '../../src/config/homeserverUrl.js';
 import { loadSettings } from '../../src/config/loadSettings.js';
 import {
   COMMAND_LINE,
-  ONE_PROCESS_DESCRIPTORS,
+  PRIMARY_DESCRIPTORS,
   type RawSettings,
   defaultWorkers,
   describeDefault,
@@ -356,19 +356,23 @@ describe('the settings gates sharing one database must agree on', () => {
 });
 
 describe('worker processes by default (--workers)', () => {
-  it('are one per core, and none (one process) on a machine with one core', () => {
+  it('are one per core beside the primary, which serves too: none (one process) on a machine with one core', () => {
     assert.equal(defaultWorkers(1), 0);
-    assert.equal(defaultWorkers(2), 2);
-    assert.equal(defaultWorkers(16), 16);
+    assert.equal(defaultWorkers(2), 1);
+    assert.equal(defaultWorkers(16), 15);
   });
 
-  it('with none, leave the one process room for its homeserver sockets and store files beside its connections', () => {
+  it("leave the primary's listener room for its homeserver sockets and store files beside its connections", () => {
     const values = { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h' };
-    const of = (more: RawSettings) => resolveSettings([{ source: 'test', values: { ...values, ...more } }]).settings.maxConnections;
-    const workersDefault = of({ workers: 2 });
-    assert.equal(of({ workers: 0 }), Math.max(16, workersDefault - 32 - ONE_PROCESS_DESCRIPTORS));
-    assert.equal(of({ workers: 0, 'max-homeserver-calls': 8 }), Math.max(16, workersDefault - 8 - ONE_PROCESS_DESCRIPTORS));
-    assert.equal(of({ workers: 0, 'max-connections': 500 }), 500, 'as given');
+    const of = (more: RawSettings) => resolveSettings([{ source: 'test', values: { ...values, ...more } }]).settings;
+    for (const workers of [0, 2]) {
+      const { maxConnections, primaryMaxConnections } = of({ workers });
+      assert.equal(primaryMaxConnections, Math.max(16, maxConnections - 32 - PRIMARY_DESCRIPTORS));
+      const fewerCalls = of({ workers, 'max-homeserver-calls': 8 });
+      assert.equal(fewerCalls.primaryMaxConnections, Math.max(16, maxConnections - 8 - PRIMARY_DESCRIPTORS));
+    }
+    const given = of({ workers: 0, 'max-connections': 500 });
+    assert.deepEqual([given.maxConnections, given.primaryMaxConnections], [500, 500], 'as given');
   });
 });
 

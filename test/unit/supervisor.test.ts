@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from '../support/timedTests.js';
+import { createServer } from 'node:net';
+import { after, before, describe, it } from '../support/timedTests.js';
 import { tempDir } from '../support/tempDir.js';
 import { MAX_FAILED_STARTS, StartError, Supervisor } from '../../src/cluster/supervisor.js';
 import { PRIMARY_NODE_FLAGS, workerExecArgv } from '../../src/cluster/nodeFlags.js';
@@ -16,12 +17,16 @@ const settings = resolveSettings([
   { source: 'test', values: { matrixdomain: 'hs', sharesecret: 's', astoken: 'a', hstoken: 'h' } },
 ]).settings;
 
+/** The primary's listening socket, which the workers accept from. */
+const listener = createServer();
+
 function supervisor(count: number, onCrashLoop: (reason: string) => void = () => {}, exec = FIXTURE) {
   const logger = capturingLogger();
   const workers = new Supervisor({
     count,
     exec,
     settings,
+    listener,
     handlers: () => ({}),
     log: logger.log,
     onCrashLoop,
@@ -52,8 +57,10 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
   const cutFile = join(dir, 'cut');
   process.env.FIXTURE_CUT_FILE = cutFile;
   const running: Supervisor[] = [];
+  before(() => new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve)));
   after(async () => {
     for (const workers of running) await workers.stop();
+    listener.close();
   });
   const started = (made: ReturnType<typeof supervisor>): ReturnType<typeof supervisor> => {
     running.push(made.supervisor);
