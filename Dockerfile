@@ -36,7 +36,7 @@ ENV NODE_ENV=production \
 WORKDIR /var/lib/matrix-regservice
 VOLUME /var/lib/matrix-regservice
 EXPOSE 8009
-# The daemon handles SIGTERM itself as PID 1: its workers finish the requests in flight, it exits 0.
+# The daemon handles SIGTERM itself as PID 1: it and its workers finish the requests in flight, it exits 0.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["node", "/app/dist/container/healthcheck.js"]
 ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=10", "--v8-pool-size=1", "/app/bin/matrix-regservice"]

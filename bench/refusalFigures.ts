@@ -14,7 +14,7 @@ function wrk(script: string, port: number, args: readonly string[], duration = W
   });
   const requests = Number(/(\d+) requests in/.exec(raw)?.[1] ?? NaN);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(raw)?.[1] ?? NaN);
-  return { requests, rps: Math.round(rps), p50: /50%\s+(\S+)/.exec(raw)?.[1] ?? '?' };
+  return { requests, rps: Math.round(rps), p50: /^\s*50%\s+(\S+)/m.exec(raw)?.[1] ?? '?' }; // the distribution's line, not a "+/- Stdev" ending in 50%
 }
 
 interface LoadResult {

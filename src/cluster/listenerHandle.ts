@@ -7,7 +7,8 @@ const LISTENER = 'regservice:listener';
 /**
  * The listening socket as it travels: the server's own handle (which `server.listen(handle)` takes), not the server.
  * A server sent whole arrives listening in a server of Node's, which would accept connections before the worker's own
- * server takes over the handle, and leave them unanswered.
+ * server takes over the handle, and leave them unanswered. A cluster worker listens on a handle itself, not through
+ * the primary, since nodejs/node#52056 (in every Node.js the package's `engines` admit).
  */
 export type ListenerHandle = object;
 

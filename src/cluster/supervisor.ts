@@ -213,7 +213,9 @@ export class Supervisor implements RequestServers {
           hello: () => {
             managed.peer.notify('start', [forWorker]);
             sendListener(worker, this.options.listener, (error) => {
-              if (error !== null) managed.peer.close(`worker ${worker.id}: ${error.message}`);
+              if (error === null) return;
+              managed.failure = `cannot hand the listening socket to worker ${worker.id}: ${error.message}`;
+              managed.peer.close(managed.failure);
             });
           },
           listening: () => this.listened(managed),

@@ -118,6 +118,13 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
   // Past its bound a worker closes a new connection at once (Node's maxConnections): counted, not logged one by one.
   server.maxConnections = settings.maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => deps.refusals.add('connection_shed', shedClient(data?.remoteAddress)));
+  // A connection that cannot be accepted (out of descriptors: libuv then closes those waiting) is shed too; unheard,
+  // the error would end the process.
+  server.on('error', (error: NodeJS.ErrnoException) => {
+    if (!server.listening) return; // listen's own failure: its caller says why
+    deps.refusals.add('connection_shed', 'unknown');
+    log.debug('cannot accept a connection', { reason: error.code ?? error.message });
+  });
   return {
     server,
     close(cutAfterMs) {
@@ -241,7 +248,10 @@ export function runWorker(): void {
       metrics = createWorkerMetrics({ processMetrics: settings.processMetrics });
       worker = createWorkerServer({ settings, api, log, metrics, refusals, delivered: reports.delivered });
       cutAfterMs = stopCutAfterMs(settings);
-      await listenOn(worker.server, await listener);
+      const handle = await listener;
+      // Told to stop meanwhile: it exits without accepting a connection it would not answer.
+      if (stopping !== undefined) return;
+      await listenOn(worker.server, handle);
       peer.notify('listening', []);
       setInterval(report, REPORT_INTERVAL_MS).unref();
     } catch (error) {

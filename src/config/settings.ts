@@ -129,7 +129,7 @@ export interface SettingsLayer {
 export const COMMAND_LINE = 'command line';
 export const DEFAULT_BASE_PATH = '/regapp/1';
 
-/** Descriptors the primary keeps beside a worker's: the store's files, the database pool, /metrics. */
+/** Descriptors the primary keeps beside a worker's: the store's files, the database pool, /metrics (and a channel per worker). */
 export const PRIMARY_DESCRIPTORS = 64;
 
 /**
@@ -393,7 +393,7 @@ export function resolveSettings(layers: readonly SettingsLayer[], options: Resol
     // default it leaves them room.
     primaryMaxConnections:
       pick('max-connections')?.source === 'default'
-        ? Math.max(16, integer('max-connections', 1, 1_000_000) - maxHomeserverCalls - PRIMARY_DESCRIPTORS)
+        ? Math.max(16, integer('max-connections', 1, 1_000_000) - maxHomeserverCalls - PRIMARY_DESCRIPTORS - workers)
         : integer('max-connections', 1, 1_000_000),
     allowList: optionalPath('allow-list'),
     denyList: optionalPath('deny-list'),

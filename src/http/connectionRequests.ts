@@ -65,15 +65,21 @@ export function connectionRequests(
     }
     return state;
   };
+  /**
+   * A client error's answer goes out once nothing ahead of it can still be answered: every request being handled has
+   * been (or never arrived whole: its body will not come after the parser failed), and none waits.
+   */
+  const answerErrorWhenDue = (state: ConnectionState): void => {
+    if (state.clientError === undefined || state.waiting.length > 0) return;
+    for (const req of state.handling) if (req.complete) return;
+    const answer = state.clientError;
+    delete state.clientError;
+    answer();
+  };
   const done = (state: ConnectionState): void => {
     state.inProgress -= 1;
-    const next = state.waiting.shift();
-    if (next !== undefined) next();
-    else if (state.inProgress === 0 && state.clientError !== undefined) {
-      const answer = state.clientError;
-      delete state.clientError;
-      answer();
-    }
+    state.waiting.shift()?.();
+    answerErrorWhenDue(state);
   };
 
   return {
@@ -107,11 +113,11 @@ export function connectionRequests(
     },
     clientError(socket, answer) {
       const state = states.get(socket);
-      // A request whose body was still arriving (too slowly, or cut short by a half-close) never gets the rest: held
-      // behind it, the error's answer would keep the connection open for ever.
-      const receiving = state !== undefined && [...state.handling].some((req) => !req.complete);
-      if (state === undefined || receiving || (state.inProgress === 0 && state.waiting.length === 0)) answer();
-      else state.clientError = answer;
+      if (state === undefined) answer();
+      else {
+        state.clientError = answer;
+        answerErrorWhenDue(state);
+      }
     },
   };
 }

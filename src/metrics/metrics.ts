@@ -85,7 +85,10 @@ export function createPrimaryMetrics(
     'Processes serving requests (the primary and its workers) that answered in time that they take connections',
   );
   const workersWanted = gauge('regservice_workers', 'Processes there should be serving requests: the primary and its --workers');
-  const ready = gauge('regservice_ready', 'Whether /ready would answer 200: the homeserver and the store answer, and every worker serves');
+  const ready = gauge(
+    'regservice_ready',
+    'Whether /ready would answer 200: the homeserver and the store answer, and every process serving takes connections',
+  );
   const replacements = new Counter({
     name: 'regservice_worker_restarts_total',
     help: 'Workers started in place of one that exited (a crash, a kill, one that did not answer)',

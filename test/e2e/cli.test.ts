@@ -132,6 +132,8 @@ describe('the built CLI', () => {
       String(port),
       '-verbosity',
       '4',
+      '-workers', // a worker whatever the cores, whose lines are checked too
+      '1',
       '-debug',
       '-pprof',
       '-pprofport',

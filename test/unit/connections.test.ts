@@ -122,6 +122,24 @@ describe('one connection, many requests: every request gets its Matrix answer, i
     assert.ok(connection.closed, 'the connection is closed after the error');
   });
 
+  it('answers a registration before the error of the request behind it that never arrives whole, then closes', async (t) => {
+    const gate = await startInProcessGate(t);
+    const node = fresh();
+    const connection = await openTo(t, gate);
+    const path = `${new URL(gate.base).pathname}/register`;
+    // The second request's body is cut short by the client's end: it will never come whole.
+    connection.write(`${postText(path, node)}POST ${path} HTTP/1.1\r\nhost: gate.test\r\ncontent-length: 100\r\n\r\n{"local`);
+    connection.halfClose();
+    const answers = await connection.waitFor(2, 20_000);
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      [200, 400],
+    );
+    assert.equal(userIdOf(answers[0]?.body ?? '{}'), `@${node.localpart}:${IN_PROCESS_SERVER}`);
+    await connection.waitFor(3, 10_000);
+    assert.ok(connection.closed, 'the connection is closed after the error');
+  });
+
   it('answers a client that half-closes after a complete request, then closes', async (t) => {
     const gate = await startInProcessGate(t);
     const node = fresh();

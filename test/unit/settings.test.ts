@@ -367,9 +367,9 @@ describe('worker processes by default (--workers)', () => {
     const of = (more: RawSettings) => resolveSettings([{ source: 'test', values: { ...values, ...more } }]).settings;
     for (const workers of [0, 2]) {
       const { maxConnections, primaryMaxConnections } = of({ workers });
-      assert.equal(primaryMaxConnections, Math.max(16, maxConnections - 32 - PRIMARY_DESCRIPTORS));
+      assert.equal(primaryMaxConnections, Math.max(16, maxConnections - 32 - PRIMARY_DESCRIPTORS - workers));
       const fewerCalls = of({ workers, 'max-homeserver-calls': 8 });
-      assert.equal(fewerCalls.primaryMaxConnections, Math.max(16, maxConnections - 8 - PRIMARY_DESCRIPTORS));
+      assert.equal(fewerCalls.primaryMaxConnections, Math.max(16, maxConnections - 8 - PRIMARY_DESCRIPTORS - workers));
     }
     const given = of({ workers: 0, 'max-connections': 500 });
     assert.deepEqual([given.maxConnections, given.primaryMaxConnections], [500, 500], 'as given');
