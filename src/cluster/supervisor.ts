@@ -14,6 +14,9 @@ export const MAX_FAILED_STARTS = 3;
 
 export class StartError extends Error {}
 
+/** How long a worker's exit waits for its channel to close (its last messages read) before it is judged. */
+const EXIT_JUDGED_AFTER_MS = 1000;
+
 export interface SupervisorOptions {
   readonly count: number;
   /** The worker's entry module. */
@@ -233,10 +236,20 @@ export class Supervisor implements RequestServers {
     // nothing Node emits here may go unheard (an 'error' without a listener would end the primary and every worker).
     worker.on('error', (error) => managed.peer.close(`worker ${worker.id}: ${error.message}`));
     // A worker's last messages (why it could not start) may still be in the channel when 'exit' comes: judge the
-    // exit once the channel closed too.
+    // exit once the channel closed too, or after a second at most: Node never says 'disconnect' while a handle it sent
+    // (the listening socket) waits for an acknowledgement the exited worker will not give.
     worker.on('exit', (code, signal) => {
-      if (worker.isConnected()) worker.once('disconnect', () => this.exited(managed, code, signal));
-      else this.exited(managed, code, signal);
+      if (!worker.isConnected()) {
+        this.exited(managed, code, signal);
+        return;
+      }
+      const judge = (): void => {
+        clearTimeout(timer);
+        worker.off('disconnect', judge);
+        this.exited(managed, code, signal);
+      };
+      const timer = setTimeout(judge, EXIT_JUDGED_AFTER_MS);
+      worker.once('disconnect', judge);
     });
   }
 

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomPrivateKey, signRegistration, type RegistrationBody } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { freePort } from '../support/ports.js';
+import { holderOfConnection } from '../support/processTree.js';
 import type { Scope } from '../support/scope.js';
 import { fillText, fillValue, type PlaceholderValues } from './fill.js';
 import { HEALTHY, startFakeHomeserver, type FakeHomeserver } from './fakeHomeserver.js';
@@ -47,9 +49,13 @@ const sendRequest = (
   path: string,
   headers: Record<string, string>,
   body?: string,
+  /** A connection already open, instead of a new one. */
+  socket?: Socket,
 ): Promise<{ status: number; body: string }> =>
   new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+    const options = { host: '127.0.0.1', port, method, path, headers };
+    // Without an agent Node takes the connection given (agent: false would make an agent, which opens its own).
+    const req = request(socket === undefined ? { ...options, agent: false } : { ...options, createConnection: () => socket }, (res) => {
       let text = '';
       res.on('data', (chunk: Buffer) => (text += chunk.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
@@ -58,6 +64,34 @@ const sendRequest = (
     req.on('error', reject);
     req.end(body);
   });
+
+/**
+ * A connection to `port` that the process `pid` accepted (/proc says which holds it). The workers but `pid` are
+ * stopped (SIGSTOP) meanwhile, so that the kernel hands it to `pid` or the primary (which is never stopped: it
+ * registers); one the primary took is closed and another opened.
+ */
+async function connectionHeldBy(port: number, pid: number, primary: number, workers: readonly number[]): Promise<Socket> {
+  const others = workers.filter((worker) => worker !== pid);
+  for (const other of others) process.kill(other, 'SIGSTOP');
+  try {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const socket = await new Promise<Socket>((resolve, reject) => {
+        const opened = connect(port, '127.0.0.1', () => resolve(opened));
+        opened.once('error', reject);
+      });
+      let holder: number | undefined;
+      for (let wait = 0; wait < 500 && holder === undefined; wait++) {
+        holder = holderOfConnection([primary, ...workers], socket.localPort as number);
+        if (holder === undefined) await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      if (holder === pid) return socket;
+      socket.destroy();
+    }
+    throw new Error(`process ${pid} accepted none of 200 connections`);
+  } finally {
+    for (const other of others) process.kill(other, 'SIGCONT');
+  }
+}
 
 /** Lines that only a fault writes: a worker gone, an error nobody expected, a promise nobody awaited. */
 const FAULT_LINES =
@@ -110,13 +144,14 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
     sharedSecret,
   });
 
-  const register = async (node: RegistrationBody): Promise<{ status: number; body: string }> => {
+  const register = async (node: RegistrationBody, socket?: Socket): Promise<{ status: number; body: string }> => {
     const answer = await sendRequest(
       port,
       'POST',
       '/regapp/1/register',
       { 'content-type': 'application/json', 'x-forwarded-for': freshClient() },
       JSON.stringify(node),
+      socket,
     );
     if (answer.status === 200) known.push(node.localpart);
     return answer;
@@ -146,51 +181,25 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
     probe,
     async checkInvariants() {
       homeserver.plan = HEALTHY;
-      // Every process serving (the primary, 0, and each worker) still registers a fresh node from a fresh client. The
-      // kernel hands a new connection to whichever process it wakes, and may wake one for long: the other workers are
-      // stopped (SIGSTOP) while the one checked takes a registration (the primary cannot be: it registers). Where a
-      // connection still goes to another process, the stopped go on again after a second, the answer comes from
-      // whichever took it, and the check tries again.
+      // Every process serving (the primary, 0, and each worker) still registers a fresh node from a fresh client, on a
+      // connection that process accepted.
       const live = workers();
       if (live.size !== 2) throw new Error(`two workers expected, the log names ${[...live.keys()].join(', ') || 'none'}`);
-      const checked = ['0', ...live.keys()];
-      const served = new Set<string>();
-      const serving = async (node: RegistrationBody): Promise<string | undefined> => {
-        const outcome = new RegExp(` registration localpart=${node.localpart} .*worker=(\\d+) outcome=registered`);
-        for (let wait = 0; wait < 200; wait++) {
-          const id = outcome.exec(gate.output())?.[1];
-          if (id !== undefined) return id;
-          await new Promise((resolve) => setTimeout(resolve, 10));
+      const primary = gate.process()?.child.pid as number;
+      const pids = new Map([['0', primary], ...live]);
+      for (const [id, pid] of pids) {
+        const socket = await connectionHeldBy(port, pid, primary, [...live.values()]);
+        const node = signRegistration(randomPrivateKey(), FUZZ_SERVER);
+        const answer = await register(node, socket);
+        if (answer.status !== 200) throw new Error(`a fresh node got ${answer.status} ${answer.body} from process ${id}`);
+        const outcome = new RegExp(` registration localpart=${node.localpart} .*worker=${id} outcome=registered`);
+        let logged = false;
+        for (let wait = 0; wait < 200 && !logged; wait++) {
+          logged = outcome.test(gate.output());
+          if (!logged) await new Promise((resolve) => setTimeout(resolve, 10));
         }
-        return undefined;
-      };
-      for (let attempt = 0; attempt < 30 && checked.some((each) => !served.has(each)); attempt++) {
-        const target = checked.find((each) => !served.has(each));
-        const others = [...live].filter(([each]) => each !== target).map(([, pid]) => pid);
-        for (const other of others) process.kill(other, 'SIGSTOP');
-        let resumed = false;
-        const resume = (): void => {
-          if (resumed) return;
-          resumed = true;
-          for (const other of others) process.kill(other, 'SIGCONT');
-        };
-        const timer = setTimeout(resume, 1000);
-        try {
-          const node = signRegistration(randomPrivateKey(), FUZZ_SERVER);
-          const answer = await register(node);
-          if (answer.status !== 200) throw new Error(`a fresh node got ${answer.status} ${answer.body}`);
-          const by = await serving(node);
-          if (by === undefined) throw new Error(`no outcome line names the worker that registered ${node.localpart}`);
-          served.add(by);
-        } finally {
-          clearTimeout(timer);
-          resume();
-        }
+        if (!logged) throw new Error(`no outcome line says process ${id} registered ${node.localpart}`);
       }
-      if (checked.some((each) => !served.has(each)))
-        throw new Error(
-          `the primary (0) and workers ${[...live.keys()].join(', ')}: only ${[...served].join(', ')} registered a fresh node`,
-        );
       // /ready tells the truth: everything is healthy, so it says ready within a few seconds.
       let ready = 0;
       for (let wait = 0; wait < 50 && ready !== 200; wait++) {
