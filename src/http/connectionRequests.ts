@@ -12,7 +12,6 @@ export const MAX_IN_PROGRESS_PER_CONNECTION = 4;
 export const MAX_WAITING_PER_CONNECTION = 32;
 
 interface ConnectionState {
-  inProgress: number;
   /** The requests being handled: one whose body is still arriving can never complete once the parser fails. */
   readonly handling: Set<IncomingMessage>;
   readonly waiting: (() => void)[];
@@ -32,8 +31,8 @@ export interface ConnectionRequests {
   request(req: IncomingMessage, res: ServerResponse, handle: (onGone: (callback: () => void) => void) => void): void;
   /**
    * A request the HTTP parser refused on `socket`: `answer` runs once every earlier request of the connection is
-   * answered, so that their answers (a 200 among them) go out first, in order; at once if one of them never arrived
-   * whole (its body too slow, or the client's end came first).
+   * answered, so that their answers (a 200 among them) go out first, in order; those that never arrive whole (a body
+   * too slow, or the client's end first) are not waited for.
    */
   clientError(socket: Duplex, answer: () => void): void;
 }
@@ -53,7 +52,7 @@ export function connectionRequests(
   const stateOf = (socket: Duplex): ConnectionState => {
     let state = states.get(socket);
     if (state === undefined) {
-      const created: ConnectionState = { inProgress: 0, handling: new Set(), waiting: [], gone: new Set(), closed: socket.destroyed };
+      const created: ConnectionState = { handling: new Set(), waiting: [], gone: new Set(), closed: socket.destroyed };
       socket.once('close', () => {
         created.closed = true;
         created.waiting.length = 0;
@@ -77,7 +76,6 @@ export function connectionRequests(
     answer();
   };
   const done = (state: ConnectionState): void => {
-    state.inProgress -= 1;
     state.waiting.shift()?.();
     answerErrorWhenDue(state);
   };
@@ -87,7 +85,6 @@ export function connectionRequests(
       const state = stateOf(req.socket);
       const start = (): void => {
         if (state.closed) return;
-        state.inProgress += 1;
         const callbacks: (() => void)[] = [];
         let ended = false;
         const end = (): void => {
@@ -107,7 +104,7 @@ export function connectionRequests(
         res.once('close', end);
         handle((callback) => callbacks.push(callback));
       };
-      if (state.inProgress < limits.maxInProgress) start();
+      if (state.handling.size < limits.maxInProgress) start();
       else if (state.waiting.length < limits.maxWaiting) state.waiting.push(start);
       else sendMatrixError(res, retryLater(429, 'M_LIMIT_EXCEEDED', 'too many requests at once on one connection', 1000));
     },
