@@ -56,6 +56,23 @@ function countsIn(output: string): Counts | undefined {
   return counts.tests === undefined ? undefined : counts;
 }
 
+/** Lines and characters of a file's failures repeated in the closing summary: CI shows the end of the output. */
+const FAILURE_LINES = 40;
+const FAILURE_LINE_CHARS = 300;
+
+/** The spec reporter's "failing tests" section of a file's output, without Node's own stack frames, each line cut short. */
+function failuresIn(output: string): string {
+  const start = output.lastIndexOf('failing tests:');
+  if (start === -1) return '';
+  const lines = output
+    .slice(start)
+    .split('\n')
+    .slice(1)
+    .filter((text) => text.trim() !== '' && !/^\s*at .*node:[a-z_]/.test(text))
+    .map((text) => (text.length > FAILURE_LINE_CHARS ? `${text.slice(0, FAILURE_LINE_CHARS)}…` : text));
+  return lines.slice(0, FAILURE_LINES).join('\n') + (lines.length > FAILURE_LINES ? `\n… ${lines.length - FAILURE_LINES} more lines` : '');
+}
+
 interface FileResult {
   readonly file: string;
   readonly seconds: number;
@@ -63,6 +80,8 @@ interface FileResult {
   readonly passed: number;
   readonly failed: number;
   readonly skipped: number;
+  /** The reporter's account of its failures (its "failing tests" section), shortened for the closing summary. */
+  readonly failures: string;
   /** Why the file counts as failed beyond its tests: it outgrew its limit, or its process ended without its counts. */
   readonly problem?: string;
 }
@@ -147,6 +166,7 @@ function runFile(file: string): Promise<FileResult> {
         // A file that outgrew its limit or died counts as one failure, unless a test of it already says so.
         failed: failed + (problem !== undefined && failed === 0 ? 1 : 0),
         skipped: (counts?.skipped ?? 0) + (counts?.todo ?? 0),
+        failures: failuresIn(output),
         ...(problem === undefined ? {} : { problem }),
       });
     });
@@ -182,7 +202,10 @@ async function main(): Promise<number> {
   console.log(`\n# ${files.length} test files in ${((performance.now() - started) / 1000).toFixed(0)} s on Node ${process.version}`);
   const near = results.filter((result) => result.seconds > NEAR_LIMIT * result.limitS);
   for (const result of near) console.log(`# near its limit (over ${NEAR_LIMIT * 100}%): ${line(result)}`);
-  for (const result of results.filter((result) => result.failed > 0)) console.log(`# failed: ${line(result)}`);
+  for (const result of results.filter((result) => result.failed > 0)) {
+    console.log(`# failed: ${line(result)}`);
+    if (result.failures !== '') console.log(result.failures.replace(/^/gm, '#   '));
+  }
   console.log(
     `tests: ${total((result) => result.passed)} passed, ${total((result) => result.failed)} failed, ${total((result) => result.skipped)} skipped`,
   );
