@@ -17,6 +17,9 @@ export class StartError extends Error {}
 /** How long a worker's exit waits for its channel to close (its last messages read) before it is judged. */
 const EXIT_JUDGED_AFTER_MS = 1000;
 
+/** How long a worker may take from its fork to listening: one that does not is ended, and its start counts as failed. */
+export const WORKER_START_TIMEOUT_MS = 30_000;
+
 export interface SupervisorOptions {
   readonly count: number;
   /** The worker's entry module. */
@@ -36,6 +39,8 @@ export interface SupervisorOptions {
   readonly onWorkerExit?: (id: number) => void;
   /** Environment variables workers get besides WORKER_ENVIRONMENT (tests' fixtures). */
   readonly environment?: readonly string[];
+  /** WORKER_START_TIMEOUT_MS unless given (tests). */
+  readonly startTimeoutMs?: number;
 }
 
 interface Managed {
@@ -221,7 +226,10 @@ export class Supervisor implements RequestServers {
               managed.peer.close(managed.failure);
             });
           },
-          listening: () => this.listened(managed),
+          listening: () => {
+            clearTimeout(startTimer);
+            this.listened(managed);
+          },
           failedToStart: (reason: string) => (managed.failure = reason),
         },
         (method, error) => log.error(`a worker's ${method} report failed`, { reason: (error as Error).message }),
@@ -232,6 +240,14 @@ export class Supervisor implements RequestServers {
       ),
     };
     this.managed.add(managed);
+    // A worker that never listens (stuck loading, or never given the socket) would hold the start, or a slot, for ever.
+    const startTimeoutMs = this.options.startTimeoutMs ?? WORKER_START_TIMEOUT_MS;
+    const startTimer = setTimeout(() => {
+      if (managed.listening) return;
+      managed.failure ??= `worker ${worker.id} did not listen within ${startTimeoutMs / 1000} s`;
+      worker.process.kill('SIGKILL');
+    }, startTimeoutMs);
+    startTimer.unref();
     // A send to a worker whose channel has just closed fails; the peer hears of it through its send callbacks, and
     // nothing Node emits here may go unheard (an 'error' without a listener would end the primary and every worker).
     worker.on('error', (error) => managed.peer.close(`worker ${worker.id}: ${error.message}`));
@@ -239,6 +255,7 @@ export class Supervisor implements RequestServers {
     // exit once the channel closed too, or after a second at most: Node never says 'disconnect' while a handle it sent
     // (the listening socket) waits for an acknowledgement the exited worker will not give.
     worker.on('exit', (code, signal) => {
+      clearTimeout(startTimer);
       if (!worker.isConnected()) {
         this.exited(managed, code, signal);
         return;

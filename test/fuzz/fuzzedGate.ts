@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { randomPrivateKey, signRegistration, type RegistrationBody } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
 import { freePort } from '../support/ports.js';
-import { holderOfConnection } from '../support/processTree.js';
+import { holderOfConnection, stopped } from '../support/processTree.js';
 import type { Scope } from '../support/scope.js';
 import { fillText, fillValue, type PlaceholderValues } from './fill.js';
 import { HEALTHY, startFakeHomeserver, type FakeHomeserver } from './fakeHomeserver.js';
@@ -66,28 +66,33 @@ const sendRequest = (
   });
 
 /**
- * A connection to `port` that the process `pid` accepted (/proc says which holds it). The workers but `pid` are
- * stopped (SIGSTOP) meanwhile, so that the kernel hands it to `pid` or the primary (which is never stopped: it
- * registers); one the primary took is closed and another opened.
+ * A connection to `port` that the process `pid` accepted (/proc says which holds it). Every other process serving
+ * (the primary among them) is stopped (SIGSTOP) while it is opened, so that only `pid` can accept it, and continued
+ * before anything is sent on it. Left to the kernel, the primary takes about nine connections in ten while idle, and
+ * a worker can go hundreds without one (CI saw 200).
  */
-async function connectionHeldBy(port: number, pid: number, primary: number, workers: readonly number[]): Promise<Socket> {
-  const others = workers.filter((worker) => worker !== pid);
+async function connectionHeldBy(port: number, pid: number, serving: readonly number[]): Promise<Socket> {
+  const others = serving.filter((each) => each !== pid);
   for (const other of others) process.kill(other, 'SIGSTOP');
   try {
-    for (let attempt = 0; attempt < 200; attempt++) {
-      const socket = await new Promise<Socket>((resolve, reject) => {
-        const opened = connect(port, '127.0.0.1', () => resolve(opened));
-        opened.once('error', reject);
-      });
-      let holder: number | undefined;
-      for (let wait = 0; wait < 500 && holder === undefined; wait++) {
-        holder = holderOfConnection([primary, ...workers], socket.localPort as number);
-        if (holder === undefined) await new Promise((resolve) => setTimeout(resolve, 2));
-      }
+    // A signal takes effect a moment after kill() returns: a process still running could accept.
+    for (let wait = 0; wait < 1000 && !others.every(stopped); wait++) await new Promise((resolve) => setTimeout(resolve, 1));
+    if (!others.every(stopped)) throw new Error(`processes ${others.join(', ')} did not stop within a second of SIGSTOP`);
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const opened = connect(port, '127.0.0.1', () => resolve(opened));
+      opened.once('error', reject);
+    });
+    for (let wait = 0; wait < 2500; wait++) {
+      const holder = holderOfConnection(serving, socket.localPort as number);
       if (holder === pid) return socket;
-      socket.destroy();
+      if (holder !== undefined) {
+        socket.destroy();
+        throw new Error(`process ${holder}, stopped, accepted a connection meant for process ${pid}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2));
     }
-    throw new Error(`process ${pid} accepted none of 200 connections`);
+    socket.destroy();
+    throw new Error(`process ${pid} did not accept a connection within 5 s, every other process stopped`);
   } finally {
     for (const other of others) process.kill(other, 'SIGCONT');
   }
@@ -188,7 +193,7 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
       const primary = gate.process()?.child.pid as number;
       const pids = new Map([['0', primary], ...live]);
       for (const [id, pid] of pids) {
-        const socket = await connectionHeldBy(port, pid, primary, [...live.values()]);
+        const socket = await connectionHeldBy(port, pid, [...pids.values()]);
         const node = signRegistration(randomPrivateKey(), FUZZ_SERVER);
         const answer = await register(node, socket);
         if (answer.status !== 200) throw new Error(`a fresh node got ${answer.status} ${answer.body} from process ${id}`);

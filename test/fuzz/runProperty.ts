@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { inspect } from 'node:util';
 import fc from 'fast-check';
 
 const REGRESSIONS = new URL('./regressions.json', import.meta.url);
@@ -34,10 +35,15 @@ export async function runProperty<T>(
 ): Promise<number> {
   const examples = (readRegressions()[name] ?? []) as T[];
   let runs = 0;
+  // fast-check stops waiting for the case in flight when the time runs out, and returns: left running, its requests
+  // and its invariants (which stop and continue the service's processes) would overlap the next property's.
+  let inFlight: { readonly input: T; readonly done: Promise<unknown> } | undefined;
   const details = await fc.check(
     fc.asyncProperty(arbitrary, async (input) => {
       runs += 1;
-      await check(input);
+      const done = check(input);
+      inFlight = { input, done: done.catch((error: unknown) => error) };
+      await done;
     }),
     {
       seed: options.seed,
@@ -48,6 +54,13 @@ export async function runProperty<T>(
       endOnFailure: false,
     },
   );
+  const last = inFlight;
+  const lastFailure = last === undefined ? undefined : await last.done;
+  if (!details.failed && last !== undefined && lastFailure !== undefined) {
+    // The case the time limit cut off failed once it ended: fast-check no longer waited for it.
+    const reason = lastFailure instanceof Error ? lastFailure.message : inspect(lastFailure);
+    throw new Error(`fuzz property ${name} failed (seed ${options.seed}) on its last case: ${reason}\n${JSON.stringify(last.input)}`);
+  }
   if (details.failed) {
     const [counterexample] = details.counterexample ?? [];
     if (process.env.CI !== 'true' && counterexample !== undefined) {

@@ -22,6 +22,16 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** Whether a process is stopped (SIGSTOP took effect: /proc/PID/stat says T); false once it is gone. */
+export function stopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T';
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Which of `needles` a process's memory holds, read through /proc/PID/maps and /proc/PID/mem (root only): every
  * readable private or anonymous mapping, as ASCII and as UTF-16 (V8 keeps strings either way).

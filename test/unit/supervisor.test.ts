@@ -20,7 +20,7 @@ const settings = resolveSettings([
 /** The primary's listening socket, which the workers accept from. */
 const listener = createServer();
 
-function supervisor(count: number, onCrashLoop: (reason: string) => void = () => {}, exec = FIXTURE) {
+function supervisor(count: number, onCrashLoop: (reason: string) => void = () => {}, exec = FIXTURE, startTimeoutMs?: number) {
   const logger = capturingLogger();
   const workers = new Supervisor({
     count,
@@ -31,7 +31,8 @@ function supervisor(count: number, onCrashLoop: (reason: string) => void = () =>
     log: logger.log,
     onCrashLoop,
     stopTimeoutMs: 5000,
-    environment: ['FIXTURE_FAIL_FILE', 'FIXTURE_CUT_FILE'],
+    environment: ['FIXTURE_FAIL_FILE', 'FIXTURE_CUT_FILE', 'FIXTURE_STUCK_FILE'],
+    ...(startTimeoutMs === undefined ? {} : { startTimeoutMs }),
   });
   return { logger, supervisor: workers };
 }
@@ -56,6 +57,8 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
   process.env.FIXTURE_FAIL_FILE = failFile;
   const cutFile = join(dir, 'cut');
   process.env.FIXTURE_CUT_FILE = cutFile;
+  const stuckFile = join(dir, 'stuck');
+  process.env.FIXTURE_STUCK_FILE = stuckFile;
   const running: Supervisor[] = [];
   before(() => new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve)));
   after(async () => {
@@ -132,6 +135,22 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
     assert.equal(healthy.listening, 0);
   });
 
+  it('fails the start when a worker does not listen in time', async () => {
+    writeFileSync(stuckFile, '');
+    try {
+      const { supervisor: stuck, logger } = started(supervisor(2, () => {}, FIXTURE, 1000));
+      await assert.rejects(
+        stuck.start(),
+        (error: unknown) => error instanceof StartError && /^worker \d+ did not listen within 1 s$/.test(error.message),
+      );
+      await stuck.stop();
+      assert.equal(stuck.listening, 0);
+      assert.ok(!logger.lines().some((line) => /worker listening/.test(line)), 'no stuck worker listened');
+    } finally {
+      rmSync(stuckFile, { force: true });
+    }
+  });
+
   it('survives workers that exit while its answers are on their way to them, and says why the start failed', async () => {
     // Each worker says hello and exits at once: the primary's answer (start) meets a channel that just closed.
     for (let round = 0; round < 5; round++) {
@@ -165,6 +184,7 @@ describe('Supervisor with real worker processes (node:cluster)', () => {
           ...WORKER_ENVIRONMENT,
           'FIXTURE_FAIL_FILE',
           'FIXTURE_CUT_FILE',
+          'FIXTURE_STUCK_FILE',
           'NODE_UNIQUE_ID',
           'NODE_CHANNEL_FD',
           'NODE_CHANNEL_SERIALIZATION_MODE',
