@@ -51,8 +51,10 @@ interface Managed {
   listening: boolean;
   /** Each method's last answer, for collect's lastIfLate. */
   readonly lastAnswers: Map<string, unknown>;
-  /** Why it could not start, as the worker said. */
+  /** Why it could not start: as the worker said, or that it did not listen in time. */
   failure?: string;
+  /** Ended for not listening in time: a `listening` it sent meanwhile no longer counts. */
+  timedOut?: boolean;
 }
 
 /**
@@ -209,6 +211,15 @@ export class Supervisor implements RequestServers {
     const { settings, log } = this.options;
     const worker = cluster.fork(workerEnvironment([...WORKER_ENVIRONMENT, ...(this.options.environment ?? [])]));
     const forWorker = workerSettingsOf(settings);
+    // A worker that never listens (stuck loading, or never given the socket) would hold the start, or a slot, for ever.
+    const startTimeoutMs = this.options.startTimeoutMs ?? WORKER_START_TIMEOUT_MS;
+    const startTimer = setTimeout(() => {
+      if (managed.listening) return;
+      managed.timedOut = true;
+      managed.failure ??= `worker ${worker.id} did not listen within ${startTimeoutMs / 1000} s`;
+      worker.process.kill('SIGKILL');
+    }, startTimeoutMs);
+    startTimer.unref();
     const managed: Managed = {
       worker,
       slot,
@@ -228,7 +239,7 @@ export class Supervisor implements RequestServers {
           },
           listening: () => {
             clearTimeout(startTimer);
-            this.listened(managed);
+            if (managed.timedOut !== true) this.listened(managed);
           },
           failedToStart: (reason: string) => (managed.failure = reason),
         },
@@ -240,14 +251,6 @@ export class Supervisor implements RequestServers {
       ),
     };
     this.managed.add(managed);
-    // A worker that never listens (stuck loading, or never given the socket) would hold the start, or a slot, for ever.
-    const startTimeoutMs = this.options.startTimeoutMs ?? WORKER_START_TIMEOUT_MS;
-    const startTimer = setTimeout(() => {
-      if (managed.listening) return;
-      managed.failure ??= `worker ${worker.id} did not listen within ${startTimeoutMs / 1000} s`;
-      worker.process.kill('SIGKILL');
-    }, startTimeoutMs);
-    startTimer.unref();
     // A send to a worker whose channel has just closed fails; the peer hears of it through its send callbacks, and
     // nothing Node emits here may go unheard (an 'error' without a listener would end the primary and every worker).
     worker.on('error', (error) => managed.peer.close(`worker ${worker.id}: ${error.message}`));
