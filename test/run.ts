@@ -14,6 +14,7 @@ import { readdirSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { signalIfAlive } from './support/processTree.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -104,13 +105,7 @@ function defaultFiles(): string[] {
 }
 
 /** Signals process `pid`, or with `group` its whole process group; it may be gone already. */
-const signal = (pid: number, name: NodeJS.Signals, group: boolean): void => {
-  try {
-    process.kill(group ? -pid : pid, name);
-  } catch {
-    // already gone
-  }
-};
+const signal = (pid: number, name: NodeJS.Signals, group: boolean): void => signalIfAlive(group ? -pid : pid, name);
 /** The file running now: ended with this runner. */
 let running: number | undefined;
 

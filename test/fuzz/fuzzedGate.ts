@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomPrivateKey, signRegistration, type RegistrationBody } from '../../src/protocol/signRegistration.js';
 import { generateGate, type Gate } from '../support/gate.js';
-import { freePort } from '../support/ports.js';
-import { holderOfConnection, stopped } from '../support/processTree.js';
+import { freePort, waitFor } from '../support/ports.js';
+import { holderOfConnection, signalIfAlive, stopped } from '../support/processTree.js';
 import type { Scope } from '../support/scope.js';
 import { fillText, fillValue, type PlaceholderValues } from './fill.js';
 import { HEALTHY, startFakeHomeserver, type FakeHomeserver } from './fakeHomeserver.js';
@@ -74,38 +74,41 @@ const sendRequest = (
 async function connectionHeldBy(port: number, pid: number, serving: readonly number[]): Promise<Socket> {
   const others = serving.filter((each) => each !== pid);
   // A process gone meanwhile (its exit is the log's to tell) must not leave the others stopped.
-  const signal = (each: number, name: NodeJS.Signals): void => {
-    try {
-      process.kill(each, name);
-    } catch {
-      // gone
-    }
-  };
   try {
-    for (const other of others) signal(other, 'SIGSTOP');
-    // A signal takes effect a moment after kill() returns: a process still running could accept.
-    const stopBy = performance.now() + 1000;
-    while (!others.every(stopped) && performance.now() < stopBy) await new Promise((resolve) => setTimeout(resolve, 1));
-    // stopped() is false for a process gone too: the log says whether one exited.
-    if (!others.every(stopped)) throw new Error(`processes ${others.join(', ')} did not stop within a second of SIGSTOP (or are gone)`);
+    for (const other of others) signalIfAlive(other, 'SIGSTOP');
+    // A signal takes effect a moment after kill() returns: a process still running could accept. stopped() is false
+    // for a process gone too: the log says whether one exited.
+    await waitFor(
+      `processes ${others.join(', ')} to stop after SIGSTOP`,
+      async () => (others.every(stopped) ? true : undefined),
+      1000,
+      undefined,
+      1,
+    );
     const socket = await new Promise<Socket>((resolve, reject) => {
       const opened = connect(port, '127.0.0.1', () => resolve(opened));
       opened.once('error', reject);
     });
-    const acceptBy = performance.now() + 5000;
-    while (performance.now() < acceptBy) {
-      const holder = holderOfConnection(serving, socket.localPort as number);
-      if (holder === pid) return socket;
-      if (holder !== undefined) {
-        socket.destroy();
-        throw new Error(`process ${holder}, stopped, accepted a connection meant for process ${pid}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 2));
+    let wrongHolder: number | undefined;
+    try {
+      await waitFor(
+        `process ${pid} to accept a connection, every other process stopped`,
+        async () => {
+          const holder = holderOfConnection(serving, socket.localPort as number);
+          if (holder !== undefined && holder !== pid) wrongHolder = holder;
+          return holder === pid ? true : undefined;
+        },
+        5000,
+        () => (wrongHolder === undefined ? undefined : `process ${wrongHolder}, stopped, accepted it`),
+        2,
+      );
+    } catch (error) {
+      socket.destroy();
+      throw error;
     }
-    socket.destroy();
-    throw new Error(`process ${pid} did not accept a connection within 5 s, every other process stopped`);
+    return socket;
   } finally {
-    for (const other of others) signal(other, 'SIGCONT');
+    for (const other of others) signalIfAlive(other, 'SIGCONT');
   }
 }
 

@@ -37,12 +37,16 @@ export async function freePort(): Promise<number> {
   return any;
 }
 
-/** Polls `probe` until it gives a value; `gaveUp` names a reason to stop waiting at once (e.g. the process died). */
+/**
+ * Polls `probe` every `pollMs` until it gives a value; `gaveUp` names a reason to stop waiting at once (e.g. the
+ * process died).
+ */
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined>,
   timeoutMs: number,
   gaveUp: () => string | undefined = () => undefined,
+  pollMs = 100,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -55,7 +59,7 @@ export async function waitFor<T>(
     } catch (error) {
       lastError = error;
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
   throw new Error(
     `timed out after ${timeoutMs} ms waiting for ${what}${lastError === undefined ? '' : `: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)}`}`,

@@ -13,6 +13,15 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
+/** Sends `name` to `target` (a pid, or a process group as -pgid), which may be gone already. */
+export function signalIfAlive(target: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(target, name);
+  } catch {
+    // already gone
+  }
+}
+
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
