@@ -79,7 +79,7 @@ async function connectionHeldBy(port: number, pid: number, serving: readonly num
     // A signal takes effect a moment after kill() returns: a process still running could accept. stopped() is false
     // for a process gone too: the log says whether one exited.
     await waitFor(
-      `processes ${others.join(', ')} to stop after SIGSTOP`,
+      `processes ${others.join(', ')} to stop after SIGSTOP (or one of them is gone)`,
       async () => (others.every(stopped) ? true : undefined),
       1000,
       undefined,
