@@ -104,6 +104,7 @@ async function connectionHeldBy(port: number, pid: number, serving: readonly num
       );
     } catch (error) {
       socket.destroy();
+      if (wrongHolder !== undefined) throw new Error(`process ${wrongHolder}, stopped, accepted a connection meant for process ${pid}`);
       throw error;
     }
     return socket;
