@@ -203,20 +203,26 @@ export async function startFuzzedGate(scope: Scope): Promise<FuzzedGate> {
       const answer = await register(node, socket);
       if (answer.status !== 200) throw new Error(`a fresh node got ${answer.status} ${answer.body} from process ${id}`);
       const outcome = new RegExp(` registration localpart=${node.localpart} .*worker=${id} outcome=registered`);
-      let logged = false;
-      for (let wait = 0; wait < 200 && !logged; wait++) {
-        logged = outcome.test(gate.output());
-        if (!logged) await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      if (!logged) throw new Error(`no outcome line says process ${id} registered ${node.localpart}`);
+      await waitFor(
+        `an outcome line saying process ${id} registered ${node.localpart}`,
+        async () => (outcome.test(gate.output()) ? true : undefined),
+        2000,
+        undefined,
+        10,
+      );
     }
     // /ready tells the truth: everything is healthy, so it says ready within a few seconds.
     let ready = 0;
-    for (let wait = 0; wait < 50 && ready !== 200; wait++) {
-      ready = await probe('/ready');
-      if (ready !== 200) await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    if (ready !== 200) throw new Error(`/ready answered ${ready} with everything healthy`);
+    await waitFor(
+      '/ready to answer 200 with everything healthy',
+      async () => {
+        ready = await probe('/ready');
+        return ready === 200 ? true : undefined;
+      },
+      5000,
+    ).catch(() => {
+      throw new Error(`/ready answered ${ready} with everything healthy`);
+    });
     // The log: no fault, no secret, wherever the case put them.
     const output = gate.output();
     const lines = output.slice(checkedUpTo);
