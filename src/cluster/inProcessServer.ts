@@ -29,12 +29,22 @@ export class InProcessServer implements RequestServers {
       readonly log: Logger;
       /** The primary's own tally: refusals counted here are in its summaries at once. */
       readonly refusals: RefusalTally;
+      /** Whether a refusal's answer closes its connection now (ConnectionSpreading, beside workers). */
+      readonly closeAfterRefusal?: () => boolean;
     },
   ) {
-    const { settings, api, log, refusals } = options;
+    const { settings, api, log, refusals, closeAfterRefusal } = options;
     // Worker 0: what its registrations carry (createWorkerServer, outside a cluster worker).
     this.reports = batchedDeliveryReports((localparts, reached) => api.delivered(localparts, reached, 0));
-    this.worker = createWorkerServer({ settings, api, log, metrics: this.metricsOfRequests, refusals, delivered: this.reports.delivered });
+    this.worker = createWorkerServer({
+      settings,
+      api,
+      log,
+      metrics: this.metricsOfRequests,
+      refusals,
+      delivered: this.reports.delivered,
+      closeAfterRefusal,
+    });
   }
 
   /** The listening socket, which workers accept from too. */

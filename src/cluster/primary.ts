@@ -18,6 +18,7 @@ import { openServiceStore } from '../store/openStore.js';
 import { createMetricsServer, type Readiness } from '../http/metricsServer.js';
 import { aggregateMetrics, createPrimaryMetrics, metricsOptionsFor } from '../metrics/metrics.js';
 import { labelProcess, RetiredCounts } from '../metrics/processSnapshots.js';
+import { ConnectionSpreading } from './connectionSpreading.js';
 import { createPrimaryApi, primaryApiHandlers } from './primaryApi.js';
 import { RefusalSummaries } from './refusalSummaries.js';
 import { InProcessServer } from './inProcessServer.js';
@@ -103,6 +104,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
   });
   const summaries = new RefusalSummaries(log, settings.refusalSummaryIntervalMs, refusalLineShare(settings.workers));
   const refusals = summaries.tally;
+  const spreading = settings.workers === 0 ? undefined : new ConnectionSpreading(log);
   const { api, registration, workerGone } = createPrimaryApi({
     settings,
     store,
@@ -122,6 +124,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     log,
     onTransaction: metrics.transaction,
     onRefusals: (report) => refusals.merge(report),
+    onWorkerLoad: (worker, load) => spreading?.workerLoad(worker, load),
     refused: (outcome, client) => refusals.add(outcome, client),
     refusalLine: () => refusals.lineAllowed(),
   });
@@ -131,9 +134,10 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     api,
     log,
     refusals,
+    closeAfterRefusal: () => spreading?.active === true,
   });
   const servers: RequestServers =
-    settings.workers === 0
+    spreading === undefined
       ? inProcess
       : new ServingProcesses(
           inProcess,
@@ -148,6 +152,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
             onWorkerExit: workerGone,
             stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
           }),
+          spreading,
         );
   /** Listeners that answer, within WORKER_ANSWER_MS, that they take connections. */
   const serving = (): Promise<number> => servers.serving(WORKER_ANSWER_MS);

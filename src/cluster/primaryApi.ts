@@ -19,6 +19,7 @@ import type { Handlers, IpcPeer } from './ipc.js';
 import {
   checkedKey,
   checkedLines,
+  checkedLoad,
   checkedLocalparts,
   checkedNode,
   checkedRefusalReport,
@@ -46,6 +47,8 @@ export interface PrimaryApi {
   forget(which: readonly string[] | 'all'): Promise<number>;
   /** A worker's refusals since its last report; no answer. */
   reportRefusals(report: RefusalReport): void;
+  /** The share of its last second the worker's event loop was busy; no answer. */
+  reportLoad(load: number, worker: number): void;
   /** A worker's log lines, formatted: the primary replaces the secrets it knows and writes them. No answer. */
   log(lines: readonly string[]): void;
 }
@@ -78,6 +81,7 @@ export function primaryApiOver(peer: IpcPeer): PrimaryApi {
     queryUser: (userId) => peer.request('queryUser', [userId]),
     forget: (which) => peer.request('forget', [which]),
     reportRefusals: (report) => peer.notify('reportRefusals', [report]),
+    reportLoad: (load) => peer.notify('reportLoad', [load]),
     log: (lines) => peer.notify('log', [lines]),
   };
 }
@@ -96,6 +100,7 @@ export function primaryApiHandlers(api: PrimaryApi, worker: number): Handlers {
     // A compromised worker forgets nothing but node records.
     forget: (which: unknown) => api.forget(forgetTarget(which)),
     reportRefusals: (report: unknown) => api.reportRefusals(checkedRefusalReport(report)),
+    reportLoad: (load: unknown) => api.reportLoad(checkedLoad(load), worker),
     log: (lines: unknown) => api.log(checkedLines(lines)),
   };
 }
@@ -118,6 +123,8 @@ export interface PrimaryStateDeps {
   readonly onTransaction?: (outcome: TransactionOutcome) => void;
   /** A worker's report of the refusals it counted. */
   readonly onRefusals: (report: RefusalReport) => void;
+  /** A worker's report of its load (the busy share of its last second). */
+  readonly onWorkerLoad?: (worker: number, load: number) => void;
   /** A registration the primary refused (node limit, lists, known node, busy …), from `client`. */
   readonly refused: (outcome: Outcome, client: string) => void;
   /** Whether a refusal's own line may be written now (the service writes a few a second; the rest are counted). */
@@ -228,6 +235,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       return forgotten;
     },
     reportRefusals: deps.onRefusals,
+    reportLoad: (load, worker) => deps.onWorkerLoad?.(worker, load),
     log: (lines) => {
       for (const line of lines) log.passOn(line);
     },

@@ -1,15 +1,18 @@
+import type { ConnectionSpreading } from './connectionSpreading.js';
 import type { InProcessServer } from './inProcessServer.js';
 import type { RequestServers, ServersMetrics } from './requestServers.js';
 import type { Supervisor } from './supervisor.js';
 
 /**
  * The primary serving its listener beside its workers, which accept from the same socket: a registration the primary
- * accepts crosses no IPC channel, and every core still verifies signatures.
+ * accepts crosses no IPC channel, and every core still verifies signatures. A flood that lands on the primary alone is
+ * spread (ConnectionSpreading).
  */
 export class ServingProcesses implements RequestServers {
   constructor(
     private readonly primary: InProcessServer,
     private readonly workers: Supervisor,
+    private readonly spreading: ConnectionSpreading,
   ) {}
 
   get count(): number {
@@ -23,9 +26,11 @@ export class ServingProcesses implements RequestServers {
   async start(): Promise<void> {
     await this.primary.start();
     await this.workers.start();
+    this.spreading.start();
   }
 
   async stop(): Promise<void> {
+    this.spreading.stop();
     await Promise.all([this.primary.stop(), this.workers.stop()]);
   }
 

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { performance } from 'node:perf_hooks';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -19,7 +20,10 @@ import { primaryApiOver, type PrimaryApi } from './primaryApi.js';
 import { listenerIn, type ListenerHandle } from './listenerHandle.js';
 import type { WorkerSettings } from './workerSettings.js';
 
-/** How often a worker hands its refusal counts to the primary, which logs them per summary interval. */
+/**
+ * How often a worker hands its refusal counts to the primary, which logs them per summary interval, and its load, by
+ * which the primary knows whether to pass connections on (ConnectionSpreading).
+ */
 const REPORT_INTERVAL_MS = 1000;
 
 export interface WorkerServerDeps {
@@ -30,6 +34,8 @@ export interface WorkerServerDeps {
   readonly refusals: RefusalTally;
   /** Whether a 200 reached its node (the primary marks it unanswered again if not). */
   readonly delivered: (localpart: string, reached: boolean) => void;
+  /** Whether a refusal's answer closes its connection now (the primary's, while it passes a flood on to its workers). */
+  readonly closeAfterRefusal?: () => boolean;
 }
 
 export interface WorkerServer {
@@ -71,6 +77,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
       log,
       refused: (outcome, client) => deps.refusals.add(outcome, client),
       count: deps.metrics.registration,
+      closeAfterRefusal: deps.closeAfterRefusal,
     }),
     // Only what the primary uses crosses the channel: an event's content may be anything (6,000 arrays deep, say).
     onTransaction: (txnId, body) => api.transaction(txnId, transactionForPrimary(body)),
@@ -234,9 +241,13 @@ export function runWorker(): void {
     if (lines.length === 0) setImmediate(sendLines);
     lines.push(line);
   };
+  let loadSince = performance.eventLoopUtilization();
   const report = (): void => {
     if (!refusals.empty) api.reportRefusals(refusals.drain());
     reports.flush();
+    const now = performance.eventLoopUtilization();
+    api.reportLoad(performance.eventLoopUtilization(now, loadSince).utilization, cluster.worker?.id ?? 0);
+    loadSince = now;
   };
 
   async function start(settings: WorkerSettings): Promise<void> {

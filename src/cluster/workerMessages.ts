@@ -79,6 +79,11 @@ export function checkedRefusalReport(report: unknown): RefusalReport {
   };
 }
 
+/** A worker's load: the busy share of its event loop, 0 to 1; anything else counts as busy (it draws no connection). */
+export function checkedLoad(load: unknown): number {
+  return typeof load === 'number' && load >= 0 && load <= 1 ? load : 1;
+}
+
 /** A worker's log lines: strings, each cut by the logger that writes it. */
 export function checkedLines(lines: unknown): string[] {
   if (!Array.isArray(lines)) throw malformed('log message');

@@ -11,7 +11,8 @@ import type { Gate } from '../support/gate.js';
 import { gateBesideSynapse, type GateBesideSynapse } from '../support/gateBesideSynapse.js';
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
 import { passwordLogin } from '../support/matrixClient.js';
-import { alive, childrenOf, holderOfConnection, memoryHolds } from '../support/processTree.js';
+import { postText, RawConnection } from '../support/rawHttp.js';
+import { alive, childrenOf, holderOfConnection, memoryHolds, signalIfAlive, stopped } from '../support/processTree.js';
 import { defaultWorkers, PRIMARY_DESCRIPTORS } from '../../src/config/settings.js';
 import { RESERVED_DESCRIPTORS } from '../../src/config/openFileLimit.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
@@ -345,6 +346,86 @@ describe(
       for (const pid of stopped.splice(0)) process.kill(pid, 'SIGCONT');
       await waitFor('ready again', async () => ((await read('/ready')).status === 200 ? true : undefined), 10_000);
       assert.equal((await read('/health')).status, 200);
+    });
+
+    it('spreads a keep-alive flood of forged requests that landed on the primary alone: the workers refuse their share', async (t) => {
+      await gate.stop();
+      await gate.start([...WORKERS, '--rate-limit-client', '0', '--rate-limit-node', '0']);
+      const primary = gate.process()?.child.pid as number;
+      const workers = childrenOf(primary);
+      assert.equal(workers.length, 2);
+      const serving = [primary, ...workers];
+      const { port, pathname } = new URL(gate.url);
+      // Forged bodies of many nodes, as a flood sends them: each costs the service its signature checks.
+      const requests = Array.from({ length: 200 }, () => postText(`${pathname}/register`, forged()));
+      const open = new Set<RawConnection>();
+      let flooding = true;
+      t.after(() => {
+        flooding = false;
+        for (const pid of workers) signalIfAlive(pid, 'SIGCONT');
+        for (const connection of open) connection.destroy();
+      });
+      // After a quiet spell the idle primary accepts about nine connections of a flood in ten; here all of them: the
+      // workers are stopped while the flood connects.
+      for (const pid of workers) process.kill(pid, 'SIGSTOP');
+      await waitFor('the workers to stop', async () => (workers.every(stopped) ? true : undefined), 5000);
+      const first = await Promise.all(Array.from({ length: 32 }, () => RawConnection.open(Number(port))));
+      first.forEach((connection) => open.add(connection));
+      await waitFor(
+        'the primary to accept every connection of the flood',
+        async () => (first.every((connection) => holderOfConnection(serving, connection.localPort) === primary) ? true : undefined),
+        5000,
+      );
+      for (const pid of workers) process.kill(pid, 'SIGCONT');
+
+      const statuses = new Map<number, number>();
+      let unanswered = 0;
+      let sent = 0;
+      /** One client of the flood, as wrk is: a request, its answer, the next; a new connection when one is closed. */
+      const client = async (connection: RawConnection): Promise<void> => {
+        while (flooding) {
+          const answered = connection.responses.length;
+          connection.write(requests[sent++ % requests.length] as string);
+          const answer = (await connection.waitFor(answered + 1, 10_000))[answered];
+          if (answer === undefined) unanswered += 1;
+          else statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
+          if (answer === undefined || answer.headers.connection === 'close') {
+            connection.destroy();
+            open.delete(connection);
+            if (!flooding) return;
+            connection = await RawConnection.open(Number(port));
+            open.add(connection);
+          }
+        }
+      };
+      const flood = Promise.all(first.map(client));
+      try {
+        const heldByWorkers = (): RawConnection[] =>
+          [...open].filter((connection) => workers.includes(holderOfConnection(serving, connection.localPort) ?? 0));
+        const spread = await waitFor(
+          "the workers to hold a quarter of the flood's connections",
+          async () => {
+            const held = heldByWorkers();
+            if (held.length >= 8) return held;
+            throw new Error(`the workers hold ${held.length} of ${open.size}`); // the last one is in the timeout's message
+          },
+          20_000,
+          undefined,
+          250,
+        );
+        const answeredBefore = new Map(spread.map((connection) => [connection, connection.responses.length]));
+        await waitFor(
+          'the workers to answer on the connections they hold',
+          async () => (spread.some((connection) => connection.responses.length > (answeredBefore.get(connection) ?? 0)) ? true : undefined),
+          5000,
+        );
+      } finally {
+        flooding = false;
+        await flood;
+      }
+      assert.equal(unanswered, 0, 'every request of the flood is answered, on every connection the service closed too');
+      assert.deepEqual([...statuses.keys()], [403], `every answer a refusal: ${JSON.stringify([...statuses])}`);
+      assert.equal((await postFresh(`${gate.url}/register`, sign())).status, 200, 'a node registers after the flood');
     });
 
     it('serves again once a connection flood past its descriptor limit ends: each process holds its bound, sheds the rest and counts them', async (t) => {

@@ -304,6 +304,7 @@ export const ipcCase: fc.Arbitrary<IpcCase> = fc.record({
     'queryUser',
     'forget',
     'reportRefusals',
+    'reportLoad',
     'log',
     'toString',
     '__proto__',

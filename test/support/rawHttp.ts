@@ -59,6 +59,11 @@ export class RawConnection {
     this.socket.resetAndDestroy();
   }
 
+  /** This end's port: /proc tells which process holds the other end (holderOfConnection). */
+  get localPort(): number {
+    return this.socket.localPort as number;
+  }
+
   get responses(): readonly RawResponse[] {
     return this.parsed;
   }

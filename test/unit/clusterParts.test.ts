@@ -41,6 +41,7 @@ function connectedPeers(a: Handlers, b: Handlers): { left: IpcPeer; right: IpcPe
 describe('IPC between the primary and a worker', () => {
   it('answers requests, carries Matrix errors whole, and sends what one turn asks as one packet', async () => {
     const reports: unknown[] = [];
+    const loads: [number, number][] = [];
     const [good, down] = [signRegistration(randomPrivateKey(), 'hs'), signRegistration(randomPrivateKey(), 'hs')];
     const primary: PrimaryApi = {
       limitClient: async (key) => {
@@ -55,6 +56,7 @@ describe('IPC between the primary and a worker', () => {
       queryUser: async (userId) => userId === '@known:hs',
       forget: async () => 0,
       reportRefusals: (report) => reports.push(report),
+      reportLoad: (load, worker) => loads.push([load, worker]),
       log: () => {},
     };
     const { left, right, packets } = connectedPeers(primaryApiHandlers(primary, 1), {});
@@ -91,6 +93,15 @@ describe('IPC between the primary and a worker', () => {
     await waitFor('the report to arrive', async () => (reports.length > 0 ? true : undefined), 5000);
     assert.deepEqual(reports, [
       { outcomes: { forbidden: 2 }, topClients: [['a', 2]], unnamedClients: 0, unlogged: 0, untrustedForwarders: [] },
+    ]);
+
+    // The worker the supervisor knows it as, whatever it says; a load that is no share counts as busy.
+    api.reportLoad(0.25, 7);
+    api.reportLoad(Number.NaN, 7);
+    await waitFor('the loads to arrive', async () => (loads.length === 2 ? true : undefined), 5000);
+    assert.deepEqual(loads, [
+      [0.25, 1],
+      [1, 1],
     ]);
   });
 

@@ -12,6 +12,7 @@ import { homeserverFailed } from '../../src/homeserver/homeserverCall.js';
 import { CallLimiter } from '../../src/homeserver/callLimiter.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
 import { requestJson } from '../support/matrixClient.js';
+import { postText, RawConnection } from '../support/rawHttp.js';
 import { capturingLogger } from '../support/capturingLogger.js';
 import { waitFor } from '../support/ports.js';
 import type { NewNode, RegisteredUser } from '../../src/homeserver/registrar.js';
@@ -29,6 +30,7 @@ describe('HTTP layer', () => {
   const counted: Outcome[] = [];
   const delivered: [string, boolean][] = [];
   const forgetCalls: (readonly string[] | 'all')[] = [];
+  let closeAfterRefusal = false;
 
   before(async () => {
     const listener = createRequestListener({
@@ -44,6 +46,7 @@ describe('HTTP layer', () => {
         refused: () => {},
         refusalLine: () => true,
         count: (what) => counted.push(what),
+        closeAfterRefusal: () => closeAfterRefusal,
       }),
       onTransaction: async () => 'processed',
       queryUser: async (userId) => userId === '@known:hs',
@@ -174,6 +177,37 @@ describe('HTTP layer', () => {
       assert.equal(typeof answer.body.error, 'string');
     }
     assert.equal(called, false);
+  });
+
+  it("closes a refusal's connection while told to, and never a registration's or one the handler refused", async () => {
+    const path = '/regapp/1/register';
+    const forged = { ...node, password: `${'11'.repeat(64)}1b` };
+    const answered = async (body: unknown): Promise<{ status: number; closed: boolean }> => {
+      const connection = await RawConnection.open((server.address() as AddressInfo).port);
+      try {
+        connection.write(postText(path, body));
+        const [answer] = await connection.waitFor(1, 5000);
+        assert.ok(answer !== undefined, 'an answer');
+        return { status: answer.status, closed: answer.headers.connection === 'close' };
+      } finally {
+        connection.destroy();
+      }
+    };
+    try {
+      closeAfterRefusal = true;
+      assert.deepEqual(await answered(forged), { status: 403, closed: true });
+      assert.deepEqual(await answered({}), { status: 400, closed: true });
+      outcome = async () => ({ userId: '@u:hs', homeServer: 'hs' });
+      assert.deepEqual(await answered(node), { status: 200, closed: false });
+      outcome = async () => {
+        throw new MatrixError(403, 'M_FORBIDDEN', 'the node is on the deny list');
+      };
+      assert.deepEqual(await answered(node), { status: 403, closed: false }, 'refused past the route: its connection stays');
+      closeAfterRefusal = false;
+      assert.deepEqual(await answered(forged), { status: 403, closed: false });
+    } finally {
+      closeAfterRefusal = false;
+    }
   });
 
   it('answers unknown paths with 404 M_UNRECOGNIZED and other methods on /register with 405', async () => {

@@ -1,0 +1,71 @@
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../log/logger.js';
+
+/** How often the primary looks at its own event loop. */
+const SAMPLE_MS = 250;
+/** A worker reports its load every second: a report older than this (the worker stopped, stuck or gone) says nothing. */
+const REPORT_FRESH_MS = 3000;
+/** The primary's event loop busy this share of a sample or more: it is the one holding requests back. */
+export const PRIMARY_SATURATED = 0.9;
+/** A worker busy this share of its last second or less has a core to spare. */
+export const WORKER_SPARE = 0.5;
+
+/**
+ * Whether the primary should pass its refused clients' connections on: its own event loop saturated (`primary`, the
+ * busy share of its last sample) while a worker has time to spare (`workers`, each one's busy share of its last second).
+ */
+export function spreadingWanted(primary: number, workers: readonly number[]): boolean {
+  return primary >= PRIMARY_SATURATED && workers.some((load) => load <= WORKER_SPARE);
+}
+
+/**
+ * Spreads a flood's connections that landed on the primary. Left to the kernel, an idle primary accepts about nine
+ * connections in ten, and keep-alive keeps them there: a flood of forged requests that opens its connections after a
+ * quiet spell is then refused by the primary alone while the workers idle. While the primary is saturated and a worker
+ * has time to spare, a refusal the primary answers closes its connection (`active`): the client's next connection is
+ * accepted by whichever process waits in accept, which the busy primary seldom is. Only refusals: a registration
+ * served in the primary costs less than one a worker hands over (it crosses no IPC channel).
+ */
+export class ConnectionSpreading {
+  private readonly workers = new Map<number, { readonly load: number; readonly at: number }>();
+  private last = performance.eventLoopUtilization();
+  private timer: NodeJS.Timeout | undefined;
+  private spreading = false;
+
+  constructor(private readonly log: Logger) {}
+
+  /** Whether a refusal's answer closes its connection now. */
+  get active(): boolean {
+    return this.spreading;
+  }
+
+  /** The share of its last second that `worker`'s event loop was busy. */
+  workerLoad(worker: number, load: number): void {
+    this.workers.set(worker, { load, at: performance.now() });
+  }
+
+  start(): void {
+    this.last = performance.eventLoopUtilization();
+    this.timer ??= setInterval(() => this.sample(), SAMPLE_MS).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.spreading = false;
+  }
+
+  private sample(): void {
+    const now = performance.eventLoopUtilization();
+    const primary = performance.eventLoopUtilization(now, this.last).utilization;
+    this.last = now;
+    const fresh = performance.now() - REPORT_FRESH_MS;
+    for (const [worker, report] of this.workers) if (report.at < fresh) this.workers.delete(worker);
+    const workers = [...this.workers.values()].map((report) => report.load);
+    const wanted = spreadingWanted(primary, workers);
+    if (wanted === this.spreading) return;
+    this.spreading = wanted;
+    const loads = { primary: primary.toFixed(2), workers: workers.map((load) => load.toFixed(2)).join(',') };
+    this.log.debug(wanted ? "passing refused clients' connections on to the workers" : 'keeping connections again', loads);
+  }
+}
