@@ -2,9 +2,9 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log/logger.js';
 
 /** How often the primary looks at its own event loop. */
-const SAMPLE_MS = 250;
-/** A worker reports its load every second: a report older than this (the worker stopped, stuck or gone) says nothing. */
-const REPORT_FRESH_MS = 3000;
+export const SAMPLE_MS = 250;
+/** A worker reports its load every second: one not heard from for longer (stopped, stuck) says nothing of it now. */
+export const REPORT_FRESH_MS = 1500;
 /** The primary's event loop busy this share of a sample or more: it is the one holding requests back. */
 export const PRIMARY_SATURATED = 0.9;
 /** A worker busy this share of its last second or less has a core to spare. */
@@ -18,35 +18,63 @@ export function spreadingWanted(primary: number, workers: readonly number[]): bo
   return primary >= PRIMARY_SATURATED && workers.some((load) => load <= WORKER_SPARE);
 }
 
+/** What the primary reads of itself: its event loop's busy share since the last call, and the time in ms. */
+export interface PrimaryLoadSource {
+  readonly load: () => number;
+  readonly now: () => number;
+}
+
+/** The primary's own event loop, by Node's event-loop utilisation. */
+export function eventLoopLoad(): PrimaryLoadSource {
+  let last = performance.eventLoopUtilization();
+  return {
+    load: () => {
+      const now = performance.eventLoopUtilization();
+      const busy = performance.eventLoopUtilization(now, last).utilization;
+      last = now;
+      return busy;
+    },
+    now: () => performance.now(),
+  };
+}
+
 /**
  * Spreads a flood's connections that landed on the primary. Left to the kernel, an idle primary accepts about nine
  * connections in ten, and keep-alive keeps them there: a flood of forged requests that opens its connections after a
  * quiet spell is then refused by the primary alone while the workers idle. While the primary is saturated and a worker
- * has time to spare, a refusal the primary answers closes its connection (`active`): the client's next connection is
- * accepted by whichever process waits in accept, which the busy primary seldom is. Only refusals: a registration
- * served in the primary costs less than one a worker hands over (it crosses no IPC channel).
+ * has time to spare, a request the primary refuses before the registration is decided (a bad body or signature, a
+ * client past its rate limit) is answered with Connection: close (`active`): the client's next connection is accepted
+ * by whichever process waits in accept, which the busy primary seldom is. Only those refusals: a registration served
+ * in the primary costs less than one a worker hands over (it crosses no IPC channel).
  */
 export class ConnectionSpreading {
   private readonly workers = new Map<number, { readonly load: number; readonly at: number }>();
-  private last = performance.eventLoopUtilization();
   private timer: NodeJS.Timeout | undefined;
   private spreading = false;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly primary: PrimaryLoadSource = eventLoopLoad(),
+  ) {}
 
   /** Whether a refusal's answer closes its connection now. */
   get active(): boolean {
     return this.spreading;
   }
 
-  /** The share of its last second that `worker`'s event loop was busy. */
+  /** The share of its last second that `worker`'s event loop was busy (1 while it takes no connection). */
   workerLoad(worker: number, load: number): void {
-    this.workers.set(worker, { load, at: performance.now() });
+    this.workers.set(worker, { load, at: this.primary.now() });
+  }
+
+  workerGone(worker: number): void {
+    this.workers.delete(worker);
   }
 
   start(): void {
-    this.last = performance.eventLoopUtilization();
-    this.timer ??= setInterval(() => this.sample(), SAMPLE_MS).unref();
+    if (this.timer !== undefined) return;
+    this.primary.load();
+    this.timer = setInterval(() => this.sample(), SAMPLE_MS).unref();
   }
 
   stop(): void {
@@ -56,10 +84,8 @@ export class ConnectionSpreading {
   }
 
   private sample(): void {
-    const now = performance.eventLoopUtilization();
-    const primary = performance.eventLoopUtilization(now, this.last).utilization;
-    this.last = now;
-    const fresh = performance.now() - REPORT_FRESH_MS;
+    const primary = this.primary.load();
+    const fresh = this.primary.now() - REPORT_FRESH_MS;
     for (const [worker, report] of this.workers) if (report.at < fresh) this.workers.delete(worker);
     const workers = [...this.workers.values()].map((report) => report.load);
     const wanted = spreadingWanted(primary, workers);

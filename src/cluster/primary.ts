@@ -149,7 +149,10 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
             handlers: (worker) => primaryApiHandlers(api, worker),
             log,
             onCrashLoop,
-            onWorkerExit: workerGone,
+            onWorkerExit: (worker) => {
+              workerGone(worker);
+              spreading.workerGone(worker);
+            },
             stopTimeoutMs: settings.homeserverTimeoutMs + 10_000,
           }),
           spreading,

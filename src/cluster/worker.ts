@@ -34,7 +34,10 @@ export interface WorkerServerDeps {
   readonly refusals: RefusalTally;
   /** Whether a 200 reached its node (the primary marks it unanswered again if not). */
   readonly delivered: (localpart: string, reached: boolean) => void;
-  /** Whether a refusal's answer closes its connection now (the primary's, while it passes a flood on to its workers). */
+  /**
+   * Whether a refusal's answer closes its connection now (the primary's, while it passes a flood on to its workers):
+   * only a connection with nothing else in hand, so that no answer queued behind the refusal is lost.
+   */
   readonly closeAfterRefusal?: () => boolean;
 }
 
@@ -62,6 +65,8 @@ const IDLE_SWEEP_MS = 100;
  */
 export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
   const { settings, api, log } = deps;
+  const connections = connectionRequests();
+  const closeAfterRefusal = deps.closeAfterRefusal;
   const listener = createRequestListener({
     basePath: settings.basePath,
     hsTokenSha256: settings.hsTokenSha256,
@@ -77,7 +82,7 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
       log,
       refused: (outcome, client) => deps.refusals.add(outcome, client),
       count: deps.metrics.registration,
-      closeAfterRefusal: deps.closeAfterRefusal,
+      closeAfterRefusal: closeAfterRefusal === undefined ? undefined : (req) => closeAfterRefusal() && connections.alone(req),
     }),
     // Only what the primary uses crosses the channel: an event's content may be anything (6,000 arrays deep, say).
     onTransaction: (txnId, body) => api.transaction(txnId, transactionForPrimary(body)),
@@ -88,7 +93,6 @@ export function createWorkerServer(deps: WorkerServerDeps): WorkerServer {
   let stopping = false;
   /** Answers not sent yet: once stopping, each goes out with Connection: close. */
   const answering = new Set<ServerResponse>();
-  const connections = connectionRequests();
   /** Answers `res` by `answer`; once stopping, with Connection: close. */
   const serve = (res: ServerResponse, onGone: (callback: () => void) => void, answer: () => void): void => {
     if (stopping) res.shouldKeepAlive = false;
@@ -202,14 +206,8 @@ export function runWorker(): void {
       start: (settings: WorkerSettings) => void start(settings),
       stop: () => void stop(),
       metrics: () => metrics?.registry.getMetricsAsJSON() ?? [],
-      // Whether this worker can take a connection now (listening, not stopping, below --max-connections): the
-      // primary's /ready and /health ask.
-      serving: () =>
-        new Promise<boolean>((resolve) => {
-          const server = worker?.server;
-          if (server?.listening !== true || stopping !== undefined) return resolve(false);
-          server.getConnections((error, count) => resolve(error === null && count < server.maxConnections));
-        }),
+      // The primary's /ready and /health ask.
+      serving: () => takesConnections(),
     },
     (method, error) => log?.error(`the primary's ${method} failed here`, { reason: (error as Error).message }),
     // The primary cannot be reached: nothing can be registered any more; the primary replaces a worker that exits.
@@ -241,13 +239,25 @@ export function runWorker(): void {
     if (lines.length === 0) setImmediate(sendLines);
     lines.push(line);
   };
-  let loadSince = performance.eventLoopUtilization();
   const report = (): void => {
     if (!refusals.empty) api.reportRefusals(refusals.drain());
     reports.flush();
+  };
+  /** Whether this worker can take a connection now: listening, not stopping, below --max-connections. */
+  const takesConnections = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const server = worker?.server;
+      if (server?.listening !== true || stopping !== undefined) return resolve(false);
+      server.getConnections((error, count) => resolve(error === null && count < server.maxConnections));
+    });
+  let loadSince = performance.eventLoopUtilization();
+  /** The busy share of this worker's event loop since the last report; fully busy while it takes no connection. */
+  const reportLoad = async (): Promise<void> => {
     const now = performance.eventLoopUtilization();
-    api.reportLoad(performance.eventLoopUtilization(now, loadSince).utilization, cluster.worker?.id ?? 0);
+    const load = performance.eventLoopUtilization(now, loadSince).utilization;
     loadSince = now;
+    // The id is the primary's to know (primaryApiHandlers): primaryApiOver does not send it.
+    api.reportLoad((await takesConnections()) ? load : 1, cluster.worker?.id ?? 0);
   };
 
   async function start(settings: WorkerSettings): Promise<void> {
@@ -264,7 +274,10 @@ export function runWorker(): void {
       if (stopping !== undefined) return;
       await listenOn(worker.server, handle);
       peer.notify('listening', []);
-      setInterval(report, REPORT_INTERVAL_MS).unref();
+      setInterval(() => {
+        report();
+        void reportLoad();
+      }, REPORT_INTERVAL_MS).unref();
     } catch (error) {
       peer.notify('failedToStart', [(error as Error).message]);
       await peer.flushNow();

@@ -35,6 +35,8 @@ export interface ConnectionRequests {
    * too slow, or the client's end first) are not waited for.
    */
   clientError(socket: Duplex, answer: () => void): void;
+  /** Whether `req` is all its connection has in hand: no other request is being handled or waits behind it. */
+  alone(req: IncomingMessage): boolean;
 }
 
 /**
@@ -107,6 +109,10 @@ export function connectionRequests(
       if (state.handling.size < limits.maxInProgress) start();
       else if (state.waiting.length < limits.maxWaiting) state.waiting.push(start);
       else sendMatrixError(res, retryLater(429, 'M_LIMIT_EXCEEDED', 'too many requests at once on one connection', 1000));
+    },
+    alone(req) {
+      const state = states.get(req.socket);
+      return state === undefined || (state.waiting.length === 0 && [...state.handling].every((each) => each === req));
     },
     clientError(socket, answer) {
       const state = states.get(socket);

@@ -39,8 +39,8 @@ export interface RegisterRouteDeps {
   readonly refused: (outcome: Outcome, client: string) => void;
   /** Whether a refusal's own line may be written now (the service writes a few a second; the rest are counted). */
   readonly refusalLine: () => boolean;
-  /** Whether a refusal's answer closes its connection now, so that the client's next one may go to another process. */
-  readonly closeAfterRefusal?: () => boolean;
+  /** Whether the answer refusing `req` closes its connection, so that the client's next one may go to another process. */
+  readonly closeAfterRefusal?: (req: IncomingMessage) => boolean;
   readonly count?: (outcome: Outcome) => void;
 }
 
@@ -124,7 +124,7 @@ export function registerRoute(deps: RegisterRouteDeps): RegisterRoute {
       const matrixError = known ?? new MatrixError(500, 'M_UNKNOWN', 'internal error');
       // A body we stopped reading must not be parsed as the next request on this connection.
       if (matrixError.status === 413) res.shouldKeepAlive = false;
-      if (!handedOver && deps.closeAfterRefusal?.() === true) res.shouldKeepAlive = false;
+      if (!handedOver && deps.closeAfterRefusal?.(req) === true) res.shouldKeepAlive = false;
       sendMatrixError(res, matrixError);
     }
   }

@@ -12,7 +12,15 @@ import { gateBesideSynapse, type GateBesideSynapse } from '../support/gateBeside
 import { spawnDaemon, waitUntilListening } from '../support/daemonProcess.js';
 import { passwordLogin } from '../support/matrixClient.js';
 import { postText, RawConnection } from '../support/rawHttp.js';
-import { alive, childrenOf, holderOfConnection, memoryHolds, signalIfAlive, stopped } from '../support/processTree.js';
+import {
+  alive,
+  childrenOf,
+  holderOfConnection,
+  holdersOfConnections,
+  memoryHolds,
+  signalIfAlive,
+  stopped,
+} from '../support/processTree.js';
 import { defaultWorkers, PRIMARY_DESCRIPTORS } from '../../src/config/settings.js';
 import { RESERVED_DESCRIPTORS } from '../../src/config/openFileLimit.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultProxy.js';
@@ -373,7 +381,13 @@ describe(
       first.forEach((connection) => open.add(connection));
       await waitFor(
         'the primary to accept every connection of the flood',
-        async () => (first.every((connection) => holderOfConnection(serving, connection.localPort) === primary) ? true : undefined),
+        async () => {
+          const holders = holdersOfConnections(
+            serving,
+            first.map((connection) => connection.localPort),
+          );
+          return first.every((connection) => holders.get(connection.localPort) === primary) ? true : undefined;
+        },
         5000,
       );
       for (const pid of workers) process.kill(pid, 'SIGCONT');
@@ -381,6 +395,8 @@ describe(
       const statuses = new Map<number, number>();
       let unanswered = 0;
       let sent = 0;
+      /** Answers that closed their connection, and all answers, since the flood began. */
+      const answers = { closing: 0, all: 0 };
       /** One client of the flood, as wrk is: a request, its answer, the next; a new connection when one is closed. */
       const client = async (connection: RawConnection): Promise<void> => {
         while (flooding) {
@@ -389,7 +405,9 @@ describe(
           const answer = (await connection.waitFor(answered + 1, 10_000))[answered];
           if (answer === undefined) unanswered += 1;
           else statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
+          answers.all += 1;
           if (answer === undefined || answer.headers.connection === 'close') {
+            answers.closing += answer === undefined ? 0 : 1;
             connection.destroy();
             open.delete(connection);
             if (!flooding) return;
@@ -398,13 +416,29 @@ describe(
           }
         }
       };
-      const flood = Promise.all(first.map(client));
+      // A client that fails ends the flood at once (its error is the test's), instead of leaving the rest flooding.
+      const flood = Promise.all(
+        first.map((connection) =>
+          client(connection).catch((error: unknown) => {
+            flooding = false;
+            throw error;
+          }),
+        ),
+      );
+      flood.catch(() => {}); // awaited below; its error must not go unhandled meanwhile
+      let closingAfterSpread: { closing: number; all: number } | undefined;
       try {
-        const heldByWorkers = (): RawConnection[] =>
-          [...open].filter((connection) => workers.includes(holderOfConnection(serving, connection.localPort) ?? 0));
+        const heldByWorkers = (): RawConnection[] => {
+          const holders = holdersOfConnections(
+            serving,
+            [...open].map((connection) => connection.localPort),
+          );
+          return [...open].filter((connection) => workers.includes(holders.get(connection.localPort) ?? 0));
+        };
         const spread = await waitFor(
           "the workers to hold a quarter of the flood's connections",
           async () => {
+            if (!flooding) return [];
             const held = heldByWorkers();
             if (held.length >= 8) return held;
             throw new Error(`the workers hold ${held.length} of ${open.size}`); // the last one is in the timeout's message
@@ -414,17 +448,27 @@ describe(
           250,
         );
         const answeredBefore = new Map(spread.map((connection) => [connection, connection.responses.length]));
+        const since = { ...answers };
         await waitFor(
           'the workers to answer on the connections they hold',
-          async () => (spread.some((connection) => connection.responses.length > (answeredBefore.get(connection) ?? 0)) ? true : undefined),
+          async () =>
+            !flooding || spread.some((connection) => connection.responses.length > (answeredBefore.get(connection) ?? 0))
+              ? true
+              : undefined,
           5000,
         );
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        closingAfterSpread = { closing: answers.closing - since.closing, all: answers.all - since.all };
       } finally {
         flooding = false;
         await flood;
       }
       assert.equal(unanswered, 0, 'every request of the flood is answered, on every connection the service closed too');
       assert.deepEqual([...statuses.keys()], [403], `every answer a refusal: ${JSON.stringify([...statuses])}`);
+      assert.ok(answers.closing > 0, 'the primary passed connections on');
+      // Once spread, workers busy, the primary stops passing connections on (none in a second, measured): no churn.
+      const after = closingAfterSpread;
+      assert.ok(after.closing <= after.all / 10, `answers closing their connection after the spread: ${JSON.stringify(after)}`);
       assert.equal((await postFresh(`${gate.url}/register`, sign())).status, 200, 'a node registers after the flood');
     });
 

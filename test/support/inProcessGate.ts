@@ -42,7 +42,13 @@ export interface InProcessGate {
  */
 export async function startInProcessGate(
   scope: Scope,
-  options: { settings?: RawSettings; policy?: AddressPolicy; registrar?: Registrar } = {},
+  options: {
+    settings?: RawSettings;
+    policy?: AddressPolicy;
+    registrar?: Registrar;
+    /** Whether a refusal's answer closes its connection (the primary's, while it spreads a flood). */
+    closeAfterRefusal?: () => boolean;
+  } = {},
 ): Promise<InProcessGate> {
   const settings = resolveSettings([
     {
@@ -87,6 +93,7 @@ export async function startInProcessGate(
     metrics: createWorkerMetrics({ processMetrics: false }),
     refusals,
     delivered: (localpart, reached) => api.delivered([localpart], reached, 0),
+    closeAfterRefusal: options.closeAfterRefusal,
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   let closing: Promise<void> | undefined;

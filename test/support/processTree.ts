@@ -76,14 +76,22 @@ export function memoryHolds(pid: number, needles: readonly string[]): string[] {
  * ends in this network namespace): which process accepted it, the primary or a worker.
  */
 export function holderOfConnection(pids: readonly number[], clientPort: number): number | undefined {
-  const inodes = new Set<string>();
+  return holdersOfConnections(pids, [clientPort]).get(clientPort);
+}
+
+/** holderOfConnection for many connections at once, /proc read once: each client port's holder among `pids`. */
+export function holdersOfConnections(pids: readonly number[], clientPorts: readonly number[]): Map<number, number> {
+  const wanted = new Set(clientPorts);
+  /** The service end's socket inode, to the client port it is connected to. */
+  const portOfInode = new Map<string, number>();
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
       const fields = line.trim().split(/\s+/);
       const remotePort = Number.parseInt(fields[2]?.split(':')[1] ?? '', 16);
-      if (remotePort === clientPort && fields[9] !== undefined && fields[9] !== '0') inodes.add(fields[9]);
+      if (wanted.has(remotePort) && fields[9] !== undefined && fields[9] !== '0') portOfInode.set(fields[9], remotePort);
     }
   }
+  const holders = new Map<number, number>();
   for (const pid of pids) {
     let descriptors: string[];
     try {
@@ -94,11 +102,12 @@ export function holderOfConnection(pids: readonly number[], clientPort: number):
     for (const fd of descriptors) {
       try {
         const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-        if (inode !== undefined && inodes.has(inode)) return pid;
+        const port = inode === undefined ? undefined : portOfInode.get(inode);
+        if (port !== undefined && !holders.has(port)) holders.set(port, pid);
       } catch {
         // closed meanwhile
       }
     }
   }
-  return undefined;
+  return holders;
 }

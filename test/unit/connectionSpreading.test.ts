@@ -1,6 +1,14 @@
 import { strict as assert } from 'node:assert';
-import { describe, it } from '../support/timedTests.js';
-import { PRIMARY_SATURATED, spreadingWanted, WORKER_SPARE } from '../../src/cluster/connectionSpreading.js';
+import { describe, it, mock } from '../support/timedTests.js';
+import { capturingLogger } from '../support/capturingLogger.js';
+import {
+  ConnectionSpreading,
+  PRIMARY_SATURATED,
+  REPORT_FRESH_MS,
+  SAMPLE_MS,
+  spreadingWanted,
+  WORKER_SPARE,
+} from '../../src/cluster/connectionSpreading.js';
 
 describe('spreading connections off a saturated primary', () => {
   it('spreads only while the primary is saturated and a worker has time to spare', () => {
@@ -9,5 +17,56 @@ describe('spreading connections off a saturated primary', () => {
     assert.equal(spreadingWanted(1, [0.95, 0.9]), false, 'every process busy: moving connections gains nothing');
     assert.equal(spreadingWanted(0.8, [0]), false, 'the primary keeps up');
     assert.equal(spreadingWanted(1, []), false, 'no worker has reported lately (stopped, stuck or gone)');
+  });
+
+  it("samples the primary's load, forgets workers not heard from or gone, and logs only when it turns", (t) => {
+    mock.timers.enable({ apis: ['setInterval'] });
+    t.after(() => mock.timers.reset());
+    let primaryLoad = 1;
+    let now = 0;
+    const { log, lines } = capturingLogger();
+    const spreading = new ConnectionSpreading(log, { load: () => primaryLoad, now: () => now });
+    const sample = (): void => {
+      now += SAMPLE_MS;
+      mock.timers.tick(SAMPLE_MS);
+    };
+    spreading.start();
+    spreading.start(); // once: one timer
+    sample();
+    assert.equal(spreading.active, false, 'no worker has reported');
+
+    spreading.workerLoad(1, 0.1);
+    sample();
+    assert.equal(spreading.active, true, 'saturated, and worker 1 idles');
+    sample();
+    assert.equal(lines().filter((line) => line.includes('passing refused')).length, 1, 'one line when it turns');
+
+    spreading.workerLoad(1, 0.9);
+    sample();
+    assert.equal(spreading.active, false, 'worker 1 got busy');
+    spreading.workerLoad(1, 0.1);
+    primaryLoad = 0.5;
+    sample();
+    assert.equal(spreading.active, false, 'the primary keeps up');
+
+    primaryLoad = 1;
+    spreading.workerLoad(2, 0.1);
+    sample();
+    assert.equal(spreading.active, true);
+    now += REPORT_FRESH_MS;
+    sample();
+    assert.equal(spreading.active, false, 'reports too old: the workers may be stopped or stuck');
+
+    spreading.workerLoad(3, 0.1);
+    spreading.workerGone(3);
+    sample();
+    assert.equal(spreading.active, false, 'a worker that exited counts for nothing');
+
+    spreading.workerLoad(4, 0.1);
+    sample();
+    assert.equal(spreading.active, true);
+    spreading.stop();
+    assert.equal(spreading.active, false, 'stopped: keeps every connection');
+    assert.equal(lines().filter((line) => line.includes('keeping connections again')).length, 2, 'a stop logs nothing');
   });
 });

@@ -49,6 +49,32 @@ describe('one connection, many requests: every request gets its Matrix answer, i
     );
   });
 
+  it("closes a refusal's connection only when nothing else is in hand on it: no answer queued behind it is lost", async (t) => {
+    const registrar = heldRegistrar();
+    const gate = await startInProcessGate(t, { registrar, closeAfterRefusal: () => true });
+    const path = `${new URL(gate.base).pathname}/register`;
+    const forged = { ...fresh(), password: fresh().password };
+
+    const alone = await openTo(t, gate);
+    alone.write(postText(path, forged));
+    const [refusal] = await alone.waitFor(1, 10_000);
+    assert.equal(refusal?.status, 403);
+    assert.equal(refusal?.headers.connection, 'close', 'a refusal with nothing behind it passes the client on');
+
+    const node = fresh();
+    const pipelined = await openTo(t, gate);
+    pipelined.write(postText(path, node) + postText(path, forged) + postText(path, forged));
+    await waitFor('the registration at the homeserver', async () => (registrar.held.length === 1 ? true : undefined), 10_000);
+    registrar.release();
+    const answers = await pipelined.waitFor(3, 10_000);
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      [200, 403, 403],
+      'the registration and both refusals are answered, in order',
+    );
+    assert.equal(answers[0]?.headers.connection === 'close', false, "a registration's connection stays");
+  });
+
   it(`hands the primary at most ${MAX_IN_PROGRESS_PER_CONNECTION} requests of one connection at once; the rest wait their turn`, async (t) => {
     const registrar = heldRegistrar();
     const gate = await startInProcessGate(t, { registrar });
