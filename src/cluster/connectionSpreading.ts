@@ -1,18 +1,18 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log/logger.js';
 
-/** How often the primary looks at its own event loop. */
+/** How often, at most, the primary looks at its own event loop (when it refuses a request). */
 export const SAMPLE_MS = 250;
 /** A worker reports its load every second: one not heard from for longer (stopped, stuck) says nothing of it now. */
 export const REPORT_FRESH_MS = 1500;
-/** The primary's event loop busy this share of a sample or more: it is the one holding requests back. */
+/** The primary's event loop busy this share of the time since its last sample or more: it holds requests back. */
 export const PRIMARY_SATURATED = 0.9;
 /** A worker busy this share of its last second or less has a core to spare. */
 export const WORKER_SPARE = 0.5;
 
 /**
  * Whether the primary should pass its refused clients' connections on: its own event loop saturated (`primary`, the
- * busy share of its last sample) while a worker has time to spare (`workers`, each one's busy share of its last second).
+ * busy share since its last sample) while a worker has time to spare (`workers`, each one's busy share of its last second).
  */
 export function spreadingWanted(primary: number, workers: readonly number[]): boolean {
   return primary >= PRIMARY_SATURATED && workers.some((load) => load <= WORKER_SPARE);
@@ -49,7 +49,8 @@ export function eventLoopLoad(): PrimaryLoadSource {
  */
 export class ConnectionSpreading {
   private readonly workers = new Map<number, { readonly load: number; readonly at: number }>();
-  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private sampledAt = 0;
   private spreading = false;
 
   constructor(
@@ -57,8 +58,14 @@ export class ConnectionSpreading {
     private readonly primary: PrimaryLoadSource = eventLoopLoad(),
   ) {}
 
-  /** Whether a refusal's answer closes its connection now. */
+  /**
+   * Whether a refusal's answer closes its connection now. Asked at each refusal, it samples the primary's load at most
+   * every SAMPLE_MS; there is no timer, so that an idle service is never woken for it.
+   */
   get active(): boolean {
+    if (!this.running) return false;
+    const now = this.primary.now();
+    if (now - this.sampledAt >= SAMPLE_MS) this.sample(now);
     return this.spreading;
   }
 
@@ -72,21 +79,21 @@ export class ConnectionSpreading {
   }
 
   start(): void {
-    if (this.timer !== undefined) return;
+    if (this.running) return;
+    this.running = true;
     this.primary.load();
-    this.timer = setInterval(() => this.sample(), SAMPLE_MS).unref();
+    this.sampledAt = this.primary.now();
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    this.running = false;
     this.spreading = false;
   }
 
-  private sample(): void {
+  private sample(now: number): void {
+    this.sampledAt = now;
     const primary = this.primary.load();
-    const fresh = this.primary.now() - REPORT_FRESH_MS;
-    for (const [worker, report] of this.workers) if (report.at < fresh) this.workers.delete(worker);
+    for (const [worker, report] of this.workers) if (report.at < now - REPORT_FRESH_MS) this.workers.delete(worker);
     const workers = [...this.workers.values()].map((report) => report.load);
     const wanted = spreadingWanted(primary, workers);
     if (wanted === this.spreading) return;

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describe, it, mock } from '../support/timedTests.js';
+import { describe, it } from '../support/timedTests.js';
 import { capturingLogger } from '../support/capturingLogger.js';
 import {
   ConnectionSpreading,
@@ -19,26 +19,29 @@ describe('spreading connections off a saturated primary', () => {
     assert.equal(spreadingWanted(1, []), false, 'no worker has reported lately (stopped, stuck or gone)');
   });
 
-  it("samples the primary's load, forgets workers not heard from or gone, and logs only when it turns", (t) => {
-    mock.timers.enable({ apis: ['setInterval'] });
-    t.after(() => mock.timers.reset());
+  it("samples the primary's load when asked, at most every SAMPLE_MS, forgets workers not heard from or gone, and logs only when it turns", () => {
     let primaryLoad = 1;
     let now = 0;
     const { log, lines } = capturingLogger();
     const spreading = new ConnectionSpreading(log, { load: () => primaryLoad, now: () => now });
     const sample = (): void => {
       now += SAMPLE_MS;
-      mock.timers.tick(SAMPLE_MS);
     };
+    spreading.workerLoad(1, 0.1);
+    sample();
+    assert.equal(spreading.active, false, 'not started: keeps every connection');
     spreading.start();
-    spreading.start(); // once: one timer
+    spreading.workerGone(1);
     sample();
     assert.equal(spreading.active, false, 'no worker has reported');
 
     spreading.workerLoad(1, 0.1);
-    sample();
+    now += SAMPLE_MS - 1;
+    assert.equal(spreading.active, false, 'sampled again only after SAMPLE_MS');
+    now += 1;
     assert.equal(spreading.active, true, 'saturated, and worker 1 idles');
     sample();
+    assert.equal(spreading.active, true);
     assert.equal(lines().filter((line) => line.includes('passing refused')).length, 1, 'one line when it turns');
 
     spreading.workerLoad(1, 0.9);
