@@ -60,9 +60,9 @@ export class ConnectionSpreading {
 
   /**
    * Whether a refusal's answer closes its connection now. Asked at each refusal, it samples the primary's load at most
-   * every SAMPLE_MS; there is no timer, so that an idle service is never woken for it.
+   * every SAMPLE_MS (and logs when the answer turns); there is no timer, so that it never wakes an idle primary.
    */
-  get active(): boolean {
+  closesNow(): boolean {
     if (!this.running) return false;
     const now = this.primary.now();
     if (now - this.sampledAt >= SAMPLE_MS) this.sample(now);
@@ -70,7 +70,7 @@ export class ConnectionSpreading {
   }
 
   /** The share of its last second that `worker`'s event loop was busy (1 while it takes no connection). */
-  workerLoad(worker: number, load: number): void {
+  workerLoad(load: number, worker: number): void {
     this.workers.set(worker, { load, at: this.primary.now() });
   }
 

@@ -124,7 +124,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     log,
     onTransaction: metrics.transaction,
     onRefusals: (report) => refusals.merge(report),
-    onWorkerLoad: (worker, load) => spreading?.workerLoad(worker, load),
+    onWorkerLoad: (load, worker) => spreading?.workerLoad(load, worker),
     refused: (outcome, client) => refusals.add(outcome, client),
     refusalLine: () => refusals.lineAllowed(),
   });
@@ -134,7 +134,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     api,
     log,
     refusals,
-    closeAfterRefusal: () => spreading?.active === true,
+    closeAfterRefusal: () => spreading?.closesNow() === true,
   });
   const servers: RequestServers =
     spreading === undefined

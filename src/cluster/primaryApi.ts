@@ -124,7 +124,7 @@ export interface PrimaryStateDeps {
   /** A worker's report of the refusals it counted. */
   readonly onRefusals: (report: RefusalReport) => void;
   /** A worker's report of its load (the busy share of its last second). */
-  readonly onWorkerLoad?: (worker: number, load: number) => void;
+  readonly onWorkerLoad?: (load: number, worker: number) => void;
   /** A registration the primary refused (node limit, lists, known node, busy …), from `client`. */
   readonly refused: (outcome: Outcome, client: string) => void;
   /** Whether a refusal's own line may be written now (the service writes a few a second; the rest are counted). */
@@ -235,7 +235,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       return forgotten;
     },
     reportRefusals: deps.onRefusals,
-    reportLoad: (load, worker) => deps.onWorkerLoad?.(worker, load),
+    reportLoad: (load, worker) => deps.onWorkerLoad?.(load, worker),
     log: (lines) => {
       for (const line of lines) log.passOn(line);
     },

@@ -1,5 +1,4 @@
 import cluster from 'node:cluster';
-import { performance } from 'node:perf_hooks';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createLogger, type Logger } from '../log/logger.js';
@@ -14,6 +13,7 @@ import { expectationFailed } from '../http/errorResponses.js';
 import { clientKeyOf, createClientKey } from '../http/clientKey.js';
 import { registerRoute } from '../http/registerRoute.js';
 import { transactionForPrimary } from '../handlers/transactionHandler.js';
+import { eventLoopLoad } from './connectionSpreading.js';
 import { batchedDeliveryReports } from './deliveryReports.js';
 import { IpcPeer } from './ipc.js';
 import { primaryApiOver, type PrimaryApi } from './primaryApi.js';
@@ -250,12 +250,10 @@ export function runWorker(): void {
       if (server?.listening !== true || stopping !== undefined) return resolve(false);
       server.getConnections((error, count) => resolve(error === null && count < server.maxConnections));
     });
-  let loadSince = performance.eventLoopUtilization();
+  const eventLoop = eventLoopLoad();
   /** The busy share of this worker's event loop since the last report; fully busy while it takes no connection. */
   const reportLoad = async (): Promise<void> => {
-    const now = performance.eventLoopUtilization();
-    const load = performance.eventLoopUtilization(now, loadSince).utilization;
-    loadSince = now;
+    const load = eventLoop.load();
     // The id is the primary's to know (primaryApiHandlers): primaryApiOver does not send it.
     api.reportLoad((await takesConnections()) ? load : 1, cluster.worker?.id ?? 0);
   };

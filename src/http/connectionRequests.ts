@@ -35,7 +35,7 @@ export interface ConnectionRequests {
    * too slow, or the client's end first) are not waited for.
    */
   clientError(socket: Duplex, answer: () => void): void;
-  /** Whether `req` is all its connection has in hand: no other request is being handled or waits behind it. */
+  /** Whether `req` is all its connection has in hand: no other request is being handled or waits, no error's answer. */
   alone(req: IncomingMessage): boolean;
 }
 
@@ -112,7 +112,10 @@ export function connectionRequests(
     },
     alone(req) {
       const state = states.get(req.socket);
-      return state === undefined || (state.waiting.length === 0 && [...state.handling].every((each) => each === req));
+      return (
+        state === undefined ||
+        (state.waiting.length === 0 && state.clientError === undefined && [...state.handling].every((each) => each === req))
+      );
     },
     clientError(socket, answer) {
       const state = states.get(socket);

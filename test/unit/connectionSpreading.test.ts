@@ -27,49 +27,49 @@ describe('spreading connections off a saturated primary', () => {
     const sample = (): void => {
       now += SAMPLE_MS;
     };
-    spreading.workerLoad(1, 0.1);
+    spreading.workerLoad(0.1, 1);
     sample();
-    assert.equal(spreading.active, false, 'not started: keeps every connection');
+    assert.equal(spreading.closesNow(), false, 'not started: keeps every connection');
     spreading.start();
     spreading.workerGone(1);
     sample();
-    assert.equal(spreading.active, false, 'no worker has reported');
+    assert.equal(spreading.closesNow(), false, 'no worker has reported');
 
-    spreading.workerLoad(1, 0.1);
+    spreading.workerLoad(0.1, 1);
     now += SAMPLE_MS - 1;
-    assert.equal(spreading.active, false, 'sampled again only after SAMPLE_MS');
+    assert.equal(spreading.closesNow(), false, 'sampled again only after SAMPLE_MS');
     now += 1;
-    assert.equal(spreading.active, true, 'saturated, and worker 1 idles');
+    assert.equal(spreading.closesNow(), true, 'saturated, and worker 1 idles');
     sample();
-    assert.equal(spreading.active, true);
+    assert.equal(spreading.closesNow(), true);
     assert.equal(lines().filter((line) => line.includes('passing refused')).length, 1, 'one line when it turns');
 
-    spreading.workerLoad(1, 0.9);
+    spreading.workerLoad(0.9, 1);
     sample();
-    assert.equal(spreading.active, false, 'worker 1 got busy');
-    spreading.workerLoad(1, 0.1);
+    assert.equal(spreading.closesNow(), false, 'worker 1 got busy');
+    spreading.workerLoad(0.1, 1);
     primaryLoad = 0.5;
     sample();
-    assert.equal(spreading.active, false, 'the primary keeps up');
+    assert.equal(spreading.closesNow(), false, 'the primary keeps up');
 
     primaryLoad = 1;
-    spreading.workerLoad(2, 0.1);
+    spreading.workerLoad(0.1, 2);
     sample();
-    assert.equal(spreading.active, true);
+    assert.equal(spreading.closesNow(), true);
     now += REPORT_FRESH_MS;
     sample();
-    assert.equal(spreading.active, false, 'reports too old: the workers may be stopped or stuck');
+    assert.equal(spreading.closesNow(), false, 'reports too old: the workers may be stopped or stuck');
 
-    spreading.workerLoad(3, 0.1);
+    spreading.workerLoad(0.1, 3);
     spreading.workerGone(3);
     sample();
-    assert.equal(spreading.active, false, 'a worker that exited counts for nothing');
+    assert.equal(spreading.closesNow(), false, 'a worker that exited counts for nothing');
 
-    spreading.workerLoad(4, 0.1);
+    spreading.workerLoad(0.1, 4);
     sample();
-    assert.equal(spreading.active, true);
+    assert.equal(spreading.closesNow(), true);
     spreading.stop();
-    assert.equal(spreading.active, false, 'stopped: keeps every connection');
+    assert.equal(spreading.closesNow(), false, 'stopped: keeps every connection');
     assert.equal(lines().filter((line) => line.includes('keeping connections again')).length, 2, 'a stop logs nothing');
   });
 });
