@@ -6,7 +6,7 @@ import { before, describe, it } from '../support/timedTests.js';
 import { promisify } from 'node:util';
 import { addressOfPrivateKey, registerNode } from '../../src/index.js';
 import { randomPrivateKey, signRegistration } from '../../src/protocol/signRegistration.js';
-import { containerLogs, containerSkip, IMAGES, podman, podmanEnv, podmanSocket } from '../support/containers.js';
+import { containerLogs, containerSkip, IMAGES, podman, podmanEnv, podmanSocket, removeEndedRuns } from '../support/containers.js';
 import { passwordLogin, requestJson } from '../support/matrixClient.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { readmeShellBlocks, scenarioBlocks } from '../support/readmeBlocks.js';
@@ -89,6 +89,7 @@ describe('Running with Docker as the README writes it, in real containers (podma
 
   before(
     async () => {
+      await removeEndedRuns();
       cpSync(REPO, checkout, {
         recursive: true,
         filter: (source) => !/\/(node_modules|dist|\.git|\.matrix|\.bench)(\/|$)/.test(source.slice(REPO.length - 1)),

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import type { Scope } from './scope.js';
 import { tempDir } from './tempDir.js';
 import { waitFor } from './ports.js';
+import { alive } from './processTree.js';
 
 const run = promisify(execFile);
 const CONTAINERS_CONF = new URL('../containers/containers.conf', import.meta.url).pathname;
@@ -94,4 +95,23 @@ export async function podmanSocket(scope: Scope): Promise<string> {
   process.once('exit', () => service.kill('SIGKILL'));
   await waitFor('podman system service', async () => (existsSync(socket) ? true : undefined), 20_000);
   return `unix://${socket}`;
+}
+
+/**
+ * Removes what a run of the container test that did not end (SIGKILL, a CI stop) left behind: its containers, volumes
+ * and network, which holds the test's subnet so that no later run could create its own. A run's names begin with
+ * `regsvc<pid>`; those of a process still alive are left alone.
+ */
+export async function removeEndedRuns(): Promise<void> {
+  const ended = (name: string, pattern: RegExp): boolean => {
+    const pid = pattern.exec(name)?.[1];
+    return pid !== undefined && !alive(Number(pid));
+  };
+  const lines = async (args: readonly string[]): Promise<string[]> => (await podman(args)).split('\n').filter(Boolean);
+  const containers = (await lines(['ps', '-a', '--format', '{{.Names}}'])).filter((name) => ended(name, /^regsvc(\d+)_/));
+  if (containers.length > 0) await podman(['rm', '--force', ...containers]);
+  const volumes = (await lines(['volume', 'ls', '--format', '{{.Name}}'])).filter((name) => ended(name, /^regsvc(\d+)-/));
+  if (volumes.length > 0) await podman(['volume', 'rm', '--force', ...volumes]);
+  for (const network of await lines(['network', 'ls', '--format', '{{.Name}}']))
+    if (ended(network, /^regsvc(\d+)-/)) await podman(['network', 'rm', '--force', network]);
 }
