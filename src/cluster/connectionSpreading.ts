@@ -18,14 +18,14 @@ export function spreadingWanted(primary: number, workers: readonly number[]): bo
   return primary >= PRIMARY_SATURATED && workers.some((load) => load <= WORKER_SPARE);
 }
 
-/** What the primary reads of itself: its event loop's busy share since the last call, and the time in ms. */
-export interface PrimaryLoadSource {
+/** What a process reads of itself: its event loop's busy share since the last call, and the time in ms. */
+export interface LoadSource {
   readonly load: () => number;
   readonly now: () => number;
 }
 
-/** The primary's own event loop, by Node's event-loop utilisation. */
-export function eventLoopLoad(): PrimaryLoadSource {
+/** This process's own event loop, by Node's event-loop utilisation. */
+export function eventLoopLoad(): LoadSource {
   let last = performance.eventLoopUtilization();
   return {
     load: () => {
@@ -43,7 +43,7 @@ export function eventLoopLoad(): PrimaryLoadSource {
  * connections in ten, and keep-alive keeps them there: a flood of forged requests that opens its connections after a
  * quiet spell is then refused by the primary alone while the workers idle. While the primary is saturated and a worker
  * has time to spare, a request the primary refuses before the registration is decided (a bad body or signature, a
- * client past its rate limit) is answered with Connection: close (`active`): the client's next connection is accepted
+ * client past its rate limit) is answered with Connection: close (`closesNow`): the client's next connection is accepted
  * by whichever process waits in accept, which the busy primary seldom is. Only those refusals: a registration served
  * in the primary costs less than one a worker hands over (it crosses no IPC channel).
  */
@@ -55,7 +55,7 @@ export class ConnectionSpreading {
 
   constructor(
     private readonly log: Logger,
-    private readonly primary: PrimaryLoadSource = eventLoopLoad(),
+    private readonly primary: LoadSource = eventLoopLoad(),
   ) {}
 
   /**

@@ -134,7 +134,7 @@ export async function startPrimary(settings: Settings, log: Logger, onCrashLoop:
     api,
     log,
     refusals,
-    closeAfterRefusal: () => spreading?.closesNow() === true,
+    closeAfterRefusal: spreading === undefined ? undefined : () => spreading.closesNow(),
   });
   const servers: RequestServers =
     spreading === undefined

@@ -112,10 +112,8 @@ export function connectionRequests(
     },
     alone(req) {
       const state = states.get(req.socket);
-      return (
-        state === undefined ||
-        (state.waiting.length === 0 && state.clientError === undefined && [...state.handling].every((each) => each === req))
-      );
+      // `req` itself is among those being handled.
+      return state === undefined || (state.handling.size <= 1 && state.waiting.length === 0 && state.clientError === undefined);
     },
     clientError(socket, answer) {
       const state = states.get(socket);
