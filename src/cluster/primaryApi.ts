@@ -15,6 +15,7 @@ import type { RefusalReport } from '../log/refusalTally.js';
 import type { Store } from '../store/store.js';
 import type { CeilingCounter } from '../store/ceilingCounter.js';
 import type { LimitSpec } from '../store/rateLimiter.js';
+import { AnswersOnTheirWay } from './answersOnTheirWay.js';
 import type { Handlers, IpcPeer } from './ipc.js';
 import {
   checkedKey,
@@ -139,6 +140,12 @@ export interface PrimaryState {
   readonly workerGone: (worker: number) => void;
 }
 
+/**
+ * How long a node's request waits to learn whether the 200 on its way to it reached it: its worker says so within
+ * milliseconds, unless the answer waits behind a slow one on a pipelined connection.
+ */
+const ANSWER_WAIT_MS = 1000;
+
 export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
   const { settings, store, log } = deps;
   const limits = createRateLimits(
@@ -156,26 +163,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
     policy: deps.policy,
     log,
   });
-  /**
-   * The nodes whose 200 is on its way, and the worker delivering each answer: a node's retry may be answered by another
-   * worker (or the same one) while the first answer is still on its way.
-   */
-  const delivering = new Map<string, number[]>();
-  /** Workers that exited: an answer finished for one of them afterwards reaches nobody. */
-  const gone = new Set<number>();
-  /** One answer's fate: any answer that reached the node makes its record answered; a lost one is only forgotten. */
-  const settle = (localpart: string, reached: boolean, worker: number): void => {
-    const workers = delivering.get(localpart);
-    const at = workers?.indexOf(worker) ?? -1;
-    if (workers === undefined || at === -1) return;
-    if (reached) {
-      delivering.delete(localpart);
-      void registration.delivered(localpart, true);
-      return;
-    }
-    workers.splice(at, 1);
-    if (workers.length === 0) delivering.delete(localpart);
-  };
+  const answers = new AnswersOnTheirWay((localpart) => void registration.delivered(localpart, true));
   /** The one line (or, for a refusal, the count) each registration that reached the primary ends with. */
   const logOutcome = (outcome: Outcome, fields: Record<string, string | number | undefined>, client: string, heldBack?: string): void => {
     if (outcome === 'internal_error') {
@@ -200,11 +188,9 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       const base = { localpart: node.localpart, client, worker };
       const durationMs = (): number => Math.round((elapsedMs + performance.now() - started) * 1000) / 1000;
       try {
+        await answers.settled(node.localpart, ANSWER_WAIT_MS);
         const user = await registration.register(node, address);
-        const workers = delivering.get(node.localpart);
-        if (workers === undefined) delivering.set(node.localpart, [worker]);
-        else workers.push(worker);
-        if (gone.has(worker)) settle(node.localpart, false, worker);
+        answers.sent(node.localpart, worker);
         logOutcome(outcomeOfUser(user), { ...base, outcome: outcomeOfUser(user), status: 200, duration_ms: durationMs() }, client);
         return user;
       } catch (error) {
@@ -218,7 +204,7 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       }
     },
     delivered: (localparts, reached, worker) => {
-      for (const localpart of localparts) settle(localpart, reached, worker);
+      for (const localpart of localparts) answers.settle(localpart, reached, worker);
     },
     async transaction(txnId, body) {
       const outcome = await onTransaction(txnId, body);
@@ -243,13 +229,6 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
   return {
     api,
     registration,
-    workerGone: (worker) => {
-      gone.add(worker);
-      for (const [localpart, workers] of delivering) {
-        const left = workers.filter((each) => each !== worker);
-        if (left.length === 0) delivering.delete(localpart);
-        else delivering.set(localpart, left);
-      }
-    },
+    workerGone: (worker) => answers.workerGone(worker),
   };
 }

@@ -649,12 +649,26 @@ describe(
       const retry = await postFresh(`${gate.url}/register`, node, '198.51.100.77');
       assert.equal(retry.status, 200, JSON.stringify(retry.body));
       assert.equal(retry.body.user_id, `@${node.localpart}:${serverName}`);
-      await waitFor(
-        'the answer marked delivered',
-        async () => ((await postFresh(`${gate.url}/register`, node)).status === 409 ? true : undefined),
-        5000,
-      );
+      assert.equal((await postFresh(`${gate.url}/register`, node)).status, 409, "the retry's 200 reached the node");
       assert.equal((await passwordLogin(homeserverUrl, node.localpart, node.password)).status, 200);
+    });
+
+    it("answers 409 to a node's copy of its request sent on a new connection the moment its 200 arrived, whichever process takes it", async () => {
+      await gate.stop();
+      await gate.start();
+      // The report that a 200 reached its node crosses the worker's channel, and may come after the copy, which
+      // another process took: the primary waits for it.
+      const answers = new Map<string, number>();
+      for (let index = 0; index < 60; index++) {
+        const node = sign();
+        const client = `10.77.${index}.1`;
+        const first = await postFresh(`${gate.url}/register`, node, client);
+        assert.equal(first.status, 200, JSON.stringify(first.body));
+        const copy = await postFresh(`${gate.url}/register`, node, client);
+        const key = `${copy.status} ${typeof copy.body.errcode === 'string' ? copy.body.errcode : '-'}`;
+        answers.set(key, (answers.get(key) ?? 0) + 1);
+      }
+      assert.deepEqual([...answers], [['409 M_USER_IN_USE', 60]]);
     });
 
     it('stops on SIGTERM under keep-alive load: answers with Connection: close and exits while the load goes on', async () => {

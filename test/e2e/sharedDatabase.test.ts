@@ -43,6 +43,10 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
   const GATE_ARGS = ['--pending-lease', String(LEASE_SECONDS), '--rate-limit-node', '0', '--accounts-per-hour-ipv6-56', '4'];
   const startA = () => gateA.start(['--matrixurl', proxy.url, '--metrics-port', String(metricsPorts[0]), ...GATE_ARGS]);
   const startB = () => gateB.start(['--metrics-port', String(metricsPorts[1]), ...GATE_ARGS]);
+  /** Restarts a gate a test stopped, for the tests after it, whether that test passed or not. */
+  const running = (gate: Gate, start: () => Promise<unknown>) => async () => {
+    if (gate.process() === undefined) await start();
+  };
   /** Directly to one gate, as nginx would send it, from client `client` (the gates trust loopback's X-Forwarded-For). */
   const registerAt = async (gate: Gate, body: unknown, client = '127.0.0.1') => {
     const response = await fetch(`${gate.url}/register`, {
@@ -243,7 +247,8 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     assert.doesNotMatch(gateB.output(), new RegExp(`transaction processed txn_id=${txnId}`));
   });
 
-  it('completes on gate B a registration that gate A was killed in after Synapse created the user', async () => {
+  it('completes on gate B a registration that gate A was killed in after Synapse created the user', async (t) => {
+    t.after(running(gateA, startA));
     const body = signRegistration(randomPrivateKey(), serverName);
     proxy.fault = (method, path) => (method === 'POST' && path === '/_synapse/admin/v1/register' ? 'hold-response' : 'pass');
     const cut = registerAt(gateA, body, '192.0.2.1').catch(() => 'connection lost');
@@ -266,10 +271,10 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     assert.equal(retry.body.user_id, `@${body.localpart}:${serverName}`);
     assert.equal((await registerAt(gateB, body, '192.0.2.4')).status, 409);
     assert.equal((await passwordLogin(publicUrl, body.localpart, body.password)).status, 200);
-    await startA();
   });
 
-  it("never answers 409 for a node's own account whose 200 never reached it: the gate killed while its record was written", async () => {
+  it("never answers 409 for a node's own account whose 200 never reached it: the gate killed while its record was written", async (t) => {
+    t.after(running(gateA, startA));
     const body = signRegistration(randomPrivateKey(), serverName);
     // The record's write waits behind a lock; the gate is killed meanwhile; PostgreSQL then commits the write.
     const lockerUrl = new URL(databaseUrl);
@@ -279,7 +284,7 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     try {
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE regservice_nodes IN EXCLUSIVE MODE');
-      // Gate A was started again by the test before: its metrics listener opens just after its public one.
+      // Gate A was started again after the test before: its metrics listener opens just after its public one.
       const before = await waitFor('the gates metrics', () => homeserverRegistrations().catch(() => undefined), 10_000);
       const cut = registerAt(gateA, body, '192.0.2.11').catch(() => 'connection lost');
       await waitFor('Synapse to create the user', async () => ((await homeserverRegistrations()) > before ? true : undefined), 15_000);
@@ -301,7 +306,6 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     );
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal((await registerAt(gateB, body, '192.0.2.13')).status, 409, 'answered once its 200 reached the node');
-    await startA();
   });
 
   it('answers 503 with Retry-After while PostgreSQL restarts, and recovers without a restart of the gates', async () => {
@@ -348,7 +352,8 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     assert.equal(gateB.process()?.child.exitCode, null, 'gate B still runs');
   });
 
-  it('warns at start when a gate sharing the database runs with another value of a setting they must share', async () => {
+  it('warns at start when a gate sharing the database runs with another value of a setting they must share', async (t) => {
+    t.after(running(gateB, startB));
     const since = gateB.mark();
     await gateB.stop();
     await gateB.start(['--metrics-port', String(metricsPorts[1]), ...GATE_ARGS, '--rate-limit-client', '7']);
@@ -359,7 +364,6 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     );
     assert.doesNotMatch(gateB.output().slice(since), /setting=--(?!rate-limit-client)/, 'no other setting differs');
     await gateB.stop();
-    await startB();
   });
 
   it('says a password is needed, and names the flag, when the database asks for one and none was given', async () => {
