@@ -7,6 +7,12 @@
  * report that it reached the node comes from the process that wrote it, over its own channel, and may arrive after the
  * node's next request, taken by another process. Without the wait, that request would get the 200 again instead of 409.
  */
+/**
+ * How long a node's request waits to learn whether the 200 on its way to it reached it: its worker says so within
+ * milliseconds, unless the answer waits behind a slow one on a pipelined connection.
+ */
+export const ANSWER_WAIT_MS = 1000;
+
 export class AnswersOnTheirWay {
   private readonly delivering = new Map<string, number[]>();
   private readonly waiting = new Map<string, Set<() => void>>();

@@ -15,7 +15,7 @@ import type { RefusalReport } from '../log/refusalTally.js';
 import type { Store } from '../store/store.js';
 import type { CeilingCounter } from '../store/ceilingCounter.js';
 import type { LimitSpec } from '../store/rateLimiter.js';
-import { AnswersOnTheirWay } from './answersOnTheirWay.js';
+import { ANSWER_WAIT_MS, AnswersOnTheirWay } from './answersOnTheirWay.js';
 import type { Handlers, IpcPeer } from './ipc.js';
 import {
   checkedKey,
@@ -139,12 +139,6 @@ export interface PrimaryState {
   /** A worker is gone: the answers it was delivering did not reach their nodes. */
   readonly workerGone: (worker: number) => void;
 }
-
-/**
- * How long a node's request waits to learn whether the 200 on its way to it reached it: its worker says so within
- * milliseconds, unless the answer waits behind a slow one on a pipelined connection.
- */
-const ANSWER_WAIT_MS = 1000;
 
 export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
   const { settings, store, log } = deps;

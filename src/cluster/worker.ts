@@ -14,6 +14,7 @@ import { clientKeyOf, createClientKey } from '../http/clientKey.js';
 import { registerRoute } from '../http/registerRoute.js';
 import { transactionForPrimary } from '../handlers/transactionHandler.js';
 import { eventLoopLoad } from './connectionSpreading.js';
+import { ANSWER_WAIT_MS } from './answersOnTheirWay.js';
 import { batchedDeliveryReports } from './deliveryReports.js';
 import { IpcPeer } from './ipc.js';
 import { primaryApiOver, type PrimaryApi } from './primaryApi.js';
@@ -51,9 +52,12 @@ export interface WorkerServer {
   close(cutAfterMs: number): Promise<void>;
 }
 
-/** How long a stop waits for requests in flight: at most one homeserver call (and the primary's store around it). */
+/**
+ * How long a stop waits for requests in flight: at most the wait for an earlier answer's fate, one homeserver call, and
+ * the primary's store around it.
+ */
 export function stopCutAfterMs(settings: WorkerSettings): number {
-  return settings.homeserverTimeoutMs + 1000;
+  return ANSWER_WAIT_MS + settings.homeserverTimeoutMs + 1000;
 }
 
 /** How often, while stopping, connections that have become idle are closed. */

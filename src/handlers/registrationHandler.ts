@@ -118,9 +118,12 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     return { ...user, userId };
   }
 
-  /** A recorded node's answer: 409, unless its 200 never reached it (then the same answer again). */
-  function answerRecorded(recorded: NodeRecord): RegisteredUser {
-    if (recorded.answered !== false || answeredNow(recorded.localpart)) throw userInUse('this node is already registered');
+  /**
+   * A recorded node's answer: 409, unless its 200 never reached it (then the same answer again). `markedBefore`: its
+   * mark was being written when the record was read, which may have read the record before the mark landed.
+   */
+  function answerRecorded(recorded: NodeRecord, markedBefore = false): RegisteredUser {
+    if (recorded.answered !== false || markedBefore || answeredNow(recorded.localpart)) throw userInUse('this node is already registered');
     // The same answer again, without logging in anew: a replayed body gets no token of its own.
     return { userId: recorded.userId, homeServer: deps.serverName };
   }
@@ -131,8 +134,9 @@ export function createRegistrationService(deps: RegistrationHandlerDeps): Regist
     // The lease keeps every other gate from calling the homeserver for this node while this one may be. The claim
     // also looks for the node's record, and writes nothing when there is one.
     const claimSentAt = Date.now();
+    const markedBefore = answeredNow(localpart);
     const claim = await nodes.claimPending({ localpart, userId, displayname, startedAt: now().toISOString() });
-    if ('recorded' in claim) return answerRecorded(claim.recorded);
+    if ('recorded' in claim) return answerRecorded(claim.recorded, markedBefore);
     if (!claim.claimed) {
       throw retryLater(503, 'M_UNKNOWN', 'a registration of this node is in progress on another gate; retry later', claim.retryAfterMs);
     }

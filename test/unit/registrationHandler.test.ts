@@ -128,6 +128,29 @@ for (const kind of STORE_KINDS)
       await store.close();
     });
 
+    it('answers 409 to a copy whose look at the record began before the mark of its delivered 200 was written', async () => {
+      const store = await kind.fresh();
+      const body = node();
+      let hold: Promise<void> | undefined;
+      // The claim reads the record (still unanswered), then returns only after the mark is written: a slow query.
+      const nodes: NodeStore = {
+        ...store.nodes,
+        claimPending: async (entry) => {
+          const claim = await store.nodes.claimPending(entry);
+          await hold;
+          return claim;
+        },
+      };
+      const svc = service(store, new ScriptedRegistrar(created), { nodes });
+      await svc.registerUndelivered(parseRegistrationRequest(body));
+      const marked = svc.delivered(body.localpart, true);
+      hold = marked;
+      await assert.rejects(svc.registerUndelivered(parseRegistrationRequest(body)), isStatus(409));
+      await marked;
+      assert.equal((await store.nodes.get(body.localpart))?.answered, true);
+      await store.close();
+    });
+
     it('answers a recorded node with 409 without calling the homeserver, also after reopening the store', async () => {
       const registrar = new ScriptedRegistrar(created);
       const body = node();

@@ -451,6 +451,8 @@ describe('store copy', () => {
         displayname: body.displayname,
         registeredAt: '2026-01-02T03:04:05.000Z',
         lastSeen: '2026-02-03T04:05:06.000Z',
+        // b's 200 never reached it: its next request gets 200 once more, on whichever gate.
+        ...(body === b ? { answered: false } : {}),
       });
     }
     await source.nodes.claimPending({
@@ -473,6 +475,7 @@ describe('store copy', () => {
       transactions: { copied: 0, present: 2 },
     });
     assert.deepEqual(await target.nodes.get(a.localpart), { ...(await source.nodes.get(a.localpart)), answered: true });
+    assert.deepEqual(await target.nodes.get(b.localpart), { ...(await source.nodes.get(b.localpart)), answered: false });
     assert.deepEqual(
       (await target.nodes.listReconcilable()).map((entry) => entry.localpart),
       [c.localpart],
