@@ -25,41 +25,16 @@ export interface LevelNodeStoreOptions {
 /**
  * Nodes and pending entries in two sublevels. LevelDB admits one process, so a lease held by an earlier run is over:
  * only this run's own live leases keep an entry from being reconciled.
- *
- * A record whose 200 has not reached its node yet has a marker of its own in a third sublevel, written with the record
- * and deleted once the 200 reached the node: a few bytes where rewriting the whole record would cost a tenth of a
- * millisecond of compaction per registration on a registry of 250,000 nodes (BENCHMARKS.md). A record an earlier
- * version wrote with `answered: false` in it counts as unanswered too, until it is marked answered.
  */
-export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, unanswered: Sublevel, options: LevelNodeStoreOptions): NodeStore {
+export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, options: LevelNodeStoreOptions): NodeStore {
   const now = options.now ?? Date.now;
   const { write } = options;
   // Reads are synchronous: a lookup in LevelDB's memtable, cache or (bloom-filtered) tables costs a few microseconds,
   // an asynchronous one ten times that in thread-pool hops and promises. Every write is awaited before what depends on
   // it, so a read never misses a write of the same registration.
-  const stored = (localpart: string): NodeRecord | undefined => nodes.getSync(localpart) as NodeRecord | undefined;
-  const markerOf = (localpart: string): boolean => unanswered.getSync(localpart) !== undefined;
-  /** The record as the store's users see it: `answered` said, whichever way the record's state is kept. */
-  const recordOf = (record: NodeRecord): NodeRecord => ({ ...record, answered: record.answered !== false && !markerOf(record.localpart) });
-  const get = async (localpart: string): Promise<NodeRecord | undefined> => {
-    const record = stored(localpart);
-    return record === undefined ? undefined : recordOf(record);
-  };
+  const get = async (localpart: string): Promise<NodeRecord | undefined> => nodes.getSync(localpart) as NodeRecord | undefined;
   const getStored = (localpart: string): StoredPending | undefined => pending.getSync(localpart) as StoredPending | undefined;
-  const putMarker = (localpart: string): LevelWrite => ({ type: 'put', sublevel: unanswered, key: localpart, value: 1 });
-  const deleteMarker = (localpart: string): LevelWrite => ({ type: 'del', sublevel: unanswered, key: localpart });
-  /** The record's value, without `answered`: its marker says that. */
-  const putValue = ({ answered: _answered, ...value }: NodeRecord): LevelWrite => ({
-    type: 'put',
-    sublevel: nodes,
-    key: value.localpart,
-    value,
-  });
-  /** Writes `record` and says whether it is answered: with a marker, or (answered) without one. */
-  const putNode = (record: NodeRecord): LevelWrite[] => [
-    putValue(record),
-    record.answered === false ? putMarker(record.localpart) : deleteMarker(record.localpart),
-  ];
+  const putNode = (record: NodeRecord): LevelWrite => ({ type: 'put', sublevel: nodes, key: record.localpart, value: record });
   const putPending = (stored: StoredPending): LevelWrite => ({ type: 'put', sublevel: pending, key: stored.localpart, value: stored });
   const liveOwnLease = (stored: StoredPending): boolean => stored.holder === options.holder && (stored.leaseUntil ?? 0) > now();
   // Records being forgotten: their deletes are queued but not written yet. A mark or a last-seen time read from such a
@@ -75,15 +50,14 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, unanswe
   return {
     leaseMs: options.leaseMs,
     get,
-    put: (record) => write(putNode(record)),
+    put: (record) => write([putNode(record)]),
     async touch(localpart, when) {
-      const record = stored(localpart);
+      const record = await get(localpart);
       if (record === undefined || beingForgotten(localpart)) return false;
       // Times, not their text: an ISO string past year 9999 ('+010000-…') sorts before every ordinary one. A stored
       // time that does not parse is replaced.
       if (record.lastSeen === undefined || !(Date.parse(record.lastSeen) >= Date.parse(when))) {
-        // An earlier version's unanswered record is given its marker as its value loses `answered`.
-        await write([putValue({ ...record, lastSeen: when }), ...(record.answered === false ? [putMarker(localpart)] : [])]);
+        await write([putNode({ ...record, lastSeen: when })]);
       }
       return true;
     },
@@ -92,8 +66,8 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, unanswe
       return stored === undefined ? undefined : entryOf(stored);
     },
     async claimPending(entry): Promise<PendingClaim> {
-      const recorded = stored(entry.localpart);
-      if (recorded !== undefined) return { claimed: false, recorded: recordOf(recorded) };
+      const recorded = nodes.getSync(entry.localpart) as NodeRecord | undefined;
+      if (recorded !== undefined) return { claimed: false, recorded };
       const interrupted = getStored(entry.localpart) !== undefined;
       await write([putPending({ ...entryOf(entry), holder: options.holder, leaseUntil: now() + options.leaseMs })]);
       return { claimed: true, interrupted };
@@ -105,7 +79,7 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, unanswe
       return true;
     },
     deletePending: (localpart) => write([{ type: 'del', sublevel: pending, key: localpart }]),
-    confirm: (record) => write([...putNode(record), { type: 'del', sublevel: pending, key: record.localpart }]),
+    confirm: (record) => write([putNode(record), { type: 'del', sublevel: pending, key: record.localpart }]),
     async forget(localparts) {
       const chosen: string[] = [];
       if (localparts === 'all') forgettingAll += 1;
@@ -113,11 +87,7 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, unanswe
       try {
         if (localparts === 'all') for await (const key of nodes.keys()) chosen.push(key);
         else for (const localpart of localparts) if ((await get(localpart)) !== undefined) chosen.push(localpart);
-        const writes = chosen.flatMap((key): LevelWrite[] => [
-          { type: 'del', sublevel: nodes, key },
-          ...(markerOf(key) ? [deleteMarker(key)] : []),
-        ]);
-        if (writes.length > 0) await write(writes);
+        if (chosen.length > 0) await write(chosen.map((key) => ({ type: 'del', sublevel: nodes, key }) as const));
       } finally {
         if (localparts === 'all') forgettingAll -= 1;
         else for (const localpart of localparts) forgetting.delete(localpart);
@@ -125,22 +95,15 @@ export function createLevelNodeStore(nodes: Sublevel, pending: Sublevel, unanswe
       return chosen.length;
     },
     async markAnswered(localparts, answered) {
-      const writes = localparts.flatMap((localpart): LevelWrite[] => {
-        const record = beingForgotten(localpart) ? undefined : stored(localpart);
-        if (record === undefined) return [];
-        if (!answered) return [putMarker(localpart)];
-        // An earlier version's unanswered record says so in its value, which is written again without it.
-        return record.answered === false ? [putValue(record), deleteMarker(localpart)] : [deleteMarker(localpart)];
+      const recorded = localparts.flatMap((localpart) => {
+        const record = beingForgotten(localpart) ? undefined : (nodes.getSync(localpart) as NodeRecord | undefined);
+        return record === undefined ? [] : [record];
       });
-      if (writes.length > 0) await write(writes);
+      if (recorded.length === 0) return;
+      await write(recorded.map((record) => putNode({ ...record, answered })));
     },
     async *list() {
-      const open = new Set<string>();
-      for await (const key of unanswered.keys()) open.add(key);
-      for await (const value of nodes.values()) {
-        const record = value as NodeRecord;
-        yield { ...record, answered: record.answered !== false && !open.has(record.localpart) };
-      }
+      for await (const value of nodes.values()) yield value as NodeRecord;
     },
     listPending: async () => (await allPending()).map(entryOf),
     listReconcilable: async () => (await allPending()).filter((stored) => !liveOwnLease(stored)).map(entryOf),

@@ -72,7 +72,7 @@ export async function openLevelStore(datapath: string, options: LevelStoreOption
   }
   return {
     description: `leveldb ${path}`,
-    nodes: createLevelNodeStore(openSublevel(db, 'nodes'), openSublevel(db, 'pending'), openSublevel(db, 'unanswered'), {
+    nodes: createLevelNodeStore(openSublevel(db, 'nodes'), openSublevel(db, 'pending'), {
       holder: randomUUID(),
       write: createGroupCommit(db),
       leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
