@@ -131,20 +131,20 @@ for (const kind of STORE_KINDS)
     it('answers 409 to a copy whose look at the record began before the mark of its delivered 200 was written', async () => {
       const store = await kind.fresh();
       const body = node();
-      let hold: Promise<void> | undefined;
+      const hold: { until?: Promise<void> } = {};
       // The claim reads the record (still unanswered), then returns only after the mark is written: a slow query.
       const nodes: NodeStore = {
         ...store.nodes,
         claimPending: async (entry) => {
           const claim = await store.nodes.claimPending(entry);
-          await hold;
+          await hold.until;
           return claim;
         },
       };
       const svc = service(store, new ScriptedRegistrar(created), { nodes });
       await svc.registerUndelivered(parseRegistrationRequest(body));
       const marked = svc.delivered(body.localpart, true);
-      hold = marked;
+      hold.until = marked;
       await assert.rejects(svc.registerUndelivered(parseRegistrationRequest(body)), isStatus(409));
       await marked;
       assert.equal((await store.nodes.get(body.localpart))?.answered, true);
