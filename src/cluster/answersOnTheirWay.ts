@@ -1,4 +1,10 @@
 /**
+ * How long a node's request waits to learn whether the 200 on its way to it reached it: its worker says so within
+ * milliseconds, unless the answer waits behind a slow one on a pipelined connection.
+ */
+export const ANSWER_WAIT_MS = 1000;
+
+/**
  * The 200s on their way to their nodes, and the process delivering each (a worker's id; 0 for the primary). A node's
  * retry may be answered by another process, or the same one, while its first answer is still on its way; the node's
  * record counts as answered once any of them reached it (`onReached`).
@@ -7,12 +13,6 @@
  * report that it reached the node comes from the process that wrote it, over its own channel, and may arrive after the
  * node's next request, taken by another process. Without the wait, that request would get the 200 again instead of 409.
  */
-/**
- * How long a node's request waits to learn whether the 200 on its way to it reached it: its worker says so within
- * milliseconds, unless the answer waits behind a slow one on a pipelined connection.
- */
-export const ANSWER_WAIT_MS = 1000;
-
 export class AnswersOnTheirWay {
   private readonly delivering = new Map<string, number[]>();
   private readonly waiting = new Map<string, Set<() => void>>();

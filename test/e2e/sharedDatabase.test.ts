@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from '../support/timedTests.js';
+import { after, before, describe, it, TEST_TIMEOUT_MS } from '../support/timedTests.js';
 import { suiteScope } from '../support/scope.js';
 import { promisify } from 'node:util';
 import { addressOfPrivateKey, registerNode } from '../../src/index.js';
@@ -43,10 +43,15 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
   const GATE_ARGS = ['--pending-lease', String(LEASE_SECONDS), '--rate-limit-node', '0', '--accounts-per-hour-ipv6-56', '4'];
   const startA = () => gateA.start(['--matrixurl', proxy.url, '--metrics-port', String(metricsPorts[0]), ...GATE_ARGS]);
   const startB = () => gateB.start(['--metrics-port', String(metricsPorts[1]), ...GATE_ARGS]);
-  /** Restarts a gate a test stopped, for the tests after it, whether that test passed or not. */
+  /** Restarts a gate a test stopped (or whose start failed), for the tests after it, whether that test passed or not. */
   const running = (gate: Gate, start: () => Promise<unknown>) => async () => {
-    if (gate.process() === undefined) await start();
+    const child = gate.process()?.child;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) return;
+    await gate.stop();
+    await start();
   };
+  /** A test's own `after` hook, bounded like the suite's hooks. */
+  const HOOK = { timeout: TEST_TIMEOUT_MS };
   /** Directly to one gate, as nginx would send it, from client `client` (the gates trust loopback's X-Forwarded-For). */
   const registerAt = async (gate: Gate, body: unknown, client = '127.0.0.1') => {
     const response = await fetch(`${gate.url}/register`, {
@@ -248,7 +253,11 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
   });
 
   it('completes on gate B a registration that gate A was killed in after Synapse created the user', async (t) => {
-    t.after(running(gateA, startA));
+    t.after(async () => {
+      proxy.fault = () => 'pass';
+      proxy.heldAnswers.length = 0;
+      await running(gateA, startA)();
+    }, HOOK);
     const body = signRegistration(randomPrivateKey(), serverName);
     proxy.fault = (method, path) => (method === 'POST' && path === '/_synapse/admin/v1/register' ? 'hold-response' : 'pass');
     const cut = registerAt(gateA, body, '192.0.2.1').catch(() => 'connection lost');
@@ -274,7 +283,7 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
   });
 
   it("never answers 409 for a node's own account whose 200 never reached it: the gate killed while its record was written", async (t) => {
-    t.after(running(gateA, startA));
+    t.after(running(gateA, startA), HOOK);
     const body = signRegistration(randomPrivateKey(), serverName);
     // The record's write waits behind a lock; the gate is killed meanwhile; PostgreSQL then commits the write.
     const lockerUrl = new URL(databaseUrl);
@@ -357,7 +366,7 @@ describe('two gates on one PostgreSQL, behind real nginx, in front of a real Syn
     t.after(async () => {
       await gateB.stop();
       await startB();
-    });
+    }, HOOK);
     const since = gateB.mark();
     await gateB.stop();
     await gateB.start(['--metrics-port', String(metricsPorts[1]), ...GATE_ARGS, '--rate-limit-client', '7']);
