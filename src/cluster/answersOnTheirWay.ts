@@ -56,10 +56,10 @@ export class AnswersOnTheirWay {
 
   /**
    * Resolves once no answer to the node is on its way any more, or after `maxMs` (an answer queued behind a slow one
-   * on a pipelined connection); at once when there is none.
+   * on a pipelined connection); undefined when there is none, so that the common case awaits nothing.
    */
-  settled(localpart: string, maxMs: number): Promise<void> {
-    if (!this.delivering.has(localpart)) return Promise.resolve();
+  settled(localpart: string, maxMs: number): Promise<void> | undefined {
+    if (!this.delivering.has(localpart)) return undefined;
     return new Promise((resolve) => {
       const waiters = this.waiting.get(localpart) ?? new Set<() => void>();
       this.waiting.set(localpart, waiters);

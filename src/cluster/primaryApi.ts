@@ -182,7 +182,8 @@ export function createPrimaryApi(deps: PrimaryStateDeps): PrimaryState {
       const base = { localpart: node.localpart, client, worker };
       const durationMs = (): number => Math.round((elapsedMs + performance.now() - started) * 1000) / 1000;
       try {
-        await answers.settled(node.localpart, ANSWER_WAIT_MS);
+        const earlierAnswer = answers.settled(node.localpart, ANSWER_WAIT_MS);
+        if (earlierAnswer !== undefined) await earlierAnswer;
         const user = await registration.register(node, address);
         answers.sent(node.localpart, worker);
         logOutcome(outcomeOfUser(user), { ...base, outcome: outcomeOfUser(user), status: 200, duration_ms: durationMs() }, client);
