@@ -39,6 +39,6 @@ EXPOSE 8009
 # The daemon handles SIGTERM itself as PID 1: it and its workers finish the requests in flight, it exits 0.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["node", "/app/dist/container/healthcheck.js"]
-ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=10", "--v8-pool-size=1", "/app/bin/matrix-regservice"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=10", "--v8-pool-size=1", "--no-concurrent-recompilation", "/app/bin/matrix-regservice"]
 # The daemon, on what genconfig --container wrote. `docker compose run --rm regservice genconfig …` replaces this.
 CMD ["--config", "/var/lib/matrix-regservice/regservice.yaml"]

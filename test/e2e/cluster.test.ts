@@ -578,11 +578,17 @@ describe(
       const registration = gate.registration as { as_token: string; hs_token: string };
       const sharedSecret = readFileSync(secretFile, 'utf8').trim();
       // The workers have served Synapse's pings and transactions, which present the hs_token: only its digest is theirs.
-      assert.ok(readFileSync(`/proc/${primary}/cmdline`, 'utf8').includes('--v8-pool-size=1'), "run.sh's flag for the primary");
+      const primaryCmdline = readFileSync(`/proc/${primary}/cmdline`, 'utf8');
+      assert.ok(
+        primaryCmdline.includes('--v8-pool-size=1') && primaryCmdline.includes('--no-concurrent-recompilation'),
+        "run.sh's flags for the primary",
+      );
       for (const worker of childrenOf(primary)) {
         const cmdline = readFileSync(`/proc/${worker}/cmdline`, 'utf8');
         assert.ok(
-          !cmdline.includes('--v8-pool-size') && cmdline.includes('--max-semi-space-size=2'),
+          !cmdline.includes('--v8-pool-size') &&
+            !cmdline.includes('--no-concurrent-recompilation') &&
+            cmdline.includes('--max-semi-space-size=2'),
           'the workers have their own V8 flags',
         );
         const environ = readFileSync(`/proc/${worker}/environ`, 'utf8') + cmdline;
